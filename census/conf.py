@@ -1,0 +1,107 @@
+"""The app's settings: flat ``CENSUS_*`` names with their defaults, read at access time.
+
+Reading at access time (not import time) keeps ``override_settings`` working in tests,
+unlike Django-Q2's own ``Conf``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.utils.module_loading import import_string
+
+#: Every setting the app reads, with its default. The README's settings table mirrors this.
+DEFAULTS: dict[str, Any] = {
+    # User attribute that holds the cédula (the portal uses the cédula as username).
+    "CENSUS_CEDULA_FIELD": "username",
+    # Attempts per lookup budget: the initial attempt plus retries.
+    "CENSUS_MAX_ATTEMPTS": 3,
+    # Delay in seconds before attempt n+1 is delays[min(n-1, len-1)].
+    "CENSUS_RETRY_DELAYS": [60, 300, 900],
+    # Dotted path of the scraper class.
+    "CENSUS_SCRAPER": "census.scraper.playwright.PlaywrightScraper",
+    # Dotted path of callable(user) -> bool deciding who may request a manual refresh.
+    "CENSUS_IS_LEADER": "census.permissions.is_leader",
+    # The census lookup page; its JSON endpoints live on the same origin.
+    "CENSUS_SITE_URL": "https://consultacenso.registraduria.gov.co/consultar/",
+    # Chromium binary; None picks Playwright's own Chromium, else /usr/bin/chromium.
+    "CENSUS_BROWSER_EXECUTABLE": None,
+    # Seconds one lookup may take in the browser; kept below the Django-Q2 task timeout.
+    "CENSUS_SCRAPE_TIMEOUT": 90,
+    # Minimum seconds between two census requests, across every worker sharing the database.
+    "CENSUS_RATE_LIMIT_SECONDS": 5.0,
+    # Dotted path of a captcha solver, callable(site_key, page_url) -> token | None.
+    "CENSUS_CAPTCHA_SOLVER": None,
+    # Seconds between scheduler runs inside each qcluster worker; 0 turns it off.
+    "CENSUS_SCHEDULER_TICK": 1.0,
+    # Bytes of error detail kept in raw_response.
+    "CENSUS_RAW_RESPONSE_LIMIT": 4000,
+}
+
+#: Seconds the Django-Q2 task timeout adds on top of the scrape timeout.
+TASK_TIMEOUT_MARGIN = 30
+
+
+class CensusSettings:
+    """Typed access to the ``CENSUS_*`` settings, resolved on every read."""
+
+    def _get(self, name: str) -> Any:
+        return getattr(django_settings, name, DEFAULTS[name])
+
+    @property
+    def cedula_field(self) -> str:
+        return str(self._get("CENSUS_CEDULA_FIELD"))
+
+    @property
+    def max_attempts(self) -> int:
+        return int(self._get("CENSUS_MAX_ATTEMPTS"))
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(d) for d in self._get("CENSUS_RETRY_DELAYS"))
+
+    @property
+    def scraper_path(self) -> str:
+        return str(self._get("CENSUS_SCRAPER"))
+
+    @property
+    def is_leader(self) -> Callable[[Any], bool]:
+        return import_string(self._get("CENSUS_IS_LEADER"))
+
+    @property
+    def site_url(self) -> str:
+        return str(self._get("CENSUS_SITE_URL"))
+
+    @property
+    def browser_executable(self) -> str | None:
+        return self._get("CENSUS_BROWSER_EXECUTABLE")
+
+    @property
+    def scrape_timeout(self) -> float:
+        return float(self._get("CENSUS_SCRAPE_TIMEOUT"))
+
+    @property
+    def task_timeout(self) -> int:
+        """Django-Q2 task timeout: whole seconds (SIGALRM), above the scrape timeout."""
+        return int(self.scrape_timeout) + TASK_TIMEOUT_MARGIN
+
+    @property
+    def rate_limit_seconds(self) -> float:
+        return float(self._get("CENSUS_RATE_LIMIT_SECONDS"))
+
+    @property
+    def captcha_solver_path(self) -> str | None:
+        return self._get("CENSUS_CAPTCHA_SOLVER")
+
+    @property
+    def scheduler_tick(self) -> float:
+        return float(self._get("CENSUS_SCHEDULER_TICK") or 0)
+
+    @property
+    def raw_response_limit(self) -> int:
+        return int(self._get("CENSUS_RAW_RESPONSE_LIMIT"))
+
+
+settings = CensusSettings()

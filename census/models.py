@@ -1,0 +1,136 @@
+"""Census lookups, their attempts, and the shared rate gate."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Status(models.TextChoices):
+    """The only vocabulary of lookup states. Written only by ``census.transitions``."""
+
+    #: Created with the user; the first attempt is queued once the registration commits.
+    PENDING = "pending", _("Pendiente")
+    #: An attempt is running: the browser is on the census site.
+    SCRAPING = "scraping", _("Consultando")
+    #: The last attempt failed transiently; the next one is scheduled.
+    RETRYING = "retrying", _("Reintentando")
+    #: Final: the cédula is in the census, with its polling place.
+    FOUND = "found", _("Encontrada")
+    #: Final: the census does not list the cédula for this election.
+    NOT_FOUND = "not_found", _("No encontrada")
+    #: Final: the cédula carries a novedad (cancelled).
+    CANCELLED = "cancelled", _("Cancelada")
+    #: Final: attempts exhausted, or the cédula is not valid; details in ``raw_response``.
+    ERROR = "error", _("Error")
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+    @property
+    def in_flight(self) -> bool:
+        return not self.is_final
+
+
+FINAL_STATUSES = frozenset({Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR})
+
+
+class CedulaInfo(models.Model):
+    """The census lookup of one user's cédula."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="cedula_info",
+        verbose_name=_("usuario"),
+    )
+    status = models.CharField(
+        _("estado"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    status_changed_at = models.DateTimeField(_("último cambio de estado"), default=timezone.now)
+    #: Retries scheduled in the current budget: 0 on the first attempt.
+    retry_count = models.PositiveSmallIntegerField(_("reintentos"), default=0)
+    #: Number of the current attempt over the lookup's whole life (refreshes included).
+    #: Tasks carry it; work for any other number is stale and ignored.
+    attempt = models.PositiveIntegerField(_("intento actual"), default=1)
+    last_retry_scheduled_at = models.DateTimeField(_("reintento programado el"), null=True, blank=True)
+    next_attempt_at = models.DateTimeField(_("próximo intento"), null=True, blank=True)
+
+    departamento = models.CharField(max_length=100, blank=True)
+    municipio = models.CharField(max_length=100, blank=True)
+    puesto = models.CharField(max_length=200, blank=True)
+    direccion = models.CharField(_("dirección"), max_length=200, blank=True)
+    mesa = models.CharField(max_length=20, blank=True)
+
+    novedad = models.CharField(max_length=200, blank=True)
+    resolucion = models.CharField(_("resolución"), max_length=100, blank=True)
+    fecha_novedad = models.CharField(_("fecha novedad"), max_length=50, blank=True)
+
+    #: Error details kept when the lookup ends in ``error`` (bounded, cédula scrubbed).
+    raw_response = models.TextField(_("respuesta / detalle"), blank=True)
+    #: The outcome that ended the lookup (an ``Outcome`` value), or why it gave up.
+    final_reason = models.CharField(_("motivo final"), max_length=32, blank=True)
+    created_at = models.DateTimeField(_("creado"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finalizado"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("consulta de cédula")
+        verbose_name_plural = _("consultas de cédula")
+        permissions = [("refresh_cedulainfo", _("Can request a new census lookup"))]
+
+    def __str__(self) -> str:
+        return f"lookup {self.pk} ({self.status})"
+
+    @property
+    def current_status(self) -> Status:
+        return Status(self.status)
+
+
+class Attempt(models.Model):
+    """One attempt of a lookup: the history the admin shows inline."""
+
+    lookup = models.ForeignKey(CedulaInfo, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField(_("intento"))
+    #: An ``Outcome`` value once finished.
+    outcome = models.CharField(_("resultado"), max_length=32, blank=True)
+    #: When the attempt became due (scheduled retries) or was queued.
+    due_at = models.DateTimeField(_("previsto"), null=True, blank=True)
+    started_at = models.DateTimeField(_("inicio"), default=timezone.now)
+    finished_at = models.DateTimeField(_("fin"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duración (ms)"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=500, blank=True)
+    task_id = models.CharField(_("tarea Django-Q2"), max_length=32, blank=True)
+
+    class Meta:
+        verbose_name = _("intento")
+        verbose_name_plural = _("intentos")
+        ordering = ["lookup", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["lookup", "number"], name="census_attempt_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of lookup {self.lookup_id}"
+
+    @property
+    def late_by(self) -> float | None:
+        """Seconds between when the attempt was due and when it started."""
+        if self.due_at is None:
+            return None
+        return (self.started_at - self.due_at).total_seconds()
+
+
+class RateGate(models.Model):
+    """The next moment a census request may be sent, shared by every worker and cluster."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    next_allowed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("límite de consultas")
+
+    def __str__(self) -> str:
+        return f"{self.name}: next at {self.next_allowed_at:%H:%M:%S}"

@@ -1,0 +1,47 @@
+"""The one vocabulary of lookup outcomes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Outcome(StrEnum):
+    """What one lookup attempt found out; ``.retriable`` says whether to try again."""
+
+    #: The cédula is in the census; the polling place came back.
+    FOUND = "found"
+    #: The site answered that the cédula is not in the census for this election.
+    NOT_FOUND = "not_found"
+    #: The cédula carries a novedad (cancelled: death, double registration, ...).
+    CANCELLED = "cancelled"
+    #: The cédula is not 3 to 10 digits; it was never sent to the site.
+    INVALID_CEDULA = "invalid_cedula"
+    #: The user has no cédula value at all.
+    MISSING_CEDULA = "missing_cedula"
+    #: The site did not answer within the scrape timeout.
+    TIMEOUT = "timeout"
+    #: Refused, reset, DNS failure or an HTTP 5xx.
+    CONNECTION_ERROR = "connection_error"
+    #: The captcha asked for a challenge nobody solved, or its token was rejected.
+    CAPTCHA_FAILED = "captcha_failed"
+    #: The F5 block page, an HTTP 403 or an HTTP 429.
+    BLOCKED = "blocked"
+    #: A page or answer the parser does not recognise.
+    UNEXPECTED_PAGE = "unexpected_page"
+    #: The attempt's task raised, or Django-Q2 stopped it (its own timeout).
+    TASK_FAILED = "task_failed"
+    #: The attempt never reported back (its worker died); found by the sweeper.
+    LOST = "lost"
+
+    @property
+    def retriable(self) -> bool:
+        return self not in _FINAL
+
+    @property
+    def is_answer(self) -> bool:
+        """The census site gave a definite answer about this cédula."""
+        return self in _ANSWERS
+
+
+_ANSWERS = frozenset({Outcome.FOUND, Outcome.NOT_FOUND, Outcome.CANCELLED})
+_FINAL = _ANSWERS | {Outcome.INVALID_CEDULA, Outcome.MISSING_CEDULA}

@@ -1,0 +1,100 @@
+"""A scripted scraper for tests: each cédula answers from its own list of outcomes.
+
+The script lives in the ``CENSUS_FAKE_SCRIPT`` setting (a dict of cédula -> list of outcome
+values, or a dict per step with extra fields); a worker process reads it at lookup time and
+keeps a per-cédula position in a file under ``CENSUS_FAKE_STATE_DIR`` so that attempts
+running in different processes continue the same script. Outcomes:
+
+- ``"found"``, ``"not_found"``, ``"cancelled"``, ``"timeout"``, ... (any ``Outcome`` value);
+- ``"raise"``: the scraper raises, as a crashing browser would;
+- ``"sleep:N"``: sleep N seconds, then answer ``found`` (to exercise task timeouts).
+
+Past the end of its script a cédula repeats the last step; an unscripted cédula is found.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings as django_settings
+
+from census.outcomes import Outcome
+from census.scraper.base import LookupResult, Novedad, Place
+
+
+class ScriptedFailure(RuntimeError):
+    """Raised by a ``"raise"`` step."""
+
+
+def _place(cedula: str) -> Place:
+    return Place(
+        departamento="BOGOTA D.C.",
+        municipio="BOGOTA D.C.",
+        puesto=f"PUESTO {int(cedula[-2:]) + 1}",
+        direccion="CL 26 # 51-53",
+        mesa=str(int(cedula[-1]) + 1),
+    )
+
+
+class FakeScraper:
+    """Answers from ``settings.CENSUS_FAKE_SCRIPT``; never opens a browser."""
+
+    def lookup(self, cedula: str) -> LookupResult:
+        step = self._next_step(cedula)
+        if step == "raise":
+            raise ScriptedFailure("scripted scraper crash")
+        if step.startswith("sleep:"):
+            time.sleep(float(step.split(":", 1)[1]))
+            step = "found"
+        outcome = Outcome(step)
+        if outcome is Outcome.FOUND:
+            return LookupResult(outcome=outcome, place=_place(cedula))
+        if outcome is Outcome.CANCELLED:
+            return LookupResult(
+                outcome=outcome,
+                novedad=Novedad(
+                    novedad="Cancelada por Muerte",
+                    resolucion="0042 de 2024",
+                    fecha_novedad="2024-03-01",
+                ),
+            )
+        return LookupResult(outcome=outcome, detail=f"scripted {outcome.value}")
+
+    def _next_step(self, cedula: str) -> str:
+        script: dict[str, Any] = getattr(django_settings, "CENSUS_FAKE_SCRIPT", {})
+        steps: list[str] = list(script.get(cedula, ["found"]))
+        position = self._advance(cedula)
+        return steps[min(position, len(steps) - 1)]
+
+    def _advance(self, cedula: str) -> int:
+        """Return how many lookups this cédula had before, counting this one."""
+        state_dir = getattr(django_settings, "CENSUS_FAKE_STATE_DIR", None)
+        if state_dir is None:
+            counts = _memory_counts
+            position = counts.get(cedula, 0)
+            counts[cedula] = position + 1
+            return position
+        # Hash the name: the state directory must not hold cédulas in clear either.
+        name = hashlib.sha256(cedula.encode()).hexdigest()[:16]
+        path = Path(state_dir) / f"{name}.count"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            position = int(handle.read() or 0)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(position + 1))
+        return position
+
+
+_memory_counts: dict[str, int] = {}
+
+
+def reset() -> None:
+    """Forget in-process script positions (tests)."""
+    _memory_counts.clear()

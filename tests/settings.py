@@ -1,0 +1,100 @@
+"""Settings for the test suite and for the qcluster subprocesses the integration tests start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("CENSUS_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+DB_PATH = os.environ.get("CENSUS_TEST_DB", str(VAR_DIR / "test.sqlite3"))
+
+SECRET_KEY = "census-tests-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "America/Bogota"
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_q",
+    "census",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# A file database (WAL) so that real qcluster subprocesses see what the tests write.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DB_PATH,
+        "TEST": {"NAME": DB_PATH},
+        "OPTIONS": {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "census_cache",
+    }
+}
+
+Q_CLUSTER = {
+    "name": "census-tests",
+    "orm": "default",
+    "workers": 2,
+    "timeout": int(os.environ.get("CENSUS_Q_TIMEOUT", 40)),
+    "retry": int(os.environ.get("CENSUS_Q_TIMEOUT", 40)) + 20,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 0,
+    "poll": 0.2,
+    "guard_cycle": 0.5,
+    "daemonize_workers": False,
+}
+
+CENSUS_SCRAPER = os.environ.get("CENSUS_SCRAPER", "census.scraper.fake.FakeScraper")
+CENSUS_RETRY_DELAYS = [float(d) for d in os.environ.get("CENSUS_RETRY_DELAYS", "2,3,4").split(",")]
+CENSUS_RATE_LIMIT_SECONDS = float(os.environ.get("CENSUS_RATE_LIMIT_SECONDS", "0"))
+CENSUS_SCRAPE_TIMEOUT = float(os.environ.get("CENSUS_SCRAPE_TIMEOUT", "10"))
+CENSUS_SCHEDULER_TICK = 0.25
+CENSUS_SITE_URL = os.environ.get("CENSUS_SITE_URL", "http://127.0.0.1:9/consultar/")
+CENSUS_FAKE_STATE_DIR = os.environ.get("CENSUS_FAKE_STATE_DIR") or None
+if "CENSUS_FAKE_SCRIPT" in os.environ:
+    import json
+
+    CENSUS_FAKE_SCRIPT = json.loads(os.environ["CENSUS_FAKE_SCRIPT"])
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("CENSUS_LOG_LEVEL", "WARNING")},
+}
