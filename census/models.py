@@ -56,7 +56,9 @@ class CedulaInfo(models.Model):
     #: Number of the current attempt over the lookup's whole life (refreshes included).
     #: Tasks carry it; work for any other number is stale and ignored.
     attempt = models.PositiveIntegerField(_("intento actual"), default=1)
-    last_retry_scheduled_at = models.DateTimeField(_("reintento programado el"), null=True, blank=True)
+    last_retry_scheduled_at = models.DateTimeField(
+        _("reintento programado el"), null=True, blank=True
+    )
     next_attempt_at = models.DateTimeField(_("próximo intento"), null=True, blank=True)
 
     departamento = models.CharField(max_length=100, blank=True)
