@@ -1,0 +1,1 @@
+"""Pytest fixtures for projects that use census (the simulator arrives with its own module)."""
