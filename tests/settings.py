@@ -24,7 +24,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_q",
     "census",
+    "portal",
 ]
+AUTH_USER_MODEL = "portal.Member"
+CENSUS_IS_LEADER = "portal.leaders.is_leader"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
