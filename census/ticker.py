@@ -1,4 +1,72 @@
-"""placeholder"""
+"""Punctual retries and lost-attempt recovery, run inside every qcluster worker.
+
+Django-Q2's scheduler ticks every 30 s in the sentinel, so a retry due in 60 s can start at
+90 s. Each worker therefore starts a daemon thread (on Django-Q2's ``post_spawn``) that runs
+``django_q.scheduler.scheduler()`` every ``CENSUS_SCHEDULER_TICK`` seconds; a cache key lets
+one worker of those sharing the cache run it per tick. A schedule fired twice is harmless: the
+second task finds its attempt no longer current. The same thread runs the sweeper now and then.
+
+The thread lives in workers, never in the qcluster parent; it does ORM work only, no browser.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import structlog
+from django.core.cache import cache
+from django.db import close_old_connections
+from django_q.scheduler import scheduler
+from django_q.signals import post_spawn
+
+from census import sweeper
+from census.conf import settings
+
+#: Seconds between sweeps for lookups whose attempt never reported back.
+SWEEP_EVERY = 30.0
+_TICK_KEY = "census:scheduler-tick"
+_SWEEP_KEY = "census:sweep"
+
+log = structlog.get_logger("census.ticker")
 
 
-def connect() -> None: ...
+def _claim(key: str, seconds: float) -> bool:
+    """True for the one caller (per shared cache) that takes ``key`` for ``seconds``."""
+    try:
+        return bool(cache.add(key, os.getpid(), timeout=max(seconds * 0.8, 0.1)))
+    except Exception:  # a cache outage must not stop retries: run anyway
+        return True
+
+
+def tick() -> None:
+    """One round: fire due schedules, and sweep when it is time."""
+    if _claim(_TICK_KEY, settings.scheduler_tick):
+        scheduler()
+    if _claim(_SWEEP_KEY, SWEEP_EVERY):
+        sweeper.sweep()
+
+
+def _run(interval: float) -> None:
+    while True:
+        started = time.monotonic()
+        try:
+            tick()
+        except Exception:
+            log.exception("scheduler_tick_failed")
+        finally:
+            close_old_connections()
+        time.sleep(max(interval - (time.monotonic() - started), 0.05))
+
+
+def start_in_worker(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
+    interval = settings.scheduler_tick
+    if interval <= 0:
+        return
+    threading.Thread(target=_run, args=(interval,), name="census-ticker", daemon=True).start()
+
+
+def connect() -> None:
+    post_spawn.connect(start_in_worker, dispatch_uid="census.ticker")

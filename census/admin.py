@@ -1,0 +1,80 @@
+"""Read-only admin: lookups only change through the pipeline. Leaders may request a refresh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from census import pipeline
+from census.conf import settings
+from census.models import Attempt, CedulaInfo
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    extra = 0
+    can_delete = False
+    fields = ("number", "outcome", "due_at", "started_at", "finished_at", "duration_ms", "error")
+    readonly_fields = fields
+    ordering = ("number",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CedulaInfo)
+class CedulaInfoAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "user",
+        "status",
+        "status_changed_at",
+        "next_attempt_at",
+        "municipio",
+        "final_reason",
+    )
+    list_filter = ("status", "final_reason", "departamento")
+    search_fields = ("user__username", "municipio", "puesto")
+    date_hierarchy = "created_at"
+    inlines = [AttemptInline]
+    actions = ["refresh_lookup"]
+    readonly_fields = [f.name for f in CedulaInfo._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_refresh_permission(self, request: HttpRequest) -> bool:
+        return settings.is_leader(request.user)
+
+    @admin.action(description=_("Refresh census lookup"), permissions=["refresh"])
+    def refresh_lookup(self, request: HttpRequest, queryset: QuerySet[CedulaInfo]) -> None:
+        queued = skipped = 0
+        for info in queryset:
+            try:
+                if pipeline.request_refresh(info, requested_by=request.user):
+                    queued += 1
+                else:
+                    skipped += 1
+            except PermissionDenied:
+                self.message_user(request, _("Only leaders may refresh."), messages.ERROR)
+                return
+        self.message_user(
+            request,
+            _("%(queued)d lookup(s) queued; %(skipped)d still in flight were left alone.")
+            % {"queued": queued, "skipped": skipped},
+            messages.SUCCESS,
+        )

@@ -1,0 +1,59 @@
+"""The retry policy: pure, (outcome, attempt) -> finish or retry after N seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from census.models import Status
+from census.outcomes import Outcome
+
+_ANSWER_STATUS = {
+    Outcome.FOUND: Status.FOUND,
+    Outcome.NOT_FOUND: Status.NOT_FOUND,
+    Outcome.CANCELLED: Status.CANCELLED,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finish:
+    """End the lookup in ``status``; ``reason`` is the outcome that ended it."""
+
+    status: Status
+    reason: str
+    #: True when a retriable failure ended the lookup because no attempt was left.
+    exhausted: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retry:
+    """Run the next attempt ``delay`` seconds from now."""
+
+    delay: float
+
+
+Decision = Finish | Retry
+
+
+def retry_delay(attempt: int, delays: Sequence[float]) -> float:
+    """Seconds between attempt ``attempt`` (1-based) and the next: ``delays[min(n-1, len-1)]``."""
+    return float(delays[min(attempt - 1, len(delays) - 1)])
+
+
+def decide(
+    outcome: Outcome,
+    attempt: int,
+    *,
+    max_attempts: int,
+    delays: Sequence[float],
+    retry_after: float | None = None,
+) -> Decision:
+    """What to do after attempt ``attempt`` (1-based, within the budget) ended in ``outcome``."""
+    if outcome in _ANSWER_STATUS:
+        return Finish(status=_ANSWER_STATUS[outcome], reason=outcome.value)
+    if not outcome.retriable:
+        return Finish(status=Status.ERROR, reason=outcome.value)
+    if attempt >= max_attempts:
+        return Finish(status=Status.ERROR, reason=outcome.value, exhausted=True)
+    # A 429 that asks for a longer pause than the ladder gets its pause.
+    return Retry(delay=max(retry_delay(attempt, delays), retry_after or 0.0))

@@ -1,0 +1,96 @@
+"""The one writer of ``CedulaInfo.status``: checks each move, saves it, and logs it on commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from census import events
+from census.models import FINAL_STATUSES, CedulaInfo, Status
+
+#: Allowed moves. A final status goes back to PENDING only through a leader's refresh.
+ALLOWED: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.SCRAPING}),
+    Status.SCRAPING: frozenset(
+        {Status.RETRYING, Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR}
+    ),
+    Status.RETRYING: frozenset({Status.SCRAPING}),
+    **{final: frozenset({Status.PENDING}) for final in FINAL_STATUSES},
+}
+
+
+class TransitionRefused(Exception):
+    """The move is not allowed from the lookup's current status, or the attempt is stale."""
+
+
+@contextmanager
+def locked(lookup_id: int) -> Iterator[CedulaInfo | None]:
+    """Open a transaction holding the lookup's row lock; yields None if it is gone."""
+    with transaction.atomic():
+        yield CedulaInfo.objects.select_for_update().filter(pk=lookup_id).first()
+
+
+def check(info: CedulaInfo, to: Status, *, attempt: int) -> None:
+    """Raise ``TransitionRefused`` unless ``info`` may move to ``to`` for ``attempt``."""
+    current = info.current_status
+    if info.attempt != attempt:
+        raise TransitionRefused(f"attempt {attempt} is stale: lookup is at {info.attempt}")
+    if to not in ALLOWED[current]:
+        raise TransitionRefused(f"{current.value} -> {to.value} is not allowed")
+
+
+def transition(
+    info: CedulaInfo,
+    to: Status,
+    *,
+    attempt: int,
+    fields: dict[str, Any] | None = None,
+    log: dict[str, Any] | None = None,
+) -> None:
+    """Move ``info`` (locked by the caller) to ``to`` and save; the event follows the commit.
+
+    ``fields`` are other model fields saved with the move; ``log`` adds event fields.
+    """
+    check(info, to, attempt=attempt)
+    from_status = info.current_status
+    now = timezone.now()
+    changes: dict[str, Any] = {"status": to.value, "status_changed_at": now, **(fields or {})}
+    if to in FINAL_STATUSES:
+        changes["finished_at"] = now
+    elif from_status in FINAL_STATUSES:
+        changes["finished_at"] = None
+    for name, value in changes.items():
+        setattr(info, name, value)
+    info.save(update_fields=list(changes))
+    transaction.on_commit(
+        partial(
+            events.info,
+            events.LOOKUP_STATUS_CHANGED,
+            lookup_id=info.pk,
+            user_id=info.user_id,
+            attempt=info.attempt,
+            retry_count=info.retry_count,
+            from_status=from_status.value,
+            to_status=to.value,
+            **(log or {}),
+        ),
+        robust=True,
+    )
+
+
+def log_created(info: CedulaInfo) -> None:
+    """The event for a lookup's birth in PENDING (called after the registration commits)."""
+    events.info(
+        events.LOOKUP_STATUS_CHANGED,
+        lookup_id=info.pk,
+        user_id=info.user_id,
+        attempt=info.attempt,
+        retry_count=info.retry_count,
+        from_status=None,
+        to_status=Status.PENDING.value,
+    )
