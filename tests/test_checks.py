@@ -1,0 +1,50 @@
+"""census.checks: Q_CLUSTER values that double-run, retry forever or hide the cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+
+from census.checks import check_census_settings, check_q_cluster
+
+SAFE = {"orm": "default", "timeout": 120, "retry": 180, "ack_failures": True}
+DB_CACHE = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "c"}}
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def ids(q_cluster: dict[str, Any], caches: dict[str, Any] = DB_CACHE, **extra: Any) -> list[str]:
+    with override_settings(Q_CLUSTER=q_cluster, CACHES=caches, CENSUS_SCRAPE_TIMEOUT=90, **extra):
+        return [m.id for m in check_q_cluster() + check_census_settings()]
+
+
+def test_safe_configuration_passes() -> None:
+    """retry > timeout > scrape timeout, ack_failures and a shared cache: no message."""
+    assert ids(SAFE) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"timeout": 60, "retry": 100}, ["census.W001"]),  # below the 120 s task timeout
+        ({"timeout": 200, "retry": 190}, ["census.W002"]),
+        ({"ack_failures": False}, ["census.W004"]),
+        ({"save_limit": -1}, ["census.E001"]),
+        ({"cached": True}, ["census.E001"]),
+    ],
+)
+def test_unsafe_q_cluster_is_reported(change: dict[str, Any], expected: list[str]) -> None:
+    """Each hazard has its own message id."""
+    assert ids({**SAFE, **change}) == expected
+
+
+def test_local_memory_cache_is_reported() -> None:
+    """A process-local cache blinds qinfo/qmonitor."""
+    assert ids(SAFE, caches=LOCMEM) == ["census.W003"]
+
+
+def test_bad_census_settings_are_errors() -> None:
+    """Zero attempts, no delays and an unimportable scraper are errors."""
+    found = ids(SAFE, CENSUS_MAX_ATTEMPTS=0, CENSUS_RETRY_DELAYS=[], CENSUS_SCRAPER="no.such.Cls")
+    assert found == ["census.E002", "census.E003", "census.E004"]

@@ -1,0 +1,355 @@
+"""census.pipeline and census.hooks, driven in-process with the scripted fake scraper.
+
+Django-Q2's part is played by hand here (the task is called, then the hook with a Task row);
+tests/test_cluster.py runs the same paths through a real qcluster.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.test import override_settings
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule, Task
+from django_q.signing import SignedPackage
+from structlog.testing import capture_logs
+
+from census import events, hooks, pipeline
+from census.models import Attempt, CedulaInfo, Status
+from census.scraper import fake
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_script() -> None:
+    fake.reset()
+
+
+def queued() -> list[dict[str, Any]]:
+    """Task packages waiting in the ORM broker."""
+    return [SignedPackage.loads(row.payload) for row in OrmQ.objects.order_by("id")]
+
+
+def run_and_hook(lookup_id: int, attempt: int) -> Task:
+    """Play Django-Q2: run the task, store its Task row, fire the hook."""
+    task = Task(
+        id=f"t{lookup_id}x{attempt}",
+        name=pipeline.task_name(lookup_id, attempt),
+        func=pipeline.TASK_FUNC,
+        args=(lookup_id, attempt),
+        started=timezone.now(),
+        stopped=timezone.now(),
+    )
+    pipeline.current_task_id.set(task.id)
+    try:
+        task.result = pipeline.run_attempt(lookup_id, attempt)
+        task.success = True
+    except Exception as exc:
+        task.result = f"{exc} : Traceback (most recent call last): ..."
+        task.success = False
+    hooks.attempt_finished(task)
+    return task
+
+
+@pytest.fixture
+def scripted(settings: Any) -> dict[str, list[str]]:
+    settings.CENSUS_FAKE_SCRIPT = {}
+    return settings.CENSUS_FAKE_SCRIPT
+
+
+@pytest.fixture
+def new_lookup(django_capture_on_commit_callbacks: Any, scripted: dict[str, list[str]]) -> Any:
+    def make(*steps: str, username: str | None = None) -> CedulaInfo:
+        number = username or factories.cedula()
+        scripted[number] = list(steps) or ["found"]
+        with django_capture_on_commit_callbacks(execute=True):
+            user = factories.member(username=number)
+        return CedulaInfo.objects.get(user=user)
+
+    return make
+
+
+def drive(info: CedulaInfo, capture: Any) -> CedulaInfo:
+    """Run attempts (firing due schedules by hand) until the lookup is final."""
+    for _ in range(10):
+        info.refresh_from_db()
+        if info.current_status.is_final:
+            return info
+        with capture(execute=True):
+            run_and_hook(info.pk, info.attempt)
+    raise AssertionError("lookup never finished")
+
+
+def test_found_at_once(new_lookup: Any, django_capture_on_commit_callbacks: Any) -> None:
+    """A found answer finalises with the polling place and one attempt in the history."""
+    info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    assert info.status == Status.FOUND
+    assert info.final_reason == "found"
+    assert info.retry_count == 0
+    assert info.puesto.startswith("PUESTO") and info.mesa
+    assert list(info.attempts.values_list("number", "outcome")) == [(1, "found")]
+
+
+def test_first_attempt_is_queued_with_ids_only(new_lookup: Any) -> None:
+    """The queued task carries the lookup id and attempt number, a readable name and group."""
+    info = new_lookup("found")
+    [package] = queued()
+    assert package["func"] == pipeline.TASK_FUNC
+    assert package["args"] == (info.pk, 1)
+    assert package["name"] == f"census-lookup-{info.pk}-attempt-1"
+    assert package["group"] == "census-lookup"
+    assert package["hook"] == "census.hooks.attempt_finished"
+    assert package["ack_failure"] is True
+    assert info.user.username not in repr(package)
+
+
+def test_blocked_then_timeout_then_found(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Two retriable failures are retried on schedule; the third attempt finds the cédula."""
+    info = new_lookup("blocked", "timeout", "found")
+    with capture_logs() as logs:
+        info = drive(info, django_capture_on_commit_callbacks)
+    assert info.status == Status.FOUND
+    assert info.retry_count == 2
+    assert list(info.attempts.values_list("number", "outcome")) == [
+        (1, "blocked"),
+        (2, "timeout"),
+        (3, "found"),
+    ]
+    retrying = [e for e in logs if e.get("to_status") == "retrying"]
+    assert [(e["attempt"], e["delay_s"]) for e in retrying] == [(2, 2.0), (3, 3.0)]
+    assert all(e["due_at"] for e in retrying)
+    moves = [
+        (e["from_status"], e["to_status"]) for e in logs if e["event"] == "lookup_status_changed"
+    ]
+    assert moves == [
+        ("pending", "scraping"),
+        ("scraping", "retrying"),
+        ("retrying", "scraping"),
+        ("scraping", "retrying"),
+        ("retrying", "scraping"),
+        ("scraping", "found"),
+    ]
+
+
+def test_retry_is_a_once_schedule_due_after_the_delay(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A retriable failure moves to RETRYING and schedule()s the next attempt at now + delay."""
+    info = new_lookup("timeout", "found")
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        run_and_hook(info.pk, 1)
+    info.refresh_from_db()
+    assert info.status == Status.RETRYING
+    assert (info.attempt, info.retry_count) == (2, 1)
+    [entry] = Schedule.objects.all()
+    assert entry.schedule_type == Schedule.ONCE
+    assert entry.name == f"census-lookup-{info.pk}-attempt-2"
+    assert entry.hook == pipeline.HOOK
+    assert 1.5 <= (entry.next_run - before).total_seconds() <= 3
+    assert entry.next_run == info.next_attempt_at
+    assert info.last_retry_scheduled_at is not None
+
+
+def test_three_failures_end_in_error_with_details(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """After the last attempt the lookup is ERROR; every attempt is summarised in raw_response."""
+    info = new_lookup("blocked", "captcha_failed", "connection_error")
+    with capture_logs() as logs:
+        info = drive(info, django_capture_on_commit_callbacks)
+    assert info.status == Status.ERROR
+    assert info.final_reason == "connection_error"
+    assert info.retry_count == 2
+    assert "gave up after 3 attempt(s)" in info.raw_response
+    for outcome in ("blocked", "captcha_failed", "connection_error"):
+        assert outcome in info.raw_response
+    [final] = [e for e in logs if e.get("to_status") == "error"]
+    assert final["reason"] == "connection_error" and final["exhausted"] is True
+    # Attempts 2 and 3 were scheduled; nothing after the last one.
+    assert sorted(Schedule.objects.values_list("name", flat=True)) == [
+        f"census-lookup-{info.pk}-attempt-2",
+        f"census-lookup-{info.pk}-attempt-3",
+    ]
+
+
+def test_raw_response_is_bounded(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    """CENSUS_RAW_RESPONSE_LIMIT caps the stored details."""
+    settings.CENSUS_RAW_RESPONSE_LIMIT = 40
+    info = drive(new_lookup("timeout", "timeout", "timeout"), django_capture_on_commit_callbacks)
+    assert info.status == Status.ERROR
+    assert len(info.raw_response) == 40
+
+
+def test_scraper_exception_is_retried_and_scrubbed(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A crash inside the scraper fails the task, the hook retries, the cédula is not stored."""
+    info = new_lookup("raise", "found")
+    with django_capture_on_commit_callbacks(execute=True):
+        task = run_and_hook(info.pk, 1)
+    assert task.success is False
+    info.refresh_from_db()
+    assert info.status == Status.RETRYING
+    attempt = info.attempts.get(number=1)
+    assert attempt.outcome == "task_failed"
+    assert "ScriptedFailure" in attempt.error
+    assert info.user.username not in task.result
+    info = drive(info, django_capture_on_commit_callbacks)
+    assert info.status == Status.FOUND
+
+
+def test_invalid_cedula_is_a_permanent_error_without_retry(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A username that is not a cédula ends in ERROR at once, reason invalid_cedula."""
+    info = drive(new_lookup(username="ana.perez"), django_capture_on_commit_callbacks)
+    assert info.status == Status.ERROR
+    assert info.final_reason == "invalid_cedula"
+    assert info.retry_count == 0
+    assert "3 to 10 digits" in info.raw_response
+
+
+def test_duplicate_hook_changes_nothing(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Django-Q2 re-fires hooks on redelivery and re-save: the second call is ignored."""
+    info = new_lookup("timeout", "found")
+    with django_capture_on_commit_callbacks(execute=True):
+        task = run_and_hook(info.pk, 1)
+    with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
+        hooks.attempt_finished(task)
+    info.refresh_from_db()
+    assert (info.status, info.attempt, info.retry_count) == (Status.RETRYING, 2, 1)
+    assert Schedule.objects.count() == 1
+    assert [e["event"] for e in logs] == [events.ATTEMPT_IGNORED]
+
+
+def test_stale_attempt_does_not_run(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A task for an attempt that is no longer current neither scrapes nor moves the status."""
+    info = new_lookup("timeout", "found")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_and_hook(info.pk, 1)
+    report = pipeline.run_attempt(info.pk, 1)
+    assert report.skipped
+    info.refresh_from_db()
+    assert info.status == Status.RETRYING
+    assert info.attempts.count() == 1
+
+
+def test_second_delivery_while_running_is_skipped(new_lookup: Any) -> None:
+    """One attempt in flight: a concurrent duplicate of the same attempt does nothing."""
+    info = new_lookup("found")
+    pipeline._claim(info.pk, 1)  # the first delivery is mid-scrape
+    report = pipeline.run_attempt(info.pk, 1)
+    assert report.skipped
+    task = Task(id="dup", args=(info.pk, 1), success=True, result=report)
+    hooks.attempt_finished(task)
+    info.refresh_from_db()
+    assert info.status == Status.SCRAPING
+
+
+def test_task_result_pickles_without_the_cedula(new_lookup: Any) -> None:
+    """The report stored in django_q_task has no cédula, even for a not-found answer."""
+    info = new_lookup("not_found")
+    report = pipeline.run_attempt(info.pk, 1)
+    assert info.user.username.encode() not in pickle.dumps(report)
+
+
+def test_events_mask_the_cedula(new_lookup: Any, django_capture_on_commit_callbacks: Any) -> None:
+    """No event carries the full cédula; attempt_started carries its masked form."""
+    info = new_lookup("timeout", "found")
+    with capture_logs() as logs:
+        drive(info, django_capture_on_commit_callbacks)
+    number = info.user.username
+    assert number not in repr(logs)
+    started = [e for e in logs if e["event"] == events.ATTEMPT_STARTED]
+    assert started and started[0]["cedula"] == "*******" + number[-3:]
+
+
+# -- refresh ---------------------------------------------------------------------------------
+
+
+def test_leader_refresh_starts_a_fresh_budget(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A leader's refresh of a finished lookup queues a new attempt with retry_count 0."""
+    info = drive(
+        new_lookup("timeout", "timeout", "timeout", "found"), django_capture_on_commit_callbacks
+    )
+    assert info.status == Status.ERROR
+    leader = factories.leader()
+    OrmQ.objects.all().delete()
+    with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
+        assert pipeline.request_refresh(info, requested_by=leader) is True
+    info.refresh_from_db()
+    assert (info.status, info.retry_count, info.attempt) == (Status.PENDING, 0, 4)
+    assert [p["args"] for p in queued()] == [(info.pk, 4)]
+    assert events.REFRESH_REQUESTED in [e["event"] for e in logs]
+    info = drive(info, django_capture_on_commit_callbacks)
+    assert info.status == Status.FOUND and info.raw_response == ""
+
+
+def test_permission_holder_may_refresh(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The default rule admits users with census.refresh_cedulainfo."""
+    info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    with override_settings(CENSUS_IS_LEADER="census.permissions.is_leader"):
+        assert pipeline.request_refresh(info, requested_by=factories.permission_holder())
+        with pytest.raises(PermissionDenied):
+            pipeline.request_refresh(info, requested_by=factories.leader())
+
+
+def test_non_leader_refresh_is_denied_and_logged(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A member's refresh raises PermissionDenied, queues nothing and emits refresh_denied."""
+    info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    member = factories.member()
+    OrmQ.objects.all().delete()
+    with capture_logs() as logs, pytest.raises(PermissionDenied):
+        pipeline.request_refresh(info, requested_by=member)
+    assert [e["event"] for e in logs] == [events.REFRESH_DENIED]
+    assert not OrmQ.objects.exists()
+    info.refresh_from_db()
+    assert info.status == Status.FOUND
+
+
+def test_refresh_in_flight_is_refused(new_lookup: Any) -> None:
+    """A lookup still pending is not queued twice."""
+    info = new_lookup("found")
+    leader = factories.leader()
+    with capture_logs() as logs:
+        assert pipeline.request_refresh(info, requested_by=leader) is False
+    assert [p["args"] for p in queued()] == [(info.pk, 1)]
+    assert [e["event"] for e in logs] == [events.REFRESH_SKIPPED]
+
+
+def test_lost_attempt_is_swept_and_retried(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    """An attempt stuck in SCRAPING past its timeout (its worker died) is retried as lost."""
+    from census import sweeper
+
+    info = new_lookup("found")
+    pipeline._claim(info.pk, 1)
+    CedulaInfo.objects.filter(pk=info.pk).update(
+        status_changed_at=timezone.now() - timezone.timedelta(hours=1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.sweep() == 1
+    info.refresh_from_db()
+    assert info.status == Status.RETRYING
+    assert Attempt.objects.get(lookup=info, number=1).outcome == "lost"

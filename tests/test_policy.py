@@ -1,0 +1,74 @@
+"""census.policy: the retry decision table."""
+
+from __future__ import annotations
+
+import pytest
+
+from census.models import Status
+from census.outcomes import Outcome
+from census.policy import Finish, Retry, decide, retry_delay
+
+DELAYS = (60, 300, 900)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "attempt", "expected"),
+    [
+        (Outcome.FOUND, 1, Finish(status=Status.FOUND, reason="found")),
+        (Outcome.NOT_FOUND, 2, Finish(status=Status.NOT_FOUND, reason="not_found")),
+        (Outcome.CANCELLED, 3, Finish(status=Status.CANCELLED, reason="cancelled")),
+        (Outcome.INVALID_CEDULA, 1, Finish(status=Status.ERROR, reason="invalid_cedula")),
+        (Outcome.MISSING_CEDULA, 1, Finish(status=Status.ERROR, reason="missing_cedula")),
+        (Outcome.TIMEOUT, 1, Retry(delay=60)),
+        (Outcome.CONNECTION_ERROR, 1, Retry(delay=60)),
+        (Outcome.CAPTCHA_FAILED, 1, Retry(delay=60)),
+        (Outcome.BLOCKED, 2, Retry(delay=300)),
+        (Outcome.UNEXPECTED_PAGE, 2, Retry(delay=300)),
+        (Outcome.TASK_FAILED, 1, Retry(delay=60)),
+        (Outcome.LOST, 2, Retry(delay=300)),
+        (Outcome.TIMEOUT, 3, Finish(status=Status.ERROR, reason="timeout", exhausted=True)),
+        (Outcome.BLOCKED, 3, Finish(status=Status.ERROR, reason="blocked", exhausted=True)),
+    ],
+)
+def test_decide_default_budget(outcome: Outcome, attempt: int, expected: object) -> None:
+    """Answers finish, retriable failures retry on the ladder, the third failure gives up."""
+    assert decide(outcome, attempt, max_attempts=3, delays=DELAYS) == expected
+
+
+@pytest.mark.parametrize(("attempt", "delay"), [(1, 60), (2, 300), (3, 900), (4, 900), (9, 900)])
+def test_retry_delay_uses_last_step_past_the_ladder(attempt: int, delay: float) -> None:
+    """The delay before attempt n+1 is delays[min(n-1, len-1)]."""
+    assert retry_delay(attempt, DELAYS) == delay
+
+
+def test_raised_maximum_reaches_the_fifteen_minute_step() -> None:
+    """With five attempts the third retry waits 15 minutes."""
+    assert decide(Outcome.TIMEOUT, 3, max_attempts=5, delays=DELAYS) == Retry(delay=900)
+
+
+def test_retry_after_longer_than_the_ladder_wins() -> None:
+    """A 429's Retry-After above the ladder's delay is honoured."""
+    assert decide(Outcome.BLOCKED, 1, max_attempts=3, delays=DELAYS, retry_after=120) == Retry(
+        delay=120
+    )
+    assert decide(Outcome.BLOCKED, 1, max_attempts=3, delays=DELAYS, retry_after=5) == Retry(
+        delay=60
+    )
+
+
+def test_single_attempt_budget_never_retries() -> None:
+    """CENSUS_MAX_ATTEMPTS=1 turns every retriable failure into an error."""
+    decision = decide(Outcome.TIMEOUT, 1, max_attempts=1, delays=DELAYS)
+    assert decision == Finish(status=Status.ERROR, reason="timeout", exhausted=True)
+
+
+def test_every_outcome_is_classified() -> None:
+    """Only answers and invalid input are final; everything else is retriable."""
+    final = {o for o in Outcome if not o.retriable}
+    assert final == {
+        Outcome.FOUND,
+        Outcome.NOT_FOUND,
+        Outcome.CANCELLED,
+        Outcome.INVALID_CEDULA,
+        Outcome.MISSING_CEDULA,
+    }

@@ -1,0 +1,78 @@
+"""census.signals: a lookup for each new user, queued only once the registration commits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import serializers
+from django.db import transaction
+from django_q.models import OrmQ
+from structlog.testing import capture_logs
+
+from census.models import CedulaInfo, Status
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def test_new_user_gets_a_pending_lookup_queued_on_commit(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Creating a user creates CedulaInfo(pending) at once and queues attempt 1 on commit."""
+    with capture_logs() as logs:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            user = factories.member()
+            assert CedulaInfo.objects.get(user=user).status == Status.PENDING
+            assert not OrmQ.objects.exists()
+            assert logs == []
+        for callback in callbacks:
+            callback()
+    assert OrmQ.objects.count() == 1
+    assert user.cedula_info.status == Status.PENDING
+    assert [(e["event"], e["from_status"], e["to_status"]) for e in logs] == [
+        ("lookup_status_changed", None, "pending")
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_registration_queues_nothing() -> None:
+    """A registration that rolls back leaves no lookup, no queued task and no event."""
+    with capture_logs() as logs, pytest.raises(RuntimeError), transaction.atomic():
+        factories.member()
+        raise RuntimeError("registration failed")
+    assert not CedulaInfo.objects.exists()
+    assert not OrmQ.objects.exists()
+    assert logs == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_registration_queues_one_task() -> None:
+    """With real commits, a registration queues exactly one attempt."""
+    user = factories.member()
+    assert OrmQ.objects.count() == 1
+    assert user.cedula_info.status == Status.PENDING
+
+
+def test_updating_a_user_never_triggers(django_capture_on_commit_callbacks: Any) -> None:
+    """Saving an existing user queues nothing new."""
+    with django_capture_on_commit_callbacks(execute=True):
+        user = factories.member()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        user.first_name = "Ana"
+        user.save()
+    assert callbacks == []
+    assert OrmQ.objects.count() == 1
+    assert CedulaInfo.objects.count() == 1
+
+
+def test_fixture_loads_do_not_trigger(django_capture_on_commit_callbacks: Any) -> None:
+    """A raw save (loaddata) creates no lookup."""
+    user_model = factories.member().__class__
+    data = serializers.serialize("json", [user_model(pk=999, username="1099999999", password="x")])
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        for obj in serializers.deserialize("json", data):
+            obj.save()
+    assert user_model.objects.filter(pk=999).exists()
+    assert not CedulaInfo.objects.filter(user_id=999).exists()
+    assert callbacks == []
