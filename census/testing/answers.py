@@ -1,0 +1,141 @@
+"""The JSON answers of the simulated ``POST /back/api/consulta``, deterministic per cédula.
+
+The places are plausible but invented: real departments and cities with made-up polling
+stations, so nothing here describes a real person's voting place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from census.testing.scenarios import Scenario
+
+# (departamento, municipio, DIVIPOL department+municipality code, lat, lng)
+_CITIES: tuple[tuple[str, str, str, float, float], ...] = (
+    ("BOGOTA D.C.", "BOGOTA. D.C.", "16001", 4.6486, -74.1026),
+    ("ANTIOQUIA", "MEDELLIN", "01001", 6.2442, -75.5812),
+    ("VALLE", "CALI", "31001", 3.4516, -76.5320),
+    ("ATLANTICO", "BARRANQUILLA", "03001", 10.9685, -74.7813),
+    ("SANTANDER", "BUCARAMANGA", "27001", 7.1193, -73.1227),
+    ("BOLIVAR", "CARTAGENA", "05001", 10.3910, -75.4794),
+    ("CUNDINAMARCA", "SOACHA", "15730", 4.5794, -74.2168),
+    ("RISARALDA", "PEREIRA", "24001", 4.8133, -75.6961),
+    ("NARIÑO", "PASTO", "23001", 1.2136, -77.2811),
+    ("BOYACA", "TUNJA", "07001", 5.5353, -73.3678),
+)
+_SCHOOLS: tuple[str, ...] = (
+    "INSTITUCION EDUCATIVA JOSE ANTONIO GALAN",
+    "COLEGIO NACIONAL SIMON BOLIVAR",
+    "ESCUELA NORMAL SUPERIOR MARIA AUXILIADORA",
+    "COLEGIO DEPARTAMENTAL POLICARPA SALAVARRIETA",
+    "INSTITUCION EDUCATIVA FRANCISCO DE PAULA SANTANDER",
+    "COLEGIO DISTRITAL ANTONIO NARIÑO",
+    "COLISEO CUBIERTO MUNICIPAL",
+    "UNIVERSIDAD PUBLICA SEDE CENTRO",
+)
+_STREETS: tuple[str, ...] = ("CL", "CR", "AV", "DG", "TV")
+_LOCALITIES: tuple[str, ...] = (
+    "USAQUEN",
+    "CHAPINERO",
+    "SANTA FE",
+    "SAN CRISTOBAL",
+    "KENNEDY",
+    "ENGATIVA",
+    "SUBA",
+    "BOSA",
+)
+
+NOVEDADES: dict[Scenario, str] = {
+    Scenario.CANCELLED_DEATH: "Cancelada por Muerte",
+    Scenario.CANCELLED_DOUBLE: "Cancelada por Doble Cedulación",
+    Scenario.CANCELLED_RIGHTS: "Cancelada por Pérdida o Suspensión de los Derechos Políticos",
+}
+
+
+def _digest(cedula: str) -> bytes:
+    # A hash rather than the raw digits, so cédulas sharing a prefix still spread out.
+    return hashlib.sha256(f"census-simulator:{cedula}".encode()).digest()
+
+
+def found(cedula: str, scenario: Scenario = Scenario.FOUND) -> dict[str, Any]:
+    """``{"ok": true, "encontrado": true, "data": {...}, "mapa": {...}}`` for this cédula."""
+    h = _digest(cedula)
+    depto, municipio, divipol, lat, lng = _CITIES[h[0] % len(_CITIES)]
+    school = _SCHOOLS[h[1] % len(_SCHOOLS)]
+    address = f"{_STREETS[h[2] % len(_STREETS)]} {h[3] % 120 + 1} # {h[4] % 90 + 1}-{h[5] % 99:02d}"
+    zona, puesto_no = h[6] % 20 + 1, h[7] % 30 + 1
+    data: dict[str, Any] = {
+        "nuip": cedula,
+        "nom_depto": depto,
+        "nom_mun": municipio,
+        "nom_puesto": f"PUESTO {puesto_no:02d} - {school}",
+        "direccion": address,
+        "mesa": str(h[8] % 40 + 1),
+        "fingreso": f"{2000 + h[9] % 24}-{h[10] % 12 + 1:02d}-{h[11] % 28 + 1:02d}",
+        "coddivipol": f"{divipol}{zona:02d}{puesto_no:02d}",
+    }
+    if scenario is Scenario.FOUND_LOCALITY:
+        # As in one real answer: the locality where the station name should be.
+        data.update(
+            nom_depto="BOGOTA D.C.",
+            nom_mun="BOGOTA. D.C.",
+            nom_puesto=_LOCALITIES[h[12] % len(_LOCALITIES)],
+            direccion=school,
+        )
+        lat, lng = _CITIES[0][3], _CITIES[0][4]
+    if scenario is Scenario.FOUND_UPPER:
+        data = {key.upper(): value for key, value in data.items()}
+    lat += (h[13] - 128) / 5000
+    lng += (h[14] - 128) / 5000
+    mapa = {
+        "lat": round(lat, 6),
+        "lng": round(lng, 6),
+        "url": f"https://www.google.com/maps?q={lat:.6f},{lng:.6f}",
+    }
+    return {"ok": True, "encontrado": True, "data": data, "mapa": mapa}
+
+
+def not_found(cedula: str) -> dict[str, Any]:
+    """The not-found answer; like the real one, its message echoes the number."""
+    return {
+        "ok": True,
+        "encontrado": False,
+        "mensaje": f"La cédula {cedula} no se encuentra en el censo para esta elección",
+    }
+
+
+def cancelled(cedula: str, scenario: Scenario) -> dict[str, Any]:
+    """The cancelled (novedad) answer: truthy ``novedad`` plus a ``data`` record."""
+    h = _digest(cedula)
+    novedad = NOVEDADES[scenario]
+    year = 2010 + h[2] % 15
+    return {
+        "ok": True,
+        "encontrado": False,
+        "novedad": True,
+        "mensaje": f"La cédula {cedula} presenta una novedad: {novedad}",
+        "descripcion": novedad,
+        "data": {
+            "nuip": cedula,
+            "novedad": novedad,
+            "resolucion": f"{int.from_bytes(h[:2]) % 9000 + 100:04d} de {year}",
+            "fecha_novedad": f"{year}-{h[3] % 12 + 1:02d}-{h[4] % 28 + 1:02d}",
+        },
+    }
+
+
+def error(message: str) -> dict[str, Any]:
+    """``{"ok": false, "error": message}``."""
+    return {"ok": False, "error": message}
+
+
+def answer(cedula: str, scenario: Scenario) -> dict[str, Any]:
+    """The JSON answer of an accepted consulta for this scenario (found unless it says else)."""
+    if scenario is Scenario.NOT_FOUND:
+        return not_found(cedula)
+    if scenario in NOVEDADES:
+        return cancelled(cedula, scenario)
+    if scenario in (Scenario.FOUND_LOCALITY, Scenario.FOUND_UPPER):
+        return found(cedula, scenario)
+    return found(cedula)

@@ -1,0 +1,117 @@
+"""The simulator's scenarios: which behaviour a cédula triggers, chosen by its leading digits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Scenario(StrEnum):
+    """What the simulated census site does with one cédula (see docs/simulator.md)."""
+
+    #: Found; ``data`` keys in lower case. Also every cédula no other prefix claims.
+    FOUND = "found"
+    #: Found; ``nom_puesto`` holds a locality and ``direccion`` the school name.
+    FOUND_LOCALITY = "found_locality"
+    #: Found; ``data`` keys in UPPER case.
+    FOUND_UPPER = "found_upper"
+    #: Not in the census for this election.
+    NOT_FOUND = "not_found"
+    #: Cancelled: "Cancelada por Muerte".
+    CANCELLED_DEATH = "cancelled_death"
+    #: Cancelled: "Cancelada por Doble Cedulación".
+    CANCELLED_DOUBLE = "cancelled_double"
+    #: Cancelled: "Cancelada por Pérdida o Suspensión de los Derechos Políticos".
+    CANCELLED_RIGHTS = "cancelled_rights"
+    #: The F5 BIG-IP block page, HTTP 200 text/html.
+    BLOCKED_PAGE = "blocked_page"
+    #: HTTP 403.
+    BLOCKED_403 = "blocked_403"
+    #: HTTP 429 with ``Retry-After``.
+    BLOCKED_429 = "blocked_429"
+    #: The captcha widget opens an image challenge and never writes a token.
+    CAPTCHA_CHALLENGE = "captcha_challenge"
+    #: The consulta rejects the (valid) captcha token.
+    TOKEN_REJECTED = "token_rejected"
+    #: Found, answered after ``slow_seconds``.
+    SLOW = "slow"
+    #: The connection is reset (RST) without an answer.
+    RESET = "reset"
+    #: HTTP 500 with a full HTML error page.
+    SERVER_ERROR = "server_error"
+    #: HTTP 200 whose body is neither the JSON answer nor a known page.
+    MALFORMED = "malformed"
+    #: Flaky (``7K0``): the first K consultas get the F5 block page, later ones are found.
+    FLAKY_BLOCKED_PAGE = "flaky_blocked_page"
+    #: Flaky (``7K1``): the first K consultas get HTTP 500.
+    FLAKY_SERVER_ERROR = "flaky_server_error"
+    #: Flaky (``7K2``): the first K consultas are reset.
+    FLAKY_RESET = "flaky_reset"
+    #: Flaky (``7K3``): the first K consultas have their token rejected.
+    FLAKY_TOKEN_REJECTED = "flaky_token_rejected"
+    #: Flaky (``7K4``): the first K consultas are slow.
+    FLAKY_SLOW = "flaky_slow"
+    #: Flaky (``7K5``): the first K consultas get HTTP 429 with ``Retry-After``.
+    FLAKY_BLOCKED_429 = "flaky_blocked_429"
+
+
+_BY_PREFIX: dict[str, Scenario] = {
+    "10": Scenario.FOUND,
+    "11": Scenario.FOUND_LOCALITY,
+    "12": Scenario.FOUND_UPPER,
+    "20": Scenario.NOT_FOUND,
+    "30": Scenario.CANCELLED_DEATH,
+    "31": Scenario.CANCELLED_DOUBLE,
+    "32": Scenario.CANCELLED_RIGHTS,
+    "40": Scenario.BLOCKED_PAGE,
+    "41": Scenario.BLOCKED_403,
+    "42": Scenario.BLOCKED_429,
+    "50": Scenario.CAPTCHA_CHALLENGE,
+    "51": Scenario.TOKEN_REJECTED,
+    "60": Scenario.SLOW,
+    "61": Scenario.RESET,
+    "62": Scenario.SERVER_ERROR,
+    "63": Scenario.MALFORMED,
+}
+
+#: Flaky mode digit M (third digit of ``7KM``) -> the scenario of the failing requests.
+FLAKY_FAILURE: dict[str, Scenario] = {
+    "0": Scenario.BLOCKED_PAGE,
+    "1": Scenario.SERVER_ERROR,
+    "2": Scenario.RESET,
+    "3": Scenario.TOKEN_REJECTED,
+    "4": Scenario.SLOW,
+    "5": Scenario.BLOCKED_429,
+}
+_FLAKY_NAME: dict[str, Scenario] = {
+    "0": Scenario.FLAKY_BLOCKED_PAGE,
+    "1": Scenario.FLAKY_SERVER_ERROR,
+    "2": Scenario.FLAKY_RESET,
+    "3": Scenario.FLAKY_TOKEN_REJECTED,
+    "4": Scenario.FLAKY_SLOW,
+    "5": Scenario.FLAKY_BLOCKED_429,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlakyPlan:
+    """A flaky cédula fails its first ``failures`` consultas as ``failure``, then is found."""
+
+    failures: int
+    failure: Scenario
+
+
+def flaky_plan(cedula: str) -> FlakyPlan | None:
+    """The failure plan of a ``7KM`` cédula (K = 1..9, M = 0..5), else None."""
+    if len(cedula) < 3 or cedula[0] != "7" or cedula[1] not in "123456789":
+        return None
+    failure = FLAKY_FAILURE.get(cedula[2])
+    return FlakyPlan(failures=int(cedula[1]), failure=failure) if failure else None
+
+
+def scenario_for(cedula: str) -> Scenario:
+    """The scenario a cédula (digits) triggers; unclaimed prefixes are simply found."""
+    plan = flaky_plan(cedula)
+    if plan is not None:
+        return _FLAKY_NAME[cedula[2]]
+    return _BY_PREFIX.get(cedula[:2], Scenario.FOUND)

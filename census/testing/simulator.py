@@ -1,0 +1,485 @@
+"""A local HTTP simulator of the Registraduría's "Consulta tu lugar de votación" site.
+
+Same page structure, element ids, JSON endpoints and answer shapes as the real site (see
+docs/simulator.md); the cédula's leading digits pick a scenario (found, blocked, reset, ...).
+Standard library only, so that the pytest plugin stays light.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import socket
+import socketserver
+import struct
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from census.cedula import mask
+from census.testing import answers
+from census.testing.scenarios import Scenario, flaky_plan, scenario_for
+
+__all__ = [
+    "CONSULTA_PATH",
+    "SITE_KEY",
+    "AccessRecord",
+    "CensusSimulator",
+    "Scenario",
+    "scenario_for",
+    "solve_captcha",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The reCAPTCHA site key the simulated page carries (shaped like a real one, 40 characters).
+SITE_KEY = "6LcSimuladorCensoRegistraduriaLocal00000"
+CONSULTA_PATH = "/back/api/consulta"
+ELECCIONES_PATH = "/back/api/elecciones"
+USERVERIFY_PATH = "/recaptcha/api2/userverify"
+SOLVE_PATH = "/recaptcha/api2/solve"
+TOKEN_REJECTED_ERROR = "Token de captcha inválido o expirado"
+ELECCIONES: dict[str, Any] = {
+    "ok": True,
+    "data": [
+        {
+            "id": 0,
+            "nombre": "LUGAR DE VOTACION ACTUAL",
+            "mensaje": "Consulte el puesto y la mesa donde está inscrita su cédula.",
+        }
+    ],
+}
+_CEDULA = re.compile(r"\d{3,10}")
+_SEPARATORS = re.compile(r"[.\s\-]")
+_MAX_BODY = 64 * 1024
+_RESET = 0  # the status recorded for a connection dropped without an answer
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessRecord:
+    """One request the simulator received. Never holds a full cédula."""
+
+    #: Wall-clock arrival time, ``time.time()``.
+    time: float
+    #: Arrival time on ``time.monotonic()``, for spacing between requests.
+    monotonic: float
+    method: str
+    #: The URL path, without its query string.
+    path: str
+    #: The cédula the request carried, masked (``*******890``), or "".
+    cedula_masked: str
+    #: The cédula's scenario name, "" for requests without a cédula.
+    scenario: str
+    #: The HTTP status sent, or 0 when the connection was reset without an answer.
+    status: int
+
+
+@dataclass(kw_only=True)
+class _Reply:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Seconds to hold the answer back (the slow scenario).
+    delay: float = 0.0
+
+
+@cache
+def _asset(name: str) -> str:
+    return (files("census.testing") / "site" / name).read_text(encoding="utf-8")
+
+
+def _json(status: int, payload: dict[str, Any]) -> _Reply:
+    return _Reply(status=status, body=json.dumps(payload, ensure_ascii=False).encode())
+
+
+def _html(status: int, text: str, **headers: str) -> _Reply:
+    return _Reply(
+        status=status,
+        body=text.encode(),
+        content_type="text/html; charset=utf-8",
+        headers=headers,
+    )
+
+
+def _loopback_family(host: str) -> socket.AddressFamily:
+    """The address family to bind ``host`` with; raises unless it is a loopback address."""
+    if host == "localhost":
+        return socket.AF_INET
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None or not address.is_loopback:
+        raise ValueError(
+            f"CensusSimulator binds to loopback only (127.0.0.1, ::1 or localhost); got {host!r}"
+        )
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+class CensusSimulator:
+    """The census site on loopback, in a background thread; also a context manager."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        slow_seconds: float = 120.0,
+        retry_after: int = 10,
+        access_log_path: str | Path | None = None,
+        *,
+        token_ttl: float = 120.0,
+        keep_alive: bool = False,
+        on_access: Callable[[AccessRecord], None] | None = None,
+    ) -> None:
+        self._family = _loopback_family(host)
+        self.host = host
+        self.port = port
+        self.slow_seconds = slow_seconds
+        self.retry_after = retry_after
+        self.access_log_path = Path(access_log_path) if access_log_path else None
+        #: Seconds a captcha token stays valid (single use), as reCAPTCHA's two minutes.
+        self.token_ttl = token_ttl
+        #: False sends ``Connection: close`` on every answer (see docs/simulator.md).
+        self.keep_alive = keep_alive
+        self._on_access = on_access
+        self._lock = threading.Lock()
+        self._log: list[AccessRecord] = []
+        self._counts: dict[str, int] = {}
+        self._tokens: dict[str, float] = {}
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> CensusSimulator:
+        """Bind and serve in a daemon thread; returns self."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        bind_host = "127.0.0.1" if self.host == "localhost" else self.host
+        self._server = _Server((bind_host, self.port), self, self._family)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"census-simulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; answers held back by the slow scenario are dropped."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> CensusSimulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``: the origin of the page and its JSON endpoints."""
+        if self._server is None:
+            raise RuntimeError("the simulator is not running; call start() first")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The consulta page, what ``CENSUS_SITE_URL`` points to."""
+        return f"{self.base_url}/consultar/"
+
+    # -- what tests look at -------------------------------------------------------------------
+
+    @property
+    def access_log(self) -> list[AccessRecord]:
+        """A copy of every request record so far, in arrival order."""
+        with self._lock:
+            return list(self._log)
+
+    def consultas(self) -> list[AccessRecord]:
+        """Only the ``POST /back/api/consulta`` records."""
+        return [r for r in self.access_log if r.method == "POST" and r.path == CONSULTA_PATH]
+
+    def consulta_count(self, cedula: str) -> int:
+        """How many consulta POSTs carried this cédula since the last ``reset()``."""
+        with self._lock:
+            return self._counts.get(cedula, 0)
+
+    def reset(self) -> None:
+        """Forget the per-cédula counters (flaky scenarios start over) and the access log."""
+        with self._lock:
+            self._counts.clear()
+            self._log.clear()
+
+    def issue_token(self) -> str:
+        """A fresh single-use captcha token, as the checkbox would get."""
+        token = "03A" + secrets.token_urlsafe(384)
+        now = time.monotonic()
+        with self._lock:
+            self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
+            self._tokens[token] = now + self.token_ttl
+        return token
+
+    # -- request handling (called from the server's threads) ----------------------------------
+
+    def _record(self, record: AccessRecord) -> None:
+        with self._lock:
+            self._log.append(record)
+            if self.access_log_path is not None:
+                with self.access_log_path.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps(asdict(record)) + "\n")
+        if self._on_access is not None:
+            self._on_access(record)
+
+    def _redeem(self, token: object) -> bool:
+        """Use up a token; true when this simulator issued it and it has not expired."""
+        if not isinstance(token, str) or not token:
+            return False
+        with self._lock:
+            expires = self._tokens.pop(token, None)
+        return expires is not None and expires > time.monotonic()
+
+    def _route(self, method: str, path: str, body: bytes) -> tuple[str, str, _Reply]:
+        """(cédula, scenario, reply) for one request."""
+        if method == "GET":
+            return "", "", self._get(path)
+        if path == CONSULTA_PATH:
+            return self._consulta(body)
+        if path == USERVERIFY_PATH:
+            return self._userverify(body)
+        if path == SOLVE_PATH:
+            payload = _parse(body)
+            if payload is None or payload.get("k") != SITE_KEY:
+                return "", "", _json(400, {"ok": False, "error": "invalid site key"})
+            return "", "", _json(200, {"ok": True, "token": self.issue_token()})
+        if self._get(path).status == 200:
+            return "", "", _html(405, _asset("not-found.html"), Allow="GET")
+        return "", "", _html(404, _asset("not-found.html"))
+
+    def _get(self, path: str) -> _Reply:
+        if path in ("/", "/consultar", "/consultar/"):
+            return _html(200, _asset("consultar.html").replace("{{SITE_KEY}}", SITE_KEY))
+        if path == ELECCIONES_PATH:
+            return _json(200, ELECCIONES)
+        static = {
+            "/static/consulta.js": ("consulta.js", "text/javascript; charset=utf-8"),
+            "/static/consulta.css": ("consulta.css", "text/css; charset=utf-8"),
+            "/recaptcha/api.js": ("recaptcha-api.js", "text/javascript; charset=utf-8"),
+            "/recaptcha/api2/anchor": ("anchor.html", "text/html; charset=utf-8"),
+            "/recaptcha/api2/bframe": ("bframe.html", "text/html; charset=utf-8"),
+        }
+        if path in static:
+            name, content_type = static[path]
+            return _Reply(status=200, body=_asset(name).encode(), content_type=content_type)
+        return _html(404, _asset("not-found.html"))
+
+    def _userverify(self, body: bytes) -> tuple[str, str, _Reply]:
+        """The checkbox click: a token, or (scenario 50) an image challenge and no token."""
+        payload = _parse(body)
+        if payload is None or payload.get("k") != SITE_KEY:
+            return "", "", _json(400, {"ok": False, "error": "invalid site key"})
+        cedula = _SEPARATORS.sub("", str(payload.get("documento") or ""))
+        scenario = scenario_for(cedula) if _CEDULA.fullmatch(cedula) else ""
+        if scenario == Scenario.CAPTCHA_CHALLENGE:
+            return cedula, scenario, _json(200, {"ok": True, "challenge": True})
+        reply = {"ok": True, "token": self.issue_token(), "expires_in": self.token_ttl}
+        return cedula, scenario, _json(200, reply)
+
+    def _consulta(self, body: bytes) -> tuple[str, str, _Reply]:
+        payload = _parse(body)
+        if payload is None:
+            return "", "bad_request", _json(400, answers.error("Solicitud inválida"))
+        cedula = str(payload.get("documento") or "")
+        if not _CEDULA.fullmatch(cedula):
+            reply = _json(200, answers.error("El número de documento no es válido"))
+            return cedula, "invalid_document", reply
+        scenario = scenario_for(cedula)
+        with self._lock:
+            count = self._counts[cedula] = self._counts.get(cedula, 0) + 1
+        effective = scenario
+        plan = flaky_plan(cedula)
+        if plan is not None:
+            effective = plan.failure if count <= plan.failures else Scenario.FOUND
+
+        # What F5 and the upstream servers do never reaches the application: no token is used.
+        front = self._front(effective)
+        if front is not None:
+            return cedula, scenario, front
+        if not self._redeem(payload.get("captchaToken")):
+            return cedula, scenario, _json(200, answers.error(TOKEN_REJECTED_ERROR))
+        if effective is Scenario.TOKEN_REJECTED:
+            return cedula, scenario, _json(200, answers.error(TOKEN_REJECTED_ERROR))
+        if payload.get("eleccionId") not in (0, "0"):
+            return cedula, scenario, _json(200, answers.error("La elección no es válida"))
+        reply = _json(200, answers.answer(cedula, effective))
+        if effective is Scenario.SLOW:
+            reply.delay = self.slow_seconds
+        return cedula, scenario, reply
+
+    def _front(self, scenario: Scenario) -> _Reply | None:
+        """The answer of the layers in front of the application, if they answer at all."""
+        if scenario is Scenario.BLOCKED_PAGE:
+            support_id = str(secrets.randbelow(9 * 10**18) + 10**18)
+            return _html(200, _asset("f5-blocked.html").replace("{{SUPPORT_ID}}", support_id))
+        if scenario is Scenario.BLOCKED_403:
+            return _html(403, _asset("error-403.html"))
+        if scenario is Scenario.BLOCKED_429:
+            return _html(429, _asset("error-429.html"), **{"Retry-After": str(self.retry_after)})
+        if scenario is Scenario.SERVER_ERROR:
+            reference = secrets.token_hex(8)
+            return _html(500, _asset("error-500.html").replace("{{REFERENCE}}", reference))
+        if scenario is Scenario.MALFORMED:
+            # A JSON content type and a body cut short: neither the answer nor a known page.
+            return _Reply(status=200, body=b'{"ok": true, "encontrado": tr')
+        if scenario is Scenario.RESET:
+            return _Reply(status=_RESET)
+        return None
+
+
+def _parse(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self, address: tuple[str, int], simulator: CensusSimulator, family: socket.AddressFamily
+    ) -> None:
+        self.address_family = family
+        self.simulator = simulator
+        self.resets: set[socket.socket] = set()
+        self.resets_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls getfqdn(), a DNS lookup that can stall for seconds.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.resets_lock:
+            reset = request in self.resets
+            self.resets.discard(request)
+        if reset:
+            # SO_LINGER 0 and no shutdown(): close() sends an RST instead of a FIN.
+            request.close()
+            return
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up (a scraper timing out on the slow scenario) are expected.
+        logger.debug("census simulator: client error", exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "Apache"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The default writes request lines to stderr; ours are in the masked access log.
+        pass
+
+    def _serve(self, method: str) -> None:
+        arrived, arrived_monotonic = time.time(), time.monotonic()
+        simulator = self.server.simulator
+        path = urlsplit(self.path).path
+        body = b""
+        if method == "POST":
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(min(length, _MAX_BODY))
+        cedula, scenario, reply = simulator._route(method, path, body)
+        # Recorded when decided, before any slow delay, so tests see the request at once.
+        simulator._record(
+            AccessRecord(
+                time=arrived,
+                monotonic=arrived_monotonic,
+                method=method,
+                path=path,
+                cedula_masked=mask(cedula) if cedula else "",
+                scenario=str(scenario),
+                status=reply.status,
+            )
+        )
+        if reply.delay and simulator._stopping.wait(reply.delay):
+            reply = _Reply(status=_RESET)
+        if reply.status == _RESET:
+            self._reset()
+            return
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.send_header("Cache-Control", "no-store")
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if not simulator.keep_alive:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def _reset(self) -> None:
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with self.server.resets_lock:
+            self.server.resets.add(self.connection)
+
+
+def solve_captcha(site_key: str, page_url: str) -> str | None:
+    """A ``CENSUS_CAPTCHA_SOLVER`` for tests: gets a token from the simulator at ``page_url``."""
+    origin = urlsplit(page_url)
+    request = urllib.request.Request(
+        f"{origin.scheme}://{origin.netloc}{SOLVE_PATH}",
+        data=json.dumps({"k": site_key}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            token = json.load(response).get("token")
+    except (OSError, ValueError):
+        return None
+    return token if isinstance(token, str) else None
