@@ -1,0 +1,158 @@
+"""Settings of the example portal. Embedded defaults; environment variables override them.
+
+Environment variables (all optional):
+
+- ``PORTAL_VAR_DIR``: where the database and the log live (default ``<repo>/var``).
+- ``PORTAL_DB``: the SQLite file (default ``$PORTAL_VAR_DIR/portal.sqlite3``).
+- ``CENSUS_LOG_FILE``: the JSON log (default ``$PORTAL_VAR_DIR/census.log``).
+- ``PORTAL_LOG_CONSOLE_LEVEL``: console log level (default ``INFO``).
+- ``PORTAL_DEBUG`` (``1``/``0``), ``PORTAL_SECRET_KEY``, ``PORTAL_ALLOWED_HOSTS`` (commas).
+- ``PORTAL_Q_WORKERS``: qcluster workers (default 2).
+- ``CENSUS_SCRAPER``, ``CENSUS_SITE_URL`` (default: the simulator on ``127.0.0.1:8765``),
+  ``CENSUS_BROWSER_EXECUTABLE``, ``CENSUS_SCRAPE_TIMEOUT``, ``CENSUS_RATE_LIMIT_SECONDS``,
+  ``CENSUS_RETRY_DELAYS`` (seconds, commas), ``CENSUS_MAX_ATTEMPTS``,
+  ``CENSUS_SCHEDULER_TICK``: the census settings of the same name (defaults: census's own).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from census.conf import DEFAULTS, TASK_TIMEOUT_MARGIN
+from example_site.log_config import configure_structlog, logging_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = BASE_DIR.parent
+VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", REPO_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+SECRET_KEY = _env("PORTAL_SECRET_KEY") or "example-portal-not-secret"
+DEBUG = (_env("PORTAL_DEBUG") or "1") == "1"
+ALLOWED_HOSTS = (_env("PORTAL_ALLOWED_HOSTS") or "localhost,127.0.0.1,[::1],testserver").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "census",
+    "portal",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "example_site.urls"
+WSGI_APPLICATION = "example_site.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# SQLite in WAL mode: the web server, the demo and every qcluster process share one file.
+# IMMEDIATE transactions take the write lock up front, so concurrent writers wait (timeout)
+# instead of failing with "database is locked" when a read turns into a write.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": _env("PORTAL_DB") or str(VAR_DIR / "portal.sqlite3"),
+        "OPTIONS": {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# A cache every process shares: qinfo/qmonitor read the cluster's status from it, and the
+# census scheduler tick is claimed through it (``manage.py createcachetable``).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "census_cache",
+    }
+}
+
+AUTH_USER_MODEL = "portal.Member"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:profile"
+LOGOUT_REDIRECT_URL = "portal:login"
+
+LANGUAGE_CODE = "es"
+TIME_ZONE = "America/Bogota"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+
+# -- census -----------------------------------------------------------------------------------
+CENSUS_IS_LEADER = "portal.leaders.is_leader"
+CENSUS_SCRAPER = _env("CENSUS_SCRAPER") or DEFAULTS["CENSUS_SCRAPER"]
+CENSUS_SITE_URL = _env("CENSUS_SITE_URL") or "http://127.0.0.1:8765/consultar/"
+CENSUS_BROWSER_EXECUTABLE = _env("CENSUS_BROWSER_EXECUTABLE")
+CENSUS_SCRAPE_TIMEOUT = float(_env("CENSUS_SCRAPE_TIMEOUT") or DEFAULTS["CENSUS_SCRAPE_TIMEOUT"])
+CENSUS_RATE_LIMIT_SECONDS = float(
+    _env("CENSUS_RATE_LIMIT_SECONDS") or DEFAULTS["CENSUS_RATE_LIMIT_SECONDS"]
+)
+CENSUS_MAX_ATTEMPTS = int(_env("CENSUS_MAX_ATTEMPTS") or DEFAULTS["CENSUS_MAX_ATTEMPTS"])
+CENSUS_RETRY_DELAYS = [
+    float(d)
+    for d in (_env("CENSUS_RETRY_DELAYS") or ",".join(map(str, DEFAULTS["CENSUS_RETRY_DELAYS"])))
+    .replace(" ", "")
+    .split(",")
+]
+CENSUS_SCHEDULER_TICK = float(_env("CENSUS_SCHEDULER_TICK") or DEFAULTS["CENSUS_SCHEDULER_TICK"])
+
+# -- Django-Q2 --------------------------------------------------------------------------------
+# Census passes its own per-task timeout (scrape timeout + margin); the cluster's is above it
+# for every other task, and ``retry`` above both so a running lookup is never redelivered.
+_CENSUS_TASK_TIMEOUT = int(CENSUS_SCRAPE_TIMEOUT) + TASK_TIMEOUT_MARGIN
+Q_CLUSTER = {
+    "name": "census-portal",
+    "orm": "default",
+    "workers": int(_env("PORTAL_Q_WORKERS") or 2),
+    "timeout": _CENSUS_TASK_TIMEOUT + 30,
+    "retry": _CENSUS_TASK_TIMEOUT + 90,
+    # Census schedules its own retries: a failed task is never delivered again by the broker.
+    "ack_failures": True,
+    "max_attempts": 1,
+    # A retry missed while the cluster was down runs once, not once per missed period.
+    "catch_up": False,
+    # Keep every task result: the admin's Successful/Failed tasks pages are the history.
+    "save_limit": 0,
+    "label": "Django Q2",
+}
+
+# -- logging ----------------------------------------------------------------------------------
+LOG_FILE = Path(_env("CENSUS_LOG_FILE") or VAR_DIR / "census.log")
+configure_structlog()
+LOGGING = logging_config(LOG_FILE, console_level=_env("PORTAL_LOG_CONSOLE_LEVEL") or "INFO")

@@ -1,0 +1,58 @@
+"""What the profile shows about a member's census lookup, as data for the page and the JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.loader import render_to_string
+
+from census.models import CedulaInfo, Status
+
+#: One sentence per status, for the member.
+EXPLANATIONS: dict[Status, str] = {
+    Status.PENDING: "Tu consulta está en cola; empieza en unos segundos.",
+    Status.SCRAPING: "Estamos consultando el censo electoral de la Registraduría.",
+    Status.RETRYING: "La Registraduría no respondió esta vez; lo intentaremos de nuevo.",
+    Status.FOUND: "Tu cédula está en el censo electoral. Este es tu puesto de votación:",
+    Status.NOT_FOUND: "Tu cédula no aparece en el censo electoral para esta elección.",
+    Status.CANCELLED: "Tu cédula tiene una novedad en el censo electoral:",
+    Status.ERROR: "No pudimos completar la consulta. Un líder puede pedir una nueva.",
+}
+NO_LOOKUP = "Todavía no hay una consulta del censo para tu cuenta."
+
+
+def census_card(info: CedulaInfo | None) -> dict[str, Any]:
+    """The lookup's state for the template and ``JsonResponse`` (datetimes become ISO 8601)."""
+    if info is None:
+        return {"status": None, "label": "Sin consulta", "final": True, "explanation": NO_LOOKUP}
+    status = info.current_status
+    card: dict[str, Any] = {
+        "status": status.value,
+        "label": str(status.label),
+        "final": status.is_final,
+        "explanation": EXPLANATIONS[status],
+        "status_changed_at": info.status_changed_at,
+        "next_attempt_at": info.next_attempt_at if status == Status.RETRYING else None,
+        "place": None,
+        "novedad": None,
+    }
+    if status == Status.FOUND:
+        card["place"] = {
+            "departamento": info.departamento,
+            "municipio": info.municipio,
+            "puesto": info.puesto,
+            "direccion": info.direccion,
+            "mesa": info.mesa,
+        }
+    elif status == Status.CANCELLED:
+        card["novedad"] = {
+            "novedad": info.novedad,
+            "resolucion": info.resolucion,
+            "fecha_novedad": info.fecha_novedad,
+        }
+    return card
+
+
+def render_card(card: dict[str, Any]) -> str:
+    """The HTML fragment the profile shows, and the one its script swaps in."""
+    return render_to_string("portal/_census_card.html", {"card": card})

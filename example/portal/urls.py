@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from portal import views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("registro/", views.register, name="register"),
+    path(
+        "entrar/",
+        auth_views.LoginView.as_view(template_name="portal/login.html"),
+        name="login",
+    ),
+    path("salir/", auth_views.LogoutView.as_view(), name="logout"),
+    path("perfil/", views.profile, name="profile"),
+    path("perfil/censo.json", views.census_status, name="census_status"),
+    path("consultas/<int:user_id>/actualizar/", views.refresh, name="refresh"),
+]
