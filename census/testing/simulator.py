@@ -283,7 +283,7 @@ class CensusSimulator:
                 return "", "", _json(400, {"ok": False, "error": "invalid site key"})
             return "", "", _json(200, {"ok": True, "token": self.issue_token()})
         if self._get(path).status == 200:
-            return "", "", _html(405, _asset("not-found.html"), Allow="GET")
+            return "", "", _html(405, "<h1>405 Method Not Allowed</h1>", Allow="GET")
         return "", "", _html(404, _asset("not-found.html"))
 
     def _get(self, path: str) -> _Reply:
