@@ -1,0 +1,200 @@
+"""Lookup statistics read from the database: what ``census_stats`` prints.
+
+Definitions (also in docs/observability.md):
+
+- *retry lateness*: ``Attempt.started_at - Attempt.due_at`` for scheduled retries only, that
+  is attempts whose due time is not the lookup's creation (a first attempt is "due" when its
+  lookup is created; its wait is queueing, not lateness);
+- *time to final*: ``CedulaInfo.finished_at - CedulaInfo.created_at`` for lookups in a final
+  state (from registration, so a refreshed lookup counts from its registration too).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from django.db.models import Count, F, QuerySet
+
+from census.models import FINAL_STATUSES, Attempt, CedulaInfo, Status
+
+#: Seconds after its due time past which a retry counts as late.
+DEFAULT_LATE_AFTER = 2.0
+#: How an attempt without an outcome yet is counted.
+RUNNING = "running"
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) with linear interpolation between ranks; None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Distribution:
+    """Count, median, 95th percentile and maximum of durations in seconds."""
+
+    count: int
+    median: float | None
+    p95: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Distribution:
+        data = list(values)
+        return cls(
+            count=len(data),
+            median=percentile(data, 50),
+            p95=percentile(data, 95),
+            max=max(data) if data else None,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CensusStats:
+    """Everything ``census_stats`` reports about a set of lookups."""
+
+    lookups: int
+    #: Lookups per status, every status listed (zeros included), in lifecycle order.
+    by_status: dict[str, int]
+    #: Attempt number -> outcome -> attempts (``running`` for attempts not finished yet).
+    outcomes_by_attempt: dict[int, dict[str, int]]
+    #: ``final_reason`` -> lookups, for lookups that ended in ``error``.
+    error_reasons: dict[str, int]
+    #: Attempts a lookup has had -> lookups.
+    attempts_used: dict[int, int]
+    #: Seconds between a scheduled retry's due time and its start.
+    retry_lateness: Distribution
+    #: Threshold (seconds) and number of retries that started later than it.
+    late_after: float
+    late_retries: int
+    #: Seconds from a lookup's creation to its final state.
+    time_to_final: Distribution
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: nested dicts, keys as strings."""
+        data = asdict(self)
+        data["outcomes_by_attempt"] = {
+            str(number): outcomes for number, outcomes in self.outcomes_by_attempt.items()
+        }
+        data["attempts_used"] = {str(n): count for n, count in self.attempts_used.items()}
+        return data
+
+
+def compute(
+    lookups: QuerySet[CedulaInfo] | None = None, *, late_after: float = DEFAULT_LATE_AFTER
+) -> CensusStats:
+    """Statistics of ``lookups`` (default: every lookup) and their attempts."""
+    lookups = CedulaInfo.objects.all() if lookups is None else lookups
+    attempts = Attempt.objects.filter(lookup__in=lookups)
+
+    status_counts = Counter(dict(lookups.values_list("status").annotate(n=Count("pk")).order_by()))
+    by_status = {status.value: status_counts.get(status.value, 0) for status in Status}
+
+    outcomes: dict[int, dict[str, int]] = defaultdict(dict)
+    rows = attempts.values_list("number", "outcome").annotate(n=Count("pk")).order_by("number")
+    for number, outcome, count in rows:
+        key = outcome or RUNNING
+        outcomes[number][key] = outcomes[number].get(key, 0) + count
+
+    error_reasons = Counter(
+        dict(
+            lookups.filter(status=Status.ERROR)
+            .values_list("final_reason")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+    )
+    used = Counter(lookups.annotate(n=Count("attempts")).values_list("n", flat=True).order_by("n"))
+
+    retries = attempts.filter(due_at__isnull=False).exclude(due_at=F("lookup__created_at"))
+    lateness = [
+        (started - due).total_seconds()
+        for started, due in retries.values_list("started_at", "due_at")
+    ]
+    finals = lookups.filter(status__in=FINAL_STATUSES, finished_at__isnull=False)
+    to_final = [
+        (finished - created).total_seconds()
+        for finished, created in finals.values_list("finished_at", "created_at")
+    ]
+    return CensusStats(
+        lookups=sum(by_status.values()),
+        by_status=by_status,
+        outcomes_by_attempt=dict(outcomes),
+        error_reasons=dict(error_reasons.most_common()),
+        attempts_used=dict(sorted(used.items())),
+        retry_lateness=Distribution.of(lateness),
+        late_after=late_after,
+        late_retries=sum(1 for late in lateness if late > late_after),
+        time_to_final=Distribution.of(to_final),
+    )
+
+
+def _seconds(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f} s"
+
+
+def _rows(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Left-aligned first column, right-aligned numbers, two spaces apart."""
+    table = [list(map(str, header)), *([str(cell) for cell in row] for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        ).rstrip()
+        for row in table
+    ]
+
+
+def _distribution_line(label: str, dist: Distribution, digits: int = 1) -> str:
+    return (
+        f"{label} {dist.count}   median {_seconds(dist.median, digits)}   "
+        f"p95 {_seconds(dist.p95, digits)}   max {_seconds(dist.max, digits)}"
+    )
+
+
+def render_table(stats: CensusStats) -> str:
+    """The plain-text report ``census_stats`` prints."""
+    lines = [f"Census lookups: {stats.lookups}", ""]
+    lines += _rows(["Status", "Lookups"], stats.by_status.items())
+
+    lines += ["", "Outcomes per attempt number"]
+    seen = sorted({o for counts in stats.outcomes_by_attempt.values() for o in counts})
+    if seen:
+        lines += _rows(
+            ["Attempt", *seen, "total"],
+            (
+                [number, *(counts.get(o, 0) for o in seen), sum(counts.values())]
+                for number, counts in sorted(stats.outcomes_by_attempt.items())
+            ),
+        )
+    else:
+        lines.append("(no attempts)")
+
+    lines += ["", "Error reasons (final_reason of lookups in error)"]
+    lines += (
+        _rows(["Reason", "Lookups"], stats.error_reasons.items())
+        if stats.error_reasons
+        else ["(none)"]
+    )
+
+    lines += ["", "Attempts used per lookup"]
+    lines += _rows(["Attempts", "Lookups"], stats.attempts_used.items())
+
+    lines += [
+        "",
+        "Retry lateness (started_at - due_at, scheduled retries)",
+        _distribution_line("retries", stats.retry_lateness, digits=2)
+        + f"   late (> {stats.late_after:g} s) {stats.late_retries}",
+        "",
+        "Time to final state (finished_at - created_at)",
+        _distribution_line("lookups", stats.time_to_final),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""``census.stats`` and the ``census_stats`` command on a known set of lookups."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from census.models import Attempt, CedulaInfo, Status
+from census.stats import Distribution, compute, percentile
+from tests import factories
+
+T0 = datetime(2026, 3, 1, 12, 0, 0).astimezone()
+
+
+def _lookup(status: Status, *, finished_after: float | None = None, reason: str = "") -> int:
+    info = CedulaInfo.objects.get(user=factories.member())
+    CedulaInfo.objects.filter(pk=info.pk).update(
+        status=status.value,
+        created_at=T0,
+        finished_at=T0 + timedelta(seconds=finished_after) if finished_after else None,
+        final_reason=reason,
+    )
+    return info.pk
+
+
+def _attempt(lookup_id: int, number: int, outcome: str, *, due: float, late: float) -> None:
+    """An attempt due ``due`` seconds after T0 that started ``late`` seconds after that."""
+    Attempt.objects.create(
+        lookup_id=lookup_id,
+        number=number,
+        outcome=outcome,
+        due_at=T0 + timedelta(seconds=due),
+        started_at=T0 + timedelta(seconds=due + late),
+    )
+
+
+@pytest.fixture
+def known_lookups(db: Any) -> None:
+    """Six lookups: found at once, found on the 3rd attempt, exhausted, not found, two open."""
+    found = _lookup(Status.FOUND, finished_after=10, reason="found")
+    _attempt(found, 1, "found", due=0, late=1.5)  # a first attempt: queueing, not lateness
+
+    retried = _lookup(Status.FOUND, finished_after=100, reason="found")
+    _attempt(retried, 1, "blocked", due=0, late=0.1)
+    _attempt(retried, 2, "timeout", due=5, late=0.5)
+    _attempt(retried, 3, "found", due=60, late=3.0)
+
+    exhausted = _lookup(Status.ERROR, finished_after=30, reason="captcha_failed")
+    _attempt(exhausted, 1, "captcha_failed", due=0, late=0.0)
+    _attempt(exhausted, 2, "captcha_failed", due=5, late=0.2)
+    _attempt(exhausted, 3, "captcha_failed", due=15, late=0.4)
+
+    not_found = _lookup(Status.NOT_FOUND, finished_after=20, reason="not_found")
+    _attempt(not_found, 1, "not_found", due=0, late=0.3)
+
+    _lookup(Status.PENDING)
+    running = _lookup(Status.SCRAPING)
+    _attempt(running, 1, "", due=0, late=0.1)
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    """Median of an even count is the mean of the middle two; p95 interpolates."""
+    assert percentile([10, 20, 30, 100], 50) == 25
+    assert percentile([10, 20, 30, 100], 95) == pytest.approx(89.5)
+    assert percentile([7], 95) == 7
+    assert percentile([], 50) is None
+
+
+def test_distribution_of_nothing_is_empty() -> None:
+    """No values: a count of 0 and no figures rather than an error."""
+    assert Distribution.of([]) == Distribution(count=0, median=None, p95=None, max=None)
+
+
+def test_compute_on_known_lookups(known_lookups: None) -> None:
+    """Counts, outcomes per attempt, reasons, lateness and time to final match the data."""
+    stats = compute()
+
+    assert stats.lookups == 6
+    assert stats.by_status == {
+        "pending": 1,
+        "scraping": 1,
+        "retrying": 0,
+        "found": 2,
+        "not_found": 1,
+        "cancelled": 0,
+        "error": 1,
+    }
+    assert stats.outcomes_by_attempt == {
+        1: {"found": 1, "blocked": 1, "captcha_failed": 1, "not_found": 1, "running": 1},
+        2: {"timeout": 1, "captcha_failed": 1},
+        3: {"found": 1, "captcha_failed": 1},
+    }
+    assert stats.error_reasons == {"captcha_failed": 1}
+    assert stats.attempts_used == {0: 1, 1: 3, 3: 2}
+    assert stats.retry_lateness == Distribution(
+        count=4, median=pytest.approx(0.45), p95=pytest.approx(2.625), max=3.0
+    )
+    assert stats.late_retries == 1
+    assert stats.time_to_final == Distribution(
+        count=4, median=25.0, p95=pytest.approx(89.5), max=100.0
+    )
+
+
+def test_compute_on_a_subset(known_lookups: None) -> None:
+    """A queryset limits the statistics to those lookups and their attempts."""
+    stats = compute(CedulaInfo.objects.filter(status=Status.ERROR))
+
+    assert stats.lookups == 1
+    assert stats.outcomes_by_attempt == {n: {"captcha_failed": 1} for n in (1, 2, 3)}
+
+
+def test_command_prints_a_table(known_lookups: None) -> None:
+    """The default output is a readable table with every section."""
+    out = StringIO()
+    call_command("census_stats", stdout=out)
+    lines = out.getvalue().splitlines()
+
+    assert lines[0] == "Census lookups: 6"
+    assert "found            2" in lines
+    assert "Attempt  blocked  captcha_failed  found  not_found  running  timeout  total" in lines
+    assert "1              1               1      1          1        1        0      5" in lines
+    assert "captcha_failed        1" in lines
+    assert "retries 4   median 0.45 s   p95 2.62 s   max 3.00 s   late (> 2 s) 1" in lines, lines
+    assert "lookups 4   median 25.0 s   p95 89.5 s   max 100.0 s" in lines
+
+
+def test_command_prints_json(known_lookups: None) -> None:
+    """``--json`` prints the same figures as JSON."""
+    out = StringIO()
+    call_command("census_stats", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+
+    assert data["lookups"] == 6
+    assert data["by_status"]["error"] == 1
+    assert data["outcomes_by_attempt"]["3"] == {"found": 1, "captcha_failed": 1}
+    assert data["error_reasons"] == {"captcha_failed": 1}
+    assert data["attempts_used"] == {"0": 1, "1": 3, "3": 2}
+    assert data["late_retries"] == 1
+    assert data["time_to_final"]["median"] == 25.0
+    assert data["retry_lateness"]["count"] == 4
+
+
+def test_late_after_moves_the_threshold(known_lookups: None) -> None:
+    """``--late-after 5`` no longer counts the retry that started 3 s late."""
+    out = StringIO()
+    call_command("census_stats", "--json", "--late-after", "5", stdout=out)
+
+    assert json.loads(out.getvalue())["late_retries"] == 0
