@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -305,8 +306,10 @@ def test_malformed_is_200_and_neither_json_nor_a_page(sim: CensusSimulator) -> N
 
 def test_reset_drops_the_connection_without_an_answer(sim: CensusSimulator) -> None:
     """Prefix 61: the client gets ECONNRESET and the log records status 0."""
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(ConnectionResetError) as raised:
         consulta(sim, "6112345678")
+    # A real RST, not a clean close (http.client.RemoteDisconnected has no errno).
+    assert raised.value.errno == errno.ECONNRESET
     assert sim.consultas()[-1].status == 0
     assert sim.consultas()[-1].scenario == "reset"
 
@@ -369,7 +372,8 @@ def test_token_expires_after_token_ttl() -> None:
         token = token_for(simulator, "1012345678")
         assert token
         time.sleep(0.3)
-        assert "expirado" in consulta(simulator, "1012345678", token).json["error"]
+        res = consulta(simulator, "1012345678", token)
+        assert res.json == {"ok": False, "error": "Token de captcha inválido o expirado"}
 
 
 def test_checkbox_token_is_long_and_shaped_like_recaptcha(sim: CensusSimulator) -> None:

@@ -259,7 +259,11 @@ class CensusSimulator:
                 with self.access_log_path.open("a", encoding="utf-8") as out:
                     out.write(json.dumps(asdict(record)) + "\n")
         if self._on_access is not None:
-            self._on_access(record)
+            try:
+                self._on_access(record)
+            except Exception:
+                # A failing observer must not cost the client its answer.
+                logger.exception("census simulator: on_access callback failed")
 
     def _redeem(self, token: object) -> bool:
         """Use up a token; true when this simulator issued it and it has not expired."""
