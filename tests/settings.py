@@ -8,7 +8,9 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CENSUS_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-DB_PATH = os.environ.get("CENSUS_TEST_DB", str(VAR_DIR / "test.sqlite3"))
+# One database file per test run (parallel runs must not share it); subprocesses get the
+# path through CENSUS_TEST_DB.
+DB_PATH = os.environ.get("CENSUS_TEST_DB", str(VAR_DIR / f"test-{os.getpid()}.sqlite3"))
 
 SECRET_KEY = "census-tests-not-secret"
 DEBUG = False
@@ -87,7 +89,7 @@ CENSUS_SCRAPER = os.environ.get("CENSUS_SCRAPER", "census.scraper.fake.FakeScrap
 CENSUS_RETRY_DELAYS = [float(d) for d in os.environ.get("CENSUS_RETRY_DELAYS", "2,3,4").split(",")]
 CENSUS_RATE_LIMIT_SECONDS = float(os.environ.get("CENSUS_RATE_LIMIT_SECONDS", "0"))
 CENSUS_SCRAPE_TIMEOUT = float(os.environ.get("CENSUS_SCRAPE_TIMEOUT", "10"))
-CENSUS_SCHEDULER_TICK = 0.25
+CENSUS_SCHEDULER_TICK = float(os.environ.get("CENSUS_SCHEDULER_TICK", "0.25"))
 CENSUS_SITE_URL = os.environ.get("CENSUS_SITE_URL", "http://127.0.0.1:9/consultar/")
 CENSUS_FAKE_STATE_DIR = os.environ.get("CENSUS_FAKE_STATE_DIR") or None
 if "CENSUS_FAKE_SCRIPT" in os.environ:
@@ -101,3 +103,19 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("CENSUS_LOG_LEVEL", "WARNING")},
 }
+
+# Integration tests read the events a qcluster subprocess wrote, one JSON object per line.
+if os.environ.get("CENSUS_JSON_LOG"):
+    import structlog
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.WriteLoggerFactory(
+            file=open(os.environ["CENSUS_JSON_LOG"], "a", buffering=1)  # noqa: SIM115 (process-long)
+        ),
+    )

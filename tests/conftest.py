@@ -1,0 +1,102 @@
+"""Fixtures for tests that run real qcluster processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from census.models import CedulaInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ClusterProcess:
+    """A real ``manage.py qcluster`` on the test database, stopped by the fixture."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+        self.log_path = tmp_path / "events.jsonl"
+        self.output_path = tmp_path / "qcluster.out"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'example'}",
+            "CENSUS_TEST_DB": str(connection.settings_dict["NAME"]),
+            "CENSUS_FAKE_STATE_DIR": str(tmp_path / "fake-state"),
+            "CENSUS_JSON_LOG": str(self.log_path),
+            "CENSUS_LOG_LEVEL": "INFO",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ClusterProcess:
+        with open(self.output_path, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "django", "qcluster"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so nothing outlives the test
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
+
+    def output(self) -> str:
+        return self.output_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def qcluster(tmp_path: Path) -> Iterator[Callable[..., ClusterProcess]]:
+    """Factory: ``qcluster(script={cedula: [outcomes]}, env={...})`` starts a real cluster."""
+    started: list[ClusterProcess] = []
+
+    def start(script: dict[str, list[str]] | None = None, **env: str) -> ClusterProcess:
+        if script is not None:
+            env["CENSUS_FAKE_SCRIPT"] = json.dumps(script)
+        cluster = ClusterProcess(tmp_path, env).start()
+        started.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()
+
+
+def wait_until_final(
+    lookup_ids: list[int], cluster: ClusterProcess, timeout: float = 60
+) -> list[CedulaInfo]:
+    """Poll the database until every lookup is in a final status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        infos = list(CedulaInfo.objects.filter(pk__in=lookup_ids).order_by("pk"))
+        if len(infos) == len(lookup_ids) and all(i.current_status.is_final for i in infos):
+            return infos
+        time.sleep(0.2)
+    states = list(CedulaInfo.objects.filter(pk__in=lookup_ids).values_list("pk", "status"))
+    raise AssertionError(f"not final after {timeout}s: {states}\n{cluster.output()[-3000:]}")
