@@ -1,0 +1,139 @@
+"""The demo's live view of its lookups: a redrawn table on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TextIO
+
+from django.utils import timezone
+
+from census.cedula import mask
+from census.models import CedulaInfo, Status
+from portal.demo.mix import Case
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tracked:
+    """A member the demo registered."""
+
+    number: int
+    user_id: int
+    cedula: str
+    case: Case
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    """What the table shows of one lookup at one moment."""
+
+    member: Tracked
+    status: str
+    #: Attempt within the current budget (1 = first try), as the retry ladder counts.
+    attempt: int
+    next_attempt_at: datetime | None
+    reason: str
+
+    @property
+    def final(self) -> bool:
+        return self.status in {s.value for s in Status if s.is_final}
+
+
+def snapshot(members: Sequence[Tracked]) -> list[Row]:
+    """The current state of every tracked member's lookup, in registration order."""
+    infos = {
+        info.user_id: info
+        for info in CedulaInfo.objects.filter(user_id__in=[m.user_id for m in members])
+    }
+    rows = []
+    for member in members:
+        info = infos.get(member.user_id)
+        rows.append(
+            Row(
+                member=member,
+                status=info.status if info else "-",
+                attempt=info.retry_count + 1 if info else 0,
+                next_attempt_at=info.next_attempt_at if info else None,
+                reason=info.final_reason if info else "",
+            )
+        )
+    return rows
+
+
+def _next(row: Row, now: datetime) -> str:
+    if row.status != Status.RETRYING or row.next_attempt_at is None:
+        return ""
+    local = timezone.localtime(row.next_attempt_at)
+    wait = (row.next_attempt_at - now).total_seconds()
+    return f"{local:%H:%M:%S} (in {wait:.0f}s)" if wait >= 0 else f"{local:%H:%M:%S} (due)"
+
+
+_HEADER = ("#", "cédula", "scenario", "status", "try", "next retry", "reason")
+
+
+def table_lines(rows: Sequence[Row], now: datetime) -> list[str]:
+    """The progress table, one string per line."""
+    cells = [_HEADER] + [
+        (
+            str(row.member.number),
+            mask(row.member.cedula),
+            row.member.case.label,
+            row.status,
+            str(row.attempt) if row.attempt else "",
+            _next(row, now),
+            row.reason,
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_HEADER))]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    ]
+
+
+class LiveTable:
+    """Redraws the table in place (ANSI cursor movement); fits it to the terminal's height."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.height = 0
+
+    def update(self, heading: str, rows: Sequence[Row], now: datetime) -> None:
+        lines = [heading, *table_lines(rows, now)]
+        room = shutil.get_terminal_size((100, 40)).lines - 2
+        if len(lines) > room:
+            # Keep the lookups still running in view; finished ones make room first.
+            running = [row for row in rows if not row.final]
+            shown = running[: max(room - 3, 1)]
+            lines = [heading, *table_lines(shown, now)]
+            lines.append(f"... and {len(rows) - len(shown)} more (finished ones hidden)")
+        if self.height:
+            self.out.write(f"\x1b[{self.height}F")  # back to the table's first line
+        self.out.write("".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J")
+        self.out.flush()
+        self.height = len(lines)
+
+
+class LineLog:
+    """One line per change of a lookup's status or attempt: for logs, CI and pipes."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.seen: dict[int, tuple[str, int]] = {}
+
+    def update(self, heading: str, rows: Sequence[Row], now: datetime) -> None:
+        for row in rows:
+            state = (row.status, row.attempt)
+            if self.seen.get(row.member.user_id) == state:
+                continue
+            self.seen[row.member.user_id] = state
+            extra = f" next retry {_next(row, now)}" if row.status == Status.RETRYING else ""
+            extra += f" reason {row.reason}" if row.final and row.reason else ""
+            self.out.write(
+                f"{timezone.localtime(now):%H:%M:%S} #{row.member.number} "
+                f"{mask(row.member.cedula)} [{row.member.case.label}] "
+                f"{row.status} (try {row.attempt}){extra}\n"
+            )
+        self.out.flush()

@@ -1,0 +1,152 @@
+"""The demo's closing report, built from the database, the JSON log and the simulator."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from census.models import FINAL_STATUSES, Status
+from census.stats import CensusStats
+from portal.demo.progress import Row
+
+STATUS_CHANGED = "lookup_status_changed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogCheck:
+    """Whether the JSON log holds one ``lookup_status_changed`` line per status change."""
+
+    path: Path
+    #: Events found for the demo's lookups.
+    events: int
+    #: Status changes the database implies: creation, then two per attempt (in and out).
+    expected: int
+    #: Lookups whose last logged ``to_status`` is their status in the database.
+    last_matches: int
+    lookups: int
+
+
+def expected_changes(status: str, attempts: int) -> int:
+    """Status changes of a lookup with ``attempts`` attempts, now in ``status`` (no refresh)."""
+    if status == Status.SCRAPING:
+        return 2 * attempts  # created, then in and out of every attempt but the running one
+    return 1 + 2 * attempts
+
+
+def check_log(
+    path: Path, rows: Sequence[Row], attempts: dict[int, int], ids: dict[int, int]
+) -> LogCheck:
+    """Read ``path`` for the lookups ``ids`` (user id -> lookup id) and compare with ``rows``."""
+    wanted = set(ids.values())
+    events = 0
+    last: dict[int, str] = {}
+    if path.exists():
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if STATUS_CHANGED not in line:
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == STATUS_CHANGED and event.get("lookup_id") in wanted:
+                    events += 1
+                    last[event["lookup_id"]] = event.get("to_status", "")
+    expected = sum(
+        expected_changes(row.status, attempts.get(ids.get(row.member.user_id, -1), 0))
+        for row in rows
+        if row.member.user_id in ids
+    )
+    matches = sum(1 for row in rows if last.get(ids.get(row.member.user_id, -1)) == row.status)
+    return LogCheck(
+        path=path, events=events, expected=expected, last_matches=matches, lookups=len(ids)
+    )
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _counts(values: Iterable[str]) -> str:
+    return ", ".join(f"{key} {count}" for key, count in sorted(Counter(values).items()))
+
+
+def render(
+    *,
+    rows: Sequence[Row],
+    stats: CensusStats,
+    log: LogCheck,
+    elapsed: float,
+    consultas: int,
+    closest_spacing: float | None,
+    settings_note: Sequence[str],
+    commands: Sequence[str],
+    interrupted: bool,
+) -> str:
+    """The summary printed when the demo ends."""
+    finals = [row for row in rows if row.status in FINAL_STATUSES]
+    unfinished = [row for row in rows if row.status not in FINAL_STATUSES]
+    unexpected = [row for row in finals if row.status != row.member.case.expected]
+    title = "Demo interrupted" if interrupted else "Demo finished"
+    lines = [
+        "",
+        f"{title}: {len(rows)} members registered, {len(finals)} lookups final, "
+        f"{len(unfinished)} unfinished, in {elapsed:.0f} s.",
+        "",
+        "Final status:",
+    ]
+    by_status = Counter(row.status for row in finals)
+    for status in (Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR):
+        reasons = _counts(r.reason for r in finals if r.status == status and r.reason != status)
+        lines.append(
+            f"  {status.value:<10} {by_status.get(status.value, 0):>3}"
+            + (f"   ({reasons})" if reasons else "")
+        )
+    if unfinished:
+        lines.append(
+            f"  UNFINISHED {len(unfinished):>3}   ({_counts(r.status for r in unfinished)})"
+        )
+    if unexpected:
+        lines.append(
+            "  NOT AS EXPECTED: "
+            + "; ".join(f"#{r.member.number} {r.member.case.label}: {r.status}" for r in unexpected)
+        )
+    else:
+        lines.append(
+            f"  every final lookup ended as its scenario expects ({len(finals)}/{len(rows)})"
+        )
+
+    used = ", ".join(
+        f"{n} attempt{'s' if n != 1 else ''}: {count}" for n, count in stats.attempts_used.items()
+    )
+    total_attempts = sum(n * count for n, count in stats.attempts_used.items())
+    late = stats.retry_lateness
+    lines += [
+        "",
+        f"Attempts used: {total_attempts} in all ({used} lookups).",
+        f"Time to final state: median {_seconds(stats.time_to_final.median)}, "
+        f"p95 {_seconds(stats.time_to_final.p95)} (from registration).",
+        f"Retries: {late.count}; started after their due time by median "
+        f"{_seconds(late.median)}, max {_seconds(late.max)}; "
+        f"late (> {stats.late_after:g} s): {stats.late_retries}.",
+        f"Census requests seen by the simulator: {consultas}"
+        + (
+            f", the closest two {closest_spacing:.2f} s apart."
+            if closest_spacing is not None
+            else "."
+        ),
+        "",
+        *settings_note,
+        "",
+        f"JSON log: {log.path}",
+        f"  {log.events} {STATUS_CHANGED} events for these lookups, {log.expected} status "
+        f"changes in the database; last logged status matches the database for "
+        f"{log.last_matches}/{log.lookups} lookups.",
+        "",
+        "Look further:",
+        *(f"  {command}" for command in commands),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,333 @@
+"""``manage.py census_demo``: members register, a real qcluster looks them up, you watch.
+
+Starts the census site simulator (in this process) and ``manage.py qcluster`` (2 workers,
+its own process group), registers members through the portal's registration view, shows
+every lookup live until each is final, prints a summary and stops everything it started,
+also on Ctrl-C. Exits 1 when a lookup is still unfinished at the deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from argparse import ArgumentParser
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.test import Client, override_settings
+from django.urls import reverse
+from django.utils import timezone
+
+from census.models import Attempt, CedulaInfo
+from census.stats import compute
+from census.testing.simulator import CensusSimulator
+from portal.demo import mix, processes, summary
+from portal.demo.progress import LineLog, LiveTable, Row, Tracked, snapshot
+from portal.models import Member
+
+MANAGE_PY = Path(__file__).resolve().parents[3] / "manage.py"
+DEMO_DELAYS = (5.0, 10.0, 15.0)
+REAL_DELAYS = (60.0, 300.0, 900.0)
+#: Seconds between two looks at the database while lookups run.
+REFRESH_EVERY = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoConfig:
+    """The census settings the demo runs with, here and in its qcluster."""
+
+    members: int
+    rate_limit: float
+    scrape_timeout: float
+    retry_delays: tuple[float, ...]
+    max_attempts: int
+    workers: int
+    deadline: float
+
+    def census_settings(self, site_url: str) -> dict[str, Any]:
+        return {
+            "CENSUS_SITE_URL": site_url,
+            "CENSUS_RATE_LIMIT_SECONDS": self.rate_limit,
+            "CENSUS_SCRAPE_TIMEOUT": self.scrape_timeout,
+            "CENSUS_RETRY_DELAYS": list(self.retry_delays),
+            "CENSUS_MAX_ATTEMPTS": self.max_attempts,
+        }
+
+    def cluster_env(self, site_url: str) -> dict[str, str]:
+        """The same settings for the qcluster process, through the example's env variables."""
+        env = {
+            name: ",".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value}"
+            for name, value in self.census_settings(site_url).items()
+        }
+        return {**env, "PORTAL_Q_WORKERS": str(self.workers)}
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: stop what was started, then summarise."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _relative(path: Path | str) -> str:
+    text = os.path.relpath(path)
+    return str(path) if text.startswith("../..") else text
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the census demo: register members through the portal, look them up on a real "
+        "qcluster against the local census simulator, show progress, print a summary."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--members", type=int, default=25, help="members to register")
+        parser.add_argument(
+            "--real-delays",
+            action="store_true",
+            help="production retry ladder 60/300/900 s instead of 5/10/15 s",
+        )
+        parser.add_argument(
+            "--rate-limit",
+            type=float,
+            default=1.0,
+            help="CENSUS_RATE_LIMIT_SECONDS for the demo (default 1; production default 5)",
+        )
+        parser.add_argument(
+            "--scrape-timeout",
+            type=float,
+            default=8.0,
+            help="CENSUS_SCRAPE_TIMEOUT for the demo (default 8; production default 90)",
+        )
+        parser.add_argument("--workers", type=int, default=2, help="qcluster workers")
+        parser.add_argument(
+            "--deadline", type=float, default=None, help="seconds before giving up (default: auto)"
+        )
+        parser.add_argument("--plain", action="store_true", help="line output even on a terminal")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["members"] < 1:
+            raise CommandError("--members must be at least 1")
+        delays = REAL_DELAYS if options["real_delays"] else DEMO_DELAYS
+        max_attempts = 3
+        config = DemoConfig(
+            members=options["members"],
+            rate_limit=options["rate_limit"],
+            scrape_timeout=options["scrape_timeout"],
+            retry_delays=delays,
+            max_attempts=max_attempts,
+            workers=options["workers"],
+            deadline=options["deadline"]
+            or 90 + 6 * options["members"] + sum(delays[: max_attempts - 1]),
+        )
+        live = sys.stdout.isatty() and os.environ.get("TERM") != "dumb" and not options["plain"]
+        Demo(config, out=self.stdout, live=live).run()
+
+
+class Demo:
+    """One run of the demo; ``run()`` raises ``CommandError`` if lookups are left unfinished."""
+
+    def __init__(self, config: DemoConfig, *, out: Any, live: bool) -> None:
+        self.config = config
+        self.out = out
+        self.live = live
+        self.var_dir = Path(getattr(settings, "VAR_DIR", Path.cwd() / "var"))
+        self.log_file = Path(getattr(settings, "LOG_FILE", self.var_dir / "census.log"))
+        self.members: list[Tracked] = []
+        self.interrupted = False
+
+    def say(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def prepare_database(self) -> None:
+        call_command("migrate", verbosity=0, interactive=False)
+        call_command("createcachetable", verbosity=0)
+
+    def quiet_console(self) -> None:
+        """Keep log lines off the terminal (the JSON log file still gets everything)."""
+        for handler in logging.getLogger().handlers:
+            if handler.get_name() == "console":
+                handler.setLevel(logging.WARNING)
+
+    def start_cluster(self, site_url: str) -> processes.ManagedProcess:
+        env = {
+            **os.environ,
+            **self.config.cluster_env(site_url),
+            "DJANGO_SETTINGS_MODULE": os.environ.get(
+                "DJANGO_SETTINGS_MODULE", "example_site.settings"
+            ),
+            "PORTAL_DB": str(settings.DATABASES["default"]["NAME"]),
+            "PORTAL_VAR_DIR": str(self.var_dir),
+            "CENSUS_LOG_FILE": str(self.log_file),
+            "PORTAL_LOG_CONSOLE_LEVEL": "WARNING",
+        }
+        return processes.ManagedProcess(
+            [sys.executable, str(MANAGE_PY), "qcluster"],
+            env=env,
+            output=self.var_dir / "demo-qcluster.out",
+        ).start()
+
+    # -- registration ---------------------------------------------------------------------------
+
+    def register(self, number: int, case: mix.Case) -> Tracked:
+        """Register one member through the portal's registration view, as a browser would."""
+        cedula = mix.new_cedula(case.prefix, lambda c: Member.objects.filter(username=c).exists())
+        password = secrets.token_urlsafe(16)
+        response = Client().post(
+            reverse("portal:register"),
+            {
+                "username": cedula,
+                "first_name": "Demo",
+                "last_name": f"Miembro {number}",
+                "password1": password,
+                "password2": password,
+            },
+        )
+        if response.status_code != 302:
+            raise CommandError(f"the portal refused member #{number} (HTTP {response.status_code})")
+        user_id = Member.objects.values_list("pk", flat=True).get(username=cedula)
+        return Tracked(number=number, user_id=user_id, cedula=cedula, case=case)
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        processes.become_subreaper()
+        self.quiet_console()
+        self.prepare_database()
+        started = time.monotonic()
+        simulator = CensusSimulator(
+            slow_seconds=self.config.scrape_timeout + 12,
+            retry_after=2,
+            access_log_path=self.var_dir / "demo-simulator.jsonl",
+        )
+        cluster: processes.ManagedProcess | None = None
+        previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+        rows: list[Row] = []
+        try:
+            simulator.start()
+            self.intro(simulator.url)
+            with override_settings(**self.config.census_settings(simulator.url)):
+                cluster = self.start_cluster(simulator.url)
+                rows = self.watch(cluster, started)
+        except Interrupted:
+            self.interrupted = True
+        finally:
+            # A second Ctrl-C must not cut the cleanup short.
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
+            if cluster is not None:
+                cluster.stop()
+            simulator.stop()
+            processes.kill_descendants()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        rows = snapshot(self.members)
+        self.say(self.summary(rows, simulator, time.monotonic() - started))
+        unfinished = [row for row in rows if not row.final]
+        if self.interrupted:
+            raise SystemExit(130)
+        if unfinished or len(rows) < self.config.members:
+            raise CommandError(
+                f"{len(unfinished)} lookup(s) unfinished after {self.config.deadline:.0f} s"
+            )
+
+    def intro(self, site_url: str) -> None:
+        c = self.config
+        self.say(
+            f"census demo: {c.members} members, qcluster with {c.workers} workers, "
+            f"census simulator at {site_url}\n"
+            f"retry delays {'/'.join(f'{d:g}' for d in c.retry_delays)} s, "
+            f"rate limit 1 request per {c.rate_limit:g} s, scrape timeout {c.scrape_timeout:g} s, "
+            f"deadline {c.deadline:.0f} s. Ctrl-C stops everything.\n"
+            f"While it runs: {_relative(sys.executable)} {_relative(MANAGE_PY)} qinfo "
+            f"(or qmonitor) in another terminal.\n\n"
+        )
+
+    def watch(self, cluster: processes.ManagedProcess, started: float) -> list[Row]:
+        """Register the members one after the other, and redraw until all are final."""
+        view = LiveTable(sys.stdout) if self.live else LineLog(sys.stdout)
+        to_register = list(enumerate(mix.cases(self.config.members), start=1))
+        deadline = started + self.config.deadline
+        while True:
+            tick = time.monotonic()
+            if to_register:
+                self.members.append(self.register(*to_register.pop(0)))
+            rows = snapshot(self.members)
+            view.update(self.heading(rows, cluster, tick - started), rows, timezone.now())
+            if not to_register and all(row.final for row in rows):
+                return rows
+            if tick > deadline:
+                self.say(f"\nDeadline of {self.config.deadline:.0f} s reached.\n")
+                return rows
+            if not cluster.running():
+                self.say(f"\nqcluster exited; see {_relative(cluster.output)}\n")
+                return rows
+            if not to_register:
+                time.sleep(max(REFRESH_EVERY - (time.monotonic() - tick), 0))
+
+    def heading(self, rows: list[Row], cluster: processes.ManagedProcess, elapsed: float) -> str:
+        final = sum(row.final for row in rows)
+        return (
+            f"[{elapsed:5.0f} s] registered {len(rows)}/{self.config.members}, "
+            f"final {final}/{self.config.members}; qcluster pid {cluster.pid}"
+        )
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def summary(self, rows: list[Row], simulator: CensusSimulator, elapsed: float) -> str:
+        user_ids = [m.user_id for m in self.members]
+        lookups = CedulaInfo.objects.filter(user_id__in=user_ids)
+        ids = dict(lookups.values_list("user_id", "pk"))
+        attempts: dict[int, int] = {}
+        for lookup_id in Attempt.objects.filter(lookup__in=lookups).values_list(
+            "lookup_id", flat=True
+        ):
+            attempts[lookup_id] = attempts.get(lookup_id, 0) + 1
+        consultas = simulator.consultas()
+        gaps = [b.monotonic - a.monotonic for a, b in zip(consultas, consultas[1:], strict=False)]
+        c = self.config
+        # The same database and log as this run, when they were moved by environment variables.
+        env = " ".join(
+            f"{name}={os.environ[name]}"
+            for name in ("PORTAL_VAR_DIR", "PORTAL_DB", "CENSUS_LOG_FILE")
+            if os.environ.get(name)
+        )
+        python = f"{env} {_relative(sys.executable)}".strip()
+        manage = _relative(MANAGE_PY)
+        return summary.render(
+            rows=rows,
+            stats=compute(lookups),
+            log=summary.check_log(self.log_file, rows, attempts, ids),
+            elapsed=elapsed,
+            consultas=len(consultas),
+            closest_spacing=min(gaps) if gaps else None,
+            settings_note=[
+                f"Demo settings: CENSUS_RATE_LIMIT_SECONDS={c.rate_limit:g} (production "
+                f"default 5), CENSUS_SCRAPE_TIMEOUT={c.scrape_timeout:g} (default 90), "
+                f"CENSUS_RETRY_DELAYS={'/'.join(f'{d:g}' for d in c.retry_delays)} s "
+                f"(production 60/300/900: --real-delays), CENSUS_MAX_ATTEMPTS={c.max_attempts}.",
+            ],
+            commands=[
+                f"{python} {manage} census_stats            # these numbers, from the database",
+                f"{python} {manage} qcluster                # then, in another terminal:",
+                f"{python} {manage} qinfo                   # or qmonitor: cluster and tasks",
+                f"{python} {manage} createsuperuser",
+                f"{python} {manage} runserver",
+                "    -> http://127.0.0.1:8000/admin/ (Consultas de cédula, Django Q2 tasks)",
+                f"cat {_relative(self.var_dir / 'demo-qcluster.out')}   # qcluster console",
+            ],
+            interrupted=self.interrupted,
+        )
