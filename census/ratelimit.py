@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 from django.db import OperationalError, connections, transaction
@@ -42,6 +42,28 @@ _LOCKED_RETRIES = 5
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
+
+
+class Gate(Protocol):
+    """What the scraper needs from a rate gate."""
+
+    def wait_turn(
+        self, deadline: datetime | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> float | None: ...
+
+    def push_back(self, seconds: float) -> object: ...
+
+
+class OpenGate:
+    """A gate that never waits (benchmarks, tests that need no database)."""
+
+    def wait_turn(
+        self, deadline: datetime | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> float | None:
+        return 0.0
+
+    def push_back(self, seconds: float) -> None:
+        return None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,539 @@
+"""The real scraper: drives the census page in headless Chromium through Playwright (sync API).
+
+The only module that imports Playwright. Importing it starts nothing: each ``lookup()`` runs on
+a thread of its own that starts Playwright's driver, launches Chromium, runs the page flow and
+closes all of it before ``lookup()`` returns. So the calling thread (a Django-Q2 worker's main
+thread) keeps a working ORM, and no browser or driver outlives its lookup:
+
+- the flow is bounded by ``CENSUS_SCRAPE_TIMEOUT``; if the thread has not finished
+  ``CLOSE_GRACE`` seconds later, or the caller is interrupted (Django-Q2's SIGALRM raises in the
+  waiting thread), the driver and Chromium are SIGKILLed;
+- if the worker process itself dies (SIGTERM, SIGKILL), the driver reads end-of-file on its
+  stdin pipe, closes Chromium and exits; if only the driver dies, Chromium exits when its
+  DevTools pipe closes. Both measured; see docs/scraper.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from playwright.sync_api import Browser, Page, Playwright, Request, Response, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from census.cedula import InvalidCedula, mask, normalize, scrub
+from census.conf import settings
+from census.outcomes import Outcome
+from census.ratelimit import BLOCK_BACKOFF_SECONDS, Gate, RateGate
+from census.scraper.base import LookupResult
+from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
+
+__all__ = ["CHROMIUM_ARGS", "PlaywrightScraper", "ScraperConfig", "launch_browser"]
+
+#: Chromium used when neither CENSUS_BROWSER_EXECUTABLE nor Playwright's own build is there.
+FALLBACK_EXECUTABLE = "/usr/bin/chromium"
+#: Without these, Chromium keeps calling Google services (sync, updates, field trials, QUIC),
+#: which this kind of host refuses; --disable-dev-shm-usage avoids crashes on a small /dev/shm.
+CHROMIUM_ARGS = (
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+)
+#: Seconds the page gets to show its election list, and the checkbox to yield a token.
+FORM_WAIT = 20.0
+TOKEN_WAIT = 20.0
+#: Seconds after the scrape timeout before a stuck browser is killed.
+CLOSE_GRACE = 10.0
+#: A rate-gate slot later than this many seconds before the deadline is not worth taking.
+ANSWER_RESERVE = 1.0
+#: Milliseconds between keystrokes: typed, not pasted, as a person would.
+TYPING_DELAY_MS = 35
+CONSULTA_PATH = "/back/api/consulta"
+ANCHOR_FRAME = 'iframe[src*="recaptcha"][src*="anchor"], iframe[title="reCAPTCHA"]'
+CHALLENGE_TITLE = "recaptcha challenge expires in two minutes"
+
+_ELECTIONS_READY = """() => {
+  const select = document.querySelector('#eleccion');
+  return !!select && Array.from(select.options).some((o) => o.value !== '');
+}"""
+_ELECTION_CHOICES = """() => Array.from(document.querySelectorAll('#eleccion option'))
+  .filter((o) => o.value !== '').map((o) => [o.value, (o.textContent || '').trim()])"""
+# The challenge frame sits in the page from the start, hidden off-screen: only a visible one
+# counts.
+_TOKEN_OR_CHALLENGE = """(title) => {
+  const area = document.getElementById('g-recaptcha-response');
+  if (area && area.value) return 'token';
+  for (const frame of document.querySelectorAll('iframe')) {
+    if ((frame.title || '').toLowerCase() !== title) continue;
+    const style = getComputedStyle(frame);
+    const box = frame.getBoundingClientRect();
+    if (style.visibility === 'visible' && style.display !== 'none'
+        && box.width > 0 && box.height > 0 && box.bottom > 0) return 'challenge';
+  }
+  return false;
+}"""
+_INJECT_TOKEN = """(token) => {
+  const area = document.getElementById('g-recaptcha-response');
+  if (area) area.value = token;
+  if (window.grecaptcha) { try { window.grecaptcha.getResponse = () => token; } catch (e) {} }
+}"""
+_RESULT_SHOWN = """() => !!document.querySelector('#resultado table')
+  || /no se encuentra en el censo/i.test(document.body ? document.body.innerText : '')"""
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScraperConfig:
+    """What one lookup needs from the settings, read once on the calling thread."""
+
+    site_url: str
+    timeout: float
+    executable: str | None = None
+    solver_path: str | None = None
+    headless: bool = True
+
+    @classmethod
+    def from_settings(cls) -> ScraperConfig:
+        return cls(
+            site_url=settings.site_url,
+            timeout=settings.scrape_timeout,
+            executable=settings.browser_executable,
+            solver_path=settings.captcha_solver_path,
+        )
+
+
+class PlaywrightScraper:
+    """``Scraper`` on real Chromium; ``lookup`` never raises and is safe from any thread."""
+
+    def __init__(self, *, gate: Gate | None = None, config: ScraperConfig | None = None) -> None:
+        self.gate: Gate = gate if gate is not None else RateGate()
+        self.config = config
+
+    def lookup(self, cedula: str) -> LookupResult:
+        """Look one cédula up; every failure comes back as an outcome."""
+        try:
+            digits = normalize(cedula)
+        except InvalidCedula as invalid:
+            return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
+        if transaction.get_connection().in_atomic_block:
+            # The rate gate commits on a connection of its own; on SQLite it would wait for
+            # the caller's write lock.
+            log.warning("lookup_in_transaction_detected", cedula=mask(digits))
+        started = time.monotonic()
+        result = _Run(digits, self.config or ScraperConfig.from_settings(), self.gate).execute()
+        elapsed = round(time.monotonic() - started, 3)
+        log.info(
+            "census_lookup_finished",
+            cedula=mask(digits),
+            outcome=result.outcome.value,
+            seconds=elapsed,
+        )
+        return replace(result, meta={**result.meta, "elapsed": elapsed})
+
+
+def launch_browser(playwright: Playwright, config: ScraperConfig, timeout_ms: float) -> Browser:
+    """Launch headless Chromium with the flags this project needs."""
+    args = list(CHROMIUM_ARGS)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
+    return playwright.chromium.launch(
+        executable_path=_executable(playwright, config),
+        headless=config.headless,
+        args=args,
+        timeout=timeout_ms,
+    )
+
+
+def new_lookup_context(browser: Browser, timeout_ms: float) -> Any:
+    """A fresh context with a normal desktop user agent (the default says HeadlessChrome)."""
+    context = browser.new_context(
+        user_agent=_user_agent(browser.version),
+        locale="es-CO",
+        timezone_id="America/Bogota",
+        viewport={"width": 1280, "height": 800},
+    )
+    context.set_default_timeout(timeout_ms)
+    return context
+
+
+class _Run:
+    """One lookup: its Playwright thread, its result, and how to abort it."""
+
+    def __init__(self, cedula: str, config: ScraperConfig, gate: Gate) -> None:
+        self.cedula = cedula
+        self.config = config
+        self.gate = gate
+        self.deadline = time.monotonic() + config.timeout
+        self._done = threading.Event()
+        self._result: LookupResult | None = None
+        self._driver_pid: int | None = None
+        self._children_before = _children(os.getpid())
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def ms(self, cap: float | None = None) -> float:
+        """A Playwright timeout: the time left (at most ``cap`` s), never 0 (= no timeout)."""
+        seconds = self.remaining() if cap is None else min(cap, self.remaining())
+        return max(seconds * 1000.0, 1.0)
+
+    def execute(self) -> LookupResult:
+        thread = threading.Thread(target=self._main, name="census-playwright", daemon=True)
+        thread.start()
+        try:
+            finished = self._done.wait(self.config.timeout + CLOSE_GRACE)
+        except BaseException:
+            # Django-Q2's timeout (SIGALRM) raises here: take the browser down before leaving.
+            self._abort("caller_interrupted")
+            raise
+        if not finished:
+            self._abort("browser_stuck")
+            return LookupResult(
+                outcome=Outcome.TIMEOUT,
+                detail=f"the browser did not finish within {self.config.timeout:g}s; killed",
+            )
+        assert self._result is not None
+        return self._result
+
+    def _main(self) -> None:
+        try:
+            self._result = self._scrape()
+        except BaseException as error:  # the thread must always report
+            self._result = LookupResult(
+                outcome=Outcome.TASK_FAILED, detail=_describe(error, self.cedula, "browser")
+            )
+        finally:
+            self._done.set()
+
+    def _scrape(self) -> LookupResult:
+        manager = sync_playwright()
+        playwright = manager.start()
+        self._driver_pid = _driver_pid(manager)
+        try:
+            try:
+                browser = launch_browser(playwright, self.config, self.ms())
+            except PlaywrightError as error:
+                detail = _describe(error, self.cedula, "the browser did not start")
+                return LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
+            try:
+                context = new_lookup_context(browser, self.ms())
+                try:
+                    return run_flow(context.new_page(), self.cedula, self)
+                finally:
+                    _quietly(context.close)
+            finally:
+                _quietly(browser.close)
+        finally:
+            _quietly(playwright.stop)
+
+    def _abort(self, reason: str) -> None:
+        """SIGKILL this lookup's driver and everything under it (Chromium and its helpers)."""
+        roots = [self._driver_pid] if self._driver_pid else []
+        if not roots:  # the driver was starting: find it among the new children
+            roots = sorted(_children(os.getpid()) - self._children_before)
+        victims = [pid for root in roots for pid in (root, *_descendants(root))]
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        log.warning("browser_killed", reason=reason, processes=len(victims))
+
+
+class _Flow:
+    """The page flow of one lookup, on the Playwright thread."""
+
+    def __init__(self, page: Page, cedula: str, budget: _Run) -> None:
+        self.page = page
+        self.cedula = cedula
+        self.budget = budget
+        self.step = "load"
+        self.responses: list[Response] = []
+        self.failures: list[str] = []
+
+    def run(self) -> LookupResult:
+        try:
+            result = self._steps()
+        except PlaywrightTimeoutError as error:
+            result = self._timed_out(error)
+        except PlaywrightError as error:
+            result = self._browser_error(error)
+        if result.outcome is Outcome.BLOCKED:
+            self._back_off(result)
+        return replace(result, meta={**result.meta, "step": self.step})
+
+    def _steps(self) -> LookupResult:
+        page, config = self.page, self.budget.config
+        page.on("response", self._on_response)
+        page.on("requestfailed", self._on_request_failed)
+
+        self.step = "load"
+        loaded = page.goto(config.site_url, wait_until="domcontentloaded", timeout=self.budget.ms())
+        if loaded is not None:
+            html = page.content()
+            if loaded.status >= 400 or is_f5_block(html):
+                content_type = loaded.headers.get("content-type", "")
+                return parse_consulta(
+                    loaded.status, content_type, html, loaded.headers, self.cedula
+                )
+
+        self.step = "form"
+        try:
+            page.wait_for_function(_ELECTIONS_READY, timeout=self.budget.ms(FORM_WAIT))
+        except PlaywrightTimeoutError:
+            if self.budget.remaining() <= 0:
+                raise
+            found = parse_rendered_page(page.content(), self.cedula)
+            return found.with_detail(f"no election list; {found.detail}")
+        page.locator("#documento").press_sequentially(
+            self.cedula, delay=TYPING_DELAY_MS, timeout=self.budget.ms()
+        )
+        election = _pick_election(page.evaluate(_ELECTION_CHOICES))
+        page.select_option("#eleccion", value=election, timeout=self.budget.ms())
+
+        self.step = "captcha"
+        anchor = page.frame_locator(ANCHOR_FRAME).first.locator("#recaptcha-anchor")
+        anchor.click(timeout=self.budget.ms(FORM_WAIT))
+        try:
+            state = page.wait_for_function(
+                _TOKEN_OR_CHALLENGE,
+                arg=CHALLENGE_TITLE,
+                timeout=self.budget.ms(TOKEN_WAIT),
+                polling=100,
+            ).json_value()
+        except PlaywrightTimeoutError:
+            if self.budget.remaining() <= 0:
+                raise
+            state = "no_token"
+        if state != "token":
+            refused = self._solve(str(state))
+            if refused is not None:
+                return refused
+
+        # The gate right before the submit: page loads take varying time, and two workers
+        # gated earlier could still send their queries closer together than the limit.
+        self.step = "rate_gate"
+        latest = timezone.now() + timedelta(seconds=self.budget.remaining() - ANSWER_RESERVE)
+        waited = self.budget.gate.wait_turn(
+            deadline=latest, sleep=lambda seconds: page.wait_for_timeout(seconds * 1000)
+        )
+        if waited is None:
+            return LookupResult(
+                outcome=Outcome.TIMEOUT,
+                detail="the rate gate had no free slot before the scrape deadline",
+            )
+
+        self.step = "submit"
+        page.locator("#submitBtn").click(timeout=self.budget.ms())
+        self.step = "answer"
+        return self._answer()
+
+    def _solve(self, state: str) -> LookupResult | None:
+        """Ask the configured solver for a token; a result means the captcha failed."""
+        reason = (
+            "the captcha showed an image challenge"
+            if state == "challenge"
+            else f"no captcha token within {TOKEN_WAIT:g}s"
+        )
+        path = self.budget.config.solver_path
+        if not path:
+            return LookupResult(outcome=Outcome.CAPTCHA_FAILED, detail=f"{reason}; no solver")
+        site_key = (
+            self.page.get_attribute(
+                ".g-recaptcha[data-sitekey]", "data-sitekey", timeout=self.budget.ms(5)
+            )
+            or ""
+        )
+        try:
+            token = import_string(path)(site_key, self.page.url)
+        except Exception as error:
+            detail = _describe(error, self.cedula, f"{reason}; the solver failed")
+            return LookupResult(outcome=Outcome.CAPTCHA_FAILED, detail=detail)
+        if not token:
+            return LookupResult(
+                outcome=Outcome.CAPTCHA_FAILED, detail=f"{reason}; the solver found no token"
+            )
+        self.page.evaluate(_INJECT_TOKEN, token)
+        log.info("captcha_token_solved", cedula=mask(self.cedula))
+        return None
+
+    def _answer(self) -> LookupResult:
+        """Wait for the consulta response (or its failure); else read the rendered page."""
+        next_look = time.monotonic() + 0.5
+        while True:
+            if self.responses:
+                return self._read(self.responses[0])
+            if self.failures:
+                return LookupResult(
+                    outcome=Outcome.CONNECTION_ERROR,
+                    detail=f"the consulta request failed: {self.failures[0]}",
+                )
+            remaining = self.budget.remaining()
+            if remaining <= 0:
+                return _no_answer(self.budget.config.timeout)
+            if time.monotonic() >= next_look:
+                # No response seen (another endpoint?) but the page may show the answer.
+                if self.page.evaluate(_RESULT_SHOWN):
+                    return parse_rendered_page(self.page.content(), self.cedula)
+                next_look = time.monotonic() + 0.5
+            self.page.wait_for_timeout(min(100.0, max(remaining * 1000, 1.0)))
+
+    def _read(self, response: Response) -> LookupResult:
+        try:
+            body = response.text()
+        except PlaywrightError:
+            # The body is gone (page replaced): the rendered page still has the answer.
+            with contextlib.suppress(PlaywrightTimeoutError):
+                self.page.wait_for_function(_RESULT_SHOWN, timeout=self.budget.ms(3))
+            return parse_rendered_page(self.page.content(), self.cedula)
+        headers = response.headers
+        content_type = headers.get("content-type", "")
+        return parse_consulta(response.status, content_type, body, headers, self.cedula)
+
+    def _on_response(self, response: Response) -> None:
+        if _is_consulta(response.request):
+            self.responses.append(response)
+
+    def _on_request_failed(self, request: Request) -> None:
+        if _is_consulta(request):
+            self.failures.append(scrub(request.failure or "unknown network error", self.cedula))
+
+    def _timed_out(self, error: PlaywrightTimeoutError) -> LookupResult:
+        if self.budget.remaining() <= 0.05:
+            return _no_answer(self.budget.config.timeout)
+        return LookupResult(
+            outcome=Outcome.TIMEOUT, detail=_describe(error, self.cedula, f"step {self.step}")
+        )
+
+    def _browser_error(self, error: PlaywrightError) -> LookupResult:
+        detail = _describe(error, self.cedula, f"step {self.step}")
+        if "net::ERR_" in str(error):
+            return LookupResult(outcome=Outcome.CONNECTION_ERROR, detail=detail)
+        return LookupResult(outcome=Outcome.TASK_FAILED, detail=f"browser error: {detail}")
+
+    def _back_off(self, result: LookupResult) -> None:
+        seconds = result.retry_after if result.retry_after is not None else BLOCK_BACKOFF_SECONDS
+        try:
+            self.budget.gate.push_back(seconds)
+        except Exception:
+            log.exception("rate_gate_push_back_failed")
+
+
+def run_flow(page: Page, cedula: str, budget: _Run) -> LookupResult:
+    """Drive one lookup on ``page`` (a fresh context's page) within ``budget``."""
+    return _Flow(page, cedula, budget).run()
+
+
+def _is_consulta(request: Request) -> bool:
+    return request.method == "POST" and urlsplit(request.url).path.rstrip("/").endswith(
+        CONSULTA_PATH
+    )
+
+
+def _pick_election(choices: list[list[str]]) -> str:
+    """The current-place election ("LUGAR DE VOTACION ACTUAL"), else the first one."""
+    for value, label in choices:
+        if "ACTUAL" in label.upper():
+            return value
+    return choices[0][0] if choices else "0"
+
+
+def _no_answer(timeout: float) -> LookupResult:
+    return LookupResult(
+        outcome=Outcome.TIMEOUT, detail=f"no answer from the census site within {timeout:g}s"
+    )
+
+
+def _executable(playwright: Playwright, config: ScraperConfig) -> str:
+    if config.executable:
+        return config.executable
+    try:
+        bundled = playwright.chromium.executable_path
+    except PlaywrightError:
+        bundled = ""
+    return bundled if bundled and Path(bundled).exists() else FALLBACK_EXECUTABLE
+
+
+def _user_agent(version: str) -> str:
+    major = version.split(".", 1)[0] or "130"
+    return (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Chrome/{major}.0.0.0 Safari/537.36"
+    )
+
+
+def _describe(error: BaseException, cedula: str, context: str) -> str:
+    """One scrubbed, bounded line; Playwright's call logs repeat typed text (the cédula)."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    return scrub(f"{context}: {type(error).__name__}: {first}", cedula)[:300]
+
+
+def _quietly(close: Callable[[], object]) -> None:
+    # Closing after a failure may fail too; the driver cleans up what is left.
+    with contextlib.suppress(Exception):
+        close()
+
+
+def _driver_pid(manager: object) -> int | None:
+    """The pid of Playwright's driver process (private attributes, guarded)."""
+    for path in (("_client", "_transport", "_proc"), ("_connection", "_transport", "_proc")):
+        target: object = manager
+        for name in path:
+            target = getattr(target, name, None)
+        pid = getattr(target, "pid", None)
+        if isinstance(pid, int):
+            return pid
+    return None
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid for every process (Linux /proc; empty elsewhere)."""
+    found: dict[int, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+                fields = stat.read().rsplit(")", 1)[1].split()
+            found[int(entry)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _children(pid: int) -> set[int]:
+    return {child for child, parent in _parents().items() if parent == pid}
+
+
+def _descendants(pid: int) -> list[int]:
+    parents = _parents()
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [child for child, parent in parents.items() if parent == current]
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
