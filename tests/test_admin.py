@@ -1,0 +1,80 @@
+"""census.admin: read-only lookups with their attempt history; refresh for leaders only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+from django_q.models import OrmQ
+
+from census.models import Attempt, CedulaInfo, Status
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+def staff(**extra: Any) -> Any:
+    user = factories.member(is_staff=True, **extra)
+    user.user_permissions.add(Permission.objects.get(codename="view_cedulainfo"))
+    return user
+
+
+def finished_lookup() -> CedulaInfo:
+    info = CedulaInfo.objects.get(user=factories.member())
+    CedulaInfo.objects.filter(pk=info.pk).update(status=Status.FOUND, puesto="COLEGIO 1")
+    Attempt.objects.create(lookup=info, number=1, outcome="found")
+    return info
+
+
+def test_change_page_is_read_only_with_attempts_inline(client: Any) -> None:
+    """Staff see the lookup and its attempts but no save button; POSTs change nothing."""
+    info = finished_lookup()
+    client.force_login(staff())
+    url = reverse("admin:census_cedulainfo_change", args=[info.pk])
+    page = client.get(url).content.decode()
+    assert "COLEGIO 1" in page
+    assert "Intentos" in page or "intentos" in page
+    assert 'name="_save"' not in page
+    assert client.post(url, {"status": "error"}).status_code == 403
+    info.refresh_from_db()
+    assert info.status == Status.FOUND
+
+
+def test_changelist_filters_by_status(client: Any) -> None:
+    """The status filter narrows the list."""
+    info = finished_lookup()
+    other = CedulaInfo.objects.get(user=factories.member())
+    client.force_login(staff())
+    page = client.get(reverse("admin:census_cedulainfo_changelist") + "?status__exact=found")
+    ids = [row.pk for row in page.context["cl"].result_list]
+    assert ids == [info.pk] and other.pk not in ids
+
+
+def test_leader_refresh_action_queues_a_lookup(client: Any) -> None:
+    """A leader's "Refresh census lookup" action starts a new attempt budget."""
+    info = finished_lookup()
+    client.force_login(staff(role="leader"))
+    OrmQ.objects.all().delete()
+    response = client.post(
+        reverse("admin:census_cedulainfo_changelist"),
+        {"action": "refresh_lookup", "_selected_action": [info.pk]},
+    )
+    assert response.status_code == 302
+    info.refresh_from_db()
+    assert info.status == Status.PENDING
+
+
+def test_refresh_action_is_not_offered_to_members(client: Any) -> None:
+    """Staff who are not leaders do not get the action, and posting it does nothing."""
+    info = finished_lookup()
+    client.force_login(staff())
+    page = client.get(reverse("admin:census_cedulainfo_changelist"))
+    assert "refresh_lookup" not in page.content.decode()
+    client.post(
+        reverse("admin:census_cedulainfo_changelist"),
+        {"action": "refresh_lookup", "_selected_action": [info.pk]},
+    )
+    info.refresh_from_db()
+    assert info.status == Status.FOUND
