@@ -353,3 +353,24 @@ def test_lost_attempt_is_swept_and_retried(
     info.refresh_from_db()
     assert info.status == Status.RETRYING
     assert Attempt.objects.get(lookup=info, number=1).outcome == "lost"
+
+
+def test_retry_whose_task_failed_before_claiming_is_rescheduled(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A RETRYING lookup long overdue with no schedule left gets its attempt scheduled again."""
+    from census import sweeper
+
+    info = new_lookup("timeout", "found")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_and_hook(info.pk, 1)
+    Schedule.objects.all().delete()  # fired, but its task died before claiming attempt 2
+    CedulaInfo.objects.filter(pk=info.pk).update(
+        next_attempt_at=timezone.now() - timezone.timedelta(hours=1)
+    )
+    assert sweeper.sweep() == 1
+    [entry] = Schedule.objects.all()
+    assert entry.name == f"census-lookup-{info.pk}-attempt-2"
+    assert sweeper.sweep() == 0  # the schedule is there now: nothing more to do
+    info = drive(info, django_capture_on_commit_callbacks)
+    assert info.status == Status.FOUND
