@@ -24,14 +24,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from playwright.sync_api import Browser, Page, Playwright, Request, Response, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    Request,
+    Response,
+    sync_playwright,
+)
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
@@ -42,7 +49,15 @@ from census.ratelimit import BLOCK_BACKOFF_SECONDS, Gate, RateGate
 from census.scraper.base import LookupResult
 from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
 
-__all__ = ["CHROMIUM_ARGS", "PlaywrightScraper", "ScraperConfig", "launch_browser"]
+__all__ = [
+    "CHROMIUM_ARGS",
+    "LookupBudget",
+    "PlaywrightScraper",
+    "ScraperConfig",
+    "launch_browser",
+    "new_lookup_context",
+    "run_flow",
+]
 
 #: Chromium used when neither CENSUS_BROWSER_EXECUTABLE nor Playwright's own build is there.
 FALLBACK_EXECUTABLE = "/usr/bin/chromium"
@@ -163,7 +178,7 @@ def launch_browser(playwright: Playwright, config: ScraperConfig, timeout_ms: fl
     )
 
 
-def new_lookup_context(browser: Browser, timeout_ms: float) -> Any:
+def new_lookup_context(browser: Browser, timeout_ms: float) -> BrowserContext:
     """A fresh context with a normal desktop user agent (the default says HeadlessChrome)."""
     context = browser.new_context(
         user_agent=_user_agent(browser.version),
@@ -175,18 +190,17 @@ def new_lookup_context(browser: Browser, timeout_ms: float) -> Any:
     return context
 
 
-class _Run:
-    """One lookup: its Playwright thread, its result, and how to abort it."""
+@dataclass(frozen=True)
+class LookupBudget:
+    """The settings, the gate and the deadline (``time.monotonic()``) of one lookup."""
 
-    def __init__(self, cedula: str, config: ScraperConfig, gate: Gate) -> None:
-        self.cedula = cedula
-        self.config = config
-        self.gate = gate
-        self.deadline = time.monotonic() + config.timeout
-        self._done = threading.Event()
-        self._result: LookupResult | None = None
-        self._driver_pid: int | None = None
-        self._children_before = _children(os.getpid())
+    config: ScraperConfig
+    gate: Gate
+    deadline: float
+
+    @classmethod
+    def start(cls, config: ScraperConfig, gate: Gate) -> LookupBudget:
+        return cls(config=config, gate=gate, deadline=time.monotonic() + config.timeout)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -195,6 +209,19 @@ class _Run:
         """A Playwright timeout: the time left (at most ``cap`` s), never 0 (= no timeout)."""
         seconds = self.remaining() if cap is None else min(cap, self.remaining())
         return max(seconds * 1000.0, 1.0)
+
+
+class _Run:
+    """One lookup: its Playwright thread, its result, and how to abort it."""
+
+    def __init__(self, cedula: str, config: ScraperConfig, gate: Gate) -> None:
+        self.cedula = cedula
+        self.config = config
+        self.budget = LookupBudget.start(config, gate)
+        self._done = threading.Event()
+        self._result: LookupResult | None = None
+        self._driver_pid: int | None = None
+        self._children_before = _children(os.getpid())
 
     def execute(self) -> LookupResult:
         thread = threading.Thread(target=self._main, name="census-playwright", daemon=True)
@@ -230,14 +257,14 @@ class _Run:
         self._driver_pid = _driver_pid(manager)
         try:
             try:
-                browser = launch_browser(playwright, self.config, self.ms())
+                browser = launch_browser(playwright, self.config, self.budget.ms())
             except PlaywrightError as error:
                 detail = _describe(error, self.cedula, "the browser did not start")
                 return LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
             try:
-                context = new_lookup_context(browser, self.ms())
+                context = new_lookup_context(browser, self.budget.ms())
                 try:
-                    return run_flow(context.new_page(), self.cedula, self)
+                    return run_flow(context.new_page(), self.cedula, self.budget)
                 finally:
                     _quietly(context.close)
             finally:
@@ -249,7 +276,8 @@ class _Run:
         """SIGKILL this lookup's driver and everything under it (Chromium and its helpers)."""
         roots = [self._driver_pid] if self._driver_pid else []
         if not roots:  # the driver was starting: find it among the new children
-            roots = sorted(_children(os.getpid()) - self._children_before)
+            new = _children(os.getpid()) - self._children_before
+            roots = sorted(pid for pid in new if b"run-driver" in _cmdline(pid))
         victims = [pid for root in roots for pid in (root, *_descendants(root))]
         for pid in victims:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -260,7 +288,7 @@ class _Run:
 class _Flow:
     """The page flow of one lookup, on the Playwright thread."""
 
-    def __init__(self, page: Page, cedula: str, budget: _Run) -> None:
+    def __init__(self, page: Page, cedula: str, budget: LookupBudget) -> None:
         self.page = page
         self.cedula = cedula
         self.budget = budget
@@ -436,7 +464,7 @@ class _Flow:
             log.exception("rate_gate_push_back_failed")
 
 
-def run_flow(page: Page, cedula: str, budget: _Run) -> LookupResult:
+def run_flow(page: Page, cedula: str, budget: LookupBudget) -> LookupResult:
     """Drive one lookup on ``page`` (a fresh context's page) within ``budget``."""
     return _Flow(page, cedula, budget).run()
 
@@ -521,6 +549,14 @@ def _parents() -> dict[int, int]:
         except (OSError, IndexError, ValueError):
             continue
     return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read()
+    except OSError:
+        return b""
 
 
 def _children(pid: int) -> set[int]:
