@@ -5,6 +5,9 @@ Definitions (also in docs/observability.md):
 - *retry lateness*: ``Attempt.started_at - Attempt.due_at`` for scheduled retries only, that
   is attempts whose due time is not the lookup's creation (a first attempt is "due" when its
   lookup is created; its wait is queueing, not lateness);
+- *retry queueing lateness*: when Django-Q2 queued the retry's task (``Task.started``, set
+  at enqueue) minus its due time: the scheduler's punctuality alone. A retry queued on time
+  but started late waited for a free worker;
 - *time to final*: ``CedulaInfo.finished_at - CedulaInfo.created_at`` for lookups in a final
   state (from registration, so a refreshed lookup counts from its registration too).
 """
@@ -18,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db.models import Count, F, QuerySet
+from django_q.models import Task
 
 from census.models import FINAL_STATUSES, Attempt, CedulaInfo, Status
 
@@ -70,8 +74,10 @@ class CensusStats:
     error_reasons: dict[str, int]
     #: Attempts a lookup has had -> lookups.
     attempts_used: dict[int, int]
-    #: Seconds between a scheduled retry's due time and its start.
+    #: Seconds between a scheduled retry's due time and its start by a worker.
     retry_lateness: Distribution
+    #: Seconds between a scheduled retry's due time and Django-Q2 queueing its task.
+    retry_queue_lateness: Distribution
     #: Threshold (seconds) and number of retries that started later than it.
     late_after: float
     late_retries: int
@@ -115,9 +121,15 @@ def compute(
     used = Counter(lookups.annotate(n=Count("attempts")).values_list("n", flat=True).order_by("n"))
 
     retries = attempts.filter(due_at__isnull=False).exclude(due_at=F("lookup__created_at"))
-    lateness = [
-        (started - due).total_seconds()
-        for started, due in retries.values_list("started_at", "due_at")
+    retry_rows = list(retries.values_list("started_at", "due_at", "task_id"))
+    lateness = [(started - due).total_seconds() for started, due, _ in retry_rows]
+    queued_at = dict(
+        Task.objects.filter(id__in=[t for *_, t in retry_rows if t]).values_list("id", "started")
+    )
+    queue_lateness = [
+        (queued_at[task_id] - due).total_seconds()
+        for _, due, task_id in retry_rows
+        if task_id in queued_at
     ]
     finals = lookups.filter(status__in=FINAL_STATUSES, finished_at__isnull=False)
     to_final = [
@@ -131,6 +143,7 @@ def compute(
         error_reasons=dict(error_reasons.most_common()),
         attempts_used=dict(sorted(used.items())),
         retry_lateness=Distribution.of(lateness),
+        retry_queue_lateness=Distribution.of(queue_lateness),
         late_after=late_after,
         late_retries=sum(1 for late in lateness if late > late_after),
         time_to_final=Distribution.of(to_final),
@@ -193,6 +206,8 @@ def render_table(stats: CensusStats) -> str:
         "Retry lateness (started_at - due_at, scheduled retries)",
         _distribution_line("retries", stats.retry_lateness, digits=2)
         + f"   late (> {stats.late_after:g} s) {stats.late_retries}",
+        "Retry queueing lateness (task queued - due_at: the scheduler alone)",
+        _distribution_line("retries", stats.retry_queue_lateness, digits=2),
         "",
         "Time to final state (finished_at - created_at)",
         _distribution_line("lookups", stats.time_to_final),

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django_q.models import Task
 
 from census.models import Attempt, CedulaInfo, Status
 from census.stats import Distribution, compute, percentile
@@ -28,14 +29,31 @@ def _lookup(status: Status, *, finished_after: float | None = None, reason: str 
     return info.pk
 
 
-def _attempt(lookup_id: int, number: int, outcome: str, *, due: float, late: float) -> None:
-    """An attempt due ``due`` seconds after T0 that started ``late`` seconds after that."""
+def _attempt(
+    lookup_id: int,
+    number: int,
+    outcome: str,
+    *,
+    due: float,
+    late: float,
+    queued: float | None = None,
+) -> None:
+    """An attempt due ``due`` s after T0, started ``late`` s after that; its Django-Q2 task
+    (if ``queued`` is given) was queued ``queued`` s after the due time."""
+    task_id = ""
+    if queued is not None:
+        task_id = f"task-{lookup_id}-{number}"
+        queued_at = T0 + timedelta(seconds=due + queued)
+        Task.objects.create(
+            id=task_id, name=task_id, func="f", started=queued_at, stopped=queued_at, success=True
+        )
     Attempt.objects.create(
         lookup_id=lookup_id,
         number=number,
         outcome=outcome,
         due_at=T0 + timedelta(seconds=due),
         started_at=T0 + timedelta(seconds=due + late),
+        task_id=task_id,
     )
 
 
@@ -47,12 +65,12 @@ def known_lookups(db: Any) -> None:
 
     retried = _lookup(Status.FOUND, finished_after=100, reason="found")
     _attempt(retried, 1, "blocked", due=0, late=0.1)
-    _attempt(retried, 2, "timeout", due=5, late=0.5)
-    _attempt(retried, 3, "found", due=60, late=3.0)
+    _attempt(retried, 2, "timeout", due=5, late=0.5, queued=0.3)
+    _attempt(retried, 3, "found", due=60, late=3.0, queued=0.9)
 
     exhausted = _lookup(Status.ERROR, finished_after=30, reason="captcha_failed")
     _attempt(exhausted, 1, "captcha_failed", due=0, late=0.0)
-    _attempt(exhausted, 2, "captcha_failed", due=5, late=0.2)
+    _attempt(exhausted, 2, "captcha_failed", due=5, late=0.2, queued=0.1)
     _attempt(exhausted, 3, "captcha_failed", due=15, late=0.4)
 
     not_found = _lookup(Status.NOT_FOUND, finished_after=20, reason="not_found")
@@ -101,6 +119,9 @@ def test_compute_on_known_lookups(known_lookups: None) -> None:
         count=4, median=pytest.approx(0.45), p95=pytest.approx(2.625), max=3.0
     )
     assert stats.late_retries == 1
+    assert stats.retry_queue_lateness == Distribution(
+        count=3, median=pytest.approx(0.3), p95=pytest.approx(0.84), max=pytest.approx(0.9)
+    )
     assert stats.time_to_final == Distribution(
         count=4, median=25.0, p95=pytest.approx(89.5), max=100.0
     )
@@ -126,6 +147,7 @@ def test_command_prints_a_table(known_lookups: None) -> None:
     assert "1              1               1      1          1        1        0      5" in lines
     assert "captcha_failed        1" in lines
     assert "retries 4   median 0.45 s   p95 2.62 s   max 3.00 s   late (> 2 s) 1" in lines, lines
+    assert "retries 3   median 0.30 s   p95 0.84 s   max 0.90 s" in lines
     assert "lookups 4   median 25.0 s   p95 89.5 s   max 100.0 s" in lines
 
 
@@ -143,6 +165,7 @@ def test_command_prints_json(known_lookups: None) -> None:
     assert data["late_retries"] == 1
     assert data["time_to_final"]["median"] == 25.0
     assert data["retry_lateness"]["count"] == 4
+    assert data["retry_queue_lateness"]["count"] == 3
 
 
 def test_late_after_moves_the_threshold(known_lookups: None) -> None:

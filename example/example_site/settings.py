@@ -105,8 +105,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "portal:login"
-LOGIN_REDIRECT_URL = "portal:profile"
-LOGOUT_REDIRECT_URL = "portal:login"
 
 LANGUAGE_CODE = "es"
 TIME_ZONE = "America/Bogota"

@@ -12,10 +12,10 @@ urlpatterns = [
     path("registro/", views.register, name="register"),
     path(
         "entrar/",
-        auth_views.LoginView.as_view(template_name="portal/login.html"),
+        auth_views.LoginView.as_view(template_name="portal/login.html", next_page="portal:profile"),
         name="login",
     ),
-    path("salir/", auth_views.LogoutView.as_view(), name="logout"),
+    path("salir/", auth_views.LogoutView.as_view(next_page="portal:login"), name="logout"),
     path("perfil/", views.profile, name="profile"),
     path("perfil/censo.json", views.census_status, name="census_status"),
     path("consultas/<int:user_id>/actualizar/", views.refresh, name="refresh"),

@@ -123,14 +123,15 @@ def render(
         f"{n} attempt{'s' if n != 1 else ''}: {count}" for n, count in stats.attempts_used.items()
     )
     total_attempts = sum(n * count for n, count in stats.attempts_used.items())
-    late = stats.retry_lateness
+    late, queued = stats.retry_lateness, stats.retry_queue_lateness
     lines += [
         "",
         f"Attempts used: {total_attempts} in all ({used} lookups).",
         f"Time to final state: median {_seconds(stats.time_to_final.median)}, "
         f"p95 {_seconds(stats.time_to_final.p95)} (from registration).",
-        f"Retries: {late.count}; started after their due time by median "
-        f"{_seconds(late.median)}, max {_seconds(late.max)}; "
+        f"Retries: {late.count}; queued by the scheduler after their due time by median "
+        f"{_seconds(queued.median)}, max {_seconds(queued.max)}; started by a worker after "
+        f"it by median {_seconds(late.median)}, max {_seconds(late.max)}; "
         f"late (> {stats.late_after:g} s): {stats.late_retries}.",
         f"Census requests seen by the simulator: {consultas}"
         + (

@@ -16,6 +16,7 @@ import sys
 import time
 from argparse import ArgumentParser
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,7 +28,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from census.models import Attempt, CedulaInfo
+from census.models import Attempt, CedulaInfo, Status
 from census.stats import compute
 from census.testing.simulator import CensusSimulator
 from portal.demo import mix, processes, summary
@@ -39,6 +40,9 @@ DEMO_DELAYS = (5.0, 10.0, 15.0)
 REAL_DELAYS = (60.0, 300.0, 900.0)
 #: Seconds between two looks at the database while lookups run.
 REFRESH_EVERY = 0.5
+#: About how long one attempt keeps a worker busy: a retry due within this many seconds
+#: needs a worker, so no new member registers in front of it.
+ATTEMPT_SECONDS = 6.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +56,9 @@ class DemoConfig:
     max_attempts: int
     workers: int
     deadline: float
+    #: Below the 1 s default: the scheduler claim made through the database cache has
+    #: whole-second expiry, so a 1 s tick fires retries up to ~2 s late (reported upstream).
+    scheduler_tick: float = 0.25
 
     def census_settings(self, site_url: str) -> dict[str, Any]:
         return {
@@ -60,6 +67,7 @@ class DemoConfig:
             "CENSUS_SCRAPE_TIMEOUT": self.scrape_timeout,
             "CENSUS_RETRY_DELAYS": list(self.retry_delays),
             "CENSUS_MAX_ATTEMPTS": self.max_attempts,
+            "CENSUS_SCHEDULER_TICK": self.scheduler_tick,
         }
 
     def cluster_env(self, site_url: str) -> dict[str, str]:
@@ -263,9 +271,10 @@ class Demo:
         deadline = started + self.config.deadline
         while True:
             tick = time.monotonic()
-            if to_register:
-                self.members.append(self.register(*to_register.pop(0)))
             rows = snapshot(self.members)
+            if to_register and self.has_room(rows):
+                self.members.append(self.register(*to_register.pop(0)))
+                rows = snapshot(self.members)
             view.update(self.heading(rows, cluster, tick - started), rows, timezone.now())
             if not to_register and all(row.final for row in rows):
                 return rows
@@ -275,8 +284,21 @@ class Demo:
             if not cluster.running():
                 self.say(f"\nqcluster exited; see {_relative(cluster.output)}\n")
                 return rows
-            if not to_register:
-                time.sleep(max(REFRESH_EVERY - (time.monotonic() - tick), 0))
+            time.sleep(max(REFRESH_EVERY - (time.monotonic() - tick), 0))
+
+    def has_room(self, rows: list[Row]) -> bool:
+        """Whether a worker is free for one more member, retries due soon counted first.
+
+        Members arrive as fast as the cluster takes them, not faster: a queue deeper than
+        the workers would only delay the retries that come due behind it.
+        """
+        soon = timezone.now() + timedelta(seconds=ATTEMPT_SECONDS)
+        busy = sum(
+            row.status in (Status.PENDING, Status.SCRAPING)
+            or (row.status == Status.RETRYING and (row.next_attempt_at or soon) <= soon)
+            for row in rows
+        )
+        return busy < self.config.workers
 
     def heading(self, rows: list[Row], cluster: processes.ManagedProcess, elapsed: float) -> str:
         final = sum(row.final for row in rows)
@@ -318,7 +340,8 @@ class Demo:
                 f"Demo settings: CENSUS_RATE_LIMIT_SECONDS={c.rate_limit:g} (production "
                 f"default 5), CENSUS_SCRAPE_TIMEOUT={c.scrape_timeout:g} (default 90), "
                 f"CENSUS_RETRY_DELAYS={'/'.join(f'{d:g}' for d in c.retry_delays)} s "
-                f"(production 60/300/900: --real-delays), CENSUS_MAX_ATTEMPTS={c.max_attempts}.",
+                f"(production 60/300/900: --real-delays), CENSUS_MAX_ATTEMPTS={c.max_attempts}, "
+                f"CENSUS_SCHEDULER_TICK={c.scheduler_tick:g} (default 1).",
             ],
             commands=[
                 f"{python} {manage} census_stats            # these numbers, from the database",
