@@ -74,6 +74,18 @@ def _counts(values: Iterable[str]) -> str:
     return ", ".join(f"{key} {count}" for key, count in sorted(Counter(values).items()))
 
 
+def _retries_line(stats: CensusStats) -> str:
+    late, queued = stats.retry_lateness, stats.retry_queue_lateness
+    if not late.count:
+        return "Retries: none."
+    return (
+        f"Retries: {late.count}; queued by the scheduler after their due time by median "
+        f"{_seconds(queued.median)}, max {_seconds(queued.max)}; started by a worker after "
+        f"it by median {_seconds(late.median)}, max {_seconds(late.max)}; "
+        f"late (> {stats.late_after:g} s): {stats.late_retries}."
+    )
+
+
 def render(
     *,
     rows: Sequence[Row],
@@ -106,9 +118,10 @@ def render(
             + (f"   ({reasons})" if reasons else "")
         )
     if unfinished:
-        lines.append(
-            f"  UNFINISHED {len(unfinished):>3}   ({_counts(r.status for r in unfinished)})"
-        )
+        lines += [
+            f"  UNFINISHED {len(unfinished):>3}   ({_counts(r.status for r in unfinished)})",
+            "  (they stay queued or scheduled in the database: the next qcluster resumes them)",
+        ]
     if unexpected:
         lines.append(
             "  NOT AS EXPECTED: "
@@ -123,16 +136,12 @@ def render(
         f"{n} attempt{'s' if n != 1 else ''}: {count}" for n, count in stats.attempts_used.items()
     )
     total_attempts = sum(n * count for n, count in stats.attempts_used.items())
-    late, queued = stats.retry_lateness, stats.retry_queue_lateness
     lines += [
         "",
         f"Attempts used: {total_attempts} in all ({used} lookups).",
         f"Time to final state: median {_seconds(stats.time_to_final.median)}, "
         f"p95 {_seconds(stats.time_to_final.p95)} (from registration).",
-        f"Retries: {late.count}; queued by the scheduler after their due time by median "
-        f"{_seconds(queued.median)}, max {_seconds(queued.max)}; started by a worker after "
-        f"it by median {_seconds(late.median)}, max {_seconds(late.max)}; "
-        f"late (> {stats.late_after:g} s): {stats.late_retries}.",
+        _retries_line(stats),
         f"Census requests seen by the simulator: {consultas}"
         + (
             f", the closest two {closest_spacing:.2f} s apart."
