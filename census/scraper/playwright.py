@@ -105,10 +105,18 @@ _TOKEN_OR_CHALLENGE = """(title) => {
   }
   return false;
 }"""
-_INJECT_TOKEN = """(token) => {
+# A solved token goes where the widget puts its own; the challenge overlay, which a solved
+# widget would dismiss, is hidden so that it no longer covers the submit button.
+_INJECT_TOKEN = """([token, title]) => {
   const area = document.getElementById('g-recaptcha-response');
   if (area) area.value = token;
   if (window.grecaptcha) { try { window.grecaptcha.getResponse = () => token; } catch (e) {} }
+  for (const frame of document.querySelectorAll('iframe')) {
+    if ((frame.title || '').toLowerCase() !== title) continue;
+    let box = frame;
+    while (box.parentElement && box.parentElement !== document.body) box = box.parentElement;
+    box.style.visibility = 'hidden';
+  }
 }"""
 _RESULT_SHOWN = """() => !!document.querySelector('#resultado table')
   || /no se encuentra en el censo/i.test(document.body ? document.body.innerText : '')"""
@@ -398,7 +406,7 @@ class _Flow:
             return LookupResult(
                 outcome=Outcome.CAPTCHA_FAILED, detail=f"{reason}; the solver found no token"
             )
-        self.page.evaluate(_INJECT_TOKEN, token)
+        self.page.evaluate(_INJECT_TOKEN, [token, CHALLENGE_TITLE])
         log.info("captcha_token_solved", cedula=mask(self.cedula))
         return None
 
@@ -444,7 +452,7 @@ class _Flow:
             self.failures.append(scrub(request.failure or "unknown network error", self.cedula))
 
     def _timed_out(self, error: PlaywrightTimeoutError) -> LookupResult:
-        if self.budget.remaining() <= 0.05:
+        if self.step == "answer" and self.budget.remaining() <= 0.05:
             return _no_answer(self.budget.config.timeout)
         return LookupResult(
             outcome=Outcome.TIMEOUT, detail=_describe(error, self.cedula, f"step {self.step}")

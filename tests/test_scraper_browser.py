@@ -1,0 +1,389 @@
+"""PlaywrightScraper through real Chromium against the census simulator.
+
+One test per outcome, the rate gate across two worker processes, Retry-After, and no browser
+or driver process left behind after a lookup, a timeout, a stuck browser or a killed worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
+
+from census.models import RateGate as RateGateRow
+from census.outcomes import Outcome
+from census.ratelimit import OpenGate, RateGate
+from census.scraper import playwright as scraper_module
+from census.scraper.base import LookupResult, Novedad
+from census.scraper.playwright import PlaywrightScraper
+from census.testing.simulator import CensusSimulator
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Seconds a normal lookup may take here (a loaded 2-CPU machine needs ~3 s).
+TIMEOUT = 15
+RETRY_AFTER = 3
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[CensusSimulator]:
+    # Its own simulator: a short Retry-After, and a slow answer far beyond any test timeout.
+    with CensusSimulator(slow_seconds=60.0, retry_after=RETRY_AFTER) as site:
+        yield site
+
+
+@pytest.fixture
+def site(simulator: CensusSimulator) -> Iterator[CensusSimulator]:
+    simulator.reset()
+    with override_settings(
+        CENSUS_SITE_URL=simulator.url,
+        CENSUS_SCRAPE_TIMEOUT=TIMEOUT,
+        CENSUS_RATE_LIMIT_SECONDS=0,
+        CENSUS_CAPTCHA_SOLVER=None,
+    ):
+        yield simulator
+
+
+class ProcessWatch:
+    """Records every descendant of ``pid`` while active, to check later that all are gone."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.root = psutil.Process(pid or os.getpid())
+        self.seen: dict[int, psutil.Process] = {}
+        self.commands: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> ProcessWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def snapshot(self) -> None:
+        try:
+            children = self.root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for child in children:
+            if child.pid not in self.seen:
+                self.seen[child.pid] = child
+                with contextlib.suppress(psutil.Error):
+                    self.commands.append(" ".join(child.cmdline()))
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.05):
+            self.snapshot()
+
+    def saw_browser(self) -> bool:
+        driver = any("run-driver" in command for command in self.commands)
+        chromium = any("chromium" in command or "chrome" in command for command in self.commands)
+        return driver and chromium
+
+    def leftovers(self, wait: float = 5.0) -> list[psutil.Process]:
+        """Descendants seen that are still running after ``wait`` seconds (zombies are dead)."""
+        deadline = time.monotonic() + wait
+        while True:
+            alive = [p for p in self.seen.values() if _running(p)]
+            if not alive or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.1)
+
+    def kill_all(self) -> None:
+        for process in self.seen.values():
+            if _running(process):
+                process.kill()
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _lookup(cedula: str, **scraper: object) -> tuple[LookupResult, ProcessWatch]:
+    watch = ProcessWatch()
+    try:
+        with watch:
+            result = PlaywrightScraper(gate=OpenGate(), **scraper).lookup(cedula)  # type: ignore[arg-type]
+        assert watch.saw_browser(), watch.commands
+        assert watch.leftovers() == []
+    finally:
+        watch.kill_all()
+    # Answers echo the number; nothing of it may come back.
+    assert cedula not in repr(result)
+    return result, watch
+
+
+@dataclass(frozen=True)
+class Expected:
+    cedula: str
+    outcome: Outcome
+    consultas: int = 1
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.cedula[:2]}-{self.outcome.value}"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        Expected("1000000001", Outcome.FOUND),
+        Expected("1100000001", Outcome.FOUND),
+        Expected("1200000001", Outcome.FOUND),
+        Expected("2000000001", Outcome.NOT_FOUND, detail="no se encuentra en el censo"),
+        Expected("3000000001", Outcome.CANCELLED),
+        Expected("3100000001", Outcome.CANCELLED),
+        Expected("3200000001", Outcome.CANCELLED),
+        Expected("4000000001", Outcome.BLOCKED, detail="F5 block page"),
+        Expected("4100000001", Outcome.BLOCKED, detail="HTTP 403"),
+        Expected("4200000001", Outcome.BLOCKED, detail="HTTP 429"),
+        Expected("5000000001", Outcome.CAPTCHA_FAILED, consultas=0, detail="image challenge"),
+        Expected("5100000001", Outcome.CAPTCHA_FAILED, detail="captcha"),
+        Expected("6100000001", Outcome.CONNECTION_ERROR, detail="ERR_CONNECTION_RESET"),
+        Expected("6200000001", Outcome.CONNECTION_ERROR, detail="HTTP 500"),
+        Expected("6300000001", Outcome.UNEXPECTED_PAGE),
+    ],
+    ids=str,
+)
+def test_outcome(site: CensusSimulator, case: Expected) -> None:
+    result, _ = _lookup(case.cedula)
+    assert result.outcome is case.outcome, result.detail
+    assert case.detail in result.detail
+    assert len(site.consultas()) == case.consultas
+    # The page and the election list loaded like a person's browser would.
+    assert any(r.path == "/back/api/elecciones" for r in site.access_log)
+
+
+def test_found_places_come_back_as_sent(site: CensusSimulator) -> None:
+    plain, _ = _lookup("1000000002")
+    assert plain.place is not None
+    assert plain.place.departamento and plain.place.municipio and plain.place.mesa
+    assert plain.place.puesto.startswith("PUESTO ")
+    # The real answer that put a locality in nom_puesto and the school in direccion.
+    locality, _ = _lookup("1100000002")
+    assert locality.place is not None
+    assert locality.place.municipio == "BOGOTA. D.C."
+    assert not locality.place.puesto.startswith("PUESTO ")
+    assert any(word in locality.place.direccion for word in ("COLEGIO", "INSTITUCION", "ESCUELA"))
+    upper, _ = _lookup("1200000002")
+    assert upper.place is not None and upper.place.departamento and upper.place.mesa
+
+
+def test_cancelled_reasons(site: CensusSimulator) -> None:
+    reasons = {}
+    for cedula in ("3000000002", "3100000002", "3200000002"):
+        result, _ = _lookup(cedula)
+        assert isinstance(result.novedad, Novedad)
+        assert result.novedad.resolucion and result.novedad.fecha_novedad
+        reasons[cedula[:2]] = result.novedad.novedad
+    assert reasons == {
+        "30": "Cancelada por Muerte",
+        "31": "Cancelada por Doble Cedulación",
+        "32": "Cancelada por Pérdida o Suspensión de los Derechos Políticos",
+    }
+
+
+def test_blocked_429_keeps_retry_after(site: CensusSimulator) -> None:
+    result, _ = _lookup("4200000002")
+    assert result.outcome is Outcome.BLOCKED
+    assert result.retry_after == RETRY_AFTER
+
+
+def test_captcha_solver_gets_past_the_challenge(site: CensusSimulator) -> None:
+    with override_settings(CENSUS_CAPTCHA_SOLVER="census.testing.simulator.solve_captcha"):
+        result, _ = _lookup("5000000002")
+    assert result.outcome is Outcome.FOUND, result.detail
+    assert len(site.consultas()) == 1
+
+
+def test_slow_answer_is_a_timeout_within_the_scrape_timeout(site: CensusSimulator) -> None:
+    started = time.monotonic()
+    with override_settings(CENSUS_SCRAPE_TIMEOUT=5):
+        result, _ = _lookup("6000000001")
+    elapsed = time.monotonic() - started
+    assert result.outcome is Outcome.TIMEOUT, result.detail
+    assert "within 5s" in result.detail
+    assert elapsed < 5 + 3  # the timeout, plus closing the browser
+    assert len(site.consultas()) == 1
+
+
+def test_flaky_reset_then_found(site: CensusSimulator) -> None:
+    first, _ = _lookup("7120000001")
+    second, _ = _lookup("7120000001")
+    assert (first.outcome, second.outcome) == (Outcome.CONNECTION_ERROR, Outcome.FOUND)
+
+
+_release_stuck_solver = threading.Event()
+
+
+def stuck_solver(site_key: str, page_url: str) -> str | None:
+    """A solver that hangs: the browser thread never comes back on its own."""
+    _release_stuck_solver.wait(60)
+    return None
+
+
+def test_stuck_browser_is_killed(site: CensusSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scraper_module, "CLOSE_GRACE", 1.0)
+    _release_stuck_solver.clear()
+    started = time.monotonic()
+    try:
+        with override_settings(
+            CENSUS_SCRAPE_TIMEOUT=4, CENSUS_CAPTCHA_SOLVER=f"{__name__}.stuck_solver"
+        ):
+            result, _ = _lookup("5000000003")
+    finally:
+        _release_stuck_solver.set()
+    assert result.outcome is Outcome.TIMEOUT
+    assert "killed" in result.detail
+    assert time.monotonic() - started < 4 + 1 + 2
+
+
+@pytest.mark.parametrize("cedula", ["12", "abc", "12345678901", "", "1.2", "10 00 00 000 01"])
+def test_invalid_cedulas_are_never_sent(site: CensusSimulator, cedula: str) -> None:
+    started = time.monotonic()
+    result = PlaywrightScraper(gate=OpenGate()).lookup(cedula)
+    assert result.outcome is Outcome.INVALID_CEDULA
+    assert "3 to 10 digits" in result.detail
+    assert time.monotonic() - started < 0.5
+    assert site.access_log == []
+
+
+# -- rate gate: real RateGate rows, so the database is committed for other processes -----------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retry_after_holds_the_next_request_back(site: CensusSimulator) -> None:
+    scraper = PlaywrightScraper(gate=RateGate(interval=0.5))
+    blocked = scraper.lookup("4200000003")
+    assert blocked.outcome is Outcome.BLOCKED and blocked.retry_after == RETRY_AFTER
+    assert RateGateRow.objects.get(name="census").next_allowed_at is not None
+    found = scraper.lookup("1000000003")
+    assert found.outcome is Outcome.FOUND, found.detail
+    first, second = site.consultas()
+    assert second.monotonic - first.monotonic >= RETRY_AFTER
+
+
+_WORKER = r"""
+import json, sys, time
+import django
+django.setup()
+from census.ratelimit import OpenGate
+from census.scraper.playwright import PlaywrightScraper
+mode, cedulas = sys.argv[1], sys.argv[2:]
+if mode == "turns":
+    scraper = PlaywrightScraper()
+    for cedula in cedulas:
+        result = scraper.lookup(cedula)
+        print("RESULT " + json.dumps([result.outcome.value, result.detail]), flush=True)
+else:
+    from django_q.exceptions import TimeoutException
+    from django_q.timeout import TimeoutHandler
+    try:
+        with TimeoutHandler(600):  # Django-Q2's own task timeout handler (SIGALRM)
+            PlaywrightScraper(gate=OpenGate()).lookup(cedulas[0])
+        print("FINISHED", flush=True)
+    except TimeoutException:
+        print("INTERRUPTED", flush=True)
+    time.sleep(120)
+"""
+
+
+def _worker(site: CensusSimulator, *args: str, **env: str) -> subprocess.Popen[str]:
+    """A process standing in for a Django-Q2 worker that runs lookups."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _WORKER, *args],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            "CENSUS_TEST_DB": str(django_settings.DATABASES["default"]["NAME"]),
+            "CENSUS_SITE_URL": site.url,
+            "CENSUS_SCRAPE_TIMEOUT": str(TIMEOUT),
+            "CENSUS_LOG_LEVEL": "WARNING",
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rate_limit_holds_across_worker_processes(site: CensusSimulator) -> None:
+    limit = 1.5
+    workers = [
+        _worker(
+            site, "turns", f"10{n}0000001", f"10{n}0000002", CENSUS_RATE_LIMIT_SECONDS=str(limit)
+        )
+        for n in (1, 2)
+    ]
+    try:
+        outputs = [worker.communicate(timeout=120) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    results = [
+        json.loads(line.removeprefix("RESULT "))
+        for out, _ in outputs
+        for line in out.splitlines()
+        if line.startswith("RESULT ")
+    ]
+    assert [outcome for outcome, _ in results] == ["found"] * 4, outputs
+    arrivals = sorted(record.monotonic for record in site.consultas())
+    assert len(arrivals) == 4
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= limit, gaps
+
+
+def _wait_for_consulta(site: CensusSimulator, watch: ProcessWatch, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not site.consultas():
+        assert time.monotonic() < deadline, "the worker never sent its consulta"
+        time.sleep(0.1)
+    watch.snapshot()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL", "SIGALRM"])
+def test_no_browser_outlives_a_killed_or_timed_out_worker(site: CensusSimulator, how: str) -> None:
+    # A slow answer keeps the browser busy until the signal; the scraper's own timeout is
+    # far away, as when Django-Q2's task timeout or its guard strikes first.
+    worker = _worker(site, "hold", "6000000002", CENSUS_SCRAPE_TIMEOUT="60")
+    watch = ProcessWatch(worker.pid)
+    try:
+        with watch:
+            _wait_for_consulta(site, watch)
+        assert watch.saw_browser(), watch.commands
+        # Django-Q2 signals the worker pid only, never its process group.
+        os.kill(worker.pid, getattr(signal, how))
+        if how == "SIGALRM":
+            assert worker.stdout is not None
+            lines = [worker.stdout.readline().strip()]
+            while lines[-1] and lines[-1] != "INTERRUPTED":  # log lines may come first
+                lines.append(worker.stdout.readline().strip())
+            assert lines[-1] == "INTERRUPTED", lines
+            assert worker.poll() is None  # the worker lives on; its browser must not
+        assert watch.leftovers(wait=5.0) == []
+    finally:
+        worker.kill()
+        worker.communicate(timeout=10)
+        watch.kill_all()
