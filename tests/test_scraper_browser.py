@@ -105,6 +105,21 @@ class ProcessWatch:
                 return alive
             time.sleep(0.1)
 
+    def profiles_left(self, wait: float = 5.0) -> list[str]:
+        """Chromium's temporary profile directories that still exist after ``wait`` seconds."""
+        paths = {
+            arg.split("=", 1)[1]
+            for command in self.commands
+            for arg in command.split()
+            if arg.startswith("--user-data-dir=")
+        }
+        deadline = time.monotonic() + wait
+        while True:
+            left = sorted(path for path in paths if Path(path).exists())
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.1)
+
     def kill_all(self) -> None:
         for process in self.seen.values():
             if _running(process):
@@ -125,6 +140,7 @@ def _lookup(cedula: str, **scraper: object) -> tuple[LookupResult, ProcessWatch]
             result = PlaywrightScraper(gate=OpenGate(), **scraper).lookup(cedula)  # type: ignore[arg-type]
         assert watch.saw_browser(), watch.commands
         assert watch.leftovers() == []
+        assert watch.profiles_left() == []
     finally:
         watch.kill_all()
     # Answers echo the number; nothing of it may come back.
@@ -383,6 +399,7 @@ def test_no_browser_outlives_a_killed_or_timed_out_worker(site: CensusSimulator,
             assert lines[-1] == "INTERRUPTED", lines
             assert worker.poll() is None  # the worker lives on; its browser must not
         assert watch.leftovers(wait=5.0) == []
+        assert watch.profiles_left() == []
     finally:
         worker.kill()
         worker.communicate(timeout=10)

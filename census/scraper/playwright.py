@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 import time
@@ -82,6 +83,8 @@ ANSWER_RESERVE = 1.0
 #: Milliseconds between keystrokes: typed, not pasted, as a person would.
 TYPING_DELAY_MS = 35
 CONSULTA_PATH = "/back/api/consulta"
+#: Name prefix of the temporary profiles Playwright creates for launched Chromium.
+PROFILE_PREFIX = "playwright_chromiumdev_profile-"
 ANCHOR_FRAME = 'iframe[src*="recaptcha"][src*="anchor"], iframe[title="reCAPTCHA"]'
 CHALLENGE_TITLE = "recaptcha challenge expires in two minutes"
 
@@ -279,6 +282,7 @@ class _Run:
                 _quietly(browser.close)
         finally:
             _quietly(playwright.stop)
+            _retrieve_driver_error(manager)
 
     def _abort(self, reason: str) -> None:
         """SIGKILL this lookup's driver and everything under it (Chromium and its helpers)."""
@@ -287,9 +291,13 @@ class _Run:
             new = _children(os.getpid()) - self._children_before
             roots = sorted(pid for pid in new if b"run-driver" in _cmdline(pid))
         victims = [pid for root in roots for pid in (root, *_descendants(root))]
+        profiles = {path for pid in victims for path in _profile_dirs(pid)}
         for pid in victims:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        # A killed driver cannot remove the temporary profile it gave Chromium.
+        for path in profiles:
+            shutil.rmtree(path, ignore_errors=True)
         log.warning("browser_killed", reason=reason, processes=len(victims))
 
 
@@ -539,6 +547,14 @@ def _driver_pid(manager: object) -> int | None:
     return None
 
 
+def _retrieve_driver_error(manager: object) -> None:
+    """Mark a killed driver's error as seen, or asyncio logs "never retrieved" at exit."""
+    client = getattr(manager, "_client", None)
+    future = getattr(getattr(client, "_transport", None), "on_error_future", None)
+    if future is not None and future.done() and not future.cancelled():
+        future.exception()
+
+
 def _parents() -> dict[int, int]:
     """pid -> parent pid for every process (Linux /proc; empty elsewhere)."""
     found: dict[int, int] = {}
@@ -565,6 +581,17 @@ def _cmdline(pid: int) -> bytes:
             return cmdline.read()
     except OSError:
         return b""
+
+
+def _profile_dirs(pid: int) -> list[str]:
+    """The temporary ``--user-data-dir`` Playwright gave this Chromium process, if any."""
+    found = []
+    for arg in _cmdline(pid).split(b"\0"):
+        if arg.startswith(b"--user-data-dir="):
+            path = arg.split(b"=", 1)[1].decode(errors="replace")
+            if Path(path).name.startswith(PROFILE_PREFIX):
+                found.append(path)
+    return found
 
 
 def _children(pid: int) -> set[int]:
