@@ -355,6 +355,7 @@ class _Flow:
         self.step = "captcha"
         anchor = page.frame_locator(ANCHOR_FRAME).first.locator("#recaptcha-anchor")
         anchor.click(timeout=self.budget.ms(FORM_WAIT))
+        clicked = time.monotonic()
         try:
             state = page.wait_for_function(
                 _TOKEN_OR_CHALLENGE,
@@ -363,9 +364,8 @@ class _Flow:
                 polling=100,
             ).json_value()
         except PlaywrightTimeoutError:
-            if self.budget.remaining() <= 0:
-                raise
-            state = "no_token"
+            # A token that never came is the captcha's failure, even at the deadline.
+            state = f"no captcha token within {time.monotonic() - clicked:.0f}s"
         if state != "token":
             refused = self._solve(str(state))
             if refused is not None:
@@ -390,15 +390,16 @@ class _Flow:
         return self._answer()
 
     def _solve(self, state: str) -> LookupResult | None:
-        """Ask the configured solver for a token; a result means the captcha failed."""
-        reason = (
-            "the captcha showed an image challenge"
-            if state == "challenge"
-            else f"no captcha token within {TOKEN_WAIT:g}s"
-        )
+        """Ask the configured solver for a token; a result means the captcha failed.
+
+        ``state`` is "challenge" or why no token came.
+        """
+        reason = "the captcha showed an image challenge" if state == "challenge" else state
         path = self.budget.config.solver_path
         if not path:
             return LookupResult(outcome=Outcome.CAPTCHA_FAILED, detail=f"{reason}; no solver")
+        if self.budget.remaining() <= ANSWER_RESERVE:
+            return LookupResult(outcome=Outcome.CAPTCHA_FAILED, detail=f"{reason}; no time left")
         site_key = (
             self.page.get_attribute(
                 ".g-recaptcha[data-sitekey]", "data-sitekey", timeout=self.budget.ms(5)
