@@ -17,8 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
-
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -74,6 +72,8 @@ class ManagedProcess:
 
 def kill_descendants(grace: float = 3.0) -> list[int]:
     """Terminate, then kill, every remaining descendant of this process; returns their pids."""
+    import psutil  # the ``monitor`` extra; checked when the demo starts
+
     children = psutil.Process().children(recursive=True)
     for child in children:
         with contextlib.suppress(psutil.NoSuchProcess):

@@ -8,6 +8,7 @@ also on Ctrl-C. Exits 1 when a lookup is still unfinished at the deadline.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import secrets
@@ -126,6 +127,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["members"] < 1:
             raise CommandError("--members must be at least 1")
+        if importlib.util.find_spec("psutil") is None:
+            raise CommandError("the demo needs psutil: pip install -e '.[monitor]'")
         delays = REAL_DELAYS if options["real_delays"] else DEMO_DELAYS
         max_attempts = 3
         config = DemoConfig(
