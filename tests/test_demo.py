@@ -149,3 +149,22 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert returncode == 130, output.read_text()[-3000:]
     assert "Demo interrupted" in output.read_text()
     assert _leftovers(marker) == []
+
+
+def test_demo_fails_when_the_deadline_passes(tmp_path: Path) -> None:
+    """Lookups left unfinished at the deadline make the demo exit 1 and say so."""
+    marker = uuid.uuid4().hex
+    result = subprocess.run(
+        [sys.executable, "example/manage.py", "census_demo", "--members", "3", "--plain"]
+        + ["--deadline", "1"],
+        cwd=ROOT,
+        env=_env(tmp_path, marker),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "Deadline of 1 s reached." in result.stdout
+    assert "member(s) not registered" in result.stderr
+    assert _leftovers(marker) == []

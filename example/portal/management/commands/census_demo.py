@@ -226,13 +226,12 @@ class Demo:
         )
         cluster: processes.ManagedProcess | None = None
         previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-        rows: list[Row] = []
         try:
             simulator.start()
             self.intro(simulator.url)
             with override_settings(**self.config.census_settings(simulator.url)):
                 cluster = self.start_cluster(simulator.url)
-                rows = self.watch(cluster, started)
+                self.watch(cluster, started)
         except Interrupted:
             self.interrupted = True
         finally:
@@ -250,9 +249,11 @@ class Demo:
         unfinished = [row for row in rows if not row.final]
         if self.interrupted:
             raise SystemExit(130)
-        if unfinished or len(rows) < self.config.members:
+        missing = self.config.members - len(rows)
+        if unfinished or missing:
             raise CommandError(
-                f"{len(unfinished)} lookup(s) unfinished after {self.config.deadline:.0f} s"
+                f"after {time.monotonic() - started:.0f} s: {len(unfinished)} lookup(s) "
+                f"unfinished, {missing} member(s) not registered"
             )
 
     def intro(self, site_url: str) -> None:
@@ -267,7 +268,7 @@ class Demo:
             f"(or qmonitor) in another terminal.\n\n"
         )
 
-    def watch(self, cluster: processes.ManagedProcess, started: float) -> list[Row]:
+    def watch(self, cluster: processes.ManagedProcess, started: float) -> None:
         """Register the members one after the other, and redraw until all are final."""
         view = LiveTable(sys.stdout) if self.live else LineLog(sys.stdout)
         to_register = list(enumerate(mix.cases(self.config.members), start=1))
@@ -280,13 +281,13 @@ class Demo:
                 rows = snapshot(self.members)
             view.update(self.heading(rows, cluster, tick - started), rows, timezone.now())
             if not to_register and all(row.final for row in rows):
-                return rows
+                return
             if tick > deadline:
                 self.say(f"\nDeadline of {self.config.deadline:.0f} s reached.\n")
-                return rows
+                return
             if not cluster.running():
                 self.say(f"\nqcluster exited; see {_relative(cluster.output)}\n")
-                return rows
+                return
             time.sleep(max(REFRESH_EVERY - (time.monotonic() - tick), 0))
 
     def has_room(self, rows: list[Row]) -> bool:
