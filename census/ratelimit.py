@@ -53,6 +53,8 @@ class Gate(Protocol):
 
     def push_back(self, seconds: float) -> object: ...
 
+    def next_allowed_at(self) -> datetime | None: ...
+
 
 class OpenGate:
     """A gate that never waits (benchmarks, tests that need no database)."""
@@ -63,6 +65,9 @@ class OpenGate:
         return 0.0
 
     def push_back(self, seconds: float) -> None:
+        return None
+
+    def next_allowed_at(self) -> datetime | None:
         return None
 
 

@@ -164,8 +164,12 @@ class PlaywrightScraper:
             # The rate gate commits on a connection of its own; on SQLite it would wait for
             # the caller's write lock.
             log.warning("lookup_in_transaction_detected", cedula=mask(digits))
+        config = self.config or ScraperConfig.from_settings()
+        closed = gate_closed(self.gate, config.timeout - ANSWER_RESERVE)
+        if closed is not None:  # no slot within this lookup: do not even start a browser
+            return closed
         started = time.monotonic()
-        result = _Run(digits, self.config or ScraperConfig.from_settings(), self.gate).execute()
+        result = _Run(digits, config, self.gate).execute()
         elapsed = round(time.monotonic() - started, 3)
         log.info(
             "census_lookup_finished",
@@ -174,6 +178,26 @@ class PlaywrightScraper:
             seconds=elapsed,
         )
         return replace(result, meta={**result.meta, "elapsed": elapsed})
+
+
+def gate_closed(gate: Gate, within: float) -> LookupResult | None:
+    """A ``timeout`` result when the gate opens more than ``within`` seconds from now.
+
+    Its ``retry_after`` says when the gate opens (a block or a 429 pushed it out), so the
+    pipeline schedules the retry for then instead of burning an attempt before it.
+    """
+    opens = gate.next_allowed_at()
+    if opens is None:
+        return None
+    wait = (opens - timezone.now()).total_seconds()
+    if wait <= within:
+        return None
+    return LookupResult(
+        outcome=Outcome.TIMEOUT,
+        detail=f"the cluster-wide rate gate stays closed for {wait:.0f} s",
+        retry_after=wait,
+        meta={"step": "rate_gate"},
+    )
 
 
 def launch_browser(playwright: Playwright, config: ScraperConfig, timeout_ms: float) -> Browser:
@@ -379,7 +403,7 @@ class _Flow:
             deadline=latest, sleep=lambda seconds: page.wait_for_timeout(seconds * 1000)
         )
         if waited is None:
-            return LookupResult(
+            return gate_closed(self.budget.gate, 0.0) or LookupResult(
                 outcome=Outcome.TIMEOUT,
                 detail="the rate gate had no free slot before the scrape deadline",
             )
