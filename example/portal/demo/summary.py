@@ -66,6 +66,10 @@ def check_log(
     )
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
@@ -105,8 +109,9 @@ def render(
     title = "Demo interrupted" if interrupted else "Demo finished"
     lines = [
         "",
-        f"{title}: {len(rows)} members registered, {len(finals)} lookups final, "
-        f"{len(unfinished)} unfinished, in {elapsed:.0f} s.",
+        f"{title}: {_plural(len(rows), 'member')} registered, "
+        f"{_plural(len(finals), 'lookup')} final, {len(unfinished)} unfinished, "
+        f"in {elapsed:.0f} s.",
         "",
         "Final status:",
     ]
