@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_SCRAPE_TIMEOUT": 90,
     # Minimum seconds between two census requests, across every worker sharing the database.
     "CENSUS_RATE_LIMIT_SECONDS": 5.0,
+    # Seconds every worker pauses after a block page or 403 (a 429 uses its Retry-After).
+    "CENSUS_BLOCK_BACKOFF_SECONDS": 60.0,
     # Dotted path of a captcha solver, callable(site_key, page_url) -> token | None.
     "CENSUS_CAPTCHA_SOLVER": None,
     # Seconds between scheduler runs inside each qcluster worker; 0 turns it off.
@@ -90,6 +92,10 @@ class CensusSettings:
     @property
     def rate_limit_seconds(self) -> float:
         return float(self._get("CENSUS_RATE_LIMIT_SECONDS"))
+
+    @property
+    def block_backoff_seconds(self) -> float:
+        return float(self._get("CENSUS_BLOCK_BACKOFF_SECONDS"))
 
     @property
     def captcha_solver_path(self) -> str | None:

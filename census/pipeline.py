@@ -124,6 +124,13 @@ def run_attempt(lookup_id: int, attempt: int) -> AttemptReport:
     """Django-Q2 task: run one attempt of one lookup."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(lookup_id=lookup_id, attempt=attempt)
+    try:
+        return _run_attempt(lookup_id, attempt)
+    finally:  # the worker's later log lines are not about this lookup
+        structlog.contextvars.clear_contextvars()
+
+
+def _run_attempt(lookup_id: int, attempt: int) -> AttemptReport:
     raw_cedula = _claim(lookup_id, attempt)
     if raw_cedula is None:
         return AttemptReport(lookup_id=lookup_id, attempt=attempt, skipped=True)
@@ -158,7 +165,8 @@ def _claim(lookup_id: int, attempt: int) -> str | None:
         except TransitionRefused as refused:
             events.info(events.ATTEMPT_IGNORED, reason=str(refused), status=info.status)
             return None
-        due = info.next_attempt_at if info.retry_count else info.created_at
+        # Only scheduled retries have a due time; lateness is measured against it.
+        due = info.next_attempt_at if info.retry_count else None
         Attempt.objects.update_or_create(
             lookup=info,
             number=attempt,
@@ -296,7 +304,12 @@ def _finish(info: CedulaInfo, decision: policy.Finish, report: AttemptReport, de
         decision.status,
         attempt=info.attempt,
         fields=fields,
-        log={"reason": decision.reason, "exhausted": decision.exhausted},
+        log={
+            "reason": decision.reason,
+            "exhausted": decision.exhausted,
+            # Seconds from registration to this final status: charts time-to-final.
+            "age_s": round((timezone.now() - info.created_at).total_seconds(), 3),
+        },
     )
 
 

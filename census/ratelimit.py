@@ -35,8 +35,6 @@ from census.models import RateGate as RateGateRow
 #: varies by some milliseconds per browser, and the site must never see two requests closer
 #: than the limit.
 SEND_MARGIN = 0.1
-#: Cluster-wide pause after a block that did not say how long to wait (F5 page, 403).
-BLOCK_BACKOFF_SECONDS = 60.0
 #: Attempts at the reservation when SQLite reports "database is locked".
 _LOCKED_RETRIES = 5
 

@@ -2,9 +2,8 @@
 
 Definitions (also in docs/observability.md):
 
-- *retry lateness*: ``Attempt.started_at - Attempt.due_at`` for scheduled retries only, that
-  is attempts whose due time is not the lookup's creation (a first attempt is "due" when its
-  lookup is created; its wait is queueing, not lateness);
+- *retry lateness*: ``Attempt.started_at - Attempt.due_at`` for scheduled retries only (only
+  they have a due time; a first attempt's wait is queueing, not lateness);
 - *retry queueing lateness*: when Django-Q2 queued the retry's task (``Task.started``, set
   at enqueue) minus its due time: the scheduler's punctuality alone. A retry queued on time
   but started late waited for a free worker;
@@ -20,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, QuerySet
 from django_q.models import Task
 
 from census.models import FINAL_STATUSES, Attempt, CedulaInfo, Status
@@ -120,7 +119,7 @@ def compute(
     )
     used = Counter(lookups.annotate(n=Count("attempts")).values_list("n", flat=True).order_by("n"))
 
-    retries = attempts.filter(due_at__isnull=False).exclude(due_at=F("lookup__created_at"))
+    retries = attempts.filter(due_at__isnull=False)
     retry_rows = list(retries.values_list("started_at", "due_at", "task_id"))
     lateness = [(started - due).total_seconds() for started, due, _ in retry_rows]
     queued_at = dict(

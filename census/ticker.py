@@ -34,9 +34,14 @@ log = structlog.get_logger("census.ticker")
 
 
 def _claim(key: str, seconds: float) -> bool:
-    """True for the one caller (per shared cache) that takes ``key`` for ``seconds``."""
+    """True for the one caller (per shared cache) that claims the current ``seconds`` window.
+
+    The key names the window rather than expiring after ``seconds``: Django's database cache
+    keeps expiry times in whole seconds, which would stretch a 1 s tick to up to 2 s.
+    """
+    window = int(time.time() / seconds)
     try:
-        return bool(cache.add(key, os.getpid(), timeout=max(seconds * 0.8, 0.1)))
+        return bool(cache.add(f"{key}:{window}", os.getpid(), timeout=max(2 * seconds, 2)))
     except Exception:  # a cache outage must not stop retries: run anyway
         return True
 

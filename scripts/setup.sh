@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
-# Idempotent setup on a fresh Debian machine with Python 3.11: system Chromium, a virtual
+# Idempotent setup on a fresh Debian machine with Python 3.11: Debian's chromium, a virtual
 # environment with census and its test tools. Sourced by ./demo and ./test.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-python3}"
+PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
-if [ ! -x /usr/bin/chromium ]; then
-  echo "==> installing Debian's chromium (Playwright cannot download browsers here)"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+apt_install() {
+  echo "==> installing Debian's $*"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
-fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+# Playwright cannot download its own browsers here: census launches Debian's chromium.
+[ -x /usr/bin/chromium ] || apt_install chromium
 
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
   echo "==> creating $ROOT/.venv"
-  "$PYTHON" -m venv "$ROOT/.venv"
+  # Debian's python3 has no ensurepip until python3-venv is installed.
+  if ! "$PYTHON" -m venv "$ROOT/.venv" 2>/dev/null; then
+    rm -rf "$ROOT/.venv"
+    apt_install python3-venv
+    "$PYTHON" -m venv "$ROOT/.venv"
+  fi
 fi
 stamp="$ROOT/.venv/.census-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from portal.demo.mix import MIX
 
 pytestmark = pytest.mark.slow

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import reverse
-from portal.forms import INVALID_CEDULA, TAKEN_CEDULA, UNKNOWN_LEADER
-from portal.models import Member
 
 from census.models import CedulaInfo, Status
+from portal.forms import INVALID_CEDULA, TAKEN_CEDULA, UNKNOWN_LEADER
+from portal.models import Member
 from tests import factories
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("example_site.urls")]

@@ -51,7 +51,8 @@ def _attempt(
         lookup_id=lookup_id,
         number=number,
         outcome=outcome,
-        due_at=T0 + timedelta(seconds=due),
+        # The pipeline gives only scheduled retries a due time.
+        due_at=T0 + timedelta(seconds=due) if number > 1 else None,
         started_at=T0 + timedelta(seconds=due + late),
         task_id=task_id,
     )

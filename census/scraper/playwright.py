@@ -46,7 +46,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
 from census.outcomes import Outcome
-from census.ratelimit import BLOCK_BACKOFF_SECONDS, Gate, RateGate
+from census.ratelimit import Gate, RateGate
 from census.scraper.base import LookupResult
 from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
 
@@ -498,7 +498,9 @@ class _Flow:
         return LookupResult(outcome=Outcome.TASK_FAILED, detail=f"browser error: {detail}")
 
     def _back_off(self, result: LookupResult) -> None:
-        seconds = result.retry_after if result.retry_after is not None else BLOCK_BACKOFF_SECONDS
+        seconds = result.retry_after
+        if seconds is None:
+            seconds = settings.block_backoff_seconds
         try:
             self.budget.gate.push_back(seconds)
         except Exception:
