@@ -132,3 +132,27 @@ def test_every_status_change_has_one_event(qcluster: Any) -> None:
         attempts = Attempt.objects.filter(lookup=info).count()
         # created -> pending, then per attempt: -> scraping and -> retrying/final.
         assert len(transitions(events, info.pk)) == 1 + 2 * attempts
+
+
+def test_busy_worker_names_its_lookup_in_its_process_title(qcluster: Any) -> None:
+    """ps/top show which lookup and attempt a worker runs (setproctitle), never the cédula."""
+    import time
+
+    import psutil
+
+    number = factories.cedula()
+    cluster = qcluster({number: ["sleep:4"]})
+    info = register(number)
+    expected = f"census-lookup-{info.pk}-attempt-1"
+    titles: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(expected in t for t in titles):
+        for child in psutil.Process(cluster.process.pid).children(recursive=True):
+            try:
+                titles.append(" ".join(child.cmdline()))
+            except psutil.Error:
+                continue
+        time.sleep(0.2)
+    assert any(expected in t for t in titles), titles[-5:]
+    assert not any(number in t for t in titles)
+    wait_until_final([info.pk], cluster)
