@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,6 +38,7 @@ from playwright.sync_api import (
     Playwright,
     Request,
     Response,
+    Route,
     sync_playwright,
 )
 from playwright.sync_api import Error as PlaywrightError
@@ -335,6 +336,8 @@ class _Flow:
         self.step = "load"
         self.responses: list[Response] = []
         self.failures: list[str] = []
+        #: Set when the rate gate had no slot for the query before the deadline.
+        self.gate_refused: LookupResult | None = None
 
     def run(self) -> LookupResult:
         try:
@@ -395,23 +398,36 @@ class _Flow:
             if refused is not None:
                 return refused
 
-        # The gate right before the submit: page loads take varying time, and two workers
-        # gated earlier could still send their queries closer together than the limit.
-        self.step = "rate_gate"
-        latest = timezone.now() + timedelta(seconds=self.budget.remaining() - ANSWER_RESERVE)
-        waited = self.budget.gate.wait_turn(
-            deadline=latest, sleep=lambda seconds: page.wait_for_timeout(seconds * 1000)
-        )
-        if waited is None:
-            return gate_closed(self.budget.gate, 0.0) or LookupResult(
-                outcome=Outcome.TIMEOUT,
-                detail="the rate gate had no free slot before the scrape deadline",
-            )
-
+        # The gate holds the query itself, once the page has sent it and before it leaves
+        # the browser: gating the click instead left the page's own (load-dependent) delay
+        # between the slot and the request, and two workers' requests came closer than the
+        # limit on a busy machine.
         self.step = "submit"
+        latest = timezone.now() + timedelta(seconds=self.budget.remaining() - ANSWER_RESERVE)
+        page.route(
+            lambda url: urlsplit(url).path.rstrip("/").endswith(CONSULTA_PATH),
+            lambda route: self._release(route, latest),
+        )
         page.locator("#submitBtn").click(timeout=self.budget.ms())
         self.step = "answer"
         return self._answer()
+
+    def _release(self, route: Route, latest: datetime) -> None:
+        """Let the consulta request go at the gate's slot, or abort it if none comes in time."""
+        if not _is_consulta(route.request):
+            route.continue_()
+            return
+        self.step = "rate_gate"
+        # Blocking here only pauses this page's event loop: nothing else is due meanwhile.
+        if self.budget.gate.wait_turn(deadline=latest) is None:
+            self.gate_refused = gate_closed(self.budget.gate, 0.0) or LookupResult(
+                outcome=Outcome.TIMEOUT,
+                detail="the rate gate had no free slot before the scrape deadline",
+            )
+            route.abort()
+            return
+        self.step = "answer"
+        route.continue_()
 
     def _solve(self, state: str) -> LookupResult | None:
         """Ask the configured solver for a token; a result means the captcha failed.
@@ -447,6 +463,8 @@ class _Flow:
         """Wait for the consulta response (or its failure); else read the rendered page."""
         next_look = time.monotonic() + 0.5
         while True:
+            if self.gate_refused is not None:
+                return self.gate_refused
             if self.responses:
                 return self._read(self.responses[0])
             if self.failures:
