@@ -41,6 +41,7 @@ class CedulaInfoAdmin(admin.ModelAdmin):
         "municipio",
         "final_reason",
     )
+    list_select_related = ("user",)
     list_filter = ("status", "final_reason", "departamento")
     search_fields = ("user__username", "municipio", "puesto")
     date_hierarchy = "created_at"
