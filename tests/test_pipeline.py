@@ -173,6 +173,7 @@ def test_three_failures_end_in_error_with_details(
         assert outcome in info.raw_response
     [final] = [e for e in logs if e.get("to_status") == "error"]
     assert final["reason"] == "connection_error" and final["exhausted"] is True
+    assert final["age_s"] >= 0  # registration to final, for time-to-final charts
     # Attempts 2 and 3 were scheduled; nothing after the last one.
     assert sorted(Schedule.objects.values_list("name", flat=True)) == [
         f"census-lookup-{info.pk}-attempt-2",
