@@ -30,10 +30,6 @@ class Status(models.TextChoices):
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
-    @property
-    def in_flight(self) -> bool:
-        return not self.is_final
-
 
 FINAL_STATUSES = frozenset({Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR})
 

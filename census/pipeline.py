@@ -176,10 +176,15 @@ def _claim(lookup_id: int, attempt: int) -> str | None:
                 "task_id": current_task_id.get(),
             },
         )
-        raw = getattr(info.user, settings.cedula_field, None)
-    raw_text = "" if raw is None else str(raw)
+        raw_text = _raw_cedula(info)
     events.info(events.ATTEMPT_STARTED, user_id=info.user_id, cedula=mask(raw_text))
     return raw_text
+
+
+def _raw_cedula(info: CedulaInfo) -> str:
+    """The user's cédula as stored (``CENSUS_CEDULA_FIELD``), or "" when it has none."""
+    raw = getattr(info.user, settings.cedula_field, None)
+    return "" if raw is None else str(raw)
 
 
 def _lookup(raw_cedula: str) -> LookupResult:
@@ -224,7 +229,7 @@ def conclude_attempt(report: AttemptReport, *, task_id: str = "") -> None:
             )
             return
         outcome = report.outcome or Outcome.TASK_FAILED
-        detail = scrub(report.detail, str(getattr(info.user, settings.cedula_field, "") or ""))
+        detail = scrub(report.detail, _raw_cedula(info))
         _finish_attempt_row(info, report.attempt, outcome, detail, task_id)
         decision = policy.decide(
             outcome,

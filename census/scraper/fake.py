@@ -1,7 +1,7 @@
 """A scripted scraper for tests: each cédula answers from its own list of outcomes.
 
-The script lives in the ``CENSUS_FAKE_SCRIPT`` setting (a dict of cédula -> list of outcome
-values, or a dict per step with extra fields); a worker process reads it at lookup time and
+The script lives in the ``CENSUS_FAKE_SCRIPT`` setting (a dict of cédula -> list of steps);
+a worker process reads it at lookup time and
 keeps a per-cédula position in a file under ``CENSUS_FAKE_STATE_DIR`` so that attempts
 running in different processes continue the same script. Outcomes:
 
