@@ -3,16 +3,26 @@
 Two entry points: ``parse_consulta`` reads the ``POST /back/api/consulta`` response (the
 usual path) and ``parse_rendered_page`` reads the page's HTML when no response was captured.
 Every ``detail`` is scrubbed of the cédula: answers echo it (``nuip``, the not-found message).
+
+Hostile answers stay cheap and bounded: only the first ``MAX_BODY_CHARS`` of a consulta body
+(``MAX_PAGE_CHARS`` of a rendered page) are read, and a JSON body longer than that is
+``unexpected_page``; nesting depth never raises ``RecursionError`` and the HTML reader is linear
+in the number of tags; every place and novedad field is cut to ``MAX_FIELD_CHARS`` and every
+``detail`` to ``EXCERPT_CHARS``; ``Retry-After`` is a finite number of seconds in
+``[0, MAX_RETRY_AFTER_SECONDS]`` (or None).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from html import unescape
 from html.parser import HTMLParser
 from typing import Any
 
@@ -22,7 +32,21 @@ from census.scraper.base import LookupResult, Novedad, Place
 
 #: Characters of page or body text kept in ``detail``.
 EXCERPT_CHARS = 500
+#: Characters of a consulta response body that are read; a longer JSON body is not an answer.
+MAX_BODY_CHARS = 256 * 1024
+#: Characters of a rendered page that are read (a page carries inline styles and scripts).
+MAX_PAGE_CHARS = 1024 * 1024
+#: Characters kept of each place and novedad field (the database columns are shorter still).
+MAX_FIELD_CHARS = 200
+#: Longest wait a ``Retry-After`` header can ask for; longer (or infinite) asks are cut to it.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+#: Longest ``Retry-After`` value read at all (an HTTP date is 29 characters).
+_MAX_RETRY_AFTER_CHARS = 64
+#: Characters of the ``Content-Type`` header that are read.
+_MAX_CONTENT_TYPE_CHARS = 200
 
+_DELAY_SECONDS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INFINITY = re.compile(r"[+-]?inf(?:inity)?", re.IGNORECASE)
 _CAPTCHA_ERROR = re.compile(r"captcha|token|expir", re.IGNORECASE)
 _F5_PHRASE = re.compile(r"the requested url was rejected", re.IGNORECASE)
 _SUPPORT_ID = re.compile(r"support\s+id\s*(?:is)?\s*:?\s*(\d{6,})", re.IGNORECASE)
@@ -32,6 +56,10 @@ _VOID_TAGS = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
 )
 _SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript"})
+#: Something that looks like a tag, for the unparsed tail (no ``<`` inside: linear).
+_TAG_LIKE = re.compile(r"<[^<>]*>")
+#: Longest tail ``HTMLParser.close`` is left to finish (its cost grows with the square).
+_MAX_UNPARSED_TAIL = 4096
 
 
 def parse_consulta(
@@ -42,17 +70,29 @@ def parse_consulta(
     cedula: str,
     *,
     now: float | None = None,
+    max_retry_after: float = MAX_RETRY_AFTER_SECONDS,
 ) -> LookupResult:
-    """Classify one response of ``POST /back/api/consulta``; ``now`` is for ``Retry-After``."""
+    """Classify one response of ``POST /back/api/consulta``.
+
+    ``now`` and ``max_retry_after`` are for ``Retry-After`` (see ``parse_retry_after``). Only
+    the first ``MAX_BODY_CHARS`` of ``body`` are read; a longer body is never taken as a JSON
+    answer (``unexpected_page``, or ``blocked`` with a 403).
+    """
     meta: dict[str, str | int | float | None] = {"http_status": status}
     if status == 429:
-        retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
+        retry_after = parse_retry_after(
+            _header(headers, "retry-after"), now=now, max_seconds=max_retry_after
+        )
         return LookupResult(
             outcome=Outcome.BLOCKED,
             detail=f"HTTP 429 Too Many Requests (Retry-After: {_fmt_seconds(retry_after)})",
             retry_after=retry_after,
             meta=meta,
         )
+    content_type = (content_type or "")[:_MAX_CONTENT_TYPE_CHARS]
+    oversized = len(body) > MAX_BODY_CHARS
+    if oversized:
+        body = body[:MAX_BODY_CHARS]
     looks_html = "html" in content_type.lower() or body.lstrip()[:1] == "<"
     if looks_html:
         page = _read_html(body)
@@ -65,18 +105,19 @@ def parse_consulta(
             detail=_excerpt(f"HTTP {status}: {text}", cedula),
             meta=meta,
         )
-    answer = _load_json_object(body)
+    answer = None if oversized else _load_json_object(body)
     if answer is not None:
-        result = parse_answer(answer, cedula)
+        result = _parse_answer_safely(answer, cedula)
         if status == 403 and result.outcome is not Outcome.CAPTCHA_FAILED:
             return LookupResult(outcome=Outcome.BLOCKED, detail="HTTP 403 Forbidden", meta=meta)
         return _with_meta(result, meta)
     if status == 403:
         return LookupResult(outcome=Outcome.BLOCKED, detail="HTTP 403 Forbidden", meta=meta)
     text = _read_html(body).text if looks_html else body
+    size = f" (body over {MAX_BODY_CHARS} characters, not read further)" if oversized else ""
     return LookupResult(
         outcome=Outcome.UNEXPECTED_PAGE,
-        detail=_excerpt(f"HTTP {status} {content_type or 'no content type'}: {text}", cedula),
+        detail=_excerpt(f"HTTP {status} {content_type or 'no content type'}{size}: {text}", cedula),
         meta=meta,
     )
 
@@ -102,11 +143,11 @@ def parse_answer(answer: Mapping[str, Any], cedula: str) -> LookupResult:
         return LookupResult(outcome=Outcome.CANCELLED, novedad=_novedad(top, data, cedula))
     if top.get("encontrado"):
         place = Place(
-            departamento=_text(data.get("nom_depto")),
-            municipio=_text(data.get("nom_mun")),
-            puesto=_text(data.get("nom_puesto")),
-            direccion=_text(data.get("direccion")),
-            mesa=_text(data.get("mesa")),
+            departamento=_field(data.get("nom_depto")),
+            municipio=_field(data.get("nom_mun")),
+            puesto=_field(data.get("nom_puesto")),
+            direccion=_field(data.get("direccion")),
+            mesa=_field(data.get("mesa")),
         )
         if not (place.departamento or place.municipio or place.puesto):
             return LookupResult(
@@ -119,7 +160,10 @@ def parse_answer(answer: Mapping[str, Any], cedula: str) -> LookupResult:
 
 
 def parse_rendered_page(html: str, cedula: str) -> LookupResult:
-    """Classify the page as rendered after the submit (fallback when no JSON was captured)."""
+    """Classify the page as rendered after the submit (fallback when no JSON was captured).
+
+    Only the first ``MAX_PAGE_CHARS`` of ``html`` are read.
+    """
     page = _read_html(html)
     if page.is_f5_block:
         return _blocked_page(page, {}, cedula)
@@ -133,20 +177,20 @@ def parse_rendered_page(html: str, cedula: str) -> LookupResult:
             return LookupResult(
                 outcome=Outcome.CANCELLED,
                 novedad=Novedad(
-                    novedad=scrub(values.get("novedad", ""), cedula),
-                    resolucion=scrub(values.get("resolucion", ""), cedula),
-                    fecha_novedad=scrub(values.get("fecha novedad", ""), cedula),
+                    novedad=_field(values.get("novedad"), cedula),
+                    resolucion=_field(values.get("resolucion"), cedula),
+                    fecha_novedad=_field(values.get("fecha novedad"), cedula),
                 ),
             )
         if "departamento" in values and "municipio" in values:
             return LookupResult(
                 outcome=Outcome.FOUND,
                 place=Place(
-                    departamento=values.get("departamento", ""),
-                    municipio=values.get("municipio", ""),
-                    puesto=values.get("puesto", ""),
-                    direccion=values.get("direccion", ""),
-                    mesa=values.get("mesa", ""),
+                    departamento=_field(values.get("departamento")),
+                    municipio=_field(values.get("municipio")),
+                    puesto=_field(values.get("puesto")),
+                    direccion=_field(values.get("direccion")),
+                    mesa=_field(values.get("mesa")),
                 ),
             )
     match = _NOT_FOUND_PHRASE.search(page.text)
@@ -160,27 +204,45 @@ def parse_rendered_page(html: str, cedula: str) -> LookupResult:
     )
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from ``Retry-After`` (delta seconds or an HTTP date), or None."""
-    if not value or not value.strip():
+def parse_retry_after(
+    value: str | None,
+    *,
+    now: float | None = None,
+    max_seconds: float = MAX_RETRY_AFTER_SECONDS,
+) -> float | None:
+    """Seconds from ``Retry-After`` (delta seconds or an HTTP date), or None.
+
+    The answer is always finite and in ``[0, max_seconds]``: negative delays and dates in the
+    past give 0, ``inf``, ``1e12`` or a date in year 9999 give ``max_seconds``. None when there
+    is no header or it is not a number of seconds (ASCII digits, optional sign, fraction and
+    exponent) nor an HTTP date with a time zone: garbage, ``nan``, values over 64 characters.
+    """
+    if value is None:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if not value or len(value) > _MAX_RETRY_AFTER_CHARS:
+        return None
+    ceiling = max(0.0, max_seconds) if math.isfinite(max_seconds) else MAX_RETRY_AFTER_SECONDS
+    if _DELAY_SECONDS.fullmatch(value) or _INFINITY.fullmatch(value):
+        return _clamp(float(value), ceiling)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if moment.tzinfo is None:
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+    return _clamp(seconds, ceiling)
 
 
 def is_f5_block(html: str) -> bool:
     """True for the F5 BIG-IP rejection page (never because of the word "challenge")."""
     return _read_html(html).is_f5_block
+
+
+def _clamp(seconds: float, ceiling: float) -> float:
+    """``seconds`` within ``[0, ceiling]``; infinities go to the nearer end."""
+    return min(ceiling, max(0.0, seconds))
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -212,6 +274,7 @@ class _PageReader(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.page = _Page()
         self._stack: list[tuple[str, bool]] = []  # (tag, inside an F5 box)
+        self._open: Counter[str] = Counter()  # tags on the stack, so an end tag is O(1)
         self._skip = 0
         self._chunks: list[str] = []
         self._heading: list[str] | None = None
@@ -224,6 +287,7 @@ class _PageReader(HTMLParser):
         in_f5 = bool(classes & _F5_CLASSES) or (self._stack[-1][1] if self._stack else False)
         if tag not in _VOID_TAGS:
             self._stack.append((tag, in_f5))
+            self._open[tag] += 1
         if tag in _SKIPPED_TAGS:
             self._skip += 1
         elif tag == "h3" and in_f5:
@@ -240,13 +304,18 @@ class _PageReader(HTMLParser):
             self._chunks.append(" ")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag not in {t for t, _ in self._stack}:
-            return
+        if not self._open[tag]:
+            return  # a stray end tag closes nothing
         while self._stack:
-            open_tag, _ = self._stack.pop()
+            open_tag = self._pop()
             self._close(open_tag)
             if open_tag == tag:
                 break
+
+    def _pop(self) -> str:
+        tag, _ = self._stack.pop()
+        self._open[tag] -= 1
+        return tag
 
     def _close(self, tag: str) -> None:
         if tag in _SKIPPED_TAGS:
@@ -280,15 +349,36 @@ class _PageReader(HTMLParser):
     def finish(self) -> _Page:
         self.close()
         while self._stack:
-            self._close(self._stack.pop()[0])
+            self._close(self._pop())
         self.page.text = _squash("".join(self._chunks))
         return self.page
 
 
 def _read_html(html: str) -> _Page:
+    """Read the first ``MAX_PAGE_CHARS`` of ``html``; linear in its size and nesting depth.
+
+    ``HTMLParser.close`` rescans to the end of the input for every construct left open
+    (``<a<a<a...``, ``</</...``, ``<?<?...`` take minutes for 256 KiB), so a long tail that
+    ``feed`` could not finish is read here as text instead, with whatever looks like a tag
+    dropped.
+    """
     reader = _PageReader()
-    reader.feed(html)
+    reader.feed(html[:MAX_PAGE_CHARS])
+    tail = reader.rawdata
+    if len(tail) > _MAX_UNPARSED_TAIL:
+        reader.rawdata = ""
+        reader.handle_data(unescape(_TAG_LIKE.sub(" ", tail)))
     return reader.finish()
+
+
+def _parse_answer_safely(answer: Mapping[str, Any], cedula: str) -> LookupResult:
+    """``parse_answer``, with a too deeply nested answer as ``unexpected_page``."""
+    try:
+        return parse_answer(answer, cedula)
+    except RecursionError:
+        return LookupResult(
+            outcome=Outcome.UNEXPECTED_PAGE, detail="answer nested too deeply to read"
+        )
 
 
 def _blocked_page(
@@ -315,16 +405,16 @@ def _novedad(top: Mapping[str, Any], data: Mapping[str, Any], cedula: str) -> No
         or top.get("fecha")
     )
     return Novedad(
-        novedad=_excerpt(_text(text), cedula),
-        resolucion=_excerpt(_text(resolucion), cedula),
-        fecha_novedad=_excerpt(_text(fecha), cedula),
+        novedad=_field(text, cedula),
+        resolucion=_field(resolucion, cedula),
+        fecha_novedad=_field(fecha, cedula),
     )
 
 
 def _load_json_object(body: str) -> Mapping[str, Any] | None:
     try:
         value = json.loads(body)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: [[[[... nested deep
         return None
     return value if isinstance(value, Mapping) else None
 
@@ -354,7 +444,19 @@ def _with_meta(result: LookupResult, meta: dict[str, str | int | float | None]) 
 def _text(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return ""
-    return _squash(str(value))
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except (RecursionError, ValueError):  # deeply nested lists; an int too long to print
+        return ""
+    return _squash(text)
+
+
+def _field(value: Any, cedula: str | None = None) -> str:
+    """A place or novedad field: squashed text, scrubbed when ``cedula`` is given, bounded."""
+    text = _text(value)
+    if cedula is not None:
+        text = scrub(text, cedula)  # before cutting, so a cut never leaves digits unmasked
+    return text[:MAX_FIELD_CHARS]
 
 
 def _squash(text: str) -> str:
@@ -380,7 +482,10 @@ def _excerpt(text: str, cedula: str) -> str:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except (RecursionError, ValueError, TypeError):
+        return "(answer that cannot be written back as JSON)"
 
 
 def _fmt_seconds(value: float | None) -> str:
