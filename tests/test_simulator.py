@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +24,19 @@ from typing import Any
 import pytest
 
 from census.cedula import mask
+from census.testing import answers
 from census.testing.simulator import (
+    BLOCK_PATH,
+    DEEP_HTML_LEVELS,
+    DEEP_JSON_LEVELS,
+    HUGE_BODY_BYTES,
     SITE_KEY,
+    UNBLOCK_PATH,
     AccessRecord,
     CensusSimulator,
+    _huge_body,
+    _is_loopback_client,
+    cedula_key,
     scenario_for,
     solve_captcha,
 )
@@ -67,23 +79,39 @@ def fetch(url: str, payload: object = None, *, raw: bytes | None = None) -> Resp
         err.close()
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError is not a ValueError: the deep_json scenario raises it.
         parsed = None
     return Response(status, headers, body, parsed, time.monotonic() - started)
 
 
-def token_for(sim: CensusSimulator, cedula: str = "") -> str:
+def token_for(sim: CensusSimulator | str, cedula: str = "") -> str:
     """Click the checkbox as the widget does: POST userverify with the typed cédula."""
-    res = fetch(f"{sim.base_url}/recaptcha/api2/userverify", {"k": SITE_KEY, "documento": cedula})
+    base = sim if isinstance(sim, str) else sim.base_url
+    res = fetch(f"{base}/recaptcha/api2/userverify", {"k": SITE_KEY, "documento": cedula})
     return res.json.get("token", "")
 
 
-def consulta(sim: CensusSimulator, cedula: str, token: str | None = None) -> Response:
-    """Submit the form: a fresh token unless one is given, then POST the consulta."""
+def consulta(sim: CensusSimulator | str, cedula: str, token: str | None = None) -> Response:
+    """Submit the form (to a simulator or a base URL): a fresh token unless one is given."""
+    base = sim if isinstance(sim, str) else sim.base_url
     if token is None:
-        token = token_for(sim, cedula)
+        token = token_for(base, cedula)
     payload = {"documento": cedula, "eleccionId": 0, "captchaToken": token}
-    return fetch(f"{sim.base_url}/back/api/consulta", payload)
+    return fetch(f"{base}/back/api/consulta", payload)
+
+
+class FakeClock:
+    """An injectable monotonic clock that only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +154,17 @@ def sim(module_sim: CensusSimulator) -> CensusSimulator:
         ("7432345678", "flaky_token_rejected"),
         ("7542345678", "flaky_slow"),
         ("7652345678", "flaky_blocked_429"),
+        ("8012345678", "blocked_429_retry_inf"),
+        ("8112345678", "blocked_429_retry_huge"),
+        ("8212345678", "blocked_429_retry_date_9999"),
+        ("8312345678", "blocked_429_retry_negative"),
+        ("8412345678", "huge_body"),
+        ("8512345678", "deep_html"),
+        ("8612345678", "deep_json"),
+        ("8712345678", "found_long_fields"),
+        ("8812345678", "cancelled_long_fields"),
+        ("803", "blocked_429_retry_inf"),
+        ("8912345678", "found"),
         ("403", "blocked_page"),
         ("7062345678", "found"),
         ("7162345678", "found"),
@@ -348,6 +387,293 @@ def test_stop_does_not_wait_for_a_slow_answer() -> None:
     assert errors
 
 
+# -- poison answers (8x) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cedula", "retry_after"),
+    [
+        ("8012345678", "inf"),
+        ("8112345678", "1e12"),
+        ("8212345678", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ("8312345678", "-5"),
+    ],
+)
+def test_poison_429_carries_an_absurd_retry_after(
+    sim: CensusSimulator, cedula: str, retry_after: str
+) -> None:
+    """Prefixes 80-83: HTTP 429, the 429 page, and Retry-After inf / 1e12 / year 9999 / -5."""
+    res = consulta(sim, cedula)
+    assert res.status == 429
+    assert res.headers["Retry-After"] == retry_after
+    assert res.headers["Content-Type"].startswith("text/html")
+    assert b"429 Too Many Requests" in res.body
+
+
+def test_poison_answers_come_from_the_front_and_leave_the_token_unused(
+    sim: CensusSimulator,
+) -> None:
+    """Prefixes 80-86 answer without the application, so the token still works afterwards."""
+    token = token_for(sim, "8012345678")
+    assert consulta(sim, "8012345678", token).status == 429
+    assert consulta(sim, "1012345678", token).json["encontrado"] is True
+
+
+def test_huge_body_is_8_mib_of_html_with_status_200(sim: CensusSimulator) -> None:
+    """Prefix 84: HTTP 200 text/html, Content-Length and body exactly 8 MiB of plain HTML."""
+    res = consulta(sim, "8412345678")
+    assert res.status == 200
+    assert res.headers["Content-Type"].startswith("text/html")
+    assert int(res.headers["Content-Length"]) == HUGE_BODY_BYTES == len(res.body)
+    assert res.body.startswith(b"<!DOCTYPE html>") and res.body.endswith(b"</html>\n")
+    for marker in (b'class="blocked"', b"no se encuentra", b"captcha", b"Too Many"):
+        assert marker not in res.body
+    assert sim.consultas()[-1].status == 200
+    assert sim.consultas()[-1].scenario == "huge_body"
+
+
+def test_huge_body_is_streamed_in_small_chunks() -> None:
+    """The 8 MiB answer is produced in chunks of at most 64 KiB, never built whole."""
+    sizes = [len(chunk) for chunk in _huge_body()]
+    assert sum(sizes) == HUGE_BODY_BYTES
+    assert max(sizes) <= 64 * 1024
+
+
+def test_client_hanging_up_on_the_huge_body_leaves_the_server_serving(
+    sim: CensusSimulator,
+) -> None:
+    """A client that reads a little of the 8 MiB answer and closes does not break the server."""
+    body = json.dumps({"documento": "8412345678", "eleccionId": 0, "captchaToken": ""}).encode()
+    request = (
+        f"POST /back/api/consulta HTTP/1.1\r\nHost: {sim.host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection((sim.host, sim.port), timeout=10) as conn:
+        conn.sendall(request)
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    assert consulta(sim, "1012345678").json["encontrado"] is True
+
+
+def test_deep_html_nests_the_not_found_message_in_20000_divs(sim: CensusSimulator) -> None:
+    """Prefix 85: HTTP 200 text/html, 20,000 nested <div>, the not-found text innermost."""
+    res = consulta(sim, "8512345678")
+    html = res.body.decode()
+    assert res.status == 200
+    assert res.headers["Content-Type"].startswith("text/html")
+    assert html.count("<div>") == html.count("</div>") == DEEP_HTML_LEVELS
+    innermost = html[html.rindex("<div>") + len("<div>") : html.index("</div>")]
+    assert "no se encuentra en el censo para esta elección" in innermost
+    assert html.index("<div>" * DEEP_HTML_LEVELS) < html.index("no se encuentra")
+
+
+def test_deep_json_is_100000_nested_arrays(sim: CensusSimulator) -> None:
+    """Prefix 86: HTTP 200 application/json, [[[...]]] 100,000 deep; Python's json recurses out."""
+    res = consulta(sim, "8612345678")
+    assert res.status == 200
+    assert res.headers["Content-Type"].startswith("application/json")
+    assert res.body == b"[" * DEEP_JSON_LEVELS + b"]" * DEEP_JSON_LEVELS
+    with pytest.raises(RecursionError):
+        json.loads(res.body)
+
+
+def test_found_long_fields_has_10000_char_place_and_500_digit_mesa(sim: CensusSimulator) -> None:
+    """Prefix 87: found, nom_puesto and direccion 10,000 chars, mesa 500 digits, rest normal."""
+    res = consulta(sim, "8712345678").json
+    data = res["data"]
+    assert res["ok"] is True and res["encontrado"] is True
+    assert set(data) == FOUND_KEYS
+    assert len(data["nom_puesto"]) == len(data["direccion"]) == answers.LONG_FIELD_CHARS
+    assert data["nom_puesto"].startswith("PUESTO ")
+    assert data["nom_puesto"] == data["nom_puesto"].strip()
+    assert len(data["mesa"]) == answers.LONG_MESA_DIGITS and data["mesa"].isdigit()
+    assert data["nuip"] == "8712345678" and len(data["nom_depto"]) < 50
+
+
+def test_cancelled_long_fields_has_10000_char_novedad_and_resolucion(
+    sim: CensusSimulator,
+) -> None:
+    """Prefix 88: cancelled, novedad (and descripcion) and resolucion of 10,000 chars."""
+    res = consulta(sim, "8812345678").json
+    assert res["ok"] is True and res["encontrado"] is False and res["novedad"]
+    novedad = res["data"]["novedad"]
+    assert len(novedad) == len(res["data"]["resolucion"]) == answers.LONG_FIELD_CHARS
+    assert novedad.startswith("Cancelada por Muerte")
+    assert res["descripcion"] == novedad and novedad in res["mensaje"]
+
+
+def test_long_field_answers_still_need_a_valid_token(sim: CensusSimulator) -> None:
+    """Prefixes 87-88 are application answers: a bad token gets the captcha error."""
+    for cedula in ("8712345678", "8812345678"):
+        assert consulta(sim, cedula, "").json["ok"] is False
+
+
+# -- blocking spells --------------------------------------------------------------------------
+
+
+def test_spell_blocks_every_consulta_with_the_f5_page(sim: CensusSimulator) -> None:
+    """block_for: every consulta POST, whatever its cédula or body, gets the F5 page (HTTP 200)."""
+    sim.block_for(60)
+    assert sim.blocking == "f5"
+    answers_ = [
+        consulta(sim, "1012345678"),
+        consulta(sim, "2012345678"),
+        consulta(sim, "6112345678"),
+        consulta(sim, "12"),
+        fetch(f"{sim.base_url}/back/api/consulta", raw=b"not json"),
+    ]
+    for res in answers_:
+        assert res.status == 200
+        assert res.headers["Content-Type"].startswith("text/html")
+        assert b'<div class="blocked"><h3>The requested URL was rejected.' in res.body
+    assert {r.scenario for r in sim.consultas()} == {"spell_f5"}
+    assert [r.status for r in sim.consultas()] == [200] * 5
+
+
+def test_spell_does_not_block_page_loads_or_the_captcha(sim: CensusSimulator) -> None:
+    """During a spell GET /consultar/, the assets and the checkbox still answer normally."""
+    sim.block_for(60)
+    page = fetch(sim.url)
+    assert page.status == 200 and b'id="consultaForm"' in page.body
+    assert fetch(f"{sim.base_url}/back/api/elecciones").json["ok"] is True
+    assert token_for(sim, "1012345678").startswith("03A")
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "marker"),
+    [("403", 403, b"403"), ("429", 429, b"429 Too Many Requests")],
+)
+def test_spell_kinds_403_and_429(
+    sim: CensusSimulator, kind: str, status: int, marker: bytes
+) -> None:
+    """block_for(kind="403"/"429"): that status on every consulta; 429 with retry_after."""
+    sim.block_for(60, kind)
+    res = consulta(sim, "1012345678")
+    assert res.status == status and marker in res.body
+    if kind == "429":
+        assert res.headers["Retry-After"] == str(RETRY_AFTER)
+    assert sim.consultas()[-1].scenario == f"spell_{kind}"
+    assert sim.consultas()[-1].status == status
+
+
+def test_spell_ends_at_its_time_on_the_injected_clock() -> None:
+    """With a fake clock, a 20 s spell blocks until 20 s have passed on it, then lifts."""
+    clock = FakeClock()
+    with CensusSimulator(clock=clock) as simulator:
+        simulator.block_for(20, "403")
+        clock.advance(19.9)
+        assert simulator.blocking == "403"
+        assert consulta(simulator, "1012345678").status == 403
+        clock.advance(0.1)
+        assert simulator.blocking is None
+        assert consulta(simulator, "1012345678").json["encontrado"] is True
+
+
+def test_short_spell_lifts_by_itself_on_the_real_clock(sim: CensusSimulator) -> None:
+    """A 0.2 s spell on the default clock ends by itself (polled; no upper bound asserted)."""
+    sim.block_for(0.2)
+    deadline = time.monotonic() + 30
+    while sim.blocking is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.blocking is None
+    assert consulta(sim, "1012345678").json["encontrado"] is True
+
+
+def test_new_spell_replaces_the_current_one() -> None:
+    """A second block_for replaces the first: its kind and its end."""
+    clock = FakeClock()
+    simulator = CensusSimulator(clock=clock)
+    simulator.block_for(60, "f5")
+    simulator.block_for(5, "429")
+    assert simulator.blocking == "429"
+    clock.advance(5)
+    assert simulator.blocking is None
+
+
+def test_unblock_and_reset_end_a_spell(sim: CensusSimulator) -> None:
+    """unblock() and reset() both end the spell at once."""
+    sim.block_for(60)
+    sim.unblock()
+    assert sim.blocking is None
+    assert consulta(sim, "1012345678").json["encontrado"] is True
+    sim.block_for(60, "429")
+    sim.reset()
+    assert sim.blocking is None
+    assert consulta(sim, "1012345678").json["encontrado"] is True
+
+
+@pytest.mark.parametrize(
+    ("seconds", "kind"),
+    [(10, "500"), (10, "F5"), (-1, "f5"), (float("nan"), "f5"), (float("inf"), "f5"), ("5", "f5")],
+)
+def test_block_for_refuses_bad_arguments(seconds: Any, kind: str) -> None:
+    """block_for wants a finite number of seconds >= 0 and a kind among f5, 403, 429."""
+    simulator = CensusSimulator()
+    with pytest.raises(ValueError):
+        simulator.block_for(seconds, kind)
+    assert simulator.blocking is None
+
+
+def test_spell_counts_the_post_but_leaves_the_token_unused(sim: CensusSimulator) -> None:
+    """A spell-blocked consulta counts in consulta_count; its token still works afterwards."""
+    token = token_for(sim, "1012345678")
+    sim.block_for(60)
+    assert b'class="blocked"' in consulta(sim, "1012345678", token).body
+    sim.unblock()
+    assert consulta(sim, "1012345678", token).json["encontrado"] is True
+    assert sim.consulta_count("1012345678") == 2
+
+
+def test_spell_uses_up_a_flaky_failure(sim: CensusSimulator) -> None:
+    """A spell-blocked consulta counts as one of a flaky cédula's K failing consultas."""
+    sim.block_for(60)
+    assert consulta(sim, "7114567890").status == 200
+    sim.unblock()
+    assert consulta(sim, "7114567890").json["encontrado"] is True
+
+
+def test_control_endpoint_blocks_and_unblocks(sim: CensusSimulator) -> None:
+    """POST /__simulator__/block and /unblock drive the spell; they are not consultas."""
+    res = fetch(sim.base_url + BLOCK_PATH, {"seconds": 60, "kind": "429"})
+    assert (res.status, res.json) == (200, {"ok": True, "kind": "429", "seconds": 60})
+    assert sim.blocking == "429"
+    assert consulta(sim, "1012345678").status == 429
+    res = fetch(sim.base_url + UNBLOCK_PATH, {})
+    assert (res.status, res.json) == (200, {"ok": True})
+    assert consulta(sim, "1012345678").json["encontrado"] is True
+    assert [(r.scenario, r.status) for r in sim.consultas()] == [("spell_429", 429), ("found", 200)]
+    control = [r for r in sim.access_log if r.scenario == "control"]
+    assert [r.path for r in control] == [BLOCK_PATH, UNBLOCK_PATH]
+    assert all(r.cedula_masked == "" and r.cedula_key == "" for r in control)
+
+
+def test_control_endpoint_kind_defaults_to_f5(sim: CensusSimulator) -> None:
+    """POST /__simulator__/block with only seconds starts an F5 spell."""
+    assert fetch(sim.base_url + BLOCK_PATH, {"seconds": 60}).json["kind"] == "f5"
+    assert sim.blocking == "f5"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b"{}", b'{"seconds": -1}', b'{"seconds": 5, "kind": "500"}'],
+)
+def test_control_endpoint_refuses_bad_bodies(sim: CensusSimulator, body: bytes) -> None:
+    """A body that is not {"seconds": N >= 0, "kind": f5|403|429} is 400 and blocks nothing."""
+    res = fetch(sim.base_url + BLOCK_PATH, raw=body)
+    assert res.status == 400 and res.json["ok"] is False
+    assert sim.blocking is None
+
+
+def test_control_endpoint_is_for_loopback_clients_only(sim: CensusSimulator) -> None:
+    """A control request from a non-loopback address gets 403 and changes nothing."""
+    body = json.dumps({"seconds": 60}).encode()
+    _, scenario, reply = sim._route("POST", BLOCK_PATH, body, "192.168.1.5")
+    assert (scenario, reply.status) == ("control", 403)
+    assert sim.blocking is None
+    assert _is_loopback_client("127.0.0.1") and _is_loopback_client("::1")
+    assert _is_loopback_client("::ffff:127.0.0.1")
+    assert not _is_loopback_client("10.0.0.1")
+
+
 # -- captcha ----------------------------------------------------------------------------------
 
 
@@ -367,12 +693,14 @@ def test_token_is_single_use(sim: CensusSimulator) -> None:
 
 
 def test_token_expires_after_token_ttl() -> None:
-    """A token older than token_ttl is rejected as expired."""
-    with CensusSimulator(token_ttl=0.2) as simulator:
-        token = token_for(simulator, "1012345678")
-        assert token
-        time.sleep(0.3)
-        res = consulta(simulator, "1012345678", token)
+    """A token is accepted until token_ttl has passed on the simulator's clock, then rejected."""
+    clock = FakeClock()
+    with CensusSimulator(clock=clock) as simulator:
+        fresh, stale = token_for(simulator, "1012345678"), token_for(simulator, "1012345678")
+        clock.advance(simulator.token_ttl - 0.1)
+        assert consulta(simulator, "1012345678", fresh).json["encontrado"] is True
+        clock.advance(0.1)
+        res = consulta(simulator, "1012345678", stale)
         assert res.json == {"ok": False, "error": "Token de captcha inválido o expirado"}
 
 
@@ -503,13 +831,18 @@ def test_access_log_records_every_request(sim: CensusSimulator) -> None:
     assert isinstance(log[2], AccessRecord)
 
 
-def test_consultas_show_the_spacing_between_queries(sim: CensusSimulator) -> None:
-    """Monotonic arrival times of consultas are as far apart as the client spaced them."""
-    consulta(sim, "1012345678")
-    time.sleep(0.3)
-    consulta(sim, "1012345679")
-    first, second = sim.consultas()
-    assert second.monotonic - first.monotonic >= 0.3
+def test_consultas_carry_arrival_on_the_clients_monotonic_clock(sim: CensusSimulator) -> None:
+    """Each consulta's monotonic arrival lies between the client's send and receipt times."""
+    brackets = []
+    for cedula in ("1012345678", "1012345679"):
+        token = token_for(sim, cedula)
+        sent = time.monotonic()
+        consulta(sim, cedula, token)
+        brackets.append((sent, time.monotonic()))
+    records = sim.consultas()
+    assert len(records) == 2
+    for record, (sent, received) in zip(records, brackets, strict=True):
+        assert sent <= record.monotonic <= received
 
 
 def test_no_full_cedula_in_log_file_or_output(
@@ -533,6 +866,7 @@ def test_no_full_cedula_in_log_file_or_output(
         "method": "POST",
         "path": "/back/api/consulta",
         "cedula_masked": mask(cedulas[0]),
+        "cedula_key": cedula_key(cedulas[0]),
         "scenario": "found",
         "status": 200,
     }
@@ -540,6 +874,66 @@ def test_no_full_cedula_in_log_file_or_output(
     everything = repr(records) + path.read_text() + out + err
     for cedula in cedulas:
         assert cedula not in everything
+
+
+def test_cedula_key_is_a_short_sha256_of_the_digits() -> None:
+    """cedula_key: first 12 hex of sha256("census-simulator-key:" + digits); separators ignored."""
+    expected = hashlib.sha256(b"census-simulator-key:1012345678").hexdigest()[:12]
+    assert cedula_key("1012345678") == expected
+    assert cedula_key("1.012.345.678") == cedula_key("1012 345-678") == expected
+    assert cedula_key("1012345679") != expected
+    with pytest.raises(ValueError):
+        cedula_key("12")
+
+
+def test_records_carry_the_cedula_key(sim: CensusSimulator) -> None:
+    """Checkbox and consulta records carry cedula_key; pages, bad documentos and controls ""."""
+    consulta(sim, "1012345678")
+    consulta(sim, "12")
+    fetch(sim.url)
+    fetch(sim.base_url + UNBLOCK_PATH, {})
+    keys = [(r.path, r.cedula_key) for r in sim.access_log]
+    key = cedula_key("1012345678")
+    assert keys == [
+        ("/recaptcha/api2/userverify", key),
+        ("/back/api/consulta", key),
+        ("/recaptcha/api2/userverify", ""),
+        ("/back/api/consulta", ""),
+        ("/consultar/", ""),
+        (UNBLOCK_PATH, ""),
+    ]
+
+
+def test_access_log_file_counts_requests_per_key_while_serving(tmp_path: Path) -> None:
+    """Each request is a flushed JSON line at once; keys count consultas per member."""
+    path = tmp_path / "access.jsonl"
+    with CensusSimulator(access_log_path=path) as simulator:
+        consulta(simulator, "1012345678")
+        lines = path.read_text().splitlines()
+        assert len(lines) == 2 and lines[-1].startswith("{")
+        simulator.block_for(60)
+        consulta(simulator, "1012345678")
+        consulta(simulator, "2012345678")
+        fetch(simulator.base_url + UNBLOCK_PATH, {})
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+    consultas = [line for line in lines if line["path"] == "/back/api/consulta"]
+    counts = Counter(line["cedula_key"] for line in consultas)
+    assert counts == {cedula_key("1012345678"): 2, cedula_key("2012345678"): 1}
+    blocked = consultas[1]
+    assert (blocked["scenario"], blocked["status"]) == ("spell_f5", 200)
+    assert blocked["cedula_masked"] == "*******678"
+    assert lines[-1]["path"] == UNBLOCK_PATH and lines[-1]["scenario"] == "control"
+    assert set(lines[0]) == {
+        "time",
+        "monotonic",
+        "method",
+        "path",
+        "cedula_masked",
+        "cedula_key",
+        "scenario",
+        "status",
+    }
+    assert "1012345678" not in path.read_text()
 
 
 # -- pytest plugin and management command -----------------------------------------------------
@@ -558,40 +952,113 @@ def test_census_site_fixture_is_the_session_simulator_after_reset(
     assert site.slow_seconds == 120.0 and site.retry_after == 10
 
 
-def test_management_command_serves_until_sigterm(tmp_path: Path) -> None:
-    """manage.py census_simulator prints the URL, serves, logs masked and exits 0 on SIGTERM."""
-    env = {
+def _command_env() -> dict[str, str]:
+    """The environment the management command runs in (the tests' settings)."""
+    return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example")]),
         "PYTHONUNBUFFERED": "1",
     }
-    log = tmp_path / "access.jsonl"
-    cmd = [sys.executable, "-m", "django", "census_simulator", "--port", "0", "--retry-after"]
+
+
+def _start_command(*args: str, banner: int = 2) -> tuple[subprocess.Popen[str], str, str]:
+    """Run ``manage.py census_simulator --port 0 ARGS``; (process, base URL, banner) once it
+    serves. The ``banner`` first lines are read here, before any request, so that no output is
+    left in the pipe's read buffer where ``communicate(timeout=...)`` would not see it."""
     proc = subprocess.Popen(
-        [*cmd, "3", "--access-log", str(log)],
+        [sys.executable, "-m", "django", "census_simulator", "--port", "0", *args],
         cwd=ROOT,
-        env=env,
+        env=_command_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    if not first.startswith("Census simulator serving http://127.0.0.1:"):
+        proc.kill()
+        raise AssertionError(first + proc.communicate(timeout=15)[0])
+    lines = [first] + [proc.stdout.readline() for _ in range(banner - 1)]
+    return proc, first.split()[-1].removesuffix("/consultar/"), "".join(lines)
+
+
+def _stop_command(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM the command and return the rest of its output."""
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("Census simulator serving http://127.0.0.1:")
-        url = first.split()[-1]
-        base = url.removesuffix("/consultar/")
-        res = fetch(f"{base}/back/api/consulta", {"documento": "4212345678"})
-        assert res.status == 429 and res.headers["Retry-After"] == "3"
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return out
+
+
+def test_management_command_serves_until_sigterm(tmp_path: Path) -> None:
+    """manage.py census_simulator prints the URL, serves, logs masked and exits 0 on SIGTERM."""
+    log = tmp_path / "access.jsonl"
+    proc, base, banner = _start_command("--retry-after", "3", "--access-log", str(log))
+    try:
+        assert banner.splitlines()[1] == "Set CENSUS_SITE_URL to that URL. Ctrl-C stops it."
+        res = fetch(f"{base}/back/api/consulta", {"documento": "4212345678"})
+        assert res.status == 429 and res.headers["Retry-After"] == "3"
+    finally:
+        out = _stop_command(proc)
     assert proc.returncode == 0
     assert "POST /back/api/consulta *******678 blocked_429 -> 429" in out
     assert "Census simulator stopped." in out
     assert "4212345678" not in out + log.read_text()
     assert json.loads(log.read_text().splitlines()[0])["status"] == 429
+
+
+def test_management_command_block_first_and_control_endpoint(tmp_path: Path) -> None:
+    """--block-first/--block-kind block consultas from the start; POST /unblock lifts it."""
+    log = tmp_path / "access.jsonl"
+    proc, base, banner = _start_command(
+        "--block-first", "600", "--block-kind", "403", "--access-log", str(log), banner=3
+    )
+    try:
+        assert fetch(f"{base}/consultar/").status == 200
+        sent = time.monotonic()
+        assert consulta(base, "1012345678").status == 403
+        received = time.monotonic()
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        blocked = lines[-1]
+        assert blocked["path"] == "/back/api/consulta"
+        assert (blocked["scenario"], blocked["status"]) == ("spell_403", 403)
+        assert blocked["cedula_key"] == cedula_key("1012345678")
+        # time.monotonic() is system-wide: the server's stamps compare with the test's.
+        assert sent <= blocked["monotonic"] <= received
+        assert fetch(base + UNBLOCK_PATH, {}).json == {"ok": True}
+        assert consulta(base, "1012345678").json["encontrado"] is True
+        assert fetch(base + BLOCK_PATH, {"seconds": 600, "kind": "429"}).status == 200
+        assert consulta(base, "1012345678").status == 429
+    finally:
+        out = _stop_command(proc)
+    assert proc.returncode == 0
+    assert banner.splitlines()[-1] == "Blocking every consulta (403) for the first 600 s."
+    assert "POST /back/api/consulta *******678 spell_403 -> 403" in out
+    assert f"POST {UNBLOCK_PATH} control -> 200" in out
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    consultas = [line for line in lines if line["path"] == "/back/api/consulta"]
+    assert [(c["scenario"], c["status"]) for c in consultas] == [
+        ("spell_403", 403),
+        ("found", 200),
+        ("spell_429", 429),
+    ]
+    assert "1012345678" not in out + log.read_text()
+
+
+def test_management_command_refuses_a_negative_block_first() -> None:
+    """--block-first -1 is an error, not a server."""
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "census_simulator", "--port", "0", "--block-first=-1"],
+        cwd=ROOT,
+        env=_command_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "spell seconds must be a finite number" in done.stderr

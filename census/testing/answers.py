@@ -125,6 +125,40 @@ def cancelled(cedula: str, scenario: Scenario) -> dict[str, Any]:
     }
 
 
+#: Length of the stretched text fields of the ``*_long_fields`` scenarios.
+LONG_FIELD_CHARS = 10_000
+#: Length (digits) of the stretched ``mesa`` of ``found_long_fields``.
+LONG_MESA_DIGITS = 500
+
+
+def _stretch(text: str, length: int, separator: str = " / ") -> str:
+    """``text`` repeated to exactly ``length`` characters, without white space at either end."""
+    repeats = length // (len(text) + len(separator)) + 1
+    stretched = separator.join([text] * repeats)[:length]
+    return stretched if not stretched[-1].isspace() else stretched[:-1] + "."
+
+
+def found_long_fields(cedula: str) -> dict[str, Any]:
+    """Found, with ``nom_puesto``/``direccion`` of 10,000 characters and a 500-digit ``mesa``."""
+    payload = found(cedula)
+    data = payload["data"]
+    data["nom_puesto"] = _stretch(data["nom_puesto"], LONG_FIELD_CHARS)
+    data["direccion"] = _stretch(data["direccion"], LONG_FIELD_CHARS)
+    data["mesa"] = (data["mesa"] * LONG_MESA_DIGITS)[:LONG_MESA_DIGITS]
+    return payload
+
+
+def cancelled_long_fields(cedula: str) -> dict[str, Any]:
+    """Cancelled, with ``novedad`` (and ``descripcion``) and ``resolucion`` of 10,000 chars."""
+    payload = cancelled(cedula, Scenario.CANCELLED_DEATH)
+    novedad = _stretch(NOVEDADES[Scenario.CANCELLED_DEATH], LONG_FIELD_CHARS)
+    payload["mensaje"] = f"La cédula {cedula} presenta una novedad: {novedad}"
+    payload["descripcion"] = novedad
+    payload["data"]["novedad"] = novedad
+    payload["data"]["resolucion"] = _stretch(payload["data"]["resolucion"], LONG_FIELD_CHARS)
+    return payload
+
+
 def error(message: str) -> dict[str, Any]:
     """``{"ok": false, "error": message}``."""
     return {"ok": False, "error": message}
@@ -136,6 +170,10 @@ def answer(cedula: str, scenario: Scenario) -> dict[str, Any]:
         return not_found(cedula)
     if scenario in NOVEDADES:
         return cancelled(cedula, scenario)
+    if scenario is Scenario.FOUND_LONG_FIELDS:
+        return found_long_fields(cedula)
+    if scenario is Scenario.CANCELLED_LONG_FIELDS:
+        return cancelled_long_fields(cedula)
     if scenario in (Scenario.FOUND_LOCALITY, Scenario.FOUND_UPPER):
         return found(cedula, scenario)
     return found(cedula)

@@ -53,6 +53,25 @@ class Scenario(StrEnum):
     FLAKY_SLOW = "flaky_slow"
     #: Flaky (``7K5``): the first K consultas get HTTP 429 with ``Retry-After``.
     FLAKY_BLOCKED_429 = "flaky_blocked_429"
+    # -- poison answers (``8x``): malformed in ways that break naive clients -------------------
+    #: HTTP 429 with ``Retry-After: inf``.
+    BLOCKED_429_RETRY_INF = "blocked_429_retry_inf"
+    #: HTTP 429 with ``Retry-After: 1e12`` (about 31,700 years).
+    BLOCKED_429_RETRY_HUGE = "blocked_429_retry_huge"
+    #: HTTP 429 with ``Retry-After: Fri, 31 Dec 9999 23:59:59 GMT``.
+    BLOCKED_429_RETRY_DATE_9999 = "blocked_429_retry_date_9999"
+    #: HTTP 429 with ``Retry-After: -5``.
+    BLOCKED_429_RETRY_NEGATIVE = "blocked_429_retry_negative"
+    #: HTTP 200 ``text/html`` whose body is 8 MiB of filler HTML, streamed.
+    HUGE_BODY = "huge_body"
+    #: HTTP 200 ``text/html``: 20,000 nested ``<div>`` around the not-found message.
+    DEEP_HTML = "deep_html"
+    #: HTTP 200 ``application/json``: 100,000 nested arrays (``[[[...]]]``).
+    DEEP_JSON = "deep_json"
+    #: Found; ``nom_puesto`` and ``direccion`` 10,000 characters, ``mesa`` 500 digits.
+    FOUND_LONG_FIELDS = "found_long_fields"
+    #: Cancelled; ``novedad`` (also ``descripcion``) and ``resolucion`` 10,000 characters.
+    CANCELLED_LONG_FIELDS = "cancelled_long_fields"
 
 
 _BY_PREFIX: dict[str, Scenario] = {
@@ -72,7 +91,37 @@ _BY_PREFIX: dict[str, Scenario] = {
     "61": Scenario.RESET,
     "62": Scenario.SERVER_ERROR,
     "63": Scenario.MALFORMED,
+    "80": Scenario.BLOCKED_429_RETRY_INF,
+    "81": Scenario.BLOCKED_429_RETRY_HUGE,
+    "82": Scenario.BLOCKED_429_RETRY_DATE_9999,
+    "83": Scenario.BLOCKED_429_RETRY_NEGATIVE,
+    "84": Scenario.HUGE_BODY,
+    "85": Scenario.DEEP_HTML,
+    "86": Scenario.DEEP_JSON,
+    "87": Scenario.FOUND_LONG_FIELDS,
+    "88": Scenario.CANCELLED_LONG_FIELDS,
 }
+
+#: The ``Retry-After`` header value of each poison 429 scenario.
+POISON_RETRY_AFTER: dict[Scenario, str] = {
+    Scenario.BLOCKED_429_RETRY_INF: "inf",
+    Scenario.BLOCKED_429_RETRY_HUGE: "1e12",
+    Scenario.BLOCKED_429_RETRY_DATE_9999: "Fri, 31 Dec 9999 23:59:59 GMT",
+    Scenario.BLOCKED_429_RETRY_NEGATIVE: "-5",
+}
+
+#: Blocking-spell kind -> the scenario whose answer every consulta gets during the spell.
+SPELL_KINDS: dict[str, Scenario] = {
+    "f5": Scenario.BLOCKED_PAGE,
+    "403": Scenario.BLOCKED_403,
+    "429": Scenario.BLOCKED_429,
+}
+
+
+def spell_scenario_name(kind: str) -> str:
+    """The access-log scenario of a consulta blocked by a spell of this kind: ``spell_<kind>``."""
+    return f"spell_{kind}"
+
 
 #: Flaky mode digit M (third digit of ``7KM``) -> the scenario of the failing requests.
 FLAKY_FAILURE: dict[str, Scenario] = {

@@ -2,14 +2,18 @@
 
 Same page structure, element ids, JSON endpoints and answer shapes as the real site (see
 docs/simulator.md); the cédula's leading digits pick a scenario (found, blocked, reset, ...).
-Standard library only, so that the pytest plugin stays light.
+A blocking spell (``block_for``, or ``POST /__simulator__/block``) makes every consulta get a
+block answer for a while. Standard library only, so that the pytest plugin stays light.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import logging
+import math
+import os
 import re
 import secrets
 import socket
@@ -18,7 +22,7 @@ import struct
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,16 +32,27 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from census.cedula import mask
+from census.cedula import mask, normalize
 from census.testing import answers
-from census.testing.scenarios import Scenario, flaky_plan, scenario_for
+from census.testing.scenarios import (
+    POISON_RETRY_AFTER,
+    SPELL_KINDS,
+    Scenario,
+    flaky_plan,
+    scenario_for,
+    spell_scenario_name,
+)
 
 __all__ = [
+    "BLOCK_PATH",
     "CONSULTA_PATH",
     "SITE_KEY",
+    "SPELL_KINDS",
+    "UNBLOCK_PATH",
     "AccessRecord",
     "CensusSimulator",
     "Scenario",
+    "cedula_key",
     "scenario_for",
     "solve_captcha",
 ]
@@ -51,6 +66,16 @@ ELECCIONES_PATH = "/back/api/elecciones"
 USERVERIFY_PATH = "/recaptcha/api2/userverify"
 SOLVE_PATH = "/recaptcha/api2/solve"
 TOKEN_REJECTED_ERROR = "Token de captcha inválido o expirado"
+#: Control endpoints (loopback clients only): start a blocking spell, end it.
+BLOCK_PATH = "/__simulator__/block"
+UNBLOCK_PATH = "/__simulator__/unblock"
+#: The access-log scenario of a control request.
+CONTROL_SCENARIO = "control"
+#: Size of the ``huge_body`` answer: 8 MiB.
+HUGE_BODY_BYTES = 8 * 1024 * 1024
+#: ``<div>`` nesting of ``deep_html`` and array nesting of ``deep_json``.
+DEEP_HTML_LEVELS = 20_000
+DEEP_JSON_LEVELS = 100_000
 ELECCIONES: dict[str, Any] = {
     "ok": True,
     "data": [
@@ -65,6 +90,30 @@ _CEDULA = re.compile(r"\d{3,10}")
 _SEPARATORS = re.compile(r"[.\s\-]")
 _MAX_BODY = 64 * 1024
 _RESET = 0  # the status recorded for a connection dropped without an answer
+_KEY_SALT = "census-simulator-key:"
+
+
+def cedula_key(cedula: str) -> str:
+    """A short pseudonym of a cédula for counting requests per member in the access log.
+
+    The first 12 hex digits of ``sha256("census-simulator-key:" + digits)``, where ``digits``
+    is ``census.cedula.normalize(cedula)``, the canonical digits (separators removed); raises
+    ``ValueError`` (``InvalidCedula``) when ``cedula`` is not a cédula. Not a secret: anyone
+    who knows this scheme can find a cédula from its key by trying all 10**10 numbers, so
+    treat keys of real cédulas like the cédulas themselves.
+    """
+    digits = normalize(cedula)
+    return hashlib.sha256((_KEY_SALT + digits).encode()).hexdigest()[:12]
+
+
+def _key_or_blank(cedula: str) -> str:
+    """``cedula_key(cedula)``, or "" when the request carried no valid cédula."""
+    if not cedula:
+        return ""
+    try:
+        return cedula_key(cedula)
+    except ValueError:
+        return ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +129,11 @@ class AccessRecord:
     path: str
     #: The cédula the request carried, masked (``*******890``), or "".
     cedula_masked: str
-    #: The cédula's scenario name, "" for requests without a cédula.
+    #: ``cedula_key(cédula)`` when the request carried a valid cédula, else "".
+    cedula_key: str = ""
+    #: The cédula's scenario name; ``spell_f5`` / ``spell_403`` / ``spell_429`` for a consulta
+    #: a blocking spell answered, ``control`` for a ``/__simulator__/`` request, "" for
+    #: requests without a cédula.
     scenario: str
     #: The HTTP status sent, or 0 when the connection was reset without an answer.
     status: int
@@ -94,6 +147,9 @@ class _Reply:
     headers: dict[str, str] = field(default_factory=dict)
     #: Seconds to hold the answer back (the slow scenario).
     delay: float = 0.0
+    #: A streamed body of ``length`` bytes, sent instead of ``body`` (the huge_body scenario).
+    chunks: Callable[[], Iterator[bytes]] | None = None
+    length: int = 0
 
 
 @cache
@@ -112,6 +168,50 @@ def _html(status: int, text: str, **headers: str) -> _Reply:
         content_type="text/html; charset=utf-8",
         headers=headers,
     )
+
+
+_HUGE_HEAD = (
+    b'<!DOCTYPE html>\n<html lang="es"><head><meta charset="utf-8">'
+    b"<title>Consulta</title></head><body>\n"
+)
+_HUGE_TAIL = b"</body></html>\n"
+_HUGE_LINE = b"<p>Consulta tu lugar de votacion - contenido de relleno ....</p>\n"
+_HUGE_CHUNK = _HUGE_LINE * (64 * 1024 // len(_HUGE_LINE))
+
+
+def _huge_body() -> Iterator[bytes]:
+    """``HUGE_BODY_BYTES`` of HTML in 64 KiB chunks, without building it in memory."""
+    yield _HUGE_HEAD
+    filler = HUGE_BODY_BYTES - len(_HUGE_HEAD) - len(_HUGE_TAIL)
+    for _ in range(filler // len(_HUGE_CHUNK)):
+        yield _HUGE_CHUNK
+    rest = filler % len(_HUGE_CHUNK)
+    if rest:
+        yield b" " * (rest - 1) + b"\n"
+    yield _HUGE_TAIL
+
+
+@cache
+def _deep_json() -> bytes:
+    return b"[" * DEEP_JSON_LEVELS + b"]" * DEEP_JSON_LEVELS
+
+
+def _deep_html(cedula: str) -> str:
+    message = answers.not_found(cedula)["mensaje"]
+    return (
+        '<!DOCTYPE html>\n<html lang="es"><head><meta charset="utf-8"><title>Consulta</title>'
+        f"</head><body>{'<div>' * DEEP_HTML_LEVELS}<p>{message}</p>"
+        f"{'</div>' * DEEP_HTML_LEVELS}</body></html>\n"
+    )
+
+
+def _is_loopback_client(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 def _loopback_family(host: str) -> socket.AddressFamily:
@@ -143,6 +243,7 @@ class CensusSimulator:
         token_ttl: float = 120.0,
         keep_alive: bool = False,
         on_access: Callable[[AccessRecord], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._family = _loopback_family(host)
         self.host = host
@@ -155,6 +256,11 @@ class CensusSimulator:
         #: False sends ``Connection: close`` on every answer (see docs/simulator.md).
         self.keep_alive = keep_alive
         self._on_access = on_access
+        #: Measures token lifetimes and blocking spells (tests may inject a fake one); access
+        #: records always carry the real ``time.time()`` and ``time.monotonic()``.
+        self._clock = clock
+        #: The current blocking spell, (kind, end on ``clock``), or None.
+        self._spell: tuple[str, float] | None = None
         self._lock = threading.Lock()
         self._log: list[AccessRecord] = []
         self._counts: dict[str, int] = {}
@@ -236,15 +342,51 @@ class CensusSimulator:
             return self._counts.get(cedula, 0)
 
     def reset(self) -> None:
-        """Forget the per-cédula counters (flaky scenarios start over) and the access log."""
+        """Forget the per-cédula counters (flaky scenarios start over), the access log and any
+        blocking spell."""
         with self._lock:
             self._counts.clear()
             self._log.clear()
+            self._spell = None
+
+    # -- blocking spells ----------------------------------------------------------------------
+
+    def block_for(self, seconds: float, kind: str = "f5") -> None:
+        """For ``seconds`` from now, every consulta POST gets a block answer, whatever it carries.
+
+        ``kind`` is "f5" (the F5 block page, HTTP 200 text/html), "403" or "429" (with
+        ``Retry-After: <retry_after>``). A new spell replaces the current one; page loads and
+        the captcha endpoints are never blocked. ``unblock()`` or ``reset()`` ends it early.
+        """
+        if kind not in SPELL_KINDS:
+            raise ValueError(f"spell kind must be one of {sorted(SPELL_KINDS)}; got {kind!r}")
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
+            raise ValueError(f"spell seconds must be a finite number >= 0; got {seconds!r}")
+        with self._lock:
+            self._spell = (kind, self._clock() + seconds)
+
+    def unblock(self) -> None:
+        """End the current blocking spell, if any."""
+        with self._lock:
+            self._spell = None
+
+    @property
+    def blocking(self) -> str | None:
+        """The kind of the blocking spell in force ("f5", "403", "429"), or None."""
+        with self._lock:
+            if self._spell is not None and self._clock() >= self._spell[1]:
+                self._spell = None
+            return self._spell[0] if self._spell is not None else None
 
     def issue_token(self) -> str:
         """A fresh single-use captcha token, as the checkbox would get."""
         token = "03A" + secrets.token_urlsafe(384)
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
             self._tokens[token] = now + self.token_ttl
@@ -256,8 +398,15 @@ class CensusSimulator:
         with self._lock:
             self._log.append(record)
             if self.access_log_path is not None:
-                with self.access_log_path.open("a", encoding="utf-8") as out:
-                    out.write(json.dumps(asdict(record)) + "\n")
+                # One O_APPEND write per line, file closed after it: a reader in another
+                # process sees each line as soon as the request is decided.
+                line = memoryview((json.dumps(asdict(record)) + "\n").encode())
+                fd = os.open(self.access_log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+                try:
+                    while line:
+                        line = line[os.write(fd, line) :]
+                finally:
+                    os.close(fd)
         if self._on_access is not None:
             try:
                 self._on_access(record)
@@ -271,12 +420,16 @@ class CensusSimulator:
             return False
         with self._lock:
             expires = self._tokens.pop(token, None)
-        return expires is not None and expires > time.monotonic()
+        return expires is not None and expires > self._clock()
 
-    def _route(self, method: str, path: str, body: bytes) -> tuple[str, str, _Reply]:
-        """(cédula, scenario, reply) for one request."""
+    def _route(
+        self, method: str, path: str, body: bytes, client: str = "127.0.0.1"
+    ) -> tuple[str, str, _Reply]:
+        """(cédula, scenario, reply) for one request from the ``client`` address."""
         if method == "GET":
             return "", "", self._get(path)
+        if path in (BLOCK_PATH, UNBLOCK_PATH):
+            return "", CONTROL_SCENARIO, self._control(path, body, client)
         if path == CONSULTA_PATH:
             return self._consulta(body)
         if path == USERVERIFY_PATH:
@@ -319,8 +472,37 @@ class CensusSimulator:
         reply = {"ok": True, "token": self.issue_token(), "expires_in": self.token_ttl}
         return cedula, scenario, _json(200, reply)
 
+    def _control(self, path: str, body: bytes, client: str) -> _Reply:
+        """``POST /__simulator__/block`` ``{"seconds": 20, "kind": "f5"}``, or ``/unblock``."""
+        if not _is_loopback_client(client):
+            return _json(403, {"ok": False, "error": "control endpoints are for loopback only"})
+        if path == UNBLOCK_PATH:
+            self.unblock()
+            return _json(200, {"ok": True})
+        payload = _parse(body)
+        if payload is None:
+            return _json(400, {"ok": False, "error": 'expected {"seconds": N, "kind": "f5"}'})
+        seconds, kind = payload.get("seconds"), payload.get("kind", "f5")
+        try:
+            self.block_for(seconds, kind)
+        except (TypeError, ValueError) as exc:
+            return _json(400, {"ok": False, "error": str(exc)})
+        return _json(200, {"ok": True, "kind": kind, "seconds": seconds})
+
+    def _count(self, cedula: str) -> int:
+        with self._lock:
+            count = self._counts[cedula] = self._counts.get(cedula, 0) + 1
+        return count
+
     def _consulta(self, body: bytes) -> tuple[str, str, _Reply]:
         payload = _parse(body)
+        spell = self.blocking
+        if spell is not None:
+            # F5 in front answers before anything looks at the body; the POST still counts.
+            documento = str(payload.get("documento") or "") if payload is not None else ""
+            if _CEDULA.fullmatch(documento):
+                self._count(documento)
+            return documento, spell_scenario_name(spell), self._block(SPELL_KINDS[spell])
         if payload is None:
             return "", "bad_request", _json(400, answers.error("Solicitud inválida"))
         cedula = str(payload.get("documento") or "")
@@ -328,15 +510,14 @@ class CensusSimulator:
             reply = _json(200, answers.error("El número de documento no es válido"))
             return cedula, "invalid_document", reply
         scenario = scenario_for(cedula)
-        with self._lock:
-            count = self._counts[cedula] = self._counts.get(cedula, 0) + 1
+        count = self._count(cedula)
         effective = scenario
         plan = flaky_plan(cedula)
         if plan is not None:
             effective = plan.failure if count <= plan.failures else Scenario.FOUND
 
         # What F5 and the upstream servers do never reaches the application: no token is used.
-        front = self._front(effective)
+        front = self._front(effective, cedula)
         if front is not None:
             return cedula, scenario, front
         if not self._redeem(payload.get("captchaToken")):
@@ -350,15 +531,19 @@ class CensusSimulator:
             reply.delay = self.slow_seconds
         return cedula, scenario, reply
 
-    def _front(self, scenario: Scenario) -> _Reply | None:
-        """The answer of the layers in front of the application, if they answer at all."""
-        if scenario is Scenario.BLOCKED_PAGE:
-            support_id = str(secrets.randbelow(9 * 10**18) + 10**18)
-            return _html(200, _asset("f5-blocked.html").replace("{{SUPPORT_ID}}", support_id))
+    def _block(self, scenario: Scenario) -> _Reply:
+        """The F5 block page (HTTP 200), or the 403 or 429 block answer."""
         if scenario is Scenario.BLOCKED_403:
             return _html(403, _asset("error-403.html"))
         if scenario is Scenario.BLOCKED_429:
             return _html(429, _asset("error-429.html"), **{"Retry-After": str(self.retry_after)})
+        support_id = str(secrets.randbelow(9 * 10**18) + 10**18)
+        return _html(200, _asset("f5-blocked.html").replace("{{SUPPORT_ID}}", support_id))
+
+    def _front(self, scenario: Scenario, cedula: str) -> _Reply | None:
+        """The answer of the layers in front of the application, if they answer at all."""
+        if scenario in SPELL_KINDS.values():
+            return self._block(scenario)
         if scenario is Scenario.SERVER_ERROR:
             reference = secrets.token_hex(8)
             return _html(500, _asset("error-500.html").replace("{{REFERENCE}}", reference))
@@ -367,6 +552,20 @@ class CensusSimulator:
             return _Reply(status=200, body=b'{"ok": true, "encontrado": tr')
         if scenario is Scenario.RESET:
             return _Reply(status=_RESET)
+        if scenario in POISON_RETRY_AFTER:
+            retry_after = POISON_RETRY_AFTER[scenario]
+            return _html(429, _asset("error-429.html"), **{"Retry-After": retry_after})
+        if scenario is Scenario.HUGE_BODY:
+            return _Reply(
+                status=200,
+                content_type="text/html; charset=utf-8",
+                chunks=_huge_body,
+                length=HUGE_BODY_BYTES,
+            )
+        if scenario is Scenario.DEEP_HTML:
+            return _html(200, _deep_html(cedula))
+        if scenario is Scenario.DEEP_JSON:
+            return _Reply(status=200, body=_deep_json())
         return None
 
 
@@ -435,7 +634,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST":
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(min(length, _MAX_BODY))
-        cedula, scenario, reply = simulator._route(method, path, body)
+        cedula, scenario, reply = simulator._route(method, path, body, self.client_address[0])
         # Recorded when decided, before any slow delay, so tests see the request at once.
         simulator._record(
             AccessRecord(
@@ -444,6 +643,7 @@ class _Handler(BaseHTTPRequestHandler):
                 method=method,
                 path=path,
                 cedula_masked=mask(cedula) if cedula else "",
+                cedula_key=_key_or_blank(cedula),
                 scenario=str(scenario),
                 status=reply.status,
             )
@@ -455,7 +655,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
+        length = reply.length if reply.chunks is not None else len(reply.body)
+        self.send_header("Content-Length", str(length))
         self.send_header("Cache-Control", "no-store")
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -463,7 +664,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self.wfile.write(reply.body)
+        if reply.chunks is None:
+            self.wfile.write(reply.body)
+            return
+        for chunk in reply.chunks():
+            if simulator._stopping.is_set():
+                self.close_connection = True
+                return
+            self.wfile.write(chunk)
 
     def _reset(self) -> None:
         self.close_connection = True

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from census.testing.simulator import AccessRecord, CensusSimulator
+from census.testing.simulator import SPELL_KINDS, AccessRecord, CensusSimulator
 
 
 class Command(BaseCommand):
@@ -27,6 +27,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--access-log", default=None, help="append JSON lines to this file")
         parser.add_argument("--quiet", action="store_true", help="do not print each request")
+        parser.add_argument(
+            "--block-first",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="block every consulta for this long from the start (a blocking spell)",
+        )
+        parser.add_argument(
+            "--block-kind",
+            choices=sorted(SPELL_KINDS),
+            default="f5",
+            help="answer of that spell: the F5 page (HTTP 200), 403 or 429 (default f5)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         on_access = None if options["quiet"] else self._print_access
@@ -39,6 +52,8 @@ class Command(BaseCommand):
                 access_log_path=options["access_log"],
                 on_access=on_access,
             )
+            if options["block_first"]:
+                simulator.block_for(options["block_first"], options["block_kind"])
             simulator.start()
         except (ValueError, OSError) as exc:
             raise CommandError(str(exc)) from exc
@@ -52,6 +67,11 @@ class Command(BaseCommand):
         try:
             self.stdout.write(f"Census simulator serving {simulator.url}")
             self.stdout.write("Set CENSUS_SITE_URL to that URL. Ctrl-C stops it.")
+            if options["block_first"]:
+                self.stdout.write(
+                    f"Blocking every consulta ({options['block_kind']}) for the first "
+                    f"{options['block_first']:g} s."
+                )
             self.stdout.flush()
             while not stop.wait(0.5):
                 pass
@@ -64,6 +84,6 @@ class Command(BaseCommand):
     def _print_access(self, record: AccessRecord) -> None:
         # Records carry masked cédulas only, so printing them is safe.
         status = record.status or "reset"
-        who = f" {record.cedula_masked} {record.scenario}" if record.cedula_masked else ""
+        who = "".join(f" {part}" for part in (record.cedula_masked, record.scenario) if part)
         self.stdout.write(f"{record.method} {record.path}{who} -> {status}")
         self.stdout.flush()
