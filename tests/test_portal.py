@@ -1,15 +1,25 @@
-"""The example portal's pages: registration, profile, its JSON endpoint, the leader refresh."""
+"""The example portal: registration, login, profile, its JSON endpoint, the leader refresh
+(who may refresh whom, the throttle) and the settings' refusal to start without a secret key."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django_q.models import OrmQ
 
 from census.models import CedulaInfo, Status
-from portal.forms import INVALID_CEDULA, TAKEN_CEDULA, UNKNOWN_LEADER
+from portal import throttle
+from portal.forms import INVALID_CEDULA, TAKEN_CEDULA, UNKNOWN_LEADER, RegistrationForm
 from portal.models import Member
 from tests import factories
 
@@ -193,20 +203,27 @@ def test_member_cannot_refresh(client: Client) -> None:
     assert info.attempt == 1
 
 
-def test_leader_refresh_starts_a_new_lookup(client: Client) -> None:
-    """A leader's refresh of a finished lookup puts it back in pending with a new attempt."""
+def test_leader_refresh_starts_a_new_lookup(
+    client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A leader's refresh of a member they referred: pending again, new attempt, queued."""
     leader = factories.leader()
     member = factories.member(referred_by=leader)
     info = _finish(member, Status.ERROR)
     client.force_login(leader)
 
-    response = client.post(reverse("portal:refresh", args=[member.pk]), follow=True)
+    OrmQ.objects.all().delete()  # the registration's attempt 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("portal:refresh", args=[member.pk]), follow=True)
 
     assert response.redirect_chain == [(reverse("portal:profile"), 302)]
     assert "Pedimos una nueva consulta del censo." in response.content.decode()
     info.refresh_from_db()
     assert info.status == Status.PENDING
     assert info.attempt == 2
+    # Attempt 2 goes to the cluster's queue when the request commits.
+    assert [task.name() for task in OrmQ.objects.all()] == [f"census-lookup-{info.pk}-attempt-2"]
 
 
 def test_leader_refresh_of_a_lookup_in_flight_changes_nothing(client: Client) -> None:
@@ -240,3 +257,389 @@ def test_only_leaders_see_the_refresh_button(client: Client) -> None:
     page = client.get(reverse("portal:profile")).content.decode()
     assert "Actualizar consulta" in page
     assert "Beto" in page
+
+
+# -- who may refresh whom ---------------------------------------------------------------------
+
+
+def _refresh(client: Client, user_id: int) -> Any:
+    return client.post(reverse("portal:refresh", args=[user_id]))
+
+
+def _missing_id() -> int:
+    return (Member.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1000
+
+
+def _lookup_queries(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if "census_cedulainfo" in q["sql"]]
+
+
+def test_leader_cannot_refresh_someone_elses_referral(client: Client) -> None:
+    """A leader's refresh of a member another leader referred is a 403 that changes nothing."""
+    leader, other = factories.leader(), factories.leader()
+    member = factories.member(referred_by=other)
+    info = _finish(member, Status.ERROR)
+    client.force_login(leader)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = _refresh(client, member.pk)
+
+    assert response.status_code == 403
+    assert _lookup_queries(queries) == []
+    info.refresh_from_db()
+    assert (info.status, info.attempt) == (Status.ERROR, 1)
+
+
+def test_leader_cannot_refresh_a_member_nobody_referred(client: Client) -> None:
+    """A member without a referring leader is not any leader's to refresh."""
+    leader = factories.leader()
+    member = factories.member()
+    _finish(member, Status.ERROR)
+    client.force_login(leader)
+
+    assert _refresh(client, member.pk).status_code == 403
+
+
+def test_unknown_id_gets_the_same_403_as_someone_elses_referral(client: Client) -> None:
+    """For a leader, an id that does not exist and a member not theirs answer alike."""
+    leader, other = factories.leader(), factories.leader()
+    member = factories.member(referred_by=other)
+    _finish(member, Status.ERROR)
+    client.force_login(leader)
+
+    not_theirs = _refresh(client, member.pk)
+    missing = _refresh(client, _missing_id())
+
+    assert missing.status_code == not_theirs.status_code == 403
+    assert missing.content == not_theirs.content
+
+
+def test_non_leader_gets_403_before_any_lookup_is_read(client: Client) -> None:
+    """A member's refresh is 403 for existing and missing ids alike, the lookup never read."""
+    member = factories.member()
+    other = factories.member()
+    info = _finish(other, Status.ERROR)
+    client.force_login(member)
+
+    with CaptureQueriesContext(connection) as queries:
+        existing = _refresh(client, other.pk)
+        own = _refresh(client, member.pk)
+        missing = _refresh(client, _missing_id())
+
+    assert existing.status_code == own.status_code == missing.status_code == 403
+    assert existing.content == own.content == missing.content
+    assert _lookup_queries(queries) == []
+    info.refresh_from_db()
+    assert (info.status, info.attempt) == (Status.ERROR, 1)
+
+
+@pytest.mark.parametrize(
+    "make_requester",
+    [
+        pytest.param(lambda: factories.member(is_superuser=True), id="superuser"),
+        pytest.param(factories.permission_holder, id="permission-holder"),
+    ],
+)
+def test_superuser_and_permission_holder_may_refresh_anyone(
+    client: Client, make_requester: Any
+) -> None:
+    """Superusers and holders of census.refresh_cedulainfo refresh any member's lookup."""
+    leader = factories.leader()
+    referral = factories.member(referred_by=leader)
+    unreferred = factories.member()
+    infos = [_finish(referral, Status.ERROR), _finish(unreferred, Status.NOT_FOUND)]
+    client.force_login(make_requester())
+
+    responses = [_refresh(client, referral.pk), _refresh(client, unreferred.pk)]
+
+    assert [r.status_code for r in responses] == [302, 302]
+    for info in infos:
+        info.refresh_from_db()
+        assert (info.status, info.attempt) == (Status.PENDING, 2)
+
+
+def test_superuser_refresh_of_an_unknown_id_is_404(client: Client) -> None:
+    """Who may refresh anyone may know who exists: a missing id is a plain 404."""
+    client.force_login(factories.member(is_superuser=True))
+
+    assert _refresh(client, _missing_id()).status_code == 404
+
+
+def test_member_without_lookup_gets_a_message_and_nothing_is_created(client: Client) -> None:
+    """A referral with no CedulaInfo: the leader is told so; no lookup is created or queued."""
+    leader = factories.leader()
+    member = factories.member(referred_by=leader)
+    CedulaInfo.objects.filter(user=member).delete()
+    client.force_login(leader)
+
+    response = client.post(reverse("portal:refresh", args=[member.pk]), follow=True)
+
+    assert response.redirect_chain == [(reverse("portal:profile"), 302)]
+    assert "no tiene una consulta del censo" in response.content.decode()
+    assert not CedulaInfo.objects.filter(user=member).exists()
+
+
+def test_member_without_lookup_is_still_403_for_other_leaders(client: Client) -> None:
+    """Whether a member has a lookup is not visible to a leader who may not refresh them."""
+    member = factories.member(referred_by=factories.leader())
+    CedulaInfo.objects.filter(user=member).delete()
+    client.force_login(factories.leader())
+
+    assert _refresh(client, member.pk).status_code == 403
+
+
+# -- throttle ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The throttle's clock, moved by hand: ``clock[0] += 600``."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(throttle, "_now", lambda: now[0])
+    return now
+
+
+def test_throttle_answers_429_after_n_requests(
+    client: Client, settings: Any, clock: list[float]
+) -> None:
+    """Over N requests per window a leader gets 429 in Spanish, with Retry-After."""
+    settings.PORTAL_REFRESH_THROTTLE = (3, 600)
+    leader = factories.leader()
+    member = factories.member(referred_by=leader)
+    info = _finish(member, Status.ERROR)
+    client.force_login(leader)
+
+    statuses = [_refresh(client, member.pk).status_code for _ in range(3)]
+    clock[0] += 60
+    refused = _refresh(client, member.pk)
+
+    assert statuses == [302, 302, 302]  # queued, then twice "in flight": all three count
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "540"
+    page = refused.content.decode()
+    assert "Demasiadas solicitudes" in page
+    assert "se permiten como máximo 3 cada 10 minutos." in page
+    assert "Vuelve a intentarlo en 9 minutos" in page
+    info.refresh_from_db()
+    assert info.attempt == 2
+
+
+def test_throttle_counts_refused_and_unknown_targets(
+    client: Client, settings: Any, clock: list[float]
+) -> None:
+    """403s for members not theirs count against the leader, so probing is throttled too."""
+    settings.PORTAL_REFRESH_THROTTLE = (2, 600)
+    leader = factories.leader()
+    client.force_login(leader)
+
+    statuses = [_refresh(client, _missing_id()).status_code for _ in range(3)]
+
+    assert statuses == [403, 403, 429]
+
+
+def test_throttle_is_per_leader_and_lets_in_again_after_the_window(
+    client: Client, settings: Any, clock: list[float]
+) -> None:
+    """Another leader is not affected; the same leader is let in once the window has passed."""
+    settings.PORTAL_REFRESH_THROTTLE = (1, 600)
+    first, second = factories.leader(), factories.leader()
+    client.force_login(first)
+    assert _refresh(client, first.pk).status_code == 302
+    assert _refresh(client, first.pk).status_code == 429
+
+    client.force_login(second)
+    assert _refresh(client, second.pk).status_code == 302
+
+    client.force_login(first)
+    clock[0] += 599
+    assert _refresh(client, first.pk).status_code == 429
+    clock[0] += 1
+    assert _refresh(client, first.pk).status_code == 302
+
+
+def test_throttle_does_not_count_non_leaders(
+    client: Client, settings: Any, clock: list[float]
+) -> None:
+    """A non-leader is refused with 403 every time, never 429: nothing of theirs is counted."""
+    settings.PORTAL_REFRESH_THROTTLE = (1, 600)
+    member = factories.member()
+    client.force_login(member)
+
+    assert [_refresh(client, member.pk).status_code for _ in range(3)] == [403, 403, 403]
+
+
+def test_throttle_defaults_to_10_per_10_minutes(settings: Any) -> None:
+    """Without PORTAL_REFRESH_THROTTLE: 10 requests per 600 s; None turns it off."""
+    assert not hasattr(settings, "PORTAL_REFRESH_THROTTLE")
+    assert throttle.limits() == (10, 600)
+    settings.PORTAL_REFRESH_THROTTLE = None
+    assert throttle.limits() is None
+
+
+# -- one cédula, one account ------------------------------------------------------------------
+
+
+def test_spellings_of_one_cedula_make_one_account() -> None:
+    """Leading zeros, dots, commas, spaces: every spelling of one cédula is the same account."""
+    spellings = ["01234567890", "1.234.567.890", "1234567890", "1,234,567,890", "1 234 567 890"]
+
+    responses = [_register(Client(), spelling) for spelling in spellings]
+
+    assert responses[0].status_code == 302
+    assert list(Member.objects.values_list("username", flat=True)) == ["1234567890"]
+    for response in responses[1:]:
+        assert response.context["form"].errors["username"] == [TAKEN_CEDULA]
+
+
+def test_concurrent_registration_of_one_cedula_is_a_form_error(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the duplicate check is passed by a concurrent request, the unique username decides."""
+    factories.member(username="1020304057")
+    # As if the other registration committed after the form's checks, before its save.
+    monkeypatch.setattr(
+        RegistrationForm, "clean_username", lambda self: self.cleaned_data["username"]
+    )
+    monkeypatch.setattr(RegistrationForm, "validate_unique", lambda self: None)
+
+    response = _register(client, "1020304057")
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["username"] == [TAKEN_CEDULA]
+    assert Member.objects.count() == 1
+
+
+def test_leader_cedula_accepts_any_spelling(client: Client) -> None:
+    """The referring leader's cédula is canonicalised like the member's own."""
+    leader = factories.leader(username="1020304058")
+
+    _register(client, "1020304059", leader_cedula="01.020.304.058")
+
+    assert Member.objects.get(username="1020304059").referred_by == leader
+
+
+@pytest.mark.parametrize("spelling", ["1234567891", "01.234.567.891", " 1 234 567 891 "])
+def test_login_accepts_any_spelling_of_the_cedula(client: Client, spelling: str) -> None:
+    """The login form canonicalises the cédula as registration did."""
+    factories.member(username="1234567891", password=PASSWORD)
+
+    response = client.post(reverse("portal:login"), {"username": spelling, "password": PASSWORD})
+
+    assert response.status_code == 302, response.context["form"].errors
+    assert response["Location"] == reverse("portal:profile")
+
+
+def test_login_with_a_username_that_is_not_a_cedula(client: Client) -> None:
+    """A superuser named 'admin' still logs in: non-cédulas are looked up as typed."""
+    Member.objects.create_superuser(username="admin", password=PASSWORD)
+
+    response = client.post(reverse("portal:login"), {"username": "admin", "password": PASSWORD})
+
+    assert response.status_code == 302
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVELOPMENT_KEY = "example-portal-development-key-not-secret"
+SHOW_SETTINGS = (
+    "import json, example_site.settings as s; "
+    "print(json.dumps({'DEBUG': s.DEBUG, 'SECRET_KEY': s.SECRET_KEY, "
+    "'ALLOWED_HOSTS': s.ALLOWED_HOSTS, 'THROTTLE': s.PORTAL_REFRESH_THROTTLE}))"
+)
+
+
+def _run(argv: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run with only PATH and the given variables: no PORTAL_*/DJANGO_* from the caller."""
+    return subprocess.run(
+        argv,
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'example'}",
+            "PORTAL_VAR_DIR": str(tmp_path),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _settings(tmp_path: Path, **env: str) -> dict[str, Any]:
+    result = _run([sys.executable, "-c", SHOW_SETTINGS], tmp_path, **env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="nothing-set"),
+        pytest.param({"PORTAL_DEBUG": "0", "PORTAL_DEMO": "0"}, id="debug-and-demo-off"),
+        pytest.param({"PORTAL_SECRET_KEY": DEVELOPMENT_KEY}, id="the-development-key"),
+    ],
+)
+def test_settings_refuse_to_start_without_a_secret_key(tmp_path: Path, env: dict) -> None:
+    """Outside debug and the demo, no (or the public) secret key is an ImproperlyConfigured."""
+    result = _run([sys.executable, "-c", SHOW_SETTINGS], tmp_path, **env)
+
+    assert result.returncode != 0
+    assert "django.core.exceptions.ImproperlyConfigured: PORTAL_SECRET_KEY" in result.stderr
+
+
+def test_settings_with_a_secret_key_run_without_debug(tmp_path: Path) -> None:
+    """A deployment's key is used; DEBUG is off; hosts come from PORTAL_ALLOWED_HOSTS."""
+    values = _settings(
+        tmp_path,
+        PORTAL_SECRET_KEY="a-real-secret",
+        PORTAL_ALLOWED_HOSTS="portal.example.org, www.portal.example.org",
+    )
+
+    assert values["DEBUG"] is False
+    assert values["SECRET_KEY"] == "a-real-secret"
+    assert values["ALLOWED_HOSTS"] == ["portal.example.org", "www.portal.example.org"]
+    assert values["THROTTLE"] == [10, 600]
+
+
+def test_settings_default_hosts_are_loopback_only(tmp_path: Path) -> None:
+    """Without PORTAL_ALLOWED_HOSTS a deployment answers to loopback names only."""
+    values = _settings(tmp_path, PORTAL_SECRET_KEY="a-real-secret")
+
+    assert values["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
+
+
+@pytest.mark.parametrize(
+    ("env", "debug"),
+    [({"PORTAL_DEMO": "1"}, False), ({"PORTAL_DEBUG": "1"}, True)],
+    ids=["demo", "debug"],
+)
+def test_settings_in_demo_or_debug_use_the_development_key(
+    tmp_path: Path, env: dict, debug: bool
+) -> None:
+    """The demo (DEBUG off) and DEBUG may run on the development key, testserver allowed."""
+    values = _settings(tmp_path, **env)
+
+    assert values["DEBUG"] is debug
+    assert values["SECRET_KEY"] == DEVELOPMENT_KEY
+    assert "testserver" in values["ALLOWED_HOSTS"]
+
+
+def test_settings_read_the_throttle_from_the_environment(tmp_path: Path) -> None:
+    """PORTAL_REFRESH_THROTTLE=N,SECONDS or off."""
+    assert _settings(tmp_path, PORTAL_DEMO="1", PORTAL_REFRESH_THROTTLE="3,60")["THROTTLE"] == [
+        3,
+        60,
+    ]
+    assert _settings(tmp_path, PORTAL_DEMO="1", PORTAL_REFRESH_THROTTLE="off")["THROTTLE"] is None
+
+
+def test_manage_py_refuses_to_start_without_a_key_but_the_demo_starts(tmp_path: Path) -> None:
+    """manage.py check fails with the clear error; census_demo runs in demo mode on its own."""
+    check = _run([sys.executable, "example/manage.py", "check"], tmp_path)
+    demo = _run([sys.executable, "example/manage.py", "census_demo", "--help"], tmp_path)
+
+    assert check.returncode != 0
+    assert "PORTAL_SECRET_KEY is not set" in check.stderr
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    assert "--members" in demo.stdout

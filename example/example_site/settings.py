@@ -6,8 +6,17 @@ Environment variables (all optional):
 - ``PORTAL_DB``: the SQLite file (default ``$PORTAL_VAR_DIR/portal.sqlite3``).
 - ``CENSUS_LOG_FILE``: the JSON log (default ``$PORTAL_VAR_DIR/census.log``).
 - ``PORTAL_LOG_CONSOLE_LEVEL``: console log level (default ``INFO``).
-- ``PORTAL_DEBUG`` (``1``/``0``), ``PORTAL_SECRET_KEY``, ``PORTAL_ALLOWED_HOSTS`` (commas).
+- ``PORTAL_SECRET_KEY``: Django's ``SECRET_KEY``. Required, unless ``PORTAL_DEBUG`` or
+  ``PORTAL_DEMO`` is on: then a fixed development key is used (and refused otherwise).
+- ``PORTAL_DEBUG`` (``1``/``0``; default off): Django's ``DEBUG``.
+- ``PORTAL_DEMO`` (``1``/``0``; default off): the demo (``./demo``, ``manage.py
+  census_demo``, which turn it on) may run without ``PORTAL_SECRET_KEY``. DEBUG stays off.
+- ``PORTAL_ALLOWED_HOSTS`` (commas): default ``localhost,127.0.0.1,[::1]``, plus
+  ``testserver`` (Django's test client, which the demo registers members with) when
+  ``PORTAL_DEBUG`` or ``PORTAL_DEMO`` is on.
 - ``PORTAL_Q_WORKERS``: qcluster workers (default 2).
+- ``PORTAL_REFRESH_THROTTLE``: ``N,SECONDS`` refresh requests per leader (default ``10,600``),
+  or ``off``.
 - ``CENSUS_SCRAPER``, ``CENSUS_SITE_URL`` (default: the simulator on ``127.0.0.1:8765``),
   ``CENSUS_BROWSER_EXECUTABLE``, ``CENSUS_SCRAPE_TIMEOUT``, ``CENSUS_RATE_LIMIT_SECONDS``,
   ``CENSUS_RETRY_DELAYS`` (seconds, commas), ``CENSUS_MAX_ATTEMPTS``,
@@ -18,6 +27,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from census.conf import DEFAULTS, TASK_TIMEOUT_MARGIN
 from example_site.log_config import configure_structlog, logging_config
@@ -33,9 +44,45 @@ def _env(name: str) -> str | None:
     return value or None
 
 
-SECRET_KEY = _env("PORTAL_SECRET_KEY") or "example-portal-not-secret"
-DEBUG = (_env("PORTAL_DEBUG") or "1") == "1"
-ALLOWED_HOSTS = (_env("PORTAL_ALLOWED_HOSTS") or "localhost,127.0.0.1,[::1],testserver").split(",")
+def _flag(name: str) -> bool:
+    """``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (unset: off)."""
+    value = (_env(name) or "0").lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(
+        f"{name} must be 1 or 0 (or true/false, yes/no, on/off), not {value!r}"
+    )
+
+
+#: Only for DEBUG or the demo; a deployment sets PORTAL_SECRET_KEY.
+DEVELOPMENT_SECRET_KEY = "example-portal-development-key-not-secret"
+
+DEBUG = _flag("PORTAL_DEBUG")
+PORTAL_DEMO = _flag("PORTAL_DEMO")
+SECRET_KEY = _env("PORTAL_SECRET_KEY") or ""
+if not (DEBUG or PORTAL_DEMO):
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(
+            "PORTAL_SECRET_KEY is not set. A deployment of the example portal needs its own "
+            "secret key, e.g. PORTAL_SECRET_KEY=$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))'). To run it on your machine with the "
+            "development key instead, set PORTAL_DEBUG=1 (or PORTAL_DEMO=1: no DEBUG)."
+        )
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+        raise ImproperlyConfigured(
+            "PORTAL_SECRET_KEY is the example's public development key; set a secret one."
+        )
+SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in (
+        _env("PORTAL_ALLOWED_HOSTS")
+        or "localhost,127.0.0.1,[::1]" + (",testserver" if DEBUG or PORTAL_DEMO else "")
+    ).split(",")
+    if host.strip()
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -105,6 +152,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "portal:login"
+
+# -- portal -----------------------------------------------------------------------------------
+# At most this many refresh requests per leader in any window of this many seconds
+# (portal/throttle.py); over it, HTTP 429. ``None`` turns the throttle off.
+PORTAL_REFRESH_THROTTLE: tuple[int, int] | None = (10, 600)
+if _throttle := _env("PORTAL_REFRESH_THROTTLE"):
+    try:
+        _requests, _seconds = (int(n) for n in _throttle.split(","))
+        PORTAL_REFRESH_THROTTLE = (_requests, _seconds)
+    except ValueError:
+        if _throttle.lower() != "off":
+            raise ImproperlyConfigured(
+                f"PORTAL_REFRESH_THROTTLE must be N,SECONDS or off, not {_throttle!r}"
+            ) from None
+        PORTAL_REFRESH_THROTTLE = None
 
 LANGUAGE_CODE = "es"
 TIME_ZONE = "America/Bogota"

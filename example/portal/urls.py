@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from portal import views
+from portal.forms import LoginForm
 
 app_name = "portal"
 
@@ -12,7 +13,11 @@ urlpatterns = [
     path("registro/", views.register, name="register"),
     path(
         "entrar/",
-        auth_views.LoginView.as_view(template_name="portal/login.html", next_page="portal:profile"),
+        auth_views.LoginView.as_view(
+            template_name="portal/login.html",
+            authentication_form=LoginForm,
+            next_page="portal:profile",
+        ),
         name="login",
     ),
     path("salir/", auth_views.LogoutView.as_view(next_page="portal:login"), name="logout"),

@@ -1,21 +1,31 @@
-"""The portal's pages: registration, profile (with the census status), refresh for leaders."""
+"""The portal's pages: registration, profile (with the census status), refresh for leaders.
+
+Who may refresh whom: ``portal.leaders``; how often: ``portal.throttle``.
+"""
 
 from __future__ import annotations
 
+import math
+
+import structlog
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from census.models import CedulaInfo
 from census.pipeline import request_refresh
+from portal import leaders, throttle
 from portal.census_card import census_card, render_card
-from portal.forms import RegistrationForm
+from portal.forms import TAKEN_CEDULA, RegistrationForm
 from portal.models import Member
+
+logger = structlog.get_logger("portal")
 
 #: How often the profile page asks for news while the lookup runs (milliseconds).
 POLL_INTERVAL_MS = 2000
@@ -34,12 +44,19 @@ def register(request: HttpRequest) -> HttpResponse:
         return redirect("portal:profile")
     form = RegistrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        # The user and its lookup commit together; census queues attempt 1 on commit.
-        with transaction.atomic():
-            member = form.save()
-        login(request, member, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, "¡Bienvenido! Estamos consultando tu cédula en el censo.")
-        return redirect("portal:profile")
+        try:
+            # The user and its lookup commit together; census queues attempt 1 on commit.
+            with transaction.atomic():
+                member = form.save()
+        except IntegrityError:
+            # The same cédula registered concurrently, after clean_username looked.
+            if not Member.objects.filter(username=form.cleaned_data["username"]).exists():
+                raise
+            form.add_error("username", TAKEN_CEDULA)
+        else:
+            login(request, member, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, "¡Bienvenido! Estamos consultando tu cédula en el censo.")
+            return redirect("portal:profile")
     return render(request, "portal/register.html", {"form": form})
 
 
@@ -78,10 +95,76 @@ def census_status(request: HttpRequest) -> JsonResponse:
 @login_required
 @require_POST
 def refresh(request: HttpRequest, user_id: int) -> HttpResponse:
-    """Leaders only: ``request_refresh`` raises PermissionDenied (HTTP 403) for anyone else."""
-    info = get_object_or_404(CedulaInfo, user_id=user_id)
-    if request_refresh(info, requested_by=request.user):
+    """Ask census for a new lookup of member ``user_id``.
+
+    In this order, so that nobody learns which ids exist from the answer:
+
+    1. the requester must be a leader at all (``CENSUS_IS_LEADER``), else 403;
+    2. the throttle (``PORTAL_REFRESH_THROTTLE``) counts the request, 429 when over;
+    3. a leader by role may refresh their referrals and themselves, superusers and holders
+       of ``census.refresh_cedulainfo`` anyone; else 403, the same 403 for an id that does
+       not exist;
+    4. only then the lookup is loaded. None (a member created without census, e.g. by
+       ``loaddata``): nothing is created, a message says so. An id that does not exist at
+       this point (only superusers and permission holders get here with one): 404.
+    """
+    requester: Member = request.user  # type: ignore[assignment]
+    if not leaders.may_refresh_someone(requester):
+        logger.warning("portal_refresh_denied", requested_by=requester.pk, reason="not_a_leader")
+        raise PermissionDenied("only leaders may request a new census lookup")
+    verdict = throttle.hit(requester.pk)
+    if not verdict.allowed:
+        logger.warning(
+            "portal_refresh_throttled",
+            requested_by=requester.pk,
+            limit=verdict.limit,
+            window_s=verdict.window,
+            retry_after_s=verdict.retry_after,
+        )
+        return _throttled(request, verdict)
+    if not leaders.may_refresh(requester, user_id):
+        logger.warning(
+            "portal_refresh_denied",
+            requested_by=requester.pk,
+            user_id=user_id,
+            reason="not_referred",
+        )
+        raise PermissionDenied("leaders may refresh only the members they referred")
+    info = CedulaInfo.objects.filter(user_id=user_id).first()
+    if info is None:
+        if not Member.objects.filter(pk=user_id).exists():
+            raise Http404("no such member")
+        messages.warning(
+            request,
+            "Este miembro no tiene una consulta del censo; no se pidió ninguna.",
+        )
+        return redirect("portal:profile")
+    if request_refresh(info, requested_by=requester):
         messages.success(request, "Pedimos una nueva consulta del censo.")
     else:
         messages.info(request, "Ya hay una consulta en curso; espera a que termine.")
     return redirect("portal:profile")
+
+
+def _throttled(request: HttpRequest, verdict: throttle.Verdict) -> HttpResponse:
+    """HTTP 429 with a Spanish explanation and ``Retry-After``."""
+    response = render(
+        request,
+        "portal/throttled.html",
+        {
+            "limit": verdict.limit,
+            "window": _duration(verdict.window),
+            "retry_after": _duration(verdict.retry_after),
+        },
+        status=429,
+    )
+    response["Retry-After"] = str(verdict.retry_after)
+    return response
+
+
+def _duration(seconds: int) -> str:
+    """``45 segundos``, ``1 minuto``, ``10 minutos`` (rounded up)."""
+    if seconds < 120 and seconds % 60:
+        return f"{seconds} segundo{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minuto{'s' if minutes != 1 else ''}"

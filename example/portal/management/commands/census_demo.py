@@ -328,7 +328,7 @@ class Demo:
         # The same database and log as this run, when they were moved by environment variables.
         env = " ".join(
             f"{name}={os.environ[name]}"
-            for name in ("PORTAL_VAR_DIR", "PORTAL_DB", "CENSUS_LOG_FILE")
+            for name in ("PORTAL_DEMO", "PORTAL_VAR_DIR", "PORTAL_DB", "CENSUS_LOG_FILE")
             if os.environ.get(name)
         )
         python = f"{env} {_relative(sys.executable)}".strip()
