@@ -29,8 +29,8 @@ django.setup()
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from census.gate import OpenGate  # noqa: E402
 from census.outcomes import Outcome  # noqa: E402
-from census.ratelimit import OpenGate  # noqa: E402
 from census.scraper.base import LookupResult  # noqa: E402
 from census.scraper.playwright import (  # noqa: E402
     LookupBudget,

@@ -33,6 +33,20 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[Warning | Er
                 id="census.W001",
             )
         )
+    workers = int(conf.get("workers") or 1)
+    queue_limit = int(conf.get("queue_limit") or workers**2)
+    backlog = (queue_limit + workers) * task_timeout
+    if retry is not None and task_timeout < retry < backlog:
+        found.append(
+            Warning(
+                f"Q_CLUSTER['retry'] ({retry}s) is shorter than (queue_limit {queue_limit} + "
+                f"workers {workers}) x the census task timeout ({task_timeout}s) = {backlog}s: "
+                "the ORM broker starts a task's retry clock when the cluster prefetches it, so "
+                "under a backlog of slow lookups a prefetched task is delivered again.",
+                hint=f"Raise 'retry' to at least {backlog}, or lower 'queue_limit'.",
+                id="census.W005",
+            )
+        )
     if timeout is not None and retry is not None and retry <= timeout:
         found.append(
             Warning(

@@ -34,6 +34,12 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_RATE_LIMIT_SECONDS": 5.0,
     # Seconds every worker pauses after a block page or 403 (a 429 uses its Retry-After).
     "CENSUS_BLOCK_BACKOFF_SECONDS": 60.0,
+    # The pause doubles with each consecutive block, up to this many seconds.
+    "CENSUS_BLOCK_BACKOFF_MAX_SECONDS": 1800.0,
+    # Longest wait any Retry-After may impose, whatever its form.
+    "CENSUS_MAX_RETRY_AFTER_SECONDS": 3600.0,
+    # A lookup deferred (gate closed) longer than this in total ends in error (blocked).
+    "CENSUS_MAX_DEFER_SECONDS": 86400.0,
     # Dotted path of a captcha solver, callable(site_key, page_url) -> token | None.
     "CENSUS_CAPTCHA_SOLVER": None,
     # Seconds between scheduler runs inside each qcluster worker; 0 turns it off.
@@ -98,6 +104,18 @@ class CensusSettings:
         return float(self._get("CENSUS_BLOCK_BACKOFF_SECONDS"))
 
     @property
+    def block_backoff_max_seconds(self) -> float:
+        return float(self._get("CENSUS_BLOCK_BACKOFF_MAX_SECONDS"))
+
+    @property
+    def max_retry_after_seconds(self) -> float:
+        return float(self._get("CENSUS_MAX_RETRY_AFTER_SECONDS"))
+
+    @property
+    def max_defer_seconds(self) -> float:
+        return float(self._get("CENSUS_MAX_DEFER_SECONDS"))
+
+    @property
     def captcha_solver_path(self) -> str | None:
         return self._get("CENSUS_CAPTCHA_SOLVER")
 
@@ -107,7 +125,8 @@ class CensusSettings:
 
     @property
     def raw_response_limit(self) -> int:
-        return int(self._get("CENSUS_RAW_RESPONSE_LIMIT"))
+        """Bounded whatever the setting says: 200 to 20,000 characters."""
+        return min(max(int(self._get("CENSUS_RAW_RESPONSE_LIMIT")), 200), 20_000)
 
 
 settings = CensusSettings()

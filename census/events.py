@@ -19,6 +19,20 @@ ATTEMPT_FINISHED = "attempt_finished"
 ATTEMPT_IGNORED = "attempt_ignored"
 #: An attempt that never reported back was found by the sweeper.
 ATTEMPT_LOST = "attempt_lost"
+#: The gate was closed: the attempt sent nothing and waits for the gate, spending no budget.
+ATTEMPT_DEFERRED = "attempt_deferred"
+#: A lookup with no queued or running task was queued again by the sweeper.
+LOOKUP_RESUMED = "lookup_resumed"
+#: Queuing a lookup's task failed; the sweeper will resume it.
+ENQUEUE_FAILED = "enqueue_failed"
+#: The sweeper failed on one lookup (logged with its traceback) and went on with the rest.
+SWEEP_FAILED = "sweep_failed"
+#: The census site blocked a request: nothing goes to it until the pause is over.
+BREAKER_OPENED = "breaker_opened"
+#: The pause is over: one request tests whether the site still blocks.
+BREAKER_PROBE = "breaker_probe"
+#: The probe was answered: requests flow again.
+BREAKER_CLOSED = "breaker_closed"
 #: A leader asked for a new lookup and it was queued.
 REFRESH_REQUESTED = "refresh_requested"
 #: A leader asked for a new lookup while one was in flight; nothing was queued.
@@ -32,6 +46,13 @@ ALL = (
     ATTEMPT_FINISHED,
     ATTEMPT_IGNORED,
     ATTEMPT_LOST,
+    ATTEMPT_DEFERRED,
+    LOOKUP_RESUMED,
+    ENQUEUE_FAILED,
+    SWEEP_FAILED,
+    BREAKER_OPENED,
+    BREAKER_PROBE,
+    BREAKER_CLOSED,
     REFRESH_REQUESTED,
     REFRESH_SKIPPED,
     REFRESH_DENIED,
@@ -46,3 +67,8 @@ def info(event: str, **fields: Any) -> None:
 
 def warning(event: str, **fields: Any) -> None:
     logger.warning(event, **fields)
+
+
+def exception(event: str, **fields: Any) -> None:
+    """An unexpected failure: logged with its traceback (call from an ``except`` block)."""
+    logger.exception(event, **fields)

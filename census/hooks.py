@@ -1,35 +1,32 @@
-"""Django-Q2 result hooks. They run in the cluster's monitor process, one at a time: keep short.
+"""Django-Q2 result hooks: thin adapters. They run in the cluster's monitor, one at a time.
 
-Django-Q2 calls a hook again on redelivery and on any later save of the task row;
-``conclude_attempt`` ignores every call but the first for an attempt.
+Django-Q2 calls a hook again on redelivery and on any later save of the task row, and skips
+it when another copy of the task saved its result first; ``conclude_attempt`` reads the
+attempt's own row, so any call concludes it at most once, and the sweeper concludes what no
+hook did.
 """
 
 from __future__ import annotations
 
+import structlog
 from django_q.models import Task
 
-from census.outcomes import Outcome
-from census.pipeline import AttemptReport, conclude_attempt
+from census import events
+from census.pipeline import conclude_attempt, record_failure
 
 
 def attempt_finished(task: Task) -> None:
-    """Classify a finished attempt and finalise the lookup or schedule the next attempt."""
-    lookup_id, attempt = (int(arg) for arg in task.args)
-    report = report_from_task(task, lookup_id, attempt)
-    if report.skipped:  # a duplicate delivery that did nothing: the real run reports
+    """Classify a finished attempt and finalise the lookup, schedule a retry, or defer it."""
+    try:
+        lookup_id, attempt = (int(arg) for arg in task.args)
+    except (TypeError, ValueError):
+        events.warning(events.ATTEMPT_IGNORED, reason="task arguments are not (lookup, attempt)")
         return
-    conclude_attempt(report, task_id=str(task.id))
-
-
-def report_from_task(task: Task, lookup_id: int, attempt: int) -> AttemptReport:
-    """The task's own report, or a ``task_failed`` one when the task raised or timed out."""
-    if task.success and isinstance(task.result, AttemptReport):
-        return task.result
-    # On failure Django-Q2 stores "message : traceback"; keep the message's last line only.
-    text = str(task.result or "task failed").split(" : Traceback", 1)[0].strip()
-    return AttemptReport(
-        lookup_id=lookup_id,
-        attempt=attempt,
-        outcome=Outcome.TASK_FAILED,
-        detail=text.splitlines()[-1][:300] if text else "task failed",
-    )
+    structlog.contextvars.bind_contextvars(lookup_id=lookup_id, attempt=attempt)
+    try:
+        task_id = str(task.id)
+        if not task.success:
+            record_failure(lookup_id, attempt, task_id, str(task.result or "task failed"))
+        conclude_attempt(lookup_id, attempt, task_id=task_id)
+    finally:
+        structlog.contextvars.unbind_contextvars("lookup_id", "attempt")

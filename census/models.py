@@ -56,6 +56,10 @@ class CedulaInfo(models.Model):
         _("reintento programado el"), null=True, blank=True
     )
     next_attempt_at = models.DateTimeField(_("próximo intento"), null=True, blank=True)
+    #: The attempt number that opened the current budget (1, or the one a refresh queued).
+    budget_start = models.PositiveIntegerField(_("primer intento del ciclo"), default=1)
+    #: Seconds this budget has waited on a closed gate (deferrals spend no attempt).
+    deferred_s = models.FloatField(_("espera por bloqueo (s)"), default=0.0)
 
     departamento = models.CharField(max_length=100, blank=True)
     municipio = models.CharField(max_length=100, blank=True)
@@ -100,7 +104,14 @@ class Attempt(models.Model):
     finished_at = models.DateTimeField(_("fin"), null=True, blank=True)
     duration_ms = models.PositiveIntegerField(_("duración (ms)"), null=True, blank=True)
     error = models.CharField(_("error"), max_length=500, blank=True)
+    #: The Django-Q2 task that claimed this attempt; only it may conclude the attempt.
     task_id = models.CharField(_("tarea Django-Q2"), max_length=32, blank=True)
+    #: True once the consulta request left the browser for the census site.
+    sent = models.BooleanField(_("consulta enviada"), default=False)
+    #: Census data of an answer (place or novedad fields), written by the task.
+    answer = models.JSONField(_("respuesta"), default=dict, blank=True)
+    #: Seconds the site (or the closed gate) asked to wait, clamped.
+    retry_after = models.FloatField(_("esperar (s)"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("intento")
@@ -125,7 +136,16 @@ class RateGate(models.Model):
     """The next moment a census request may be sent, shared by every worker and cluster."""
 
     name = models.CharField(max_length=50, primary_key=True)
+    #: The next free request slot (rate spacing).
     next_allowed_at = models.DateTimeField(default=timezone.now)
+    #: While set and in the future the breaker is open: nothing goes to the site.
+    breaker_until = models.DateTimeField(null=True, blank=True)
+    #: Blocks in a row without an answer in between; the pause doubles with each.
+    consecutive_blocks = models.PositiveIntegerField(default=0)
+    #: Once the pause is over, one probe request is in flight until this time (its lease).
+    probe_until = models.DateTimeField(null=True, blank=True)
+    #: Where the next deferred lookup is placed: deferrals are spread over the gate's slots.
+    defer_cursor = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("límite de consultas")

@@ -32,6 +32,9 @@ class Outcome(StrEnum):
     TASK_FAILED = "task_failed"
     #: The attempt never reported back (its worker died); found by the sweeper.
     LOST = "lost"
+    #: The cluster-wide gate was closed (breaker open, or no slot before the deadline):
+    #: nothing was sent to the site, and the attempt does not count against the budget.
+    DEFERRED = "deferred"
 
     @property
     def retriable(self) -> bool:

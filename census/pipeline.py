@@ -2,21 +2,24 @@
 
 - ``start_lookup`` (from the user ``post_save`` receiver) creates the lookup and queues attempt 1
   once the registration commits.
-- ``run_attempt`` is the Django-Q2 task: it claims the attempt, calls the scraper and returns an
-  ``AttemptReport`` carrying no personal data.
-- ``conclude_attempt`` (from the result hook, or the sweeper) applies the retry policy: it
-  finalises the lookup, or moves it to RETRYING and ``schedule()``\\ s the next attempt.
+- ``run_attempt`` is the Django-Q2 task: it claims the attempt, calls the scraper and writes
+  the attempt's full report (outcome, census data, detail, retry_after) to its ``Attempt``
+  row before returning. The row, not Django-Q2's pickled result, is the durable report.
+- ``conclude_attempt`` (from the result hook, or the sweeper) reads that row and applies the
+  retry policy: it finalises the lookup, moves it to RETRYING and ``schedule()``\\ s the next
+  attempt, or defers it (the gate was closed: no budget spent).
 - ``request_refresh`` lets a leader start a fresh attempt budget.
 
-Every status change goes through ``census.transitions.transition``. Work for an attempt number
-that is no longer current changes nothing, so duplicate deliveries and replayed hooks are safe.
+Every status change goes through ``census.transitions.transition``. An attempt is claimed by one
+Django-Q2 task (``Attempt.task_id``); only that task's hook may conclude it, and a second
+delivery of the same task finds it claimed and does nothing.
 """
 
 from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import asdict
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -25,80 +28,43 @@ import structlog
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
-from django_q.models import Schedule
-from django_q.tasks import async_task, schedule
 
 from census import events, policy
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
+from census.gate import clamp_seconds
 from census.models import Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
-from census.scraper import LookupResult, Novedad, Place, get_scraper
+from census.queue import GROUP, HOOK, TASK_FUNC, enqueue_attempt, schedule_attempt, task_name
+from census.ratelimit import RateGate, policy_from_settings
+from census.scraper import LookupResult, get_scraper
 from census.transitions import TransitionRefused, locked, log_created, transition
 
-TASK_FUNC = "census.pipeline.run_attempt"
-HOOK = "census.hooks.attempt_finished"
-GROUP = "census-lookup"
+__all__ = [
+    "GROUP",
+    "HOOK",
+    "TASK_FUNC",
+    "ScraperCrashed",
+    "conclude_attempt",
+    "enqueue_attempt",
+    "queue_now",
+    "record_failure",
+    "request_refresh",
+    "run_attempt",
+    "schedule_attempt",
+    "start_lookup",
+    "task_name",
+]
 
 #: Django-Q2 sets this (``pre_execute``) so an attempt can record its own task id.
 current_task_id: ContextVar[str] = ContextVar("census_current_task_id", default="")
 
-
-@dataclass(frozen=True, kw_only=True)
-class AttemptReport:
-    """What a task returns to the hook: ids, the outcome and the census data; never a cédula."""
-
-    lookup_id: int
-    attempt: int
-    outcome: Outcome | None = None
-    place: Place | None = None
-    novedad: Novedad | None = None
-    detail: str = ""
-    retry_after: float | None = None
-    #: True when the task found the attempt stale or already running and did nothing.
-    skipped: bool = False
+#: Characters of error text kept on an attempt row (its column's length).
+ERROR_CHARS = 500
 
 
 class ScraperCrashed(RuntimeError):
     """The scraper raised; the message is scrubbed of the cédula before Django-Q2 stores it."""
-
-
-def task_name(lookup_id: int, attempt: int) -> str:
-    """Readable in qinfo, qmonitor and the admin: which lookup and attempt, never the cédula."""
-    return f"census-lookup-{lookup_id}-attempt-{attempt}"
-
-
-def _q_options(lookup_id: int, attempt: int) -> dict[str, Any]:
-    return {
-        "task_name": task_name(lookup_id, attempt),
-        "group": GROUP,
-        "hook": HOOK,
-        # Our retries replace the broker's: a failed attempt must not be delivered again.
-        "ack_failure": True,
-        # Hooks only fire for saved results; keep them even when Q_CLUSTER save_limit < 0.
-        "save": True,
-        "timeout": settings.task_timeout,
-    }
-
-
-def enqueue_attempt(lookup_id: int, attempt: int) -> str:
-    """Queue ``attempt`` of a lookup now; returns the Django-Q2 task id."""
-    return async_task(TASK_FUNC, lookup_id, attempt, q_options=_q_options(lookup_id, attempt))
-
-
-def schedule_attempt(lookup_id: int, attempt: int, due: Any) -> Schedule:
-    """Record the next attempt as a ONCE schedule (shown in the admin's Scheduled tasks)."""
-    # Only literals: Django-Q2 stores args/kwargs as text and reads them with literal_eval.
-    return schedule(
-        TASK_FUNC,
-        lookup_id,
-        attempt,
-        name=task_name(lookup_id, attempt),
-        hook=HOOK,
-        schedule_type=Schedule.ONCE,
-        next_run=due,
-        q_options=_q_options(lookup_id, attempt),
-    )
 
 
 # -- registration ---------------------------------------------------------------------------
@@ -107,78 +73,97 @@ def schedule_attempt(lookup_id: int, attempt: int, due: Any) -> Schedule:
 def start_lookup(user: Any) -> CedulaInfo:
     """Create the user's lookup in PENDING; attempt 1 is queued when the transaction commits."""
     info = CedulaInfo.objects.create(user=user, status=Status.PENDING)
-    transaction.on_commit(partial(_queue_first_attempt, info))
+    # robust: a failing enqueue must not break the registration; the sweeper resumes it.
+    transaction.on_commit(partial(_queue_first_attempt, info), robust=True)
     return info
 
 
 def _queue_first_attempt(info: CedulaInfo) -> None:
     # Logged here, not in the transaction: a rolled-back registration must leave no event.
     log_created(info)
-    enqueue_attempt(info.pk, info.attempt)
+    queue_now(info.pk, info.attempt)
+
+
+def queue_now(lookup_id: int, attempt: int) -> bool:
+    """Queue an attempt; on failure log it (the sweeper resumes the lookup) and return False."""
+    try:
+        enqueue_attempt(lookup_id, attempt)
+    except Exception:
+        events.exception(events.ENQUEUE_FAILED, lookup_id=lookup_id, attempt=attempt)
+        return False
+    return True
 
 
 # -- the task -------------------------------------------------------------------------------
 
 
-def run_attempt(lookup_id: int, attempt: int) -> AttemptReport:
-    """Django-Q2 task: run one attempt of one lookup."""
+def run_attempt(lookup_id: int, attempt: int) -> dict[str, Any]:
+    """Django-Q2 task: run one attempt of one lookup; returns a small, JSON-safe summary."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(lookup_id=lookup_id, attempt=attempt)
     try:
-        return _run_attempt(lookup_id, attempt)
+        return _run_attempt(lookup_id, attempt, current_task_id.get())
     finally:  # the worker's later log lines are not about this lookup
         structlog.contextvars.clear_contextvars()
 
 
-def _run_attempt(lookup_id: int, attempt: int) -> AttemptReport:
-    raw_cedula = _claim(lookup_id, attempt)
-    if raw_cedula is None:
-        return AttemptReport(lookup_id=lookup_id, attempt=attempt, skipped=True)
+def _run_attempt(lookup_id: int, attempt: int, task_id: str) -> dict[str, Any]:
+    summary: dict[str, Any] = {"lookup_id": lookup_id, "attempt": attempt}
+    claimed = _claim(lookup_id, attempt, task_id)
+    if claimed is None:
+        return {**summary, "outcome": None, "skipped": True}
+    raw_cedula, ticketed = claimed
     started = time.monotonic()
     try:
-        result = _lookup(raw_cedula)
+        result = _lookup(raw_cedula, ticketed)
     except Exception as exc:  # the scraper contract says never; a crash is still retried
-        detail = scrub(f"{type(exc).__name__}: {exc}", str(raw_cedula))
-        _record(lookup_id, attempt, Outcome.TASK_FAILED, detail, started)
-        raise ScraperCrashed(detail) from None  # from None: the cause may echo the cédula
-    detail = scrub(result.detail, str(raw_cedula))
-    _record(lookup_id, attempt, result.outcome, detail, started)
-    return AttemptReport(
-        lookup_id=lookup_id,
-        attempt=attempt,
-        outcome=result.outcome,
-        place=result.place,
-        novedad=result.novedad,
-        detail=detail,
-        retry_after=result.retry_after,
-    )
+        detail = scrub(f"{type(exc).__name__}: {exc}", raw_cedula)
+        crashed = LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
+        _write_report(lookup_id, attempt, task_id, crashed, raw_cedula, started)
+        raise ScraperCrashed(detail[:ERROR_CHARS]) from None  # the cause may echo the cédula
+    _write_report(lookup_id, attempt, task_id, result, raw_cedula, started)
+    return {**summary, "outcome": result.outcome.value}
 
 
-def _claim(lookup_id: int, attempt: int) -> str | None:
-    """Move the lookup to SCRAPING for ``attempt``; return its raw cédula, or None if stale."""
+def _claim(lookup_id: int, attempt: int, task_id: str) -> tuple[str, bool] | None:
+    """Move the lookup to SCRAPING for ``attempt``; its raw cédula and whether it was deferred.
+
+    None when the work is stale, or this task already claimed the attempt (a redelivery).
+    """
     with locked(lookup_id) as info:
         if info is None:
             events.info(events.ATTEMPT_IGNORED, reason="lookup_deleted")
+            return None
+        row = Attempt.objects.filter(lookup=info, number=attempt).first()
+        if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
+            events.info(events.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
             return None
         try:
             transition(info, Status.SCRAPING, attempt=attempt)
         except TransitionRefused as refused:
             events.info(events.ATTEMPT_IGNORED, reason=str(refused), status=info.status)
             return None
-        # Only scheduled retries have a due time; lateness is measured against it.
-        due = info.next_attempt_at if info.retry_count else None
+        previous = (
+            Attempt.objects.filter(lookup=info, number__lt=attempt).order_by("-number").first()
+        )
+        ticketed = previous is not None and previous.outcome == Outcome.DEFERRED
+        # Only scheduled attempts have a due time; lateness is measured against it.
+        due = info.next_attempt_at if (info.retry_count or ticketed) else None
         Attempt.objects.update_or_create(
             lookup=info,
             number=attempt,
             defaults={
                 "due_at": due,
                 "started_at": timezone.now(),
-                "task_id": current_task_id.get(),
+                "task_id": task_id,
+                "outcome": "",
+                "finished_at": None,
+                "sent": False,
             },
         )
         raw_text = _raw_cedula(info)
     events.info(events.ATTEMPT_STARTED, user_id=info.user_id, cedula=mask(raw_text))
-    return raw_text
+    return raw_text, ticketed
 
 
 def _raw_cedula(info: CedulaInfo) -> str:
@@ -187,23 +172,47 @@ def _raw_cedula(info: CedulaInfo) -> str:
     return "" if raw is None else str(raw)
 
 
-def _lookup(raw_cedula: str) -> LookupResult:
+def _lookup(raw_cedula: str, ticketed: bool) -> LookupResult:
     if not raw_cedula.strip():
         return LookupResult(outcome=Outcome.MISSING_CEDULA, detail="the user has no cédula")
     try:
         cedula = normalize(raw_cedula)
     except InvalidCedula as invalid:
         return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
-    return get_scraper().lookup(cedula)
+    gate = RateGate(policy=policy_from_settings(), ticketed=ticketed)
+    return get_scraper(gate=gate).lookup(cedula)
 
 
-def _record(lookup_id: int, attempt: int, outcome: Outcome, detail: str, started: float) -> None:
+def _write_report(
+    lookup_id: int,
+    attempt: int,
+    task_id: str,
+    result: LookupResult,
+    raw_cedula: str,
+    started: float,
+) -> None:
+    """Store the attempt's whole outcome on its row, which only its claiming task may fill."""
     duration_ms = int((time.monotonic() - started) * 1000)
-    Attempt.objects.filter(lookup_id=lookup_id, number=attempt).update(
+    outcome = result.outcome
+    detail = scrub(result.detail, raw_cedula)
+    answer: dict[str, Any] = {}
+    if result.place is not None:
+        answer.update(asdict(result.place))
+    if result.novedad is not None:
+        answer.update(asdict(result.novedad))
+    retry_after = (
+        None
+        if result.retry_after is None
+        else clamp_seconds(result.retry_after, settings.max_retry_after_seconds)
+    )
+    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
         outcome=outcome.value,
         finished_at=timezone.now(),
         duration_ms=duration_ms,
-        error="" if outcome.is_answer else detail[:500],
+        error="" if outcome.is_answer else detail[:ERROR_CHARS],
+        sent=bool(result.meta.get("sent")),
+        answer={key: scrub(str(value), raw_cedula)[:200] for key, value in answer.items()},
+        retry_after=retry_after,
     )
     events.info(
         events.ATTEMPT_FINISHED,
@@ -213,57 +222,75 @@ def _record(lookup_id: int, attempt: int, outcome: Outcome, detail: str, started
     )
 
 
+def record_failure(lookup_id: int, attempt: int, task_id: str, message: str) -> None:
+    """The task failed without writing its report (Django-Q2's timeout, a crash of ours)."""
+    info = CedulaInfo.objects.filter(pk=lookup_id).select_related("user").first()
+    if info is None:
+        return
+    # On failure Django-Q2 stores "message : traceback"; keep the message's last line.
+    text = message.split(" : Traceback", 1)[0].strip()
+    line = text.splitlines()[-1] if text else "task failed"
+    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
+        outcome=Outcome.TASK_FAILED.value,
+        finished_at=timezone.now(),
+        error=scrub(line, _raw_cedula(info))[:ERROR_CHARS],
+    )
+
+
 # -- after the attempt ----------------------------------------------------------------------
 
 
-def conclude_attempt(report: AttemptReport, *, task_id: str = "") -> None:
-    """Apply the retry policy to a finished attempt (from the hook or the sweeper). Idempotent."""
-    with locked(report.lookup_id) as info:
-        if info is None or info.attempt != report.attempt or info.status != Status.SCRAPING:
+def conclude_attempt(lookup_id: int, attempt: int, *, task_id: str | None = None) -> bool:
+    """Apply the retry policy to a reported attempt; idempotent. True if it moved the lookup.
+
+    ``task_id``: the hook's task, which must be the one that claimed the attempt; the sweeper
+    passes None.
+    """
+    with locked(lookup_id) as info:
+        row = Attempt.objects.filter(lookup_id=lookup_id, number=attempt).first()
+        refused = _not_concludable(info, row, attempt, task_id)
+        if refused:
             events.info(
                 events.ATTEMPT_IGNORED,
-                lookup_id=report.lookup_id,
-                attempt=report.attempt,
-                reason="not the attempt in flight",
+                lookup_id=lookup_id,
+                attempt=attempt,
+                reason=refused,
                 status=info.status if info else None,
             )
-            return
-        outcome = report.outcome or Outcome.TASK_FAILED
-        detail = scrub(report.detail, _raw_cedula(info))
-        _finish_attempt_row(info, report.attempt, outcome, detail, task_id)
+            return False
+        assert info is not None and row is not None
         decision = policy.decide(
-            outcome,
+            Outcome(row.outcome),
             info.retry_count + 1,
             max_attempts=settings.max_attempts,
             delays=settings.retry_delays,
-            retry_after=report.retry_after,
+            retry_after=row.retry_after,
+            max_retry_after=settings.max_retry_after_seconds,
+            deferred_s=info.deferred_s,
+            max_defer=settings.max_defer_seconds,
         )
         if isinstance(decision, policy.Retry):
             _retry(info, decision.delay)
+        elif isinstance(decision, policy.Defer):
+            _defer(info, row, decision.delay)
         else:
-            _finish(info, decision, report, detail)
+            _finish(info, decision, row)
+    return True
 
 
-def _finish_attempt_row(
-    info: CedulaInfo, attempt: int, outcome: Outcome, detail: str, task_id: str
-) -> None:
-    """Fill what the task could not write itself (it failed, or its worker died)."""
-    row = Attempt.objects.filter(lookup=info, number=attempt).first()
+def _not_concludable(
+    info: CedulaInfo | None, row: Attempt | None, attempt: int, task_id: str | None
+) -> str:
+    """Why this attempt cannot be concluded now ("" when it can)."""
+    if info is None or info.attempt != attempt or info.status != Status.SCRAPING:
+        return "not the attempt in flight"
     if row is None:
-        return
-    changes: dict[str, Any] = {}
-    if task_id and not row.task_id:
-        changes["task_id"] = task_id
-    if row.finished_at is None:
-        now = timezone.now()
-        changes.update(
-            outcome=outcome.value,
-            finished_at=now,
-            duration_ms=int((now - row.started_at).total_seconds() * 1000),
-            error=detail[:500],
-        )
-    if changes:
-        Attempt.objects.filter(pk=row.pk).update(**changes)
+        return "no attempt row"
+    if task_id is not None and row.task_id != task_id:
+        return "claimed by another task"
+    if not row.outcome:
+        return "no report yet"
+    return ""
 
 
 def _retry(info: CedulaInfo, delay: float) -> None:
@@ -286,24 +313,63 @@ def _retry(info: CedulaInfo, delay: float) -> None:
     schedule_attempt(info.pk, next_attempt, due)
 
 
-def _finish(info: CedulaInfo, decision: policy.Finish, report: AttemptReport, detail: str) -> None:
-    place = report.place or Place()
-    novedad = report.novedad or Novedad()
-    fields: dict[str, Any] = {
-        "departamento": place.departamento,
-        "municipio": place.municipio,
-        "puesto": place.puesto,
-        "direccion": place.direccion,
-        "mesa": place.mesa,
-        "novedad": novedad.novedad,
-        "resolucion": novedad.resolucion,
-        "fecha_novedad": novedad.fecha_novedad,
-        "final_reason": decision.reason,
-        "next_attempt_at": None,
-        "raw_response": "",
-    }
-    if decision.status == Status.ERROR:
-        fields["raw_response"] = _error_details(info, decision, detail)
+def _defer(info: CedulaInfo, row: Attempt, delay: float) -> None:
+    """Wait for the gate: the same budget step runs again at the lookup's place in line."""
+    now = timezone.now()
+    due = RateGate().place_deferred(now + timedelta(seconds=delay))
+    waited = (due - now).total_seconds()
+    reason = row.error.split(":", 1)[0] or "gate_closed"
+    next_attempt = info.attempt + 1
+    transition(
+        info,
+        Status.RETRYING,
+        attempt=info.attempt,
+        fields={
+            "attempt": next_attempt,
+            "next_attempt_at": due,
+            "deferred_s": info.deferred_s + waited,
+        },
+        log={"delay_s": round(waited, 3), "due_at": due.isoformat(), "deferred": True},
+    )
+    transaction.on_commit(
+        partial(
+            events.info,
+            events.ATTEMPT_DEFERRED,
+            lookup_id=info.pk,
+            attempt=row.number,
+            until=due.isoformat(),
+            reason=reason,
+        ),
+        robust=True,
+    )
+    schedule_attempt(info.pk, next_attempt, due)
+
+
+def _bounded(name: str, value: object) -> str:
+    """``value`` cut to the length of ``CedulaInfo.<name>``."""
+    limit = CedulaInfo._meta.get_field(name).max_length or 0
+    return str(value or "")[:limit]
+
+
+_ANSWER_FIELDS = (
+    "departamento",
+    "municipio",
+    "puesto",
+    "direccion",
+    "mesa",
+    "novedad",
+    "resolucion",
+    "fecha_novedad",
+)
+
+
+def _finish(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> None:
+    answer = row.answer if isinstance(row.answer, dict) else {}
+    fields: dict[str, Any] = {name: _bounded(name, answer.get(name)) for name in _ANSWER_FIELDS}
+    fields.update(final_reason=_bounded("final_reason", decision.reason), next_attempt_at=None)
+    fields["raw_response"] = (
+        _error_details(info, decision, row) if decision.status == Status.ERROR else ""
+    )
     transition(
         info,
         decision.status,
@@ -318,19 +384,25 @@ def _finish(info: CedulaInfo, decision: policy.Finish, report: AttemptReport, de
     )
 
 
-def _error_details(info: CedulaInfo, decision: policy.Finish, detail: str) -> str:
-    """Every attempt of the budget, one line each, bounded by ``CENSUS_RAW_RESPONSE_LIMIT``."""
-    first = info.attempt - info.retry_count
-    rows = Attempt.objects.filter(lookup=info, number__gte=first).order_by("number")
-    lines = [
-        f"gave up after {info.retry_count + 1} attempt(s): {decision.reason}"
-        if decision.exhausted
-        else f"permanent error: {decision.reason}",
-        *(f"attempt {row.number}: {row.outcome or '?'} {row.error}".rstrip() for row in rows),
-    ]
-    if detail and detail not in lines[-1]:
-        lines.append(detail)
-    text = "\n".join(lines)
+def _error_details(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> str:
+    """Every counted attempt of the budget, one line each, bounded by the settings' limit."""
+    rows = Attempt.objects.filter(lookup=info, number__gte=info.budget_start).order_by("number")
+    counted = [r for r in rows if r.outcome != Outcome.DEFERRED]
+    deferred = len(rows) - len(counted)
+    if row.outcome == Outcome.DEFERRED:
+        head = (
+            f"gave up: deferred {info.deferred_s:.0f} s in total (over CENSUS_MAX_DEFER_SECONDS)"
+            " while the census site blocked automated traffic"
+        )
+    elif decision.exhausted:
+        head = f"gave up after {info.retry_count + 1} attempt(s): {decision.reason}"
+    else:
+        head = f"permanent error: {decision.reason}"
+    lines = [head]
+    lines += [f"attempt {r.number}: {r.outcome or '?'} {r.error}".rstrip() for r in counted]
+    if deferred:
+        lines.append(f"deferred {deferred} time(s), {info.deferred_s:.0f} s in total")
+    text = scrub("\n".join(lines), _raw_cedula(info))
     limit = settings.raw_response_limit
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -361,10 +433,16 @@ def request_refresh(info: CedulaInfo, *, requested_by: Any) -> bool:
             current,
             Status.PENDING,
             attempt=current.attempt,
-            fields={"attempt": current.attempt + 1, "retry_count": 0, "next_attempt_at": None},
+            fields={
+                "attempt": current.attempt + 1,
+                "budget_start": current.attempt + 1,
+                "retry_count": 0,
+                "deferred_s": 0.0,
+                "next_attempt_at": None,
+            },
             log={"requested_by": requester_id},
         )
-        transaction.on_commit(partial(enqueue_attempt, current.pk, current.attempt))
+        transaction.on_commit(partial(queue_now, current.pk, current.attempt), robust=True)
     events.info(
         events.REFRESH_REQUESTED,
         lookup_id=info.pk,

@@ -1,10 +1,11 @@
-"""The retry policy: pure, (outcome, attempt) -> finish or retry after N seconds."""
+"""The retry policy: pure, (outcome, attempt) -> finish, retry after N seconds, or defer."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from census.gate import clamp_seconds
 from census.models import Status
 from census.outcomes import Outcome
 
@@ -32,7 +33,14 @@ class Retry:
     delay: float
 
 
-Decision = Finish | Retry
+@dataclass(frozen=True, kw_only=True)
+class Defer:
+    """The gate was closed: try the same budget step again ``delay`` seconds from now."""
+
+    delay: float
+
+
+Decision = Finish | Retry | Defer
 
 
 def retry_delay(attempt: int, delays: Sequence[float]) -> float:
@@ -47,8 +55,20 @@ def decide(
     max_attempts: int,
     delays: Sequence[float],
     retry_after: float | None = None,
+    max_retry_after: float = 3600.0,
+    deferred_s: float = 0.0,
+    max_defer: float = 86400.0,
 ) -> Decision:
-    """What to do after attempt ``attempt`` (1-based, within the budget) ended in ``outcome``."""
+    """What to do after attempt ``attempt`` (1-based, within the budget) ended in ``outcome``.
+
+    ``retry_after`` (clamped to ``max_retry_after``) is how long the site or the gate asked
+    to wait; ``deferred_s`` is how long this budget already waited on a closed gate.
+    """
+    wait = clamp_seconds(retry_after, max_retry_after)
+    if outcome is Outcome.DEFERRED:
+        if deferred_s + wait > max_defer:
+            return Finish(status=Status.ERROR, reason=Outcome.BLOCKED.value, exhausted=True)
+        return Defer(delay=wait)
     if outcome in _ANSWER_STATUS:
         return Finish(status=_ANSWER_STATUS[outcome], reason=outcome.value)
     if not outcome.retriable:
@@ -56,4 +76,4 @@ def decide(
     if attempt >= max_attempts:
         return Finish(status=Status.ERROR, reason=outcome.value, exhausted=True)
     # A 429 that asks for a longer pause than the ladder gets its pause.
-    return Retry(delay=max(retry_delay(attempt, delays), retry_after or 0.0))
+    return Retry(delay=max(retry_delay(attempt, delays), wait))

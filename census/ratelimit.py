@@ -1,8 +1,8 @@
-"""The cluster-wide rate gate: at most one census request per ``CENSUS_RATE_LIMIT_SECONDS``.
+"""The cluster-wide gate, kept in one ``RateGate`` database row shared by every worker.
 
-Every worker of every cluster sharing the database reserves the next free slot in one
-``RateGate`` row (row lock, one short transaction) and then sleeps until that slot. A 429 or
-a block pushes the row's time out so that every worker backs off.
+``census.gate`` decides (pure); this module applies its decisions to the row under a row lock
+(``select_for_update``; on SQLite the write lock taken at BEGIN with ``transaction_mode
+IMMEDIATE``), one short transaction each, and logs the breaker's changes.
 
 The database work always runs on a short-lived helper thread with its own connection:
 
@@ -20,119 +20,169 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from dataclasses import asdict
+from datetime import datetime
+from typing import TypeVar
 
-import structlog
 from django.db import OperationalError, connections, transaction
 from django.utils import timezone
 
+from census import events, gate
 from census.conf import settings
+from census.gate import Admission, Closed, GatePolicy, GateState, Slot
 from census.models import RateGate as RateGateRow
 
-#: Seconds added between slots: the time from the gate to the request reaching the site
-#: varies by some milliseconds per browser, and the site must never see two requests closer
-#: than the limit.
-SEND_MARGIN = 0.1
-#: Attempts at the reservation when SQLite reports "database is locked".
+#: Attempts at a transaction when SQLite reports "database is locked".
 _LOCKED_RETRIES = 5
+#: Seconds between looks at the row while a probe is out.
+_PROBE_POLL = 0.5
+DEFAULT_NAME = "census"
 
 T = TypeVar("T")
-log = structlog.get_logger(__name__)
 
 
-class Gate(Protocol):
-    """What the scraper needs from a rate gate."""
-
-    def wait_turn(
-        self, deadline: datetime | None = None, sleep: Callable[[float], None] = time.sleep
-    ) -> float | None: ...
-
-    def push_back(self, seconds: float) -> object: ...
-
-    def next_allowed_at(self) -> datetime | None: ...
-
-
-class OpenGate:
-    """A gate that never waits (benchmarks, tests that need no database)."""
-
-    def wait_turn(
-        self, deadline: datetime | None = None, sleep: Callable[[float], None] = time.sleep
-    ) -> float | None:
-        return 0.0
-
-    def push_back(self, seconds: float) -> None:
-        return None
-
-    def next_allowed_at(self) -> datetime | None:
-        return None
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """A reserved slot; ``next_allowed_at`` is what the row holds afterwards."""
-
-    slot: datetime
-    next_allowed_at: datetime
-
-
-def next_slot(next_allowed_at: datetime, now: datetime, interval: float) -> Reservation:
-    """The slot a caller gets at ``now`` given the row's value; pure slot arithmetic."""
-    slot = max(now, next_allowed_at)
-    spacing = interval + SEND_MARGIN if interval > 0 else 0.0
-    return Reservation(slot=slot, next_allowed_at=slot + timedelta(seconds=spacing))
-
-
-def pushed_back(next_allowed_at: datetime, now: datetime, seconds: float) -> datetime:
-    """The row's value after a back-off of ``seconds`` from ``now``; it never moves earlier."""
-    return max(next_allowed_at, now + timedelta(seconds=max(seconds, 0.0)))
+def policy_from_settings(interval: float | None = None) -> GatePolicy:
+    """The gate's numbers from the ``CENSUS_*`` settings, read now."""
+    return GatePolicy(
+        interval=settings.rate_limit_seconds if interval is None else interval,
+        backoff=settings.block_backoff_seconds,
+        backoff_max=settings.block_backoff_max_seconds,
+        max_retry_after=settings.max_retry_after_seconds,
+        probe_lease=float(settings.task_timeout),
+    )
 
 
 class RateGate:
-    """One named gate in the ``RateGate`` table; safe to use from any thread or process."""
+    """One named gate in the ``RateGate`` table; safe to use from any thread or process.
+
+    ``ticketed``: the caller is a deferred lookup coming back at its place on the cursor.
+    """
 
     def __init__(
-        self, name: str = "census", *, interval: float | None = None, using: str = "default"
+        self,
+        name: str = DEFAULT_NAME,
+        *,
+        interval: float | None = None,
+        policy: GatePolicy | None = None,
+        ticketed: bool = False,
+        using: str = "default",
     ) -> None:
         self.name = name
         self.using = using
+        self.ticketed = ticketed
         self._interval = interval
+        self._policy = policy
+
+    @property
+    def policy(self) -> GatePolicy:
+        """Frozen at construction when given, else read from the settings on each use."""
+        return self._policy or policy_from_settings(self._interval)
 
     @property
     def interval(self) -> float:
-        """Seconds between requests; read per call so ``override_settings`` applies."""
-        return settings.rate_limit_seconds if self._interval is None else self._interval
+        return self.policy.interval
 
-    def reserve(self, deadline: datetime | None = None) -> Reservation | None:
-        """Take the next slot, or None (taking nothing) when it would be after ``deadline``."""
-        return _off_thread(lambda: self._reserve(deadline), self.using)
+    # -- the scraper's side (Gate protocol) --------------------------------------------------
+
+    def peek(self, deadline: datetime) -> Closed | None:
+        policy = self.policy
+        state = self.state()
+        return gate.peek(state, timezone.now(), policy, deadline=deadline, ticketed=self.ticketed)
+
+    def reserve(self, deadline: datetime | None = None) -> Admission:
+        """Take the next slot (perhaps as the breaker's probe), or say why not."""
+        policy = self.policy
+
+        def change(state: GateState, now: datetime) -> tuple[Admission, GateState]:
+            return gate.admit(state, now, policy, deadline=deadline, ticketed=self.ticketed)
+
+        admission = self._update(change)
+        if isinstance(admission, Slot) and admission.probe:
+            events.info(events.BREAKER_PROBE, gate=self.name, at=admission.at.isoformat())
+        return admission
 
     def wait_turn(
         self,
         deadline: datetime | None = None,
         sleep: Callable[[float], None] = time.sleep,
-    ) -> float | None:
-        """Reserve a slot and sleep until it; seconds waited, or None if past ``deadline``.
+    ) -> Admission:
+        """Reserve a slot and sleep until it; while a probe is out, wait for its result.
 
         ``sleep`` lets the Playwright thread keep its event loop turning while it waits.
         """
-        reservation = self.reserve(deadline)
-        if reservation is None:
-            return None
-        delay = max((reservation.slot - timezone.now()).total_seconds(), 0.0)
-        if delay > 0:
-            sleep(delay)
-        return delay
+        while True:
+            admission = self.reserve(deadline)
+            if isinstance(admission, Slot):
+                delay = (admission.at - timezone.now()).total_seconds()
+                if delay > 0:
+                    sleep(delay)
+                return admission
+            if admission.reason != "probe_in_flight":
+                return admission
+            left = None if deadline is None else (deadline - timezone.now()).total_seconds()
+            if left is not None and left <= 0:
+                return admission
+            sleep(_PROBE_POLL if left is None else min(_PROBE_POLL, left))
 
-    def push_back(self, seconds: float) -> datetime:
-        """Allow no request before ``seconds`` from now (e.g. ``Retry-After``)."""
-        until = _off_thread(lambda: self._push_back(seconds), self.using)
-        log.info("rate_gate_pushed_back", gate=self.name, seconds=round(seconds, 3))
-        return until
+    def record(
+        self, slot: Slot, *, blocked: bool, answered: bool, retry_after: float | None = None
+    ) -> None:
+        policy = self.policy
+        changed: list[gate.BreakerChange] = []
+
+        def change(state: GateState, now: datetime) -> tuple[GateState, GateState]:
+            after, what = gate.record(
+                state,
+                now,
+                policy,
+                blocked=blocked,
+                answered=answered,
+                probe=slot.probe,
+                retry_after=retry_after,
+            )
+            changed.append(what)
+            return after, after
+
+        after = self._update(change)
+        what = changed[-1] if changed else None
+        if what == "opened" and after.breaker_until is not None:
+            pause = (after.breaker_until - timezone.now()).total_seconds()
+            events.warning(
+                events.BREAKER_OPENED,
+                gate=self.name,
+                pause_s=round(pause, 3),
+                consecutive_blocks=after.consecutive_blocks,
+                until=after.breaker_until.isoformat(),
+            )
+        elif what == "closed":
+            events.info(events.BREAKER_CLOSED, gate=self.name)
+
+    # -- the pipeline's side ------------------------------------------------------------------
+
+    def place_deferred(self, opens: datetime) -> datetime:
+        """The due time for a lookup deferred until ``opens``: its place on the cursor.
+
+        Runs in the caller's transaction (the conclusion holding the lookup's row), so the
+        place is taken if and only if the deferral commits. Lock order: lookup, then gate.
+        """
+        policy = self.policy
+
+        def change(state: GateState, now: datetime) -> tuple[datetime, GateState]:
+            return gate.place_deferred(state, now, policy, opens)
+
+        return self._update(change, inline=True)
+
+    def state(self) -> GateState:
+        """The row as it is now (a fresh gate's state when there is no row yet)."""
+
+        def read() -> GateState:
+            row = RateGateRow.objects.using(self.using).filter(name=self.name).first()
+            return _state(row) if row else GateState(next_allowed_at=timezone.now())
+
+        return _off_thread(read, self.using)
 
     def next_allowed_at(self) -> datetime | None:
-        """The row's current value (None before the first use)."""
+        """The row's next slot (None before the first use)."""
 
         def read() -> datetime | None:
             row = RateGateRow.objects.using(self.using).filter(name=self.name).first()
@@ -140,29 +190,33 @@ class RateGate:
 
         return _off_thread(read, self.using)
 
-    def _reserve(self, deadline: datetime | None) -> Reservation | None:
-        def attempt() -> Reservation | None:
+    # -- the row ------------------------------------------------------------------------------
+
+    def _update(
+        self, change: Callable[[GateState, datetime], tuple[T, GateState]], inline: bool = False
+    ) -> T:
+        """Run ``change`` on the locked row's state and save the state it returns.
+
+        ``inline``: in the caller's transaction; else committed at once on a helper thread.
+        """
+
+        def attempt() -> T:
             with transaction.atomic(using=self.using):
                 row = self._locked_row()
                 # Read the clock only once the lock is held: waiting for it takes time.
-                reservation = next_slot(row.next_allowed_at, timezone.now(), self.interval)
-                if deadline is not None and reservation.slot > deadline:
-                    return None
-                row.next_allowed_at = reservation.next_allowed_at
-                row.save(update_fields=["next_allowed_at"], using=self.using)
-                return reservation
+                before = _state(row)
+                result, after = change(before, timezone.now())
+                if after != before:
+                    for field, value in asdict(after).items():
+                        setattr(row, field, value)
+                    row.save(using=self.using)
+                return result
 
-        return _retry_locked(attempt)
-
-    def _push_back(self, seconds: float) -> datetime:
-        def attempt() -> datetime:
-            with transaction.atomic(using=self.using):
-                row = self._locked_row()
-                row.next_allowed_at = pushed_back(row.next_allowed_at, timezone.now(), seconds)
-                row.save(update_fields=["next_allowed_at"], using=self.using)
-                return row.next_allowed_at
-
-        return _retry_locked(attempt)
+        # Inside a transaction of the calling thread (a test, or a caller that chose to), a
+        # helper's own transaction would wait on SQLite for this one's write lock: join it.
+        if inline or connections[self.using].in_atomic_block:
+            return attempt()
+        return _off_thread(lambda: _retry_locked(attempt), self.using)
 
     def _locked_row(self) -> RateGateRow:
         # get_or_create inside the transaction: a first use by two workers at once ends with
@@ -174,6 +228,16 @@ class RateGate:
             .get_or_create(name=self.name, defaults={"next_allowed_at": timezone.now()})
         )
         return row
+
+
+def _state(row: RateGateRow) -> GateState:
+    return GateState(
+        next_allowed_at=row.next_allowed_at,
+        breaker_until=row.breaker_until,
+        consecutive_blocks=row.consecutive_blocks,
+        probe_until=row.probe_until,
+        defer_cursor=row.defer_cursor,
+    )
 
 
 def _retry_locked(attempt: Callable[[], T]) -> T:

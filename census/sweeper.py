@@ -1,70 +1,130 @@
-"""Finds attempts that never reported back and concludes them.
+"""Finds lookups that nothing will move forward any more, and moves them.
 
-A hook can be lost: Django-Q2 swallows a failing hook, and a worker killed mid-task (OOM,
-SIGKILL) reports nothing (with Redis its message is gone for good). An attempt still in
-SCRAPING well after its task timeout is concluded from its task row if Django-Q2 saved one,
-else as ``lost`` (retriable). A lookup in RETRYING long past its due time whose schedule is
-gone (its task failed before it could claim the attempt) gets its attempt scheduled again.
+Hooks can be lost (Django-Q2 swallows a failing hook, and skips the hook of a second copy of
+a task), workers die mid-task (with Redis their message is gone for good), and queued tasks
+can vanish (deleted, or the enqueue at commit failed). Each pass handles one case:
+
+- **reported**: the attempt's row holds its outcome but the lookup is still SCRAPING a few
+  seconds later: concluded from the row (no hook needed);
+- **stuck**: SCRAPING well past the task timeout with no outcome: concluded as ``lost``
+  (or ``task_failed`` when Django-Q2 saved a failed task), which is retried;
+- **stalled**: PENDING or RETRYING past its due time with no schedule and no queued task:
+  its attempt is queued again.
+
+Every lookup is handled in a guard of its own: one that fails is logged and skipped.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 
+from django.db.models import F
 from django.utils import timezone
-from django_q.models import Schedule, Task
+from django_q.models import Task
 
-from census import events
+from census import events, queue
 from census.conf import settings
-from census.hooks import report_from_task
 from census.models import Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
-from census.pipeline import AttemptReport, conclude_attempt, schedule_attempt, task_name
+from census.pipeline import conclude_attempt, queue_now, record_failure
 from census.transitions import locked
 
 #: Seconds past the task timeout before an attempt counts as lost.
 GRACE_SECONDS = 30
+#: Seconds an attempt's report may wait for its hook before the sweeper concludes it.
+REPORT_GRACE_SECONDS = 5
 
 
-def sweep() -> int:
-    """Conclude every stuck attempt; returns how many were concluded."""
-    cutoff = timezone.now() - timedelta(seconds=settings.task_timeout + GRACE_SECONDS)
+def sweep(now: datetime | None = None) -> int:
+    """Run every pass; returns how many lookups were moved."""
+    now = now or timezone.now()
+    return sweep_reported(now) + sweep_stuck(now) + sweep_stalled(now)
+
+
+def sweep_reported(now: datetime | None = None) -> int:
+    """Conclude attempts whose report is on their row but whose hook never concluded them."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=REPORT_GRACE_SECONDS)
+    rows = Attempt.objects.filter(
+        lookup__status=Status.SCRAPING,
+        number=F("lookup__attempt"),
+        finished_at__lt=cutoff,
+    ).exclude(outcome="")
+    return _each(rows.values_list("lookup_id", "number"), _conclude)
+
+
+def sweep_stuck(now: datetime | None = None) -> int:
+    """Conclude attempts running well past the task timeout, as lost (retriable)."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.task_timeout + GRACE_SECONDS)
     stuck = CedulaInfo.objects.filter(status=Status.SCRAPING, status_changed_at__lt=cutoff)
-    count = 0
-    for lookup_id, attempt in stuck.values_list("pk", "attempt"):
-        conclude_attempt(_report(lookup_id, attempt))
-        count += 1
-    overdue = CedulaInfo.objects.filter(status=Status.RETRYING, next_attempt_at__lt=cutoff)
-    for lookup_id, attempt in overdue.values_list("pk", "attempt"):
-        count += _reschedule(lookup_id, attempt)
-    return count
+    return _each(stuck.values_list("pk", "attempt"), _conclude_lost)
 
 
-def _reschedule(lookup_id: int, attempt: int) -> int:
+def sweep_stalled(now: datetime | None = None) -> int:
+    """Queue again PENDING/RETRYING lookups whose task is neither scheduled nor queued."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=GRACE_SECONDS)
+    waiting = queue.queued_task_names()
+    if waiting is None or not queue.broker_lists_taken_tasks():
+        # Tasks a cluster holds in memory are invisible: give them a task's lifetime.
+        grace += timedelta(seconds=settings.task_timeout)
+    pending = CedulaInfo.objects.filter(status=Status.PENDING, status_changed_at__lt=now - grace)
+    retrying = CedulaInfo.objects.filter(status=Status.RETRYING, next_attempt_at__lt=now - grace)
+    stalled = [*pending.values_list("pk", "attempt"), *retrying.values_list("pk", "attempt")]
+
+    def resume(lookup_id: int, attempt: int) -> bool:
+        return _resume(lookup_id, attempt, waiting or set())
+
+    return _each(stalled, resume)
+
+
+def _each(items: Iterable[tuple[int, int]], handle: Callable[[int, int], bool]) -> int:
+    moved = 0
+    for lookup_id, attempt in list(items):
+        try:
+            moved += bool(handle(lookup_id, attempt))
+        except Exception:
+            events.exception(events.SWEEP_FAILED, lookup_id=lookup_id, attempt=attempt)
+    return moved
+
+
+def _conclude(lookup_id: int, attempt: int) -> bool:
+    return conclude_attempt(lookup_id, attempt)
+
+
+def _conclude_lost(lookup_id: int, attempt: int) -> bool:
+    row = Attempt.objects.filter(lookup_id=lookup_id, number=attempt).first()
+    if row is not None and not row.outcome:
+        task = Task.objects.filter(id=row.task_id).first() if row.task_id else None
+        if task is not None and not task.success:
+            record_failure(lookup_id, attempt, row.task_id, str(task.result or "task failed"))
+        else:
+            events.warning(events.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt)
+            Attempt.objects.filter(pk=row.pk, outcome="").update(
+                outcome=Outcome.LOST.value,
+                finished_at=timezone.now(),
+                error="the attempt never reported back (worker stopped?)",
+            )
+    elif row is None:
+        events.warning(events.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt)
+        Attempt.objects.create(
+            lookup_id=lookup_id,
+            number=attempt,
+            outcome=Outcome.LOST.value,
+            finished_at=timezone.now(),
+            error="the attempt never reported back (worker stopped?)",
+        )
+    return conclude_attempt(lookup_id, attempt)
+
+
+def _resume(lookup_id: int, attempt: int, waiting: set[str]) -> bool:
+    if queue.task_name(lookup_id, attempt) in waiting or queue.is_scheduled(lookup_id, attempt):
+        return False
     with locked(lookup_id) as info:
-        name = task_name(lookup_id, attempt)
-        if info is None or info.status != Status.RETRYING or info.attempt != attempt:
-            return 0
-        if Schedule.objects.filter(name=name).exists():
-            return 0  # still waiting for a scheduler: not ours to fire
-        events.warning(events.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt, status="retrying")
-        schedule_attempt(lookup_id, attempt, timezone.now())
-        return 1
-
-
-def _report(lookup_id: int, attempt: int) -> AttemptReport:
-    task_id = (
-        Attempt.objects.filter(lookup_id=lookup_id, number=attempt)
-        .values_list("task_id", flat=True)
-        .first()
-    )
-    task = Task.objects.filter(id=task_id).first() if task_id else None
-    if task is not None:
-        return report_from_task(task, lookup_id, attempt)
-    events.warning(events.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt)
-    return AttemptReport(
-        lookup_id=lookup_id,
-        attempt=attempt,
-        outcome=Outcome.LOST,
-        detail="the attempt never reported back (worker stopped?)",
-    )
+        if info is None or info.attempt != attempt:
+            return False
+        if info.status not in (Status.PENDING, Status.RETRYING):
+            return False
+        status = info.status
+    events.warning(events.LOOKUP_RESUMED, lookup_id=lookup_id, attempt=attempt, status=status)
+    return queue_now(lookup_id, attempt)

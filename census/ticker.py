@@ -25,10 +25,13 @@ from django_q.signals import post_spawn
 from census import sweeper
 from census.conf import settings
 
-#: Seconds between sweeps for lookups whose attempt never reported back.
+#: Seconds between full sweeps (stuck and stalled lookups; the stalled pass reads the queue).
 SWEEP_EVERY = 30.0
+#: Seconds between looks for reports whose hook never concluded them (one small query).
+REPORTED_EVERY = 5.0
 _TICK_KEY = "census:scheduler-tick"
 _SWEEP_KEY = "census:sweep"
+_REPORTED_KEY = "census:sweep-reported"
 
 log = structlog.get_logger("census.ticker")
 
@@ -52,6 +55,8 @@ def tick() -> None:
         scheduler()
     if _claim(_SWEEP_KEY, SWEEP_EVERY):
         sweeper.sweep()
+    elif _claim(_REPORTED_KEY, REPORTED_EVERY):
+        sweeper.sweep_reported()
 
 
 def _run(interval: float) -> None:

@@ -100,3 +100,33 @@ def wait_until_final(
         time.sleep(0.2)
     states = list(CedulaInfo.objects.filter(pk__in=lookup_ids).values_list("pk", "status"))
     raise AssertionError(f"not final after {timeout}s: {states}\n{cluster.output()[-3000:]}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_script() -> None:
+    """The fake scraper's in-process script positions start from zero in every test."""
+    from census.scraper import fake
+
+    fake.reset()
+
+
+@pytest.fixture
+def scripted(settings: Any) -> dict[str, list[str]]:
+    """The fake scraper's script: cédula -> its outcomes, in order."""
+    settings.CENSUS_FAKE_SCRIPT = {}
+    return settings.CENSUS_FAKE_SCRIPT
+
+
+@pytest.fixture
+def new_lookup(django_capture_on_commit_callbacks: Any, scripted: dict[str, list[str]]) -> Any:
+    """Factory: register a member whose lookup answers ``steps``; returns the lookup."""
+    from tests import factories
+
+    def make(*steps: str, username: str | None = None) -> CedulaInfo:
+        number = username or factories.cedula()
+        scripted[number] = list(steps) or ["found"]
+        with django_capture_on_commit_callbacks(execute=True):
+            user = factories.member(username=number)
+        return CedulaInfo.objects.get(user=user)
+
+    return make

@@ -75,8 +75,13 @@ Q_CLUSTER = {
     "name": "census-tests",
     "orm": "default",
     "workers": 2,
+    "queue_limit": 2,
     "timeout": int(os.environ.get("CENSUS_Q_TIMEOUT", 40)),
-    "retry": int(os.environ.get("CENSUS_Q_TIMEOUT", 40)) + 20,
+    # Above (queue_limit + workers) x the task timeout (census.W005); the fault suite
+    # lowers it on purpose to make the broker deliver tasks twice.
+    "retry": int(
+        os.environ.get("CENSUS_Q_RETRY", 4 * int(os.environ.get("CENSUS_Q_TIMEOUT", 40)) + 20)
+    ),
     "max_attempts": 1,
     "ack_failures": True,
     "catch_up": False,
@@ -91,6 +96,8 @@ CENSUS_RETRY_DELAYS = [float(d) for d in os.environ.get("CENSUS_RETRY_DELAYS", "
 CENSUS_RATE_LIMIT_SECONDS = float(os.environ.get("CENSUS_RATE_LIMIT_SECONDS", "0"))
 CENSUS_SCRAPE_TIMEOUT = float(os.environ.get("CENSUS_SCRAPE_TIMEOUT", "10"))
 CENSUS_SCHEDULER_TICK = float(os.environ.get("CENSUS_SCHEDULER_TICK", "0.25"))
+# No pause after a block unless a test asks for one (the breaker's own tests do).
+CENSUS_BLOCK_BACKOFF_SECONDS = float(os.environ.get("CENSUS_BLOCK_BACKOFF_SECONDS", "0"))
 CENSUS_SITE_URL = os.environ.get("CENSUS_SITE_URL", "http://127.0.0.1:9/consultar/")
 CENSUS_FAKE_STATE_DIR = os.environ.get("CENSUS_FAKE_STATE_DIR") or None
 if "CENSUS_FAKE_SCRIPT" in os.environ:

@@ -9,7 +9,14 @@ from django.test import override_settings
 
 from census.checks import check_census_settings, check_q_cluster
 
-SAFE = {"orm": "default", "timeout": 120, "retry": 180, "ack_failures": True}
+SAFE = {
+    "orm": "default",
+    "workers": 2,
+    "queue_limit": 2,
+    "timeout": 150,
+    "retry": 600,
+    "ack_failures": True,
+}
 DB_CACHE = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "c"}}
 LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -28,7 +35,10 @@ def test_safe_configuration_passes() -> None:
     ("change", "expected"),
     [
         ({"timeout": 60, "retry": 100}, ["census.W001"]),  # below the 120 s task timeout
-        ({"timeout": 200, "retry": 190}, ["census.W002"]),
+        ({"timeout": 200, "retry": 190}, ["census.W005", "census.W002"]),
+        # (queue_limit 4 + 2 workers) x 120 s: a prefetched task may wait 720 s.
+        ({"queue_limit": 4, "retry": 700}, ["census.W005"]),
+        ({"queue_limit": None, "workers": 3, "retry": 700}, ["census.W005"]),
         ({"ack_failures": False}, ["census.W004"]),
         ({"save_limit": -1}, ["census.E001"]),
         ({"cached": True}, ["census.E001"]),

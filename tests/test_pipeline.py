@@ -14,75 +14,15 @@ from django.core.exceptions import PermissionDenied
 from django.test import override_settings
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
-from django_q.signing import SignedPackage
 from structlog.testing import capture_logs
 
 from census import events, hooks, pipeline
 from census.models import Attempt, CedulaInfo, Status
 from census.scraper import fake
 from tests import factories
+from tests.driving import drive, queued, run_and_hook
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_script() -> None:
-    fake.reset()
-
-
-def queued() -> list[dict[str, Any]]:
-    """Task packages waiting in the ORM broker."""
-    return [SignedPackage.loads(row.payload) for row in OrmQ.objects.order_by("id")]
-
-
-def run_and_hook(lookup_id: int, attempt: int) -> Task:
-    """Play Django-Q2: run the task, store its Task row, fire the hook."""
-    task = Task(
-        id=f"t{lookup_id}x{attempt}",
-        name=pipeline.task_name(lookup_id, attempt),
-        func=pipeline.TASK_FUNC,
-        args=(lookup_id, attempt),
-        started=timezone.now(),
-        stopped=timezone.now(),
-    )
-    pipeline.current_task_id.set(task.id)
-    try:
-        task.result = pipeline.run_attempt(lookup_id, attempt)
-        task.success = True
-    except Exception as exc:
-        task.result = f"{exc} : Traceback (most recent call last): ..."
-        task.success = False
-    hooks.attempt_finished(task)
-    return task
-
-
-@pytest.fixture
-def scripted(settings: Any) -> dict[str, list[str]]:
-    settings.CENSUS_FAKE_SCRIPT = {}
-    return settings.CENSUS_FAKE_SCRIPT
-
-
-@pytest.fixture
-def new_lookup(django_capture_on_commit_callbacks: Any, scripted: dict[str, list[str]]) -> Any:
-    def make(*steps: str, username: str | None = None) -> CedulaInfo:
-        number = username or factories.cedula()
-        scripted[number] = list(steps) or ["found"]
-        with django_capture_on_commit_callbacks(execute=True):
-            user = factories.member(username=number)
-        return CedulaInfo.objects.get(user=user)
-
-    return make
-
-
-def drive(info: CedulaInfo, capture: Any) -> CedulaInfo:
-    """Run attempts (firing due schedules by hand) until the lookup is final."""
-    for _ in range(10):
-        info.refresh_from_db()
-        if info.current_status.is_final:
-            return info
-        with capture(execute=True):
-            run_and_hook(info.pk, info.attempt)
-    raise AssertionError("lookup never finished")
 
 
 def test_found_at_once(new_lookup: Any, django_capture_on_commit_callbacks: Any) -> None:
@@ -184,11 +124,12 @@ def test_three_failures_end_in_error_with_details(
 def test_raw_response_is_bounded(
     new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any
 ) -> None:
-    """CENSUS_RAW_RESPONSE_LIMIT caps the stored details."""
+    """CENSUS_RAW_RESPONSE_LIMIT caps the stored details (never below 200 characters)."""
     settings.CENSUS_RAW_RESPONSE_LIMIT = 40
-    info = drive(new_lookup("timeout", "timeout", "timeout"), django_capture_on_commit_callbacks)
+    settings.CENSUS_MAX_ATTEMPTS = 9
+    info = drive(new_lookup("timeout"), django_capture_on_commit_callbacks)
     assert info.status == Status.ERROR
-    assert len(info.raw_response) == 40
+    assert len(info.raw_response) == 200
 
 
 def test_scraper_exception_is_retried_and_scrubbed(
@@ -243,28 +184,32 @@ def test_stale_attempt_does_not_run(
     with django_capture_on_commit_callbacks(execute=True):
         run_and_hook(info.pk, 1)
     report = pipeline.run_attempt(info.pk, 1)
-    assert report.skipped
+    assert report["skipped"] is True
     info.refresh_from_db()
     assert info.status == Status.RETRYING
     assert info.attempts.count() == 1
 
 
 def test_second_delivery_while_running_is_skipped(new_lookup: Any) -> None:
-    """One attempt in flight: a concurrent duplicate of the same attempt does nothing."""
+    """One attempt in flight: a second delivery of the same task id sends nothing."""
     info = new_lookup("found")
-    pipeline._claim(info.pk, 1)  # the first delivery is mid-scrape
-    report = pipeline.run_attempt(info.pk, 1)
-    assert report.skipped
-    task = Task(id="dup", args=(info.pk, 1), success=True, result=report)
-    hooks.attempt_finished(task)
+    pipeline._claim(info.pk, 1, "t1")  # the first delivery is mid-scrape
+    pipeline.current_task_id.set("t1")
+    with capture_logs() as logs:
+        report = pipeline.run_attempt(info.pk, 1)
+    assert report["skipped"] is True
+    assert [e.get("reason") for e in logs] == ["duplicate delivery"]
+    assert fake._memory_counts == {}  # the scraper was never called
+    hooks.attempt_finished(Task(id="t1", args=(info.pk, 1), success=True, result=report))
     info.refresh_from_db()
-    assert info.status == Status.SCRAPING
+    assert info.status == Status.SCRAPING  # no report on the row yet: nothing to conclude
 
 
-def test_task_result_pickles_without_the_cedula(new_lookup: Any) -> None:
-    """The report stored in django_q_task has no cédula, even for a not-found answer."""
+def test_task_result_is_plain_data_without_the_cedula(new_lookup: Any) -> None:
+    """The task returns a small dict of literals (no class to unpickle), and no cédula."""
     info = new_lookup("not_found")
     report = pipeline.run_attempt(info.pk, 1)
+    assert report == {"lookup_id": info.pk, "attempt": 1, "outcome": "not_found"}
     assert info.user.username.encode() not in pickle.dumps(report)
 
 
@@ -345,7 +290,7 @@ def test_lost_attempt_is_swept_and_retried(
     from census import sweeper
 
     info = new_lookup("found")
-    pipeline._claim(info.pk, 1)
+    pipeline._claim(info.pk, 1, "t-killed")
     CedulaInfo.objects.filter(pk=info.pk).update(
         status_changed_at=timezone.now() - timezone.timedelta(hours=1)
     )
@@ -356,22 +301,24 @@ def test_lost_attempt_is_swept_and_retried(
     assert Attempt.objects.get(lookup=info, number=1).outcome == "lost"
 
 
-def test_retry_whose_task_failed_before_claiming_is_rescheduled(
+def test_retry_whose_task_failed_before_claiming_is_queued_again(
     new_lookup: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    """A RETRYING lookup long overdue with no schedule left gets its attempt scheduled again."""
+    """A RETRYING lookup long overdue with no schedule and no queued task is queued again."""
     from census import sweeper
 
     info = new_lookup("timeout", "found")
+    OrmQ.objects.all().delete()
     with django_capture_on_commit_callbacks(execute=True):
         run_and_hook(info.pk, 1)
     Schedule.objects.all().delete()  # fired, but its task died before claiming attempt 2
     CedulaInfo.objects.filter(pk=info.pk).update(
         next_attempt_at=timezone.now() - timezone.timedelta(hours=1)
     )
-    assert sweeper.sweep() == 1
-    [entry] = Schedule.objects.all()
-    assert entry.name == f"census-lookup-{info.pk}-attempt-2"
-    assert sweeper.sweep() == 0  # the schedule is there now: nothing more to do
+    with capture_logs() as logs:
+        assert sweeper.sweep() == 1
+    assert [p["args"] for p in queued()] == [(info.pk, 2)]
+    assert [e["event"] for e in logs] == [events.LOOKUP_RESUMED]
+    assert sweeper.sweep() == 0  # its task is queued now: nothing more to do
     info = drive(info, django_capture_on_commit_callbacks)
     assert info.status == Status.FOUND

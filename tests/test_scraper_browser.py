@@ -23,9 +23,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import override_settings
 
+from census.gate import OpenGate
 from census.models import RateGate as RateGateRow
 from census.outcomes import Outcome
-from census.ratelimit import OpenGate, RateGate
+from census.ratelimit import RateGate
 from census.scraper import playwright as scraper_module
 from census.scraper.base import LookupResult, Novedad
 from census.scraper.playwright import PlaywrightScraper
@@ -289,12 +290,19 @@ def test_invalid_cedulas_are_never_sent(site: CensusSimulator, cedula: str) -> N
 
 @pytest.mark.django_db(transaction=True)
 def test_retry_after_holds_the_next_request_back(site: CensusSimulator) -> None:
+    """A 429's Retry-After opens the breaker: the next lookup is deferred, then probes."""
     scraper = PlaywrightScraper(gate=RateGate(interval=0.5))
     blocked = scraper.lookup("4200000003")
     assert blocked.outcome is Outcome.BLOCKED and blocked.retry_after == RETRY_AFTER
-    assert RateGateRow.objects.get(name="census").next_allowed_at is not None
+    assert RateGateRow.objects.get(name="census").breaker_until is not None
+    deferred = scraper.lookup("1000000003")
+    assert deferred.outcome is Outcome.DEFERRED, deferred.detail
+    assert deferred.retry_after is not None and 0 < deferred.retry_after <= RETRY_AFTER
+    assert len(site.consultas()) == 1  # nothing was sent while the breaker was open
+    time.sleep(deferred.retry_after)
     found = scraper.lookup("1000000003")
     assert found.outcome is Outcome.FOUND, found.detail
+    assert RateGateRow.objects.get(name="census").breaker_until is None  # the probe closed it
     first, second = site.consultas()
     assert second.monotonic - first.monotonic >= RETRY_AFTER
 
@@ -303,7 +311,7 @@ _WORKER = r"""
 import json, sys, time
 import django
 django.setup()
-from census.ratelimit import OpenGate
+from census.gate import OpenGate
 from census.scraper.playwright import PlaywrightScraper
 mode, cedulas = sys.argv[1], sys.argv[2:]
 if mode == "turns":

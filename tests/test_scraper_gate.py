@@ -1,70 +1,87 @@
-"""PlaywrightScraper and a closed rate gate: no browser, and a retry_after for the pipeline."""
+"""PlaywrightScraper and the gate: a closed gate costs no browser, and answers are recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.test import override_settings
 from django.utils import timezone
 
+from census.gate import Admission, Closed, Slot
 from census.outcomes import Outcome
 from census.scraper.playwright import PlaywrightScraper, ScraperConfig
 
 
 class ClosedGate:
-    """A gate a block pushed 100 s out."""
+    """A gate whose breaker a block opened 100 s ago... for another 100 s."""
 
     def __init__(self) -> None:
         self.opens = timezone.now() + timedelta(seconds=100)
         self.turns = 0
 
-    def wait_turn(self, deadline: datetime | None = None, sleep: Any = None) -> float | None:
+    def peek(self, deadline: datetime) -> Closed | None:
+        return Closed(self.opens, "breaker_open")
+
+    def wait_turn(
+        self, deadline: datetime | None = None, sleep: Callable[[float], None] | None = None
+    ) -> Admission:
         self.turns += 1
-        return None
+        return Closed(self.opens, "breaker_open")
 
-    def push_back(self, seconds: float) -> None:
-        return None
-
-    def next_allowed_at(self) -> datetime | None:
-        return self.opens
+    def record(self, slot: Slot, **outcome: Any) -> None:
+        raise AssertionError("nothing was sent, so nothing may be recorded")
 
 
-def test_closed_gate_skips_the_browser_and_says_when_it_opens(census_site: Any) -> None:
-    """A gate closed past the scrape timeout: no request, timeout outcome, retry_after ~100 s."""
+def test_closed_gate_defers_without_a_browser_and_says_when_it_opens(census_site: Any) -> None:
+    """A closed gate: no request, a deferred outcome, retry_after ~100 s, reason in detail."""
     gate = ClosedGate()
     config = ScraperConfig(site_url=census_site.url, timeout=10)
     result = PlaywrightScraper(gate=gate, config=config).lookup("1012345678")
-    assert result.outcome is Outcome.TIMEOUT
+    assert result.outcome is Outcome.DEFERRED
     assert result.retry_after is not None and 95 < result.retry_after <= 100
+    assert result.detail.startswith("breaker_open")
+    assert result.meta["sent"] is False
     assert census_site.access_log == []
     assert gate.turns == 0
 
 
 class RecordingGate:
-    """An open gate that remembers how far blocks pushed it back."""
+    """An open gate that remembers what each request's answer was."""
 
     def __init__(self) -> None:
-        self.pushes: list[float] = []
+        self.records: list[dict[str, Any]] = []
 
-    def wait_turn(self, deadline: datetime | None = None, sleep: Any = None) -> float | None:
-        return 0.0
-
-    def push_back(self, seconds: float) -> None:
-        self.pushes.append(seconds)
-
-    def next_allowed_at(self) -> datetime | None:
+    def peek(self, deadline: datetime) -> Closed | None:
         return None
+
+    def wait_turn(
+        self, deadline: datetime | None = None, sleep: Callable[[float], None] | None = None
+    ) -> Admission:
+        return Slot(timezone.now())
+
+    def record(self, slot: Slot, **outcome: Any) -> None:
+        self.records.append(outcome)
 
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_block_page_pushes_the_gate_back_by_the_setting(census_site: Any) -> None:
-    """An F5 block page with no Retry-After backs off CENSUS_BLOCK_BACKOFF_SECONDS."""
+@pytest.mark.parametrize(
+    ("cedula", "blocked", "answered", "retry_after"),
+    [
+        ("4000000001", True, False, None),  # F5 block page: the gate picks the pause
+        ("4200000001", True, False, 10.0),  # 429 with Retry-After: 10
+        ("1000000001", False, True, None),  # found
+    ],
+)
+def test_each_sent_request_is_recorded_with_its_fate(
+    census_site: Any, cedula: str, blocked: bool, answered: bool, retry_after: float | None
+) -> None:
+    """Blocks and answers reach the gate once, so the breaker can open or close."""
     gate = RecordingGate()
     config = ScraperConfig(site_url=census_site.url, timeout=20)
-    with override_settings(CENSUS_BLOCK_BACKOFF_SECONDS=7):
-        result = PlaywrightScraper(gate=gate, config=config).lookup("4000000001")
-    assert result.outcome is Outcome.BLOCKED, result.detail
-    assert gate.pushes == [7.0]
+    result = PlaywrightScraper(gate=gate, config=config).lookup(cedula)
+    assert result.meta["sent"] is True, result.detail
+    assert gate.records == [{"blocked": blocked, "answered": answered, "retry_after": retry_after}]
+    assert len(census_site.consultas()) == 1

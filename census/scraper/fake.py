@@ -10,6 +10,10 @@ running in different processes continue the same script. Outcomes:
 - ``"sleep:N"``: sleep N seconds, then answer ``found`` (to exercise task timeouts).
 
 Past the end of its script a cédula repeats the last step; an unscripted cédula is found.
+
+Given a gate (the pipeline passes one), the fake goes through it as the real scraper does: a
+closed gate answers ``deferred`` without using a step, and each answer is recorded (a
+``blocked`` step opens the breaker).
 """
 
 from __future__ import annotations
@@ -17,13 +21,18 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings as django_settings
 
+from census.gate import Closed, Gate, Slot
 from census.outcomes import Outcome
 from census.scraper.base import LookupResult, Novedad, Place
+
+#: The fake's "scrape timeout": a gate slot further away than this is a deferral.
+DEADLINE_SECONDS = 10.0
 
 
 class ScriptedFailure(RuntimeError):
@@ -43,16 +52,43 @@ def _place(cedula: str) -> Place:
 class FakeScraper:
     """Answers from ``settings.CENSUS_FAKE_SCRIPT``; never opens a browser."""
 
+    def __init__(self, *, gate: Gate | None = None) -> None:
+        self.gate = gate
+
     def lookup(self, cedula: str) -> LookupResult:
+        slot: Slot | None = None
+        if self.gate is not None:
+            deadline = datetime.now(UTC) + timedelta(seconds=DEADLINE_SECONDS)
+            admission = self.gate.peek(deadline) or self.gate.wait_turn(deadline)
+            if isinstance(admission, Closed):
+                wait = (admission.until - datetime.now(UTC)).total_seconds()
+                return LookupResult(
+                    outcome=Outcome.DEFERRED,
+                    detail=f"{admission.reason}: the gate opens in {wait:.0f} s",
+                    retry_after=max(wait, 0.0),
+                )
+            slot = admission
         step = self._next_step(cedula)
         if step == "raise":
             raise ScriptedFailure("scripted scraper crash")
         if step.startswith("sleep:"):
             time.sleep(float(step.split(":", 1)[1]))
             step = "found"
-        outcome = Outcome(step)
+        result = self._answer(cedula, Outcome(step))
+        if self.gate is not None and slot is not None:
+            self.gate.record(
+                slot,
+                blocked=result.outcome is Outcome.BLOCKED,
+                answered=result.outcome.is_answer,
+                retry_after=result.retry_after,
+            )
+        return result
+
+    @staticmethod
+    def _answer(cedula: str, outcome: Outcome) -> LookupResult:
+        sent = {"sent": outcome is not Outcome.CAPTCHA_FAILED}
         if outcome is Outcome.FOUND:
-            return LookupResult(outcome=outcome, place=_place(cedula))
+            return LookupResult(outcome=outcome, place=_place(cedula), meta=sent)
         if outcome is Outcome.CANCELLED:
             return LookupResult(
                 outcome=outcome,
@@ -61,8 +97,9 @@ class FakeScraper:
                     resolucion="0042 de 2024",
                     fecha_novedad="2024-03-01",
                 ),
+                meta=sent,
             )
-        return LookupResult(outcome=outcome, detail=f"scripted {outcome.value}")
+        return LookupResult(outcome=outcome, detail=f"scripted {outcome.value}", meta=sent)
 
     def _next_step(self, cedula: str) -> str:
         script: dict[str, Any] = getattr(django_settings, "CENSUS_FAKE_SCRIPT", {})

@@ -46,14 +46,15 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
+from census.gate import Closed, Gate, Slot
 from census.outcomes import Outcome
-from census.ratelimit import Gate, RateGate
 from census.scraper.base import LookupResult
 from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
 
 __all__ = [
     "CHROMIUM_ARGS",
     "LookupBudget",
+    "deferred",
     "PlaywrightScraper",
     "ScraperConfig",
     "launch_browser",
@@ -137,6 +138,8 @@ class ScraperConfig:
     executable: str | None = None
     solver_path: str | None = None
     headless: bool = True
+    #: Longest wait a Retry-After may ask for, whatever its form.
+    max_retry_after: float = 3600.0
 
     @classmethod
     def from_settings(cls) -> ScraperConfig:
@@ -145,6 +148,7 @@ class ScraperConfig:
             timeout=settings.scrape_timeout,
             executable=settings.browser_executable,
             solver_path=settings.captcha_solver_path,
+            max_retry_after=settings.max_retry_after_seconds,
         )
 
 
@@ -152,7 +156,11 @@ class PlaywrightScraper:
     """``Scraper`` on real Chromium; ``lookup`` never raises and is safe from any thread."""
 
     def __init__(self, *, gate: Gate | None = None, config: ScraperConfig | None = None) -> None:
-        self.gate: Gate = gate if gate is not None else RateGate()
+        if gate is None:  # the pipeline passes its gate; a bare scraper uses the shared one
+            from census.ratelimit import RateGate
+
+            gate = RateGate()
+        self.gate: Gate = gate
         self.config = config
 
     def lookup(self, cedula: str) -> LookupResult:
@@ -166,9 +174,10 @@ class PlaywrightScraper:
             # the caller's write lock.
             log.warning("lookup_in_transaction_detected", cedula=mask(digits))
         config = self.config or ScraperConfig.from_settings()
-        closed = gate_closed(self.gate, config.timeout - ANSWER_RESERVE)
+        latest = timezone.now() + timedelta(seconds=config.timeout - ANSWER_RESERVE)
+        closed = self.gate.peek(latest)
         if closed is not None:  # no slot within this lookup: do not even start a browser
-            return closed
+            return deferred(closed)
         started = time.monotonic()
         result = _Run(digits, config, self.gate).execute()
         elapsed = round(time.monotonic() - started, 3)
@@ -181,23 +190,17 @@ class PlaywrightScraper:
         return replace(result, meta={**result.meta, "elapsed": elapsed})
 
 
-def gate_closed(gate: Gate, within: float) -> LookupResult | None:
-    """A ``timeout`` result when the gate opens more than ``within`` seconds from now.
+def deferred(closed: Closed) -> LookupResult:
+    """Nothing was sent: the gate opens at ``closed.until``; the pipeline waits for it.
 
-    Its ``retry_after`` says when the gate opens (a block or a 429 pushed it out), so the
-    pipeline schedules the retry for then instead of burning an attempt before it.
+    ``detail`` starts with the reason (``breaker_open``, ``rate_backlog``, ...).
     """
-    opens = gate.next_allowed_at()
-    if opens is None:
-        return None
-    wait = (opens - timezone.now()).total_seconds()
-    if wait <= within:
-        return None
+    wait = max((closed.until - timezone.now()).total_seconds(), 0.0)
     return LookupResult(
-        outcome=Outcome.TIMEOUT,
-        detail=f"the cluster-wide rate gate stays closed for {wait:.0f} s",
+        outcome=Outcome.DEFERRED,
+        detail=f"{closed.reason}: the cluster-wide gate opens in {wait:.0f} s",
         retry_after=wait,
-        meta={"step": "rate_gate"},
+        meta={"step": "rate_gate", "sent": False},
     )
 
 
@@ -338,6 +341,8 @@ class _Flow:
         self.failures: list[str] = []
         #: Set when the rate gate had no slot for the query before the deadline.
         self.gate_refused: LookupResult | None = None
+        #: The gate's slot the consulta went out in (once it did).
+        self.slot: Slot | None = None
 
     def run(self) -> LookupResult:
         try:
@@ -346,9 +351,20 @@ class _Flow:
             result = self._timed_out(error)
         except PlaywrightError as error:
             result = self._browser_error(error)
-        if result.outcome is Outcome.BLOCKED:
-            self._back_off(result)
-        return replace(result, meta={**result.meta, "step": self.step})
+        if self.slot is not None or result.outcome is Outcome.BLOCKED:
+            # A block of the page load itself (no slot taken) opens the breaker too.
+            slot = self.slot or Slot(timezone.now())
+            try:
+                self.budget.gate.record(
+                    slot,
+                    blocked=result.outcome is Outcome.BLOCKED,
+                    answered=result.outcome.is_answer,
+                    retry_after=result.retry_after,
+                )
+            except Exception:
+                log.exception("rate_gate_record_failed")
+        meta = {**result.meta, "step": self.step, "sent": self.slot is not None}
+        return replace(result, meta=meta)
 
     def _steps(self) -> LookupResult:
         page, config = self.page, self.budget.config
@@ -362,7 +378,12 @@ class _Flow:
             if loaded.status >= 400 or is_f5_block(html):
                 content_type = loaded.headers.get("content-type", "")
                 return parse_consulta(
-                    loaded.status, content_type, html, loaded.headers, self.cedula
+                    loaded.status,
+                    content_type,
+                    html,
+                    loaded.headers,
+                    self.cedula,
+                    max_retry_after=config.max_retry_after,
                 )
 
         self.step = "form"
@@ -419,13 +440,12 @@ class _Flow:
             return
         self.step = "rate_gate"
         # Blocking here only pauses this page's event loop: nothing else is due meanwhile.
-        if self.budget.gate.wait_turn(deadline=latest) is None:
-            self.gate_refused = gate_closed(self.budget.gate, 0.0) or LookupResult(
-                outcome=Outcome.TIMEOUT,
-                detail="the rate gate had no free slot before the scrape deadline",
-            )
+        admission = self.budget.gate.wait_turn(deadline=latest)
+        if isinstance(admission, Closed):
+            self.gate_refused = deferred(admission)
             route.abort()
             return
+        self.slot = admission
         self.step = "answer"
         route.continue_()
 
@@ -492,7 +512,14 @@ class _Flow:
             return parse_rendered_page(self.page.content(), self.cedula)
         headers = response.headers
         content_type = headers.get("content-type", "")
-        return parse_consulta(response.status, content_type, body, headers, self.cedula)
+        return parse_consulta(
+            response.status,
+            content_type,
+            body,
+            headers,
+            self.cedula,
+            max_retry_after=self.budget.config.max_retry_after,
+        )
 
     def _on_response(self, response: Response) -> None:
         if _is_consulta(response.request):
@@ -514,15 +541,6 @@ class _Flow:
         if "net::ERR_" in str(error):
             return LookupResult(outcome=Outcome.CONNECTION_ERROR, detail=detail)
         return LookupResult(outcome=Outcome.TASK_FAILED, detail=f"browser error: {detail}")
-
-    def _back_off(self, result: LookupResult) -> None:
-        seconds = result.retry_after
-        if seconds is None:
-            seconds = settings.block_backoff_seconds
-        try:
-            self.budget.gate.push_back(seconds)
-        except Exception:
-            log.exception("rate_gate_push_back_failed")
 
 
 def run_flow(page: Page, cedula: str, budget: LookupBudget) -> LookupResult:

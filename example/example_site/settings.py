@@ -196,12 +196,16 @@ CENSUS_SCHEDULER_TICK = float(_env("CENSUS_SCHEDULER_TICK") or DEFAULTS["CENSUS_
 # Census passes its own per-task timeout (scrape timeout + margin); the cluster's is above it
 # for every other task, and ``retry`` above both so a running lookup is never redelivered.
 _CENSUS_TASK_TIMEOUT = int(CENSUS_SCRAPE_TIMEOUT) + TASK_TIMEOUT_MARGIN
+_Q_WORKERS = int(_env("PORTAL_Q_WORKERS") or 2)
 Q_CLUSTER = {
     "name": "census-portal",
     "orm": "default",
-    "workers": int(_env("PORTAL_Q_WORKERS") or 2),
+    "workers": _Q_WORKERS,
+    # Prefetch one task per worker: the ORM broker's retry clock starts at the prefetch.
+    "queue_limit": _Q_WORKERS,
     "timeout": _CENSUS_TASK_TIMEOUT + 30,
-    "retry": _CENSUS_TASK_TIMEOUT + 90,
+    # Longer than a prefetched task can wait behind slow lookups (census.W005).
+    "retry": 2 * _Q_WORKERS * _CENSUS_TASK_TIMEOUT + 60,
     # Census schedules its own retries: a failed task is never delivered again by the broker.
     "ack_failures": True,
     "max_attempts": 1,

@@ -1,0 +1,94 @@
+"""Every Django-Q2 call of the app: queue an attempt, schedule one, and see what is waiting.
+
+Tasks carry ``(lookup_id, attempt)`` only, named ``census-lookup-<id>-attempt-<n>`` in group
+``census-lookup``; their hook is ``census.hooks.attempt_finished``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django_q.brokers import get_broker
+from django_q.conf import Conf
+from django_q.models import OrmQ, Schedule
+from django_q.signing import SignedPackage
+from django_q.tasks import async_task, schedule
+
+from census.conf import settings
+
+TASK_FUNC = "census.pipeline.run_attempt"
+HOOK = "census.hooks.attempt_finished"
+GROUP = "census-lookup"
+
+
+def task_name(lookup_id: int, attempt: int) -> str:
+    """Readable in qinfo, qmonitor and the admin: which lookup and attempt, never the cédula."""
+    return f"census-lookup-{lookup_id}-attempt-{attempt}"
+
+
+def _q_options(lookup_id: int, attempt: int) -> dict[str, Any]:
+    return {
+        "task_name": task_name(lookup_id, attempt),
+        "group": GROUP,
+        "hook": HOOK,
+        # Our retries replace the broker's: a failed attempt must not be delivered again.
+        "ack_failure": True,
+        # Hooks only fire for saved results; keep them even when Q_CLUSTER save_limit < 0.
+        "save": True,
+        "timeout": settings.task_timeout,
+    }
+
+
+def enqueue_attempt(lookup_id: int, attempt: int) -> str:
+    """Queue ``attempt`` of a lookup now; returns the Django-Q2 task id."""
+    return str(async_task(TASK_FUNC, lookup_id, attempt, q_options=_q_options(lookup_id, attempt)))
+
+
+def schedule_attempt(lookup_id: int, attempt: int, due: datetime) -> Schedule:
+    """Record the next attempt as a ONCE schedule (shown in the admin's Scheduled tasks)."""
+    # Only literals: Django-Q2 stores args/kwargs as text and reads them with literal_eval.
+    return schedule(
+        TASK_FUNC,
+        lookup_id,
+        attempt,
+        name=task_name(lookup_id, attempt),
+        hook=HOOK,
+        schedule_type=Schedule.ONCE,
+        next_run=due,
+        q_options=_q_options(lookup_id, attempt),
+    )
+
+
+def is_scheduled(lookup_id: int, attempt: int) -> bool:
+    return Schedule.objects.filter(name=task_name(lookup_id, attempt)).exists()
+
+
+def broker_lists_taken_tasks() -> bool:
+    """True for the ORM broker, whose queue keeps a task until it is done."""
+    return type(get_broker()).__name__ == "ORM"
+
+
+def queued_task_names() -> set[str] | None:
+    """Names of the tasks waiting in the broker (ORM or Redis); None when it cannot tell.
+
+    The ORM broker keeps a task's row until it is acknowledged, so this includes tasks a
+    cluster has taken but not finished. The Redis broker forgets a message once a cluster
+    takes it: tasks held in a cluster's memory are not listed.
+    """
+    broker = get_broker()
+    if type(broker).__name__ == "ORM":
+        payloads: Any = OrmQ.objects.using(Conf.ORM).values_list("payload", flat=True)
+    elif hasattr(getattr(broker, "connection", None), "lrange"):
+        payloads = broker.connection.lrange(broker.list_key, 0, -1)
+    else:
+        return None
+    names = set()
+    for payload in payloads:
+        try:
+            task = SignedPackage.loads(payload)
+        except Exception:  # a foreign or damaged payload names no lookup of ours
+            continue
+        if isinstance(task, dict) and str(task.get("name", "")).startswith("census-lookup-"):
+            names.add(str(task["name"]))
+    return names

@@ -1,0 +1,49 @@
+"""Play Django-Q2's part by hand: run an attempt's task, store its Task row, fire the hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils import timezone
+from django_q.models import OrmQ, Task
+from django_q.signing import SignedPackage
+
+from census import hooks, pipeline
+from census.models import CedulaInfo
+
+
+def queued() -> list[dict[str, Any]]:
+    """Task packages waiting in the ORM broker."""
+    return [SignedPackage.loads(row.payload) for row in OrmQ.objects.order_by("id")]
+
+
+def run_and_hook(lookup_id: int, attempt: int, task_id: str | None = None) -> Task:
+    """Play Django-Q2: run the task, store its Task row, fire the hook."""
+    task = Task(
+        id=task_id or f"t{lookup_id}x{attempt}",
+        name=pipeline.task_name(lookup_id, attempt),
+        func=pipeline.TASK_FUNC,
+        args=(lookup_id, attempt),
+        started=timezone.now(),
+        stopped=timezone.now(),
+    )
+    pipeline.current_task_id.set(task.id)
+    try:
+        task.result = pipeline.run_attempt(lookup_id, attempt)
+        task.success = True
+    except Exception as exc:
+        task.result = f"{exc} : Traceback (most recent call last): ..."
+        task.success = False
+    hooks.attempt_finished(task)
+    return task
+
+
+def drive(info: CedulaInfo, capture: Any) -> CedulaInfo:
+    """Run attempts (firing due schedules by hand) until the lookup is final."""
+    for _ in range(20):
+        info.refresh_from_db()
+        if info.current_status.is_final:
+            return info
+        with capture(execute=True):
+            run_and_hook(info.pk, info.attempt)
+    raise AssertionError("lookup never finished")
