@@ -17,12 +17,16 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, QuerySet
+from django.utils import timezone
 from django_q.models import Task
 
-from census.models import FINAL_STATUSES, Attempt, CedulaInfo, Status
+from census.models import FINAL_STATUSES, Attempt, CedulaInfo, RateGate, Status
+from census.outcomes import Outcome
+from census.ratelimit import DEFAULT_NAME as DEFAULT_GATE
 
 #: Seconds after its due time past which a retry counts as late.
 DEFAULT_LATE_AFTER = 2.0
@@ -61,6 +65,44 @@ class Distribution:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BreakerState:
+    """The breaker as the gate row holds it, and how many deferred lookups wait on the gate."""
+
+    #: ``closed`` (requests flow), ``open`` (paused until ``until``), ``half_open`` (the
+    #: pause is over; the next request probes), ``probing`` (a probe is out).
+    state: str
+    until: str | None
+    consecutive_blocks: int
+    #: Lookups in ``retrying`` whose last attempt was deferred by the closed gate.
+    waiting: int
+
+
+def breaker_state(now: datetime | None = None) -> BreakerState:
+    """Read the default gate's row (no row yet: closed)."""
+    now = now or timezone.now()
+    row = RateGate.objects.filter(name=DEFAULT_GATE).first()
+    waiting = Attempt.objects.filter(
+        lookup__status=Status.RETRYING,
+        number=F("lookup__attempt") - 1,
+        outcome=Outcome.DEFERRED.value,
+    ).count()
+    if row is None or row.breaker_until is None:
+        state, until = "closed", None
+    elif now < row.breaker_until:
+        state, until = "open", row.breaker_until
+    elif row.probe_until is not None and now < row.probe_until:
+        state, until = "probing", row.probe_until
+    else:
+        state, until = "half_open", row.breaker_until
+    return BreakerState(
+        state=state,
+        until=until.isoformat() if until else None,
+        consecutive_blocks=row.consecutive_blocks if row else 0,
+        waiting=waiting,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class CensusStats:
     """Everything ``census_stats`` reports about a set of lookups."""
 
@@ -82,6 +124,8 @@ class CensusStats:
     late_retries: int
     #: Seconds from a lookup's creation to its final state.
     time_to_final: Distribution
+    #: The cluster-wide gate's breaker: state, until, consecutive blocks, lookups waiting on it.
+    breaker: BreakerState
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: nested dicts, keys as strings."""
@@ -146,6 +190,7 @@ def compute(
         late_after=late_after,
         late_retries=sum(1 for late in lateness if late > late_after),
         time_to_final=Distribution.of(to_final),
+        breaker=breaker_state(),
     )
 
 
@@ -210,5 +255,11 @@ def render_table(stats: CensusStats) -> str:
         "",
         "Time to final state (finished_at - created_at)",
         _distribution_line("lookups", stats.time_to_final),
+        "",
+        "Breaker (the cluster-wide gate in front of the census site)",
+        f"state {stats.breaker.state}"
+        + (f" until {stats.breaker.until}" if stats.breaker.until else "")
+        + f"   consecutive blocks {stats.breaker.consecutive_blocks}"
+        + f"   lookups waiting on it {stats.breaker.waiting}",
     ]
     return "\n".join(lines)

@@ -98,6 +98,16 @@ CENSUS_SCRAPE_TIMEOUT = float(os.environ.get("CENSUS_SCRAPE_TIMEOUT", "10"))
 CENSUS_SCHEDULER_TICK = float(os.environ.get("CENSUS_SCHEDULER_TICK", "0.25"))
 # No pause after a block unless a test asks for one (the breaker's own tests do).
 CENSUS_BLOCK_BACKOFF_SECONDS = float(os.environ.get("CENSUS_BLOCK_BACKOFF_SECONDS", "0"))
+# The fault-injection suite (tests/test_faults.py) sets these for its qcluster processes.
+for _name in (
+    "CENSUS_BLOCK_BACKOFF_MAX_SECONDS",
+    "CENSUS_MAX_RETRY_AFTER_SECONDS",
+    "CENSUS_MAX_DEFER_SECONDS",
+):
+    if os.environ.get(_name):
+        globals()[_name] = float(os.environ[_name])
+if os.environ.get("CENSUS_MAX_ATTEMPTS"):
+    CENSUS_MAX_ATTEMPTS = int(os.environ["CENSUS_MAX_ATTEMPTS"])
 CENSUS_SITE_URL = os.environ.get("CENSUS_SITE_URL", "http://127.0.0.1:9/consultar/")
 CENSUS_FAKE_STATE_DIR = os.environ.get("CENSUS_FAKE_STATE_DIR") or None
 if "CENSUS_FAKE_SCRIPT" in os.environ:

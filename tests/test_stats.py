@@ -175,3 +175,31 @@ def test_late_after_moves_the_threshold(known_lookups: None) -> None:
     call_command("census_stats", "--json", "--late-after", "5", stdout=out)
 
     assert json.loads(out.getvalue())["late_retries"] == 0
+
+
+@pytest.mark.django_db
+def test_breaker_state_and_the_lookups_waiting_on_it() -> None:
+    """census_stats says whether the breaker is open, until when, and who waits on it."""
+    from django.utils import timezone
+
+    from census.models import RateGate
+    from census.stats import breaker_state
+
+    assert breaker_state().state == "closed"
+    now = timezone.now()
+    RateGate.objects.create(
+        name="census",
+        next_allowed_at=now,
+        breaker_until=now + timedelta(seconds=60),
+        consecutive_blocks=2,
+    )
+    info = CedulaInfo.objects.get(user=factories.member())
+    CedulaInfo.objects.filter(pk=info.pk).update(status=Status.RETRYING, attempt=2)
+    Attempt.objects.create(lookup=info, number=1, outcome="deferred")
+    state = breaker_state(now)
+    assert (state.state, state.consecutive_blocks, state.waiting) == ("open", 2, 1)
+    assert breaker_state(now + timedelta(seconds=61)).state == "half_open"
+    out = StringIO()
+    call_command("census_stats", stdout=out)
+    assert "state open until" in out.getvalue()
+    assert "lookups waiting on it 1" in out.getvalue()

@@ -20,7 +20,9 @@ Environment variables (all optional):
 - ``CENSUS_SCRAPER``, ``CENSUS_SITE_URL`` (default: the simulator on ``127.0.0.1:8765``),
   ``CENSUS_BROWSER_EXECUTABLE``, ``CENSUS_SCRAPE_TIMEOUT``, ``CENSUS_RATE_LIMIT_SECONDS``,
   ``CENSUS_RETRY_DELAYS`` (seconds, commas), ``CENSUS_MAX_ATTEMPTS``,
-  ``CENSUS_SCHEDULER_TICK``: the census settings of the same name (defaults: census's own).
+  ``CENSUS_SCHEDULER_TICK``, ``CENSUS_BLOCK_BACKOFF_SECONDS``,
+  ``CENSUS_BLOCK_BACKOFF_MAX_SECONDS``: the census settings of the same name (defaults:
+  census's own).
 """
 
 from __future__ import annotations
@@ -191,6 +193,12 @@ CENSUS_RETRY_DELAYS = [
     .split(",")
 ]
 CENSUS_SCHEDULER_TICK = float(_env("CENSUS_SCHEDULER_TICK") or DEFAULTS["CENSUS_SCHEDULER_TICK"])
+CENSUS_BLOCK_BACKOFF_SECONDS = float(
+    _env("CENSUS_BLOCK_BACKOFF_SECONDS") or DEFAULTS["CENSUS_BLOCK_BACKOFF_SECONDS"]
+)
+CENSUS_BLOCK_BACKOFF_MAX_SECONDS = float(
+    _env("CENSUS_BLOCK_BACKOFF_MAX_SECONDS") or DEFAULTS["CENSUS_BLOCK_BACKOFF_MAX_SECONDS"]
+)
 
 # -- Django-Q2 --------------------------------------------------------------------------------
 # Census passes its own per-task timeout (scrape timeout + margin); the cluster's is above it

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
+from django.db.models import F
 from django.utils import timezone
 
 from census.cedula import mask
-from census.models import CedulaInfo, Status
+from census.models import Attempt, CedulaInfo, Status
+from census.outcomes import Outcome
 from portal.demo.mix import Case
 
 
@@ -47,16 +49,28 @@ def snapshot(members: Sequence[Tracked]) -> list[Row]:
         info.user_id: info
         for info in CedulaInfo.objects.filter(user_id__in=[m.user_id for m in members])
     }
+    # Lookups back in RETRYING because the gate was closed: their last attempt was deferred.
+    waiting = set(
+        Attempt.objects.filter(
+            lookup__in=infos.values(),
+            lookup__status=Status.RETRYING,
+            number=F("lookup__attempt") - 1,
+            outcome=Outcome.DEFERRED.value,
+        ).values_list("lookup_id", flat=True)
+    )
     rows = []
     for member in members:
         info = infos.get(member.user_id)
+        reason = info.final_reason if info else ""
+        if info is not None and info.pk in waiting:
+            reason = "waiting: the site blocks, nothing sent"
         rows.append(
             Row(
                 member=member,
                 status=info.status if info else "-",
                 attempt=info.retry_count + 1 if info else 0,
                 next_attempt_at=info.next_attempt_at if info else None,
-                reason=info.final_reason if info else "",
+                reason=reason,
             )
         )
     return rows
@@ -121,16 +135,17 @@ class LineLog:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.seen: dict[int, tuple[str, int]] = {}
+        self.seen: dict[int, tuple[str, int, str]] = {}
 
     def update(self, heading: str, rows: Sequence[Row], now: datetime) -> None:
         for row in rows:
-            state = (row.status, row.attempt)
+            state = (row.status, row.attempt, row.reason)
             if self.seen.get(row.member.user_id) == state:
                 continue
             self.seen[row.member.user_id] = state
             extra = f" next retry {_next(row, now)}" if row.status == Status.RETRYING else ""
             extra += f" reason {row.reason}" if row.final and row.reason else ""
+            extra += f" ({row.reason})" if not row.final and row.reason else ""
             self.out.write(
                 f"{timezone.localtime(now):%H:%M:%S} #{row.member.number} "
                 f"{mask(row.member.cedula)} [{row.member.case.label}] "

@@ -57,6 +57,11 @@ class DemoConfig:
     max_attempts: int
     workers: int
     deadline: float
+    #: Seconds from the start during which the simulated site blocks every consulta.
+    block_spell: float = 0.0
+    #: Breaker pauses for the demo (production: 60 s doubling to 1800 s).
+    block_backoff: float = 4.0
+    block_backoff_max: float = 16.0
     #: Below the 1 s default: the scheduler claim made through the database cache has
     #: whole-second expiry, so a 1 s tick fires retries up to ~2 s late (reported upstream).
     scheduler_tick: float = 0.25
@@ -69,6 +74,8 @@ class DemoConfig:
             "CENSUS_RETRY_DELAYS": list(self.retry_delays),
             "CENSUS_MAX_ATTEMPTS": self.max_attempts,
             "CENSUS_SCHEDULER_TICK": self.scheduler_tick,
+            "CENSUS_BLOCK_BACKOFF_SECONDS": self.block_backoff,
+            "CENSUS_BLOCK_BACKOFF_MAX_SECONDS": self.block_backoff_max,
         }
 
     def cluster_env(self, site_url: str) -> dict[str, str]:
@@ -123,10 +130,20 @@ class Command(BaseCommand):
             "--deadline", type=float, default=None, help="seconds before giving up (default: auto)"
         )
         parser.add_argument("--plain", action="store_true", help="line output even on a terminal")
+        parser.add_argument(
+            "--block-spell",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="the simulated site blocks every consulta (F5 page) for the first SECONDS: "
+            "lookups wait behind the breaker, then finish (default 0: no spell)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["members"] < 1:
             raise CommandError("--members must be at least 1")
+        if not 0 <= options["block_spell"] <= 600:
+            raise CommandError("--block-spell must be between 0 and 600 seconds")
         if importlib.util.find_spec("psutil") is None:
             raise CommandError("the demo needs psutil: pip install -e '.[monitor]'")
         delays = REAL_DELAYS if options["real_delays"] else DEMO_DELAYS
@@ -139,7 +156,11 @@ class Command(BaseCommand):
             max_attempts=max_attempts,
             workers=options["workers"],
             deadline=options["deadline"]
-            or 90 + 6 * options["members"] + sum(delays[: max_attempts - 1]),
+            or 90
+            + 6 * options["members"]
+            + sum(delays[: max_attempts - 1])
+            + 2 * options["block_spell"],
+            block_spell=options["block_spell"],
         )
         live = sys.stdout.isatty() and os.environ.get("TERM") != "dumb" and not options["plain"]
         Demo(config, out=self.stdout, live=live).run()
@@ -228,6 +249,8 @@ class Demo:
         previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             simulator.start()
+            if self.config.block_spell:
+                simulator.block_for(self.config.block_spell, "f5")
             self.intro(simulator.url)
             with override_settings(**self.config.census_settings(simulator.url)):
                 cluster = self.start_cluster(simulator.url)
@@ -264,7 +287,14 @@ class Demo:
             f"retry delays {'/'.join(f'{d:g}' for d in c.retry_delays)} s, "
             f"rate limit 1 request per {c.rate_limit:g} s, scrape timeout {c.scrape_timeout:g} s, "
             f"deadline {c.deadline:.0f} s. Ctrl-C stops everything.\n"
-            f"While it runs: {_relative(sys.executable)} {_relative(MANAGE_PY)} qinfo "
+            + (
+                f"The site blocks every consulta for the first {c.block_spell:g} s: lookups "
+                f"wait behind the breaker (pauses {c.block_backoff:g} s doubling to "
+                f"{c.block_backoff_max:g} s), then finish.\n"
+                if c.block_spell
+                else ""
+            )
+            + f"While it runs: {_relative(sys.executable)} {_relative(MANAGE_PY)} qinfo "
             f"(or qmonitor) in another terminal.\n\n"
         )
 

@@ -1,0 +1,315 @@
+"""Fault injection with real processes: qcluster workers, Chromium and the census simulator.
+
+Each test breaks something production breaks (a blocking spell, a backlog that makes
+Django-Q2 deliver tasks twice, workers SIGKILLed mid-request, queued tasks lost, poison
+answers, hostile cédulas), then checks every lookup's promise against what the simulator
+actually received (its access log) and what the database and the JSON log say.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import pickle
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import psutil
+import pytest
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+from census.cedula import InvalidCedula, normalize
+from census.models import Attempt, CedulaInfo, Status
+from census.testing.simulator import CensusSimulator, cedula_key
+from tests import factories
+from tests.conftest import ClusterProcess, wait_until_final
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+#: Seconds the simulator's slow scenario (prefix 60) holds its answer.
+SLOW_SECONDS = 4.0
+FINAL_EVENTS = {"found", "not_found", "cancelled", "error"}
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[CensusSimulator]:
+    """A simulator of our own: slow answers of 4 s, Retry-After of 2 s."""
+    with CensusSimulator(slow_seconds=SLOW_SECONDS, retry_after=2) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def fresh_site(site: CensusSimulator) -> CensusSimulator:
+    site.reset()
+    return site
+
+
+def browser_cluster(qcluster: Any, site: CensusSimulator, **env: str) -> ClusterProcess:
+    """A real qcluster (2 workers) running Chromium against the simulator."""
+    settings = {
+        "CENSUS_SCRAPER": "census.scraper.playwright.PlaywrightScraper",
+        "CENSUS_SITE_URL": site.url,
+        "CENSUS_RATE_LIMIT_SECONDS": "1",
+        "CENSUS_SCRAPE_TIMEOUT": "15",
+        "CENSUS_RETRY_DELAYS": "2,3,4",
+        "CENSUS_BLOCK_BACKOFF_SECONDS": "3",
+        "CENSUS_BLOCK_BACKOFF_MAX_SECONDS": "12",
+        "CENSUS_MAX_RETRY_AFTER_SECONDS": "5",
+        **env,
+    }
+    return qcluster(**settings)
+
+
+def register(numbers: list[str]) -> list[int]:
+    """Members register (each commit queues its lookup); returns the lookup ids."""
+    return [CedulaInfo.objects.get(user=factories.member(username=n)).pk for n in numbers]
+
+
+def consultas_by_member(site: CensusSimulator) -> Counter[str]:
+    return Counter(record.cedula_key for record in site.consultas())
+
+
+def _canonical(username: str) -> str | None:
+    try:
+        return normalize(username)
+    except InvalidCedula:
+        return None
+
+
+def key_of(username: str) -> str | None:
+    try:
+        normalize(username)
+    except InvalidCedula:
+        return None
+    return cedula_key(username)
+
+
+def assert_attempts_match_requests(site: CensusSimulator, infos: list[CedulaInfo]) -> None:
+    """Every attempt that says it sent a consulta matches one in the access log, and back."""
+    received = consultas_by_member(site)
+    for info in infos:
+        sent = Attempt.objects.filter(lookup=info, sent=True).count()
+        key = key_of(info.user.username)
+        requests = received.get(key, 0) if key else 0
+        assert requests == sent, (info.pk, info.user.username[-3:], requests, sent)
+    assert sum(received.values()) == Attempt.objects.filter(sent=True).count()
+
+
+def final_events(cluster: ClusterProcess) -> Counter[int]:
+    """How many times the JSON log says each lookup reached a final status."""
+    return Counter(
+        e["lookup_id"]
+        for e in cluster.events()
+        if e["event"] == "lookup_status_changed" and e.get("to_status") in FINAL_EVENTS
+    )
+
+
+def _decoded_rows() -> Iterator[str]:
+    """Every value of every table but the user table, Django-Q2's pickles decoded."""
+    user_model = get_user_model()
+    for model in apps.get_models():
+        if model is user_model:
+            continue  # the cédula is the username: by design, the one place it lives
+        for row in model.objects.all():
+            for field in model._meta.concrete_fields:
+                value = getattr(row, field.attname)
+                if isinstance(row, OrmQ) and field.name == "payload":
+                    value = SignedPackage.loads(value)
+                elif model._meta.db_table == "census_cache" and field.name == "value":
+                    with contextlib.suppress(Exception):
+                        value = pickle.loads(base64.b64decode(value))
+                yield repr(value)
+
+
+def assert_no_cedula_stored(numbers: list[str], cluster: ClusterProcess) -> None:
+    """No table (but the user's), no JSON log line and no cluster output holds a full cédula."""
+    stored = "\n".join(_decoded_rows())
+    logs = cluster.log_path.read_text() + cluster.output()
+    for number in numbers:
+        digits = number.strip()
+        if len(digits) < 4:
+            continue
+        assert digits not in stored, f"cédula ending {digits[-3:]} stored in a table"
+        assert digits not in logs, f"cédula ending {digits[-3:]} in the logs"
+
+
+def summary(name: str, infos: list[CedulaInfo], site: CensusSimulator, **extra: Any) -> None:
+    """One line of figures for the closing note (shown with ``-s``)."""
+    ages = sorted((i.finished_at - i.created_at).total_seconds() for i in infos if i.finished_at)
+    counted = Attempt.objects.exclude(outcome="deferred").count()
+    deferred = Attempt.objects.filter(outcome="deferred").count()
+    print(
+        f"\nFAULTS {name}: lookups={len(infos)} attempts={counted} deferred={deferred} "
+        f"consultas={len(site.consultas())} statuses={dict(Counter(i.status for i in infos))} "
+        f"time_to_final_max_s={ages[-1] if ages else None:.1f} "
+        + " ".join(f"{k}={v}" for k, v in extra.items())
+    )
+
+
+def test_blocking_spell_defers_and_everyone_finishes_right(
+    qcluster: Any, fresh_site: CensusSimulator
+) -> None:
+    """Members registered during a block: nothing sent while the breaker is open; all end right."""
+    fresh_site.block_for(20, "f5")
+    cluster = browser_cluster(qcluster, fresh_site)
+    expected = {factories.cedula("10"): Status.FOUND for _ in range(10)}
+    expected |= {factories.cedula("20"): Status.NOT_FOUND for _ in range(5)}
+    expected |= {factories.cedula("30"): Status.CANCELLED for _ in range(5)}
+    ids = register(list(expected))
+    infos = wait_until_final(ids, cluster, timeout=600)
+    for info in infos:
+        assert info.status == expected[info.user.username], (info.pk, info.raw_response)
+    assert_attempts_match_requests(fresh_site, infos)
+
+    opened = [e for e in cluster.events() if e["event"] == "breaker_opened"]
+    assert opened, "the spell never opened the breaker"
+    for event in opened:
+        start = datetime.fromisoformat(event["timestamp"]).timestamp() + 0.2
+        until = datetime.fromisoformat(event["until"]).timestamp()
+        inside = [r for r in fresh_site.consultas() if start < r.time < until]
+        assert inside == [], f"{len(inside)} consultas while the breaker was open"
+    blocked = [r for r in fresh_site.consultas() if r.scenario.startswith("spell")]
+    assert len(blocked) <= len(opened) + 1  # the first block, then one probe per pause
+    assert max(final_events(cluster).values()) == 1
+    assert_no_cedula_stored(list(expected), cluster)
+    summary("spell", infos, fresh_site, spell_blocks=len(blocked), breaker_opened=len(opened))
+
+
+def test_backlog_redelivery_loses_no_answer_and_sends_once(
+    qcluster: Any, fresh_site: CensusSimulator
+) -> None:
+    """Slow answers and a short broker retry: tasks are delivered twice, each member asked once."""
+    cluster = browser_cluster(qcluster, fresh_site, CENSUS_Q_RETRY="8")
+    numbers = [factories.cedula("60") for _ in range(10)]
+    ids = register(numbers)
+    infos = wait_until_final(ids, cluster, timeout=600)
+    assert {i.status for i in infos} == {Status.FOUND}, [i.raw_response for i in infos]
+    assert_attempts_match_requests(fresh_site, infos)
+    assert set(consultas_by_member(fresh_site).values()) == {1}
+    duplicates = [
+        e
+        for e in cluster.events()
+        if e["event"] == "attempt_ignored" and e.get("reason") == "duplicate delivery"
+    ]
+    assert duplicates, "the broker never delivered a task twice: the test proved nothing"
+    assert max(final_events(cluster).values()) == 1
+    assert_no_cedula_stored(numbers, cluster)
+    summary("redelivery", infos, fresh_site, duplicate_deliveries=len(duplicates))
+
+
+def busy_workers(cluster: ClusterProcess) -> list[psutil.Process]:
+    """Worker processes whose title says they run a census lookup."""
+    assert cluster.process is not None
+    busy = []
+    for child in psutil.Process(cluster.process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "processing census-lookup" in " ".join(child.cmdline()):
+                busy.append(child)
+    return busy
+
+
+def test_workers_killed_mid_request_leave_no_lookup_behind(
+    qcluster: Any, fresh_site: CensusSimulator
+) -> None:
+    """SIGKILL a busy worker three times over 30 lookups: all end found, each finalized once."""
+    cluster = browser_cluster(qcluster, fresh_site, CENSUS_SCRAPE_TIMEOUT="10")
+    numbers = [factories.cedula("10") for _ in range(30)]
+    ids = register(numbers)
+    kills = 0
+    deadline = time.monotonic() + 300
+    while kills < 3 and time.monotonic() < deadline:
+        busy = busy_workers(cluster)
+        if busy and len(fresh_site.consultas()) >= 4 * (kills + 1):
+            busy[0].send_signal(signal.SIGKILL)
+            kills += 1
+        time.sleep(0.3)
+    assert kills == 3
+    infos = wait_until_final(ids, cluster, timeout=600)
+    assert {i.status for i in infos} == {Status.FOUND}, [i.raw_response for i in infos]
+    assert max(final_events(cluster).values()) == 1
+    received = consultas_by_member(fresh_site)
+    for info in infos:
+        sent = Attempt.objects.filter(lookup=info, sent=True).count()
+        lost = Attempt.objects.filter(lookup=info, outcome__in=["lost", "task_failed"]).count()
+        # A killed attempt may or may not have reached the site before it died.
+        assert sent <= received[cedula_key(info.user.username)] <= sent + lost
+    lost = Attempt.objects.filter(outcome__in=["lost", "task_failed"]).count()
+    assert 1 <= lost <= kills
+    assert_no_cedula_stored(numbers, cluster)
+    summary("kills", infos, fresh_site, kills=kills, lost_attempts=lost)
+
+
+def test_lost_queue_message_and_failed_enqueue_are_resumed(
+    qcluster: Any, fresh_site: CensusSimulator, monkeypatch: Any
+) -> None:
+    """A task deleted from the queue and an enqueue that failed at commit: both still finish."""
+    deleted, refused = factories.cedula("10"), factories.cedula("20")
+    [deleted_id] = register([deleted])
+    OrmQ.objects.all().delete()
+
+    def broker_down(*args: Any, **kwargs: Any) -> str:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("census.queue.async_task", broker_down)
+    [refused_id] = register([refused])
+    monkeypatch.undo()
+    assert not OrmQ.objects.exists()
+    cluster = browser_cluster(qcluster, fresh_site)
+    infos = wait_until_final([deleted_id, refused_id], cluster, timeout=300)
+    assert [i.status for i in infos] == [Status.FOUND, Status.NOT_FOUND]
+    resumed = [e["lookup_id"] for e in cluster.events() if e["event"] == "lookup_resumed"]
+    assert sorted(resumed) == sorted([deleted_id, refused_id])
+    assert_attempts_match_requests(fresh_site, infos)
+    summary("resumed", infos, fresh_site)
+
+
+#: username -> (final status, final reason) for poison answers and hostile cédulas.
+POISON: dict[str, tuple[Status, str]] = {
+    "8000000001": (Status.ERROR, "blocked"),  # Retry-After: inf
+    "8100000001": (Status.ERROR, "blocked"),  # Retry-After: 1e12
+    "8200000001": (Status.ERROR, "blocked"),  # Retry-After: a date in year 9999
+    "8300000001": (Status.ERROR, "blocked"),  # Retry-After: -5
+    "8400000001": (Status.ERROR, "unexpected_page"),  # 8 MB body
+    "8500000001": (Status.ERROR, "unexpected_page"),  # 20,000 nested divs
+    "8600000001": (Status.ERROR, "unexpected_page"),  # 100,000-deep JSON
+    "8700000001": (Status.FOUND, "found"),  # 10,000-character fields
+    "8800000001": (Status.CANCELLED, "cancelled"),  # 10,000-character novedad
+    "１２３４５６７８９０": (Status.ERROR, "invalid_cedula"),  # fullwidth digits
+    "١٢٣٤٥٦٧٨٩٠": (Status.ERROR, "invalid_cedula"),  # Arabic-Indic digits
+    "1.234.567.891": (Status.FOUND, "found"),  # separators
+    "0012345678": (Status.FOUND, "found"),  # leading zeros
+    "'; DROP TABLE census_cedulainfo; --": (Status.ERROR, "invalid_cedula"),
+    "<script>alert(1)</script>": (Status.ERROR, "invalid_cedula"),
+    "12345678901": (Status.ERROR, "invalid_cedula"),  # 11 digits
+    "   ": (Status.ERROR, "missing_cedula"),
+}
+
+
+def test_poison_answers_and_hostile_cedulas_each_get_a_clear_outcome(
+    qcluster: Any, fresh_site: CensusSimulator
+) -> None:
+    """Each poison answer and hostile cédula ends final with its reason; the sweeper never fails."""
+    cluster = browser_cluster(qcluster, fresh_site)
+    ids = register(list(POISON))
+    infos = wait_until_final(ids, cluster, timeout=900)
+    for info in infos:
+        assert (info.status, info.final_reason) == POISON[info.user.username], info.raw_response
+        assert len(info.raw_response) <= 4000
+    long_found = next(i for i in infos if i.user.username == "8700000001")
+    assert len(long_found.puesto) == 200 and len(long_found.mesa) == 20
+    invalid = [i for i in infos if i.final_reason in ("invalid_cedula", "missing_cedula")]
+    assert all(not Attempt.objects.filter(lookup=i, sent=True).exists() for i in invalid)
+    assert_attempts_match_requests(fresh_site, infos)
+    names = Counter(e["event"] for e in cluster.events())
+    assert names["sweep_failed"] == 0 and names["enqueue_failed"] == 0
+    assert "Traceback" not in cluster.output()
+    canonical = [key for key in map(_canonical, POISON) if key]
+    assert_no_cedula_stored(canonical, cluster)
+    summary("poison", infos, fresh_site)
