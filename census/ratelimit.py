@@ -116,6 +116,11 @@ class RateGate:
                 delay = (admission.at - timezone.now()).total_seconds()
                 if delay > 0:
                     sleep(delay)
+                    # Another worker's block may have opened the breaker while we slept.
+                    state = self.state()
+                    if not admission.probe and state.breaker_open(timezone.now()):
+                        assert state.breaker_until is not None
+                        return Closed(state.breaker_until, "breaker_open")
                 return admission
             if admission.reason != "probe_in_flight":
                 return admission
