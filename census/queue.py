@@ -69,8 +69,8 @@ def broker_lists_taken_tasks() -> bool:
     return type(get_broker()).__name__ == "ORM"
 
 
-def queued_task_names() -> set[str] | None:
-    """Names of the tasks waiting in the broker (ORM or Redis); None when it cannot tell.
+def queued_packages() -> list[dict[str, Any]] | None:
+    """The task packages waiting in the broker (ORM or Redis); None when it cannot tell.
 
     The ORM broker keeps a task's row until it is acknowledged, so this includes tasks a
     cluster has taken but not finished. The Redis broker forgets a message once a cluster
@@ -78,17 +78,33 @@ def queued_task_names() -> set[str] | None:
     """
     broker = get_broker()
     if type(broker).__name__ == "ORM":
-        payloads: Any = OrmQ.objects.using(Conf.ORM).values_list("payload", flat=True)
+        payloads: Any = (
+            OrmQ.objects.using(Conf.ORM)
+            .filter(key=broker.list_key)
+            .values_list("payload", flat=True)
+        )
     elif hasattr(getattr(broker, "connection", None), "lrange"):
         payloads = broker.connection.lrange(broker.list_key, 0, -1)
     else:
         return None
-    names = set()
+    packages = []
     for payload in payloads:
         try:
             task = SignedPackage.loads(payload)
         except Exception:  # a foreign or damaged payload names no lookup of ours
             continue
-        if isinstance(task, dict) and str(task.get("name", "")).startswith("census-lookup-"):
-            names.add(str(task["name"]))
-    return names
+        if isinstance(task, dict):
+            packages.append(task)
+    return packages
+
+
+def queued_task_names() -> set[str] | None:
+    """Names of census tasks waiting in the broker; None when it cannot tell."""
+    packages = queued_packages()
+    if packages is None:
+        return None
+    return {
+        str(task["name"])
+        for task in packages
+        if str(task.get("name", "")).startswith("census-lookup-")
+    }

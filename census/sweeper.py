@@ -63,11 +63,8 @@ def sweep_stuck(now: datetime | None = None) -> int:
 def sweep_stalled(now: datetime | None = None) -> int:
     """Queue again PENDING/RETRYING lookups whose task is neither scheduled nor queued."""
     now = now or timezone.now()
-    grace = timedelta(seconds=GRACE_SECONDS)
     waiting = queue.queued_task_names()
-    if waiting is None or not queue.broker_lists_taken_tasks():
-        # Tasks a cluster holds in memory are invisible: give them a task's lifetime.
-        grace += timedelta(seconds=settings.task_timeout)
+    grace = timedelta(seconds=stalled_after(known=waiting is not None))
     pending = CedulaInfo.objects.filter(status=Status.PENDING, status_changed_at__lt=now - grace)
     retrying = CedulaInfo.objects.filter(status=Status.RETRYING, next_attempt_at__lt=now - grace)
     stalled = [*pending.values_list("pk", "attempt"), *retrying.values_list("pk", "attempt")]
@@ -76,6 +73,17 @@ def sweep_stalled(now: datetime | None = None) -> int:
         return _resume(lookup_id, attempt, waiting or set())
 
     return _each(stalled, resume)
+
+
+def stalled_after(known: bool = True) -> float:
+    """Seconds past its due time before a waiting lookup with no visible task is queued again.
+
+    The ORM broker lists tasks a cluster has taken; with Redis (or a broker that cannot be
+    read) a task held in a cluster's memory is invisible, so it gets a task's lifetime more.
+    """
+    if known and queue.broker_lists_taken_tasks():
+        return float(GRACE_SECONDS)
+    return float(GRACE_SECONDS + settings.task_timeout)
 
 
 def _each(items: Iterable[tuple[int, int]], handle: Callable[[int, int], bool]) -> int:

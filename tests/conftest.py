@@ -130,3 +130,15 @@ def new_lookup(django_capture_on_commit_callbacks: Any, scripted: dict[str, list
         return CedulaInfo.objects.get(user=user)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _empty_broker(settings: Any) -> Iterator[None]:
+    """On the Redis broker the queue outlives each test's rollback: start every test empty."""
+    if getattr(settings, "ON_REDIS", False):
+        from django.core.cache import cache
+        from django_q.brokers import get_broker
+
+        get_broker().purge_queue()
+        cache.clear()
+    yield

@@ -5,16 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from django_q.models import OrmQ, Task
-from django_q.signing import SignedPackage
+from django_q.brokers import get_broker
+from django_q.models import Task
 
-from census import hooks, pipeline
+from census import hooks, pipeline, queue
 from census.models import CedulaInfo
 
 
 def queued() -> list[dict[str, Any]]:
-    """Task packages waiting in the ORM broker."""
-    return [SignedPackage.loads(row.payload) for row in OrmQ.objects.order_by("id")]
+    """Task packages waiting in the broker (ORM or Redis), oldest first."""
+    return queue.queued_packages() or []
+
+
+def clear_queue() -> None:
+    """Lose every queued task, as a deleted row or a Redis message gone with its cluster."""
+    get_broker().purge_queue()
 
 
 def run_and_hook(lookup_id: int, attempt: int, task_id: str | None = None) -> Task:

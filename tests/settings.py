@@ -51,29 +51,73 @@ TEMPLATES = [
     }
 ]
 
-# A file database (WAL) so that real qcluster subprocesses see what the tests write.
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DB_PATH,
-        "TEST": {"NAME": DB_PATH},
-        "OPTIONS": {
-            "timeout": 30,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
+# CENSUS_TEST_DATABASE=postgres runs the suite on PostgreSQL (CENSUS_TEST_POSTGRES: a libpq
+# URL of a maintenance database; ./test finds or starts the server) and
+# CENSUS_TEST_BROKER=redis puts Django-Q2's broker and the cache on Redis
+# (CENSUS_TEST_REDIS). The default is the embedded setup: SQLite, the ORM broker.
+ON_POSTGRES = os.environ.get("CENSUS_TEST_DATABASE", "sqlite") == "postgres"
+ON_REDIS = os.environ.get("CENSUS_TEST_BROKER", "orm") == "redis"
+
+if ON_POSTGRES:
+    from urllib.parse import urlsplit
+
+    _pg = urlsplit(
+        os.environ.get("CENSUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    )
+    # Subprocesses get the test database's name through CENSUS_TEST_DB, like the SQLite path.
+    _pg_test_name = os.environ.get("CENSUS_TEST_DB") or f"test_census_{os.getpid()}"
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("CENSUS_TEST_DB") or (_pg.path.lstrip("/") or "postgres"),
+            "USER": _pg.username or "postgres",
+            "PASSWORD": _pg.password or "",
+            "HOST": _pg.hostname or "127.0.0.1",
+            "PORT": str(_pg.port or 5432),
+            "TEST": {"NAME": _pg_test_name},
+        }
     }
-}
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "census_cache",
+else:
+    # A file database (WAL) so that real qcluster subprocesses see what the tests write.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DB_PATH,
+            "TEST": {"NAME": DB_PATH},
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
     }
-}
+
+REDIS_URL = os.environ.get("CENSUS_TEST_REDIS", "redis://127.0.0.1:6379/5")
+if ON_REDIS:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # One namespace per test run: parallel runs share the server.
+            "KEY_PREFIX": os.environ.setdefault(
+                "CENSUS_TEST_REDIS_PREFIX", f"census-tests-{os.getpid()}"
+            ),
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "census_cache",
+        }
+    }
 
 Q_CLUSTER = {
-    "name": "census-tests",
-    "orm": "default",
+    # One queue per test run (the Redis list is named after the cluster).
+    # setdefault: qcluster subprocesses inherit the environment, hence the same names.
+    "name": os.environ.setdefault("CENSUS_TEST_QUEUE", f"census-tests-{os.getpid()}")
+    if ON_REDIS
+    else "census-tests",
     "workers": 2,
     "queue_limit": 2,
     "timeout": int(os.environ.get("CENSUS_Q_TIMEOUT", 40)),
@@ -90,6 +134,10 @@ Q_CLUSTER = {
     "guard_cycle": 0.5,
     "daemonize_workers": False,
 }
+if ON_REDIS:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
 
 CENSUS_SCRAPER = os.environ.get("CENSUS_SCRAPER", "census.scraper.fake.FakeScraper")
 CENSUS_RETRY_DELAYS = [float(d) for d in os.environ.get("CENSUS_RETRY_DELAYS", "2,3,4").split(",")]

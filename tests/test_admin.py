@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
-from django_q.models import OrmQ
 
 from census.models import Attempt, CedulaInfo, Status
 from tests import factories
+from tests.driving import clear_queue, queued
 
 pytestmark = pytest.mark.django_db
 
@@ -52,18 +52,24 @@ def test_changelist_filters_by_status(client: Any) -> None:
     assert ids == [info.pk] and other.pk not in ids
 
 
-def test_leader_refresh_action_queues_a_lookup(client: Any) -> None:
-    """A leader's "Refresh census lookup" action starts a new attempt budget."""
+def test_leader_refresh_action_queues_a_lookup(
+    client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A leader's "Refresh census lookup" action starts a new budget and queues its attempt."""
     info = finished_lookup()
     client.force_login(staff(role="leader"))
-    OrmQ.objects.all().delete()
-    response = client.post(
-        reverse("admin:census_cedulainfo_changelist"),
-        {"action": "refresh_lookup", "_selected_action": [info.pk]},
-    )
+    clear_queue()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("admin:census_cedulainfo_changelist"),
+            {"action": "refresh_lookup", "_selected_action": [info.pk]},
+        )
     assert response.status_code == 302
     info.refresh_from_db()
     assert info.status == Status.PENDING
+    assert [task["name"] for task in queued()] == [
+        f"census-lookup-{info.pk}-attempt-{info.attempt}"
+    ]
 
 
 def test_refresh_action_is_not_offered_to_members(client: Any) -> None:

@@ -30,6 +30,7 @@ from census.models import Attempt, CedulaInfo, Status
 from census.testing.simulator import CensusSimulator, cedula_key
 from tests import factories
 from tests.conftest import ClusterProcess, wait_until_final
+from tests.driving import clear_queue, queued
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -252,7 +253,7 @@ def test_lost_queue_message_and_failed_enqueue_are_resumed(
     """A task deleted from the queue and an enqueue that failed at commit: both still finish."""
     deleted, refused = factories.cedula("10"), factories.cedula("20")
     [deleted_id] = register([deleted])
-    OrmQ.objects.all().delete()
+    clear_queue()
 
     def broker_down(*args: Any, **kwargs: Any) -> str:
         raise ConnectionError("broker down")
@@ -260,7 +261,7 @@ def test_lost_queue_message_and_failed_enqueue_are_resumed(
     monkeypatch.setattr("census.queue.async_task", broker_down)
     [refused_id] = register([refused])
     monkeypatch.undo()
-    assert not OrmQ.objects.exists()
+    assert queued() == []
     cluster = browser_cluster(qcluster, fresh_site)
     infos = wait_until_final([deleted_id, refused_id], cluster, timeout=300)
     assert [i.status for i in infos] == [Status.FOUND, Status.NOT_FOUND]

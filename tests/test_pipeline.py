@@ -13,14 +13,14 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.test import override_settings
 from django.utils import timezone
-from django_q.models import OrmQ, Schedule, Task
+from django_q.models import Schedule, Task
 from structlog.testing import capture_logs
 
 from census import events, hooks, pipeline
 from census.models import Attempt, CedulaInfo, Status
 from census.scraper import fake
 from tests import factories
-from tests.driving import drive, queued, run_and_hook
+from tests.driving import clear_queue, drive, queued, run_and_hook
 
 pytestmark = pytest.mark.django_db
 
@@ -236,7 +236,7 @@ def test_leader_refresh_starts_a_fresh_budget(
     )
     assert info.status == Status.ERROR
     leader = factories.leader()
-    OrmQ.objects.all().delete()
+    clear_queue()
     with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
         assert pipeline.request_refresh(info, requested_by=leader) is True
     info.refresh_from_db()
@@ -264,11 +264,11 @@ def test_non_leader_refresh_is_denied_and_logged(
     """A member's refresh raises PermissionDenied, queues nothing and emits refresh_denied."""
     info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
     member = factories.member()
-    OrmQ.objects.all().delete()
+    clear_queue()
     with capture_logs() as logs, pytest.raises(PermissionDenied):
         pipeline.request_refresh(info, requested_by=member)
     assert [e["event"] for e in logs] == [events.REFRESH_DENIED]
-    assert not OrmQ.objects.exists()
+    assert queued() == []
     info.refresh_from_db()
     assert info.status == Status.FOUND
 
@@ -308,7 +308,7 @@ def test_retry_whose_task_failed_before_claiming_is_queued_again(
     from census import sweeper
 
     info = new_lookup("timeout", "found")
-    OrmQ.objects.all().delete()
+    clear_queue()
     with django_capture_on_commit_callbacks(execute=True):
         run_and_hook(info.pk, 1)
     Schedule.objects.all().delete()  # fired, but its task died before claiming attempt 2

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from django_q.models import OrmQ, Schedule, Task
+from django_q.models import Schedule, Task
 from structlog.testing import capture_logs
 
 from census import events, hooks, pipeline, sweeper
@@ -20,7 +20,7 @@ from census.models import Attempt, CedulaInfo, RateGate, Status
 from census.outcomes import Outcome
 from census.scraper import LookupResult, Place, fake
 from tests import factories
-from tests.driving import drive, queued, run_and_hook
+from tests.driving import clear_queue, drive, queued, run_and_hook
 
 pytestmark = pytest.mark.django_db
 
@@ -199,11 +199,11 @@ def test_pending_lookup_whose_task_vanished_is_resumed(
 ) -> None:
     """A queued task deleted (or lost with Redis): the sweeper queues the lookup again."""
     info = new_lookup("found")
-    assert sweeper.sweep_stalled(later(600)) == 0  # its task is queued: leave it
-    OrmQ.objects.all().delete()
+    assert sweeper.sweep_stalled(later(3600)) == 0  # its task is queued: leave it
+    clear_queue()
     assert sweeper.sweep_stalled() == 0  # within the grace period
     with capture_logs() as logs:
-        assert sweeper.sweep_stalled(later(sweeper.GRACE_SECONDS + 1)) == 1
+        assert sweeper.sweep_stalled(later(sweeper.stalled_after() + 1)) == 1
     assert [p["args"] for p in queued()] == [(info.pk, 1)]
     assert logs[0]["event"] == events.LOOKUP_RESUMED and logs[0]["status"] == "pending"
     info = drive(info, django_capture_on_commit_callbacks)
@@ -226,7 +226,7 @@ def test_enqueue_failing_at_commit_keeps_the_registration(
     failed = [e for e in logs if e["event"] == events.ENQUEUE_FAILED]
     assert len(failed) == 1 and failed[0]["log_level"] == "error"
     monkeypatch.undo()
-    assert sweeper.sweep_stalled(later(sweeper.GRACE_SECONDS + 1)) == 1
+    assert sweeper.sweep_stalled(later(sweeper.stalled_after() + 1)) == 1
     assert [p["args"] for p in queued()] == [(info.pk, 1)]
 
 
@@ -235,7 +235,7 @@ def test_one_poisoned_lookup_does_not_stop_the_sweep(
 ) -> None:
     """A lookup whose recovery raises is logged with its traceback; the others are recovered."""
     first, second = new_lookup("found"), new_lookup("found")
-    OrmQ.objects.all().delete()
+    clear_queue()
     real = pipeline.queue_now
 
     def poisoned(lookup_id: int, attempt: int) -> bool:
@@ -245,7 +245,7 @@ def test_one_poisoned_lookup_does_not_stop_the_sweep(
 
     monkeypatch.setattr("census.sweeper.queue_now", poisoned)
     with capture_logs() as logs:
-        assert sweeper.sweep_stalled(later(sweeper.GRACE_SECONDS + 1)) == 1
+        assert sweeper.sweep_stalled(later(sweeper.stalled_after() + 1)) == 1
     assert [p["args"] for p in queued()] == [(second.pk, 1)]
     failed = [e for e in logs if e["event"] == events.SWEEP_FAILED]
     assert [e["lookup_id"] for e in failed] == [first.pk] and failed[0]["exc_info"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,3 +86,45 @@ def test_each_sent_request_is_recorded_with_its_fate(
     assert result.meta["sent"] is True, result.detail
     assert gate.records == [{"blocked": blocked, "answered": answered, "retry_after": retry_after}]
     assert len(census_site.consultas()) == 1
+
+
+class LateClosedGate(RecordingGate):
+    """Open at launch; at the submit it holds the request until past the deadline, then refuses."""
+
+    def wait_turn(
+        self, deadline: datetime | None = None, sleep: Callable[[float], None] | None = None
+    ) -> Admission:
+        assert deadline is not None
+        time.sleep(max((deadline - timezone.now()).total_seconds(), 0) + 1.5)
+        return Closed(timezone.now() + timedelta(seconds=30), "probe_in_flight")
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_submit_held_at_the_gate_past_its_deadline_is_deferred(census_site: Any) -> None:
+    """The consulta waits at the gate past the lookup's deadline: deferred, nothing sent."""
+    gate = LateClosedGate()
+    config = ScraperConfig(site_url=census_site.url, timeout=12)
+    result = PlaywrightScraper(gate=gate, config=config).lookup("1000000002")
+    assert result.outcome is Outcome.DEFERRED, result.detail
+    assert result.meta["sent"] is False
+    assert census_site.consultas() == []
+    assert gate.records == []
+
+
+def test_a_click_timeout_after_the_gate_refused_is_a_deferral() -> None:
+    """Under load the submit click can time out after the gate refused: still nothing sent."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    from census.gate import OpenGate
+    from census.scraper.playwright import LookupBudget, _Flow, deferred
+
+    budget = LookupBudget.start(
+        ScraperConfig(site_url="http://127.0.0.1:9/", timeout=5), OpenGate()
+    )
+    flow = _Flow(page=None, cedula="1000000002", budget=budget)  # type: ignore[arg-type]
+    flow.step = "rate_gate"
+    flow.gate_refused = deferred(Closed(timezone.now() + timedelta(seconds=9), "rate_backlog"))
+    result = flow._timed_out(PlaywrightTimeoutError("Locator.click: Timeout 163ms exceeded."))
+    assert result.outcome is Outcome.DEFERRED
+    assert result.detail.startswith("rate_backlog")

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from django.core import serializers
 from django.db import transaction
-from django_q.models import OrmQ
 from structlog.testing import capture_logs
 
 from census.models import CedulaInfo, Status
 from tests import factories
+from tests.driving import queued
 
 pytestmark = pytest.mark.django_db
 
@@ -24,11 +24,11 @@ def test_new_user_gets_a_pending_lookup_queued_on_commit(
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             user = factories.member()
             assert CedulaInfo.objects.get(user=user).status == Status.PENDING
-            assert not OrmQ.objects.exists()
+            assert queued() == []
             assert logs == []
         for callback in callbacks:
             callback()
-    assert OrmQ.objects.count() == 1
+    assert len(queued()) == 1
     assert user.cedula_info.status == Status.PENDING
     assert [(e["event"], e["from_status"], e["to_status"]) for e in logs] == [
         ("lookup_status_changed", None, "pending")
@@ -42,7 +42,7 @@ def test_rolled_back_registration_queues_nothing() -> None:
         factories.member()
         raise RuntimeError("registration failed")
     assert not CedulaInfo.objects.exists()
-    assert not OrmQ.objects.exists()
+    assert queued() == []
     assert logs == []
 
 
@@ -50,7 +50,7 @@ def test_rolled_back_registration_queues_nothing() -> None:
 def test_committed_registration_queues_one_task() -> None:
     """With real commits, a registration queues exactly one attempt."""
     user = factories.member()
-    assert OrmQ.objects.count() == 1
+    assert len(queued()) == 1
     assert user.cedula_info.status == Status.PENDING
 
 
@@ -62,7 +62,7 @@ def test_updating_a_user_never_triggers(django_capture_on_commit_callbacks: Any)
         user.first_name = "Ana"
         user.save()
     assert callbacks == []
-    assert OrmQ.objects.count() == 1
+    assert len(queued()) == 1
     assert CedulaInfo.objects.count() == 1
 
 

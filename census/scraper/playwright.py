@@ -530,6 +530,10 @@ class _Flow:
             self.failures.append(scrub(request.failure or "unknown network error", self.cedula))
 
     def _timed_out(self, error: PlaywrightTimeoutError) -> LookupResult:
+        if self.gate_refused is not None:
+            # The submit click timed out while its request waited at a closed gate: nothing
+            # was sent, so this is the gate's deferral, not the site's timeout.
+            return self.gate_refused
         if self.step == "answer" and self.budget.remaining() <= 0.05:
             return _no_answer(self.budget.config.timeout)
         return LookupResult(

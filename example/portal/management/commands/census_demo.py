@@ -348,9 +348,9 @@ class Demo:
         lookups = CedulaInfo.objects.filter(user_id__in=user_ids)
         ids = dict(lookups.values_list("user_id", "pk"))
         attempts: dict[int, int] = {}
-        for lookup_id in Attempt.objects.filter(lookup__in=lookups).values_list(
-            "lookup_id", flat=True
-        ):
+        # Deferred attempts sent nothing and spent no budget: they are not attempts used.
+        counted = Attempt.objects.filter(lookup__in=lookups).exclude(outcome="deferred")
+        for lookup_id in counted.values_list("lookup_id", flat=True):
             attempts[lookup_id] = attempts.get(lookup_id, 0) + 1
         consultas = simulator.consultas()
         gaps = [b.monotonic - a.monotonic for a, b in zip(consultas, consultas[1:], strict=False)]
