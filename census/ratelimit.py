@@ -32,8 +32,10 @@ from census.conf import settings
 from census.gate import Admission, Closed, GatePolicy, GateState, Slot
 from census.models import RateGate as RateGateRow
 
-#: Attempts at a transaction when SQLite reports "database is locked".
+#: Attempts at a transaction when the row stays locked.
 _LOCKED_RETRIES = 5
+#: Seconds a gate transaction waits for the row lock on PostgreSQL before giving up.
+LOCK_TIMEOUT = 10.0
 #: Seconds between looks at the row while a probe is out.
 _PROBE_POLL = 0.5
 DEFAULT_NAME = "census"
@@ -207,6 +209,7 @@ class RateGate:
 
         def attempt() -> T:
             with transaction.atomic(using=self.using):
+                _bound_lock_wait(self.using)
                 row = self._locked_row()
                 # Read the clock only once the lock is held: waiting for it takes time.
                 before = _state(row)
@@ -245,13 +248,26 @@ def _state(row: RateGateRow) -> GateState:
     )
 
 
+def _bound_lock_wait(using: str) -> None:
+    """On PostgreSQL, wait at most ``LOCK_TIMEOUT`` for the row: a frozen holder (a stopped
+    process keeping its transaction open) must not block every worker forever."""
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{int(LOCK_TIMEOUT * 1000)}ms'")
+
+
 def _retry_locked(attempt: Callable[[], T]) -> T:
-    """Run ``attempt``; retry when SQLite in its default (deferred) mode reports a lock."""
+    """Run ``attempt``; retry when the row stays locked (SQLite's "database is locked",
+    PostgreSQL's lock timeout)."""
     for tries in range(_LOCKED_RETRIES):
         try:
             return attempt()
         except OperationalError as error:
-            if "locked" not in str(error) or tries == _LOCKED_RETRIES - 1:
+            text = str(error)
+            if ("locked" not in text and "lock timeout" not in text) or (
+                tries == _LOCKED_RETRIES - 1
+            ):
                 raise
             time.sleep(0.05 * (tries + 1))
     raise AssertionError("unreachable")

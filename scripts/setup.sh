@@ -29,6 +29,6 @@ stamp="$ROOT/.venv/.census-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   echo "==> installing census and its test tools into .venv"
   "$ROOT/.venv/bin/python" -m pip install -q --upgrade pip
-  "$ROOT/.venv/bin/python" -m pip install -q -e "$ROOT[test]"
+  "$ROOT/.venv/bin/python" -m pip install -q -e "${ROOT}[test]"
   touch "$stamp"
 fi

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class ClusterProcess:
     """A real ``manage.py qcluster`` on the test database, stopped by the fixture."""
 
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.log_path = tmp_path / "events.jsonl"
-        self.output_path = tmp_path / "qcluster.out"
+    def __init__(self, tmp_path: Path, env: dict[str, str], name: str = "") -> None:
+        self.log_path = tmp_path / f"events{name}.jsonl"
+        self.output_path = tmp_path / f"qcluster{name}.out"
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -70,6 +70,25 @@ class ClusterProcess:
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")
 
+    def busy_workers(self) -> list[Any]:
+        """Worker processes whose title says they run a census lookup (setproctitle)."""
+        import psutil
+
+        assert self.process is not None
+        busy = []
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "processing census-lookup" in " ".join(child.cmdline()):
+                    busy.append(child)
+        return busy
+
+    def kill(self) -> None:
+        """SIGKILL the whole cluster (its process group): what an OOM kill or a lost host does."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
 
 @pytest.fixture
 def qcluster(tmp_path: Path) -> Iterator[Callable[..., ClusterProcess]]:
@@ -79,13 +98,37 @@ def qcluster(tmp_path: Path) -> Iterator[Callable[..., ClusterProcess]]:
     def start(script: dict[str, list[str]] | None = None, **env: str) -> ClusterProcess:
         if script is not None:
             env["CENSUS_FAKE_SCRIPT"] = json.dumps(script)
-        cluster = ClusterProcess(tmp_path, env).start()
+        cluster = ClusterProcess(tmp_path, env, name=f"-{len(started)}" if started else "")
+        cluster.start()
         started.append(cluster)
         return cluster
 
     yield start
     for cluster in started:
         cluster.stop()
+
+
+def browser_cluster(qcluster: Any, site: Any, **env: str) -> ClusterProcess:
+    """A real qcluster (2 workers) running Chromium against the simulator."""
+    settings = {
+        "CENSUS_SCRAPER": "census.scraper.playwright.PlaywrightScraper",
+        "CENSUS_SITE_URL": site.url,
+        "CENSUS_RATE_LIMIT_SECONDS": "1",
+        "CENSUS_SCRAPE_TIMEOUT": "15",
+        "CENSUS_RETRY_DELAYS": "2,3,4",
+        "CENSUS_BLOCK_BACKOFF_SECONDS": "3",
+        "CENSUS_BLOCK_BACKOFF_MAX_SECONDS": "12",
+        "CENSUS_MAX_RETRY_AFTER_SECONDS": "5",
+        **env,
+    }
+    return qcluster(**settings)
+
+
+def register(numbers: list[str]) -> list[int]:
+    """Members register (each commit queues its lookup); returns the lookup ids."""
+    from tests import factories
+
+    return [CedulaInfo.objects.get(user=factories.member(username=n)).pk for n in numbers]
 
 
 def wait_until_final(
@@ -142,3 +185,36 @@ def _empty_broker(settings: Any) -> Iterator[None]:
         get_broker().purge_queue()
         cache.clear()
     yield
+
+
+def _on_real_servers() -> bool:
+    from django.conf import settings
+
+    return bool(getattr(settings, "ON_POSTGRES", False) and getattr(settings, "ON_REDIS", False))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "scale: several qclusters on PostgreSQL and the Redis broker; runs in ./test's "
+        "PostgreSQL pass (CENSUS_TEST_DATABASE=postgres CENSUS_TEST_BROKER=redis)",
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    broker = "redis" if getattr(settings, "ON_REDIS", False) else "orm"
+    note = "" if _on_real_servers() else "; scale tests deselected (they need postgres + redis)"
+    return f"census: database {database}, Django-Q2 broker {broker}{note}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Scale tests need PostgreSQL and Redis: deselected (and said so) on the SQLite default."""
+    if _on_real_servers():
+        return
+    scale = [item for item in items if item.get_closest_marker("scale")]
+    if scale:
+        config.hook.pytest_deselected(items=scale)
+        items[:] = [item for item in items if not item.get_closest_marker("scale")]

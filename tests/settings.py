@@ -59,22 +59,18 @@ ON_POSTGRES = os.environ.get("CENSUS_TEST_DATABASE", "sqlite") == "postgres"
 ON_REDIS = os.environ.get("CENSUS_TEST_BROKER", "orm") == "redis"
 
 if ON_POSTGRES:
-    from urllib.parse import urlsplit
+    import dj_database_url
 
-    _pg = urlsplit(
+    _maintenance = dj_database_url.parse(
         os.environ.get("CENSUS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
     )
     # Subprocesses get the test database's name through CENSUS_TEST_DB, like the SQLite path.
-    _pg_test_name = os.environ.get("CENSUS_TEST_DB") or f"test_census_{os.getpid()}"
+    _test_name = os.environ.get("CENSUS_TEST_DB") or f"test_census_{os.getpid()}"
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("CENSUS_TEST_DB") or (_pg.path.lstrip("/") or "postgres"),
-            "USER": _pg.username or "postgres",
-            "PASSWORD": _pg.password or "",
-            "HOST": _pg.hostname or "127.0.0.1",
-            "PORT": str(_pg.port or 5432),
-            "TEST": {"NAME": _pg_test_name},
+            **_maintenance,
+            "NAME": os.environ.get("CENSUS_TEST_DB") or _maintenance["NAME"],
+            "TEST": {"NAME": _test_name},
         }
     }
 else:

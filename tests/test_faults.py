@@ -8,9 +8,6 @@ actually received (its access log) and what the database and the JSON log say.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import pickle
 import signal
 import time
 from collections import Counter
@@ -18,25 +15,27 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import psutil
 import pytest
-from django.apps import apps
 from django.contrib.auth import get_user_model
-from django_q.models import OrmQ
-from django_q.signing import SignedPackage
 
-from census.cedula import InvalidCedula, normalize
-from census.models import Attempt, CedulaInfo, Status
+from census.models import Attempt, Status
 from census.testing.simulator import CensusSimulator, cedula_key
 from tests import factories
-from tests.conftest import ClusterProcess, wait_until_final
+from tests.conftest import browser_cluster, register, wait_until_final
 from tests.driving import clear_queue, queued
+from tests.evidence import (
+    assert_attempts_match_requests,
+    assert_no_cedula_stored,
+    canonical,
+    consultas_by_member,
+    final_events,
+    summary,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 #: Seconds the simulator's slow scenario (prefix 60) holds its answer.
 SLOW_SECONDS = 4.0
-FINAL_EVENTS = {"found", "not_found", "cancelled", "error"}
 
 
 @pytest.fixture(scope="module")
@@ -50,108 +49,6 @@ def site() -> Iterator[CensusSimulator]:
 def fresh_site(site: CensusSimulator) -> CensusSimulator:
     site.reset()
     return site
-
-
-def browser_cluster(qcluster: Any, site: CensusSimulator, **env: str) -> ClusterProcess:
-    """A real qcluster (2 workers) running Chromium against the simulator."""
-    settings = {
-        "CENSUS_SCRAPER": "census.scraper.playwright.PlaywrightScraper",
-        "CENSUS_SITE_URL": site.url,
-        "CENSUS_RATE_LIMIT_SECONDS": "1",
-        "CENSUS_SCRAPE_TIMEOUT": "15",
-        "CENSUS_RETRY_DELAYS": "2,3,4",
-        "CENSUS_BLOCK_BACKOFF_SECONDS": "3",
-        "CENSUS_BLOCK_BACKOFF_MAX_SECONDS": "12",
-        "CENSUS_MAX_RETRY_AFTER_SECONDS": "5",
-        **env,
-    }
-    return qcluster(**settings)
-
-
-def register(numbers: list[str]) -> list[int]:
-    """Members register (each commit queues its lookup); returns the lookup ids."""
-    return [CedulaInfo.objects.get(user=factories.member(username=n)).pk for n in numbers]
-
-
-def consultas_by_member(site: CensusSimulator) -> Counter[str]:
-    return Counter(record.cedula_key for record in site.consultas())
-
-
-def _canonical(username: str) -> str | None:
-    try:
-        return normalize(username)
-    except InvalidCedula:
-        return None
-
-
-def key_of(username: str) -> str | None:
-    try:
-        normalize(username)
-    except InvalidCedula:
-        return None
-    return cedula_key(username)
-
-
-def assert_attempts_match_requests(site: CensusSimulator, infos: list[CedulaInfo]) -> None:
-    """Every attempt that says it sent a consulta matches one in the access log, and back."""
-    received = consultas_by_member(site)
-    for info in infos:
-        sent = Attempt.objects.filter(lookup=info, sent=True).count()
-        key = key_of(info.user.username)
-        requests = received.get(key, 0) if key else 0
-        assert requests == sent, (info.pk, info.user.username[-3:], requests, sent)
-    assert sum(received.values()) == Attempt.objects.filter(sent=True).count()
-
-
-def final_events(cluster: ClusterProcess) -> Counter[int]:
-    """How many times the JSON log says each lookup reached a final status."""
-    return Counter(
-        e["lookup_id"]
-        for e in cluster.events()
-        if e["event"] == "lookup_status_changed" and e.get("to_status") in FINAL_EVENTS
-    )
-
-
-def _decoded_rows() -> Iterator[str]:
-    """Every value of every table but the user table, Django-Q2's pickles decoded."""
-    user_model = get_user_model()
-    for model in apps.get_models():
-        if model is user_model:
-            continue  # the cédula is the username: by design, the one place it lives
-        for row in model.objects.all():
-            for field in model._meta.concrete_fields:
-                value = getattr(row, field.attname)
-                if isinstance(row, OrmQ) and field.name == "payload":
-                    value = SignedPackage.loads(value)
-                elif model._meta.db_table == "census_cache" and field.name == "value":
-                    with contextlib.suppress(Exception):
-                        value = pickle.loads(base64.b64decode(value))
-                yield repr(value)
-
-
-def assert_no_cedula_stored(numbers: list[str], cluster: ClusterProcess) -> None:
-    """No table (but the user's), no JSON log line and no cluster output holds a full cédula."""
-    stored = "\n".join(_decoded_rows())
-    logs = cluster.log_path.read_text() + cluster.output()
-    for number in numbers:
-        digits = number.strip()
-        if len(digits) < 4:
-            continue
-        assert digits not in stored, f"cédula ending {digits[-3:]} stored in a table"
-        assert digits not in logs, f"cédula ending {digits[-3:]} in the logs"
-
-
-def summary(name: str, infos: list[CedulaInfo], site: CensusSimulator, **extra: Any) -> None:
-    """One line of figures for the closing note (shown with ``-s``)."""
-    ages = sorted((i.finished_at - i.created_at).total_seconds() for i in infos if i.finished_at)
-    counted = Attempt.objects.exclude(outcome="deferred").count()
-    deferred = Attempt.objects.filter(outcome="deferred").count()
-    print(
-        f"\nFAULTS {name}: lookups={len(infos)} attempts={counted} deferred={deferred} "
-        f"consultas={len(site.consultas())} statuses={dict(Counter(i.status for i in infos))} "
-        f"time_to_final_max_s={ages[-1] if ages else None:.1f} "
-        + " ".join(f"{k}={v}" for k, v in extra.items())
-    )
 
 
 def test_blocking_spell_defers_and_everyone_finishes_right(
@@ -205,17 +102,6 @@ def test_backlog_redelivery_loses_no_answer_and_sends_once(
     summary("redelivery", infos, fresh_site, duplicate_deliveries=len(duplicates))
 
 
-def busy_workers(cluster: ClusterProcess) -> list[psutil.Process]:
-    """Worker processes whose title says they run a census lookup."""
-    assert cluster.process is not None
-    busy = []
-    for child in psutil.Process(cluster.process.pid).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if "processing census-lookup" in " ".join(child.cmdline()):
-                busy.append(child)
-    return busy
-
-
 def test_workers_killed_mid_request_leave_no_lookup_behind(
     qcluster: Any, fresh_site: CensusSimulator
 ) -> None:
@@ -226,7 +112,7 @@ def test_workers_killed_mid_request_leave_no_lookup_behind(
     kills = 0
     deadline = time.monotonic() + 300
     while kills < 3 and time.monotonic() < deadline:
-        busy = busy_workers(cluster)
+        busy = cluster.busy_workers()
         if busy and len(fresh_site.consultas()) >= 4 * (kills + 1):
             busy[0].send_signal(signal.SIGKILL)
             kills += 1
@@ -315,6 +201,6 @@ def test_poison_answers_and_hostile_cedulas_each_get_a_clear_outcome(
     names = Counter(e["event"] for e in cluster.events())
     assert names["sweep_failed"] == 0 and names["enqueue_failed"] == 0
     assert "Traceback" not in cluster.output()
-    canonical = [key for key in map(_canonical, POISON) if key]
-    assert_no_cedula_stored(canonical, cluster)
+    numbers = [digits for digits in map(canonical, POISON) if digits]
+    assert_no_cedula_stored(numbers, cluster)
     summary("poison", infos, fresh_site)

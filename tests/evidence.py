@@ -1,0 +1,106 @@
+"""Evidence of what really happened: the site's access log, the database and the JSON log.
+
+Shared by the fault-injection and scale-out suites, which compare all three.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import pickle
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+from census.cedula import InvalidCedula, normalize
+from census.models import Attempt, CedulaInfo
+from census.testing.simulator import CensusSimulator, cedula_key
+from tests.conftest import ClusterProcess
+
+FINAL_EVENTS = {"found", "not_found", "cancelled", "error"}
+
+
+def consultas_by_member(site: CensusSimulator) -> Counter[str]:
+    return Counter(record.cedula_key for record in site.consultas())
+
+
+def canonical(username: str) -> str | None:
+    try:
+        return normalize(username)
+    except InvalidCedula:
+        return None
+
+
+def key_of(username: str) -> str | None:
+    try:
+        normalize(username)
+    except InvalidCedula:
+        return None
+    return cedula_key(username)
+
+
+def assert_attempts_match_requests(site: CensusSimulator, infos: list[CedulaInfo]) -> None:
+    """Every attempt that says it sent a consulta matches one in the access log, and back."""
+    received = consultas_by_member(site)
+    for info in infos:
+        sent = Attempt.objects.filter(lookup=info, sent=True).count()
+        key = key_of(info.user.username)
+        requests = received.get(key, 0) if key else 0
+        assert requests == sent, (info.pk, info.user.username[-3:], requests, sent)
+    assert sum(received.values()) == Attempt.objects.filter(sent=True).count()
+
+
+def final_events(cluster: ClusterProcess) -> Counter[int]:
+    """How many times the JSON log says each lookup reached a final status."""
+    return Counter(
+        e["lookup_id"]
+        for e in cluster.events()
+        if e["event"] == "lookup_status_changed" and e.get("to_status") in FINAL_EVENTS
+    )
+
+
+def _decoded_rows() -> Iterator[str]:
+    """Every value of every table but the user table, Django-Q2's pickles decoded."""
+    user_model = get_user_model()
+    for model in apps.get_models():
+        if model is user_model:
+            continue  # the cédula is the username: by design, the one place it lives
+        for row in model.objects.all():
+            for field in model._meta.concrete_fields:
+                value = getattr(row, field.attname)
+                if isinstance(row, OrmQ) and field.name == "payload":
+                    value = SignedPackage.loads(value)
+                elif model._meta.db_table == "census_cache" and field.name == "value":
+                    with contextlib.suppress(Exception):
+                        value = pickle.loads(base64.b64decode(value))
+                yield repr(value)
+
+
+def assert_no_cedula_stored(numbers: list[str], cluster: ClusterProcess) -> None:
+    """No table (but the user's), no JSON log line and no cluster output holds a full cédula."""
+    stored = "\n".join(_decoded_rows())
+    logs = cluster.log_path.read_text() + cluster.output()
+    for number in numbers:
+        digits = number.strip()
+        if len(digits) < 4:
+            continue
+        assert digits not in stored, f"cédula ending {digits[-3:]} stored in a table"
+        assert digits not in logs, f"cédula ending {digits[-3:]} in the logs"
+
+
+def summary(name: str, infos: list[CedulaInfo], site: CensusSimulator, **extra: Any) -> None:
+    """One line of figures for the closing note (shown with ``-s``)."""
+    ages = sorted((i.finished_at - i.created_at).total_seconds() for i in infos if i.finished_at)
+    counted = Attempt.objects.exclude(outcome="deferred").count()
+    deferred = Attempt.objects.filter(outcome="deferred").count()
+    print(
+        f"\nFAULTS {name}: lookups={len(infos)} attempts={counted} deferred={deferred} "
+        f"consultas={len(site.consultas())} statuses={dict(Counter(i.status for i in infos))} "
+        f"time_to_final_max_s={ages[-1] if ages else None:.1f} "
+        + " ".join(f"{k}={v}" for k, v in extra.items())
+    )
