@@ -4,6 +4,9 @@ Environment variables (all optional):
 
 - ``PORTAL_VAR_DIR``: where the database and the log live (default ``<repo>/var``).
 - ``PORTAL_DB``: the SQLite file (default ``$PORTAL_VAR_DIR/portal.sqlite3``).
+- ``DATABASE_URL``: a database URL (``postgresql://user@host:5432/portal``) instead of SQLite.
+- ``REDIS_URL``: ``redis://host:6379/0`` for Django-Q2's broker and the shared cache instead
+  of the ORM broker and the database cache. Without both the portal stays embedded.
 - ``CENSUS_LOG_FILE``: the JSON log (default ``$PORTAL_VAR_DIR/census.log``).
 - ``PORTAL_LOG_CONSOLE_LEVEL``: console log level (default ``INFO``).
 - ``PORTAL_SECRET_KEY``: Django's ``SECRET_KEY``. Required, unless ``PORTAL_DEBUG`` or
@@ -122,29 +125,46 @@ TEMPLATES = [
     }
 ]
 
-# SQLite in WAL mode: the web server, the demo and every qcluster process share one file.
-# IMMEDIATE transactions take the write lock up front, so concurrent writers wait (timeout)
-# instead of failing with "database is locked" when a read turns into a write.
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": _env("PORTAL_DB") or str(VAR_DIR / "portal.sqlite3"),
-        "OPTIONS": {
-            "timeout": 30,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
+# The embedded default: SQLite in WAL mode, which the web server, the demo and every qcluster
+# process share. IMMEDIATE transactions take the write lock up front, so concurrent writers
+# wait (timeout) instead of failing with "database is locked" when a read turns into a write.
+# DATABASE_URL (e.g. postgresql://portal@db-host/portal; the ``postgres`` extra) replaces it.
+if _env("DATABASE_URL"):
+    import dj_database_url
+
+    DATABASES = {"default": dj_database_url.parse(_env("DATABASE_URL"), conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _env("PORTAL_DB") or str(VAR_DIR / "portal.sqlite3"),
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
     }
-}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # A cache every process shares: qinfo/qmonitor read the cluster's status from it, and the
-# census scheduler tick is claimed through it (``manage.py createcachetable``).
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "census_cache",
+# census scheduler tick is claimed through it. REDIS_URL (the ``redis`` extra) puts it, and
+# Django-Q2's broker, on Redis; else the database cache (``manage.py createcachetable``).
+REDIS_URL = _env("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "census-portal",
+        }
     }
-}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "census_cache",
+        }
+    }
 
 AUTH_USER_MODEL = "portal.Member"
 AUTH_PASSWORD_VALIDATORS = [
@@ -207,7 +227,6 @@ _CENSUS_TASK_TIMEOUT = int(CENSUS_SCRAPE_TIMEOUT) + TASK_TIMEOUT_MARGIN
 _Q_WORKERS = int(_env("PORTAL_Q_WORKERS") or 2)
 Q_CLUSTER = {
     "name": "census-portal",
-    "orm": "default",
     "workers": _Q_WORKERS,
     # Prefetch one task per worker: the ORM broker's retry clock starts at the prefetch.
     "queue_limit": _Q_WORKERS,
@@ -223,6 +242,12 @@ Q_CLUSTER = {
     "save_limit": 0,
     "label": "Django Q2",
 }
+if REDIS_URL:
+    # Django-Q2's own recommendation for production: the Redis broker.
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    # Queued lookups persist in the database until a cluster runs them.
+    Q_CLUSTER["orm"] = "default"
 
 # -- logging ----------------------------------------------------------------------------------
 LOG_FILE = Path(_env("CENSUS_LOG_FILE") or VAR_DIR / "census.log")
