@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from census import pipeline
@@ -19,7 +20,18 @@ class AttemptInline(admin.TabularInline):
     model = Attempt
     extra = 0
     can_delete = False
-    fields = ("number", "outcome", "due_at", "started_at", "finished_at", "duration_ms", "error")
+    fields = (
+        "number",
+        "outcome",
+        "sent",
+        "due_at",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "error",
+        "error_class",
+        "crash_traceback",
+    )
     readonly_fields = fields
     ordering = ("number",)
 
@@ -28,6 +40,13 @@ class AttemptInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description=_("traza"))
+    def crash_traceback(self, attempt: Attempt) -> str:
+        """The crash's traceback (already scrubbed and bounded), preformatted."""
+        if not attempt.traceback:
+            return ""
+        return format_html("<pre style='white-space: pre-wrap'>{}</pre>", attempt.traceback)
 
 
 @admin.register(CedulaInfo)

@@ -12,6 +12,8 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
 
+from census.scraper.base import SITE_URL, ScraperConfig
+
 #: Every setting the app reads, with its default. The README's settings table mirrors this.
 DEFAULTS: dict[str, Any] = {
     # User attribute that holds the cédula (the portal uses the cédula as username).
@@ -25,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     # Dotted path of callable(user) -> bool deciding who may request a manual refresh.
     "CENSUS_IS_LEADER": "census.permissions.is_leader",
     # The census lookup page; its JSON endpoints live on the same origin.
-    "CENSUS_SITE_URL": "https://consultacenso.registraduria.gov.co/consultar/",
+    "CENSUS_SITE_URL": SITE_URL,
     # Chromium binary; None picks Playwright's own Chromium, else /usr/bin/chromium.
     "CENSUS_BROWSER_EXECUTABLE": None,
     # Seconds one lookup may take in the browser; kept below the Django-Q2 task timeout.
@@ -122,6 +124,16 @@ class CensusSettings:
     @property
     def scheduler_tick(self) -> float:
         return float(self._get("CENSUS_SCHEDULER_TICK") or 0)
+
+    def scraper_config(self) -> ScraperConfig:
+        """The frozen config the pipeline hands the scraper (it reads no settings itself)."""
+        return ScraperConfig(
+            site_url=self.site_url,
+            timeout=self.scrape_timeout,
+            executable=self.browser_executable,
+            solver_path=self.captcha_solver_path,
+            max_retry_after=self.max_retry_after_seconds,
+        )
 
     @property
     def raw_response_limit(self) -> int:

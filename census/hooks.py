@@ -12,6 +12,7 @@ import structlog
 from django_q.models import Task
 
 from census import events
+from census.events import Event
 from census.pipeline import conclude_attempt, record_failure
 
 
@@ -20,7 +21,7 @@ def attempt_finished(task: Task) -> None:
     try:
         lookup_id, attempt = (int(arg) for arg in task.args)
     except (TypeError, ValueError):
-        events.warning(events.ATTEMPT_IGNORED, reason="task arguments are not (lookup, attempt)")
+        events.emit(Event.ATTEMPT_IGNORED, reason="task arguments are not (lookup, attempt)")
         return
     structlog.contextvars.bind_contextvars(lookup_id=lookup_id, attempt=attempt)
     try:

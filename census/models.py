@@ -112,6 +112,10 @@ class Attempt(models.Model):
     answer = models.JSONField(_("respuesta"), default=dict, blank=True)
     #: Seconds the site (or the closed gate) asked to wait, clamped.
     retry_after = models.FloatField(_("esperar (s)"), null=True, blank=True)
+    #: A crash (a bug, not a site failure): the exception's class and its traceback,
+    #: scrubbed of the cédula and bounded.
+    error_class = models.CharField(_("clase del error"), max_length=200, blank=True)
+    traceback = models.TextField(_("traza"), blank=True)
 
     class Meta:
         verbose_name = _("intento")

@@ -18,6 +18,7 @@ delivery of the same task finds it claimed and does nothing.
 from __future__ import annotations
 
 import time
+import traceback
 from contextvars import ContextVar
 from dataclasses import asdict
 from datetime import timedelta
@@ -28,16 +29,18 @@ import structlog
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
-from census import events, policy
+from census import events, logs, policy
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
+from census.events import Event
 from census.gate import clamp_seconds
 from census.models import Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
 from census.queue import GROUP, HOOK, TASK_FUNC, enqueue_attempt, schedule_attempt, task_name
 from census.ratelimit import RateGate, policy_from_settings
-from census.scraper import LookupResult, get_scraper
+from census.scraper import LookupResult, Scraper
 from census.transitions import TransitionRefused, locked, log_created, transition
 
 __all__ = [
@@ -61,6 +64,8 @@ current_task_id: ContextVar[str] = ContextVar("census_current_task_id", default=
 
 #: Characters of error text kept on an attempt row (its column's length).
 ERROR_CHARS = 500
+#: Characters of a crash's traceback kept on an attempt row.
+TRACEBACK_CHARS = 8000
 
 
 class ScraperCrashed(RuntimeError):
@@ -89,7 +94,7 @@ def queue_now(lookup_id: int, attempt: int) -> bool:
     try:
         enqueue_attempt(lookup_id, attempt)
     except Exception:
-        events.exception(events.ENQUEUE_FAILED, lookup_id=lookup_id, attempt=attempt)
+        events.emit(Event.ENQUEUE_FAILED, lookup_id=lookup_id, attempt=attempt)
         return False
     return True
 
@@ -116,10 +121,13 @@ def _run_attempt(lookup_id: int, attempt: int, task_id: str) -> dict[str, Any]:
     started = time.monotonic()
     try:
         result = _lookup(raw_cedula, ticketed)
-    except Exception as exc:  # the scraper contract says never; a crash is still retried
+    except Exception as exc:  # a bug, not a site failure: kept as data, logged, retried
         detail = scrub(f"{type(exc).__name__}: {exc}", raw_cedula)
         crashed = LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
         _write_report(lookup_id, attempt, task_id, crashed, raw_cedula, started)
+        _store_crash(lookup_id, attempt, task_id, exc, raw_cedula)
+        with logs.scrubbing(raw_cedula):
+            events.emit(Event.ATTEMPT_CRASHED, error_class=_class_path(exc))
         raise ScraperCrashed(detail[:ERROR_CHARS]) from None  # the cause may echo the cédula
     _write_report(lookup_id, attempt, task_id, result, raw_cedula, started)
     return {**summary, "outcome": result.outcome.value}
@@ -132,16 +140,16 @@ def _claim(lookup_id: int, attempt: int, task_id: str) -> tuple[str, bool] | Non
     """
     with locked(lookup_id) as info:
         if info is None:
-            events.info(events.ATTEMPT_IGNORED, reason="lookup_deleted")
+            events.emit(Event.ATTEMPT_IGNORED, reason="lookup_deleted")
             return None
         row = Attempt.objects.filter(lookup=info, number=attempt).first()
         if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
-            events.info(events.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
+            events.emit(Event.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
             return None
         try:
             transition(info, Status.SCRAPING, attempt=attempt)
         except TransitionRefused as refused:
-            events.info(events.ATTEMPT_IGNORED, reason=str(refused), status=info.status)
+            events.emit(Event.ATTEMPT_IGNORED, reason=str(refused), status=info.status)
             return None
         previous = (
             Attempt.objects.filter(lookup=info, number__lt=attempt).order_by("-number").first()
@@ -162,7 +170,7 @@ def _claim(lookup_id: int, attempt: int, task_id: str) -> tuple[str, bool] | Non
             },
         )
         raw_text = _raw_cedula(info)
-    events.info(events.ATTEMPT_STARTED, user_id=info.user_id, cedula=mask(raw_text))
+    events.emit(Event.ATTEMPT_STARTED, user_id=info.user_id, cedula=mask(raw_text))
     return raw_text, ticketed
 
 
@@ -180,7 +188,10 @@ def _lookup(raw_cedula: str, ticketed: bool) -> LookupResult:
     except InvalidCedula as invalid:
         return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
     gate = RateGate(policy=policy_from_settings(), ticketed=ticketed)
-    return get_scraper(gate=gate).lookup(cedula)
+    scraper: Scraper = import_string(settings.scraper_path)(
+        gate=gate, config=settings.scraper_config()
+    )
+    return scraper.lookup(cedula)
 
 
 def _write_report(
@@ -214,11 +225,27 @@ def _write_report(
         answer={key: scrub(str(value), raw_cedula)[:200] for key, value in answer.items()},
         retry_after=retry_after,
     )
-    events.info(
-        events.ATTEMPT_FINISHED,
+    events.emit(
+        Event.ATTEMPT_FINISHED,
         outcome=outcome.value,
         duration_ms=duration_ms,
         retriable=outcome.retriable,
+    )
+
+
+def _class_path(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def _store_crash(
+    lookup_id: int, attempt: int, task_id: str, exc: BaseException, raw_cedula: str
+) -> None:
+    """The exception's class and its scrubbed, bounded traceback on the attempt row."""
+    text = scrub("".join(traceback.format_exception(exc)), raw_cedula)
+    if len(text) > TRACEBACK_CHARS:  # keep the end: the innermost frames and the message
+        text = "…" + text[-(TRACEBACK_CHARS - 1) :]
+    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id).update(
+        error_class=_class_path(exc)[:200], traceback=text
     )
 
 
@@ -250,8 +277,8 @@ def conclude_attempt(lookup_id: int, attempt: int, *, task_id: str | None = None
         row = Attempt.objects.filter(lookup_id=lookup_id, number=attempt).first()
         refused = _not_concludable(info, row, attempt, task_id)
         if refused:
-            events.info(
-                events.ATTEMPT_IGNORED,
+            events.emit(
+                Event.ATTEMPT_IGNORED,
                 lookup_id=lookup_id,
                 attempt=attempt,
                 reason=refused,
@@ -333,8 +360,8 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> None:
     )
     transaction.on_commit(
         partial(
-            events.info,
-            events.ATTEMPT_DEFERRED,
+            events.emit,
+            Event.ATTEMPT_DEFERRED,
             lookup_id=info.pk,
             attempt=row.number,
             until=due.isoformat(),
@@ -418,12 +445,12 @@ def request_refresh(info: CedulaInfo, *, requested_by: Any) -> bool:
     """
     requester_id = getattr(requested_by, "pk", None)
     if not settings.is_leader(requested_by):
-        events.warning(events.REFRESH_DENIED, lookup_id=info.pk, requested_by=requester_id)
+        events.emit(Event.REFRESH_DENIED, lookup_id=info.pk, requested_by=requester_id)
         raise PermissionDenied("only leaders may request a new census lookup")
     with locked(info.pk) as current:
         if current is None or not current.current_status.is_final:
-            events.info(
-                events.REFRESH_SKIPPED,
+            events.emit(
+                Event.REFRESH_SKIPPED,
                 lookup_id=info.pk,
                 requested_by=requester_id,
                 status=current.status if current else None,
@@ -443,8 +470,8 @@ def request_refresh(info: CedulaInfo, *, requested_by: Any) -> bool:
             log={"requested_by": requester_id},
         )
         transaction.on_commit(partial(queue_now, current.pk, current.attempt), robust=True)
-    events.info(
-        events.REFRESH_REQUESTED,
+    events.emit(
+        Event.REFRESH_REQUESTED,
         lookup_id=info.pk,
         requested_by=requester_id,
         attempt=current.attempt,

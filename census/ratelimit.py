@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from census import events, gate
 from census.conf import settings
+from census.events import Event
 from census.gate import Admission, Closed, GatePolicy, GateState, Slot
 from census.models import RateGate as RateGateRow
 
@@ -100,7 +101,7 @@ class RateGate:
 
         admission = self._update(change)
         if isinstance(admission, Slot) and admission.probe:
-            events.info(events.BREAKER_PROBE, gate=self.name, at=admission.at.isoformat())
+            events.emit(Event.BREAKER_PROBE, gate=self.name, at=admission.at.isoformat())
         return admission
 
     def wait_turn(
@@ -154,15 +155,15 @@ class RateGate:
         what = changed[-1] if changed else None
         if what == "opened" and after.breaker_until is not None:
             pause = (after.breaker_until - timezone.now()).total_seconds()
-            events.warning(
-                events.BREAKER_OPENED,
+            events.emit(
+                Event.BREAKER_OPENED,
                 gate=self.name,
                 pause_s=round(pause, 3),
                 consecutive_blocks=after.consecutive_blocks,
                 until=after.breaker_until.isoformat(),
             )
         elif what == "closed":
-            events.info(events.BREAKER_CLOSED, gate=self.name)
+            events.emit(Event.BREAKER_CLOSED, gate=self.name)
 
     # -- the pipeline's side ------------------------------------------------------------------
 

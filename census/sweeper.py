@@ -25,6 +25,7 @@ from django_q.models import Task
 
 from census import events, queue
 from census.conf import settings
+from census.events import Event
 from census.models import Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
 from census.pipeline import conclude_attempt, queue_now, record_failure
@@ -92,7 +93,7 @@ def _each(items: Iterable[tuple[int, int]], handle: Callable[[int, int], bool]) 
         try:
             moved += bool(handle(lookup_id, attempt))
         except Exception:
-            events.exception(events.SWEEP_FAILED, lookup_id=lookup_id, attempt=attempt)
+            events.emit(Event.SWEEP_FAILED, lookup_id=lookup_id, attempt=attempt)
     return moved
 
 
@@ -107,14 +108,14 @@ def _conclude_lost(lookup_id: int, attempt: int) -> bool:
         if task is not None and not task.success:
             record_failure(lookup_id, attempt, row.task_id, str(task.result or "task failed"))
         else:
-            events.warning(events.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt)
+            events.emit(Event.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt)
             Attempt.objects.filter(pk=row.pk, outcome="").update(
                 outcome=Outcome.LOST.value,
                 finished_at=timezone.now(),
                 error="the attempt never reported back (worker stopped?)",
             )
     elif row is None:
-        events.warning(events.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt)
+        events.emit(Event.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt)
         Attempt.objects.create(
             lookup_id=lookup_id,
             number=attempt,
@@ -134,5 +135,5 @@ def _resume(lookup_id: int, attempt: int, waiting: set[str]) -> bool:
         if info.status not in (Status.PENDING, Status.RETRYING):
             return False
         status = info.status
-    events.warning(events.LOOKUP_RESUMED, lookup_id=lookup_id, attempt=attempt, status=status)
+    events.emit(Event.LOOKUP_RESUMED, lookup_id=lookup_id, attempt=attempt, status=status)
     return queue_now(lookup_id, attempt)

@@ -16,14 +16,14 @@ import threading
 import time
 from typing import Any
 
-import structlog
 from django.core.cache import cache
 from django.db import close_old_connections
 from django_q.scheduler import scheduler
 from django_q.signals import post_spawn
 
-from census import sweeper
+from census import events, sweeper
 from census.conf import settings
+from census.events import Event
 
 #: Seconds between full sweeps (stuck and stalled lookups; the stalled pass reads the queue).
 SWEEP_EVERY = 30.0
@@ -32,8 +32,6 @@ REPORTED_EVERY = 5.0
 _TICK_KEY = "census:scheduler-tick"
 _SWEEP_KEY = "census:sweep"
 _REPORTED_KEY = "census:sweep-reported"
-
-log = structlog.get_logger("census.ticker")
 
 
 def _claim(key: str, seconds: float) -> bool:
@@ -65,7 +63,7 @@ def _run(interval: float) -> None:
         try:
             tick()
         except Exception:
-            log.exception("scheduler_tick_failed")
+            events.emit(Event.SCHEDULER_TICK_FAILED)
         finally:
             close_old_connections()
         time.sleep(max(interval - (time.monotonic() - started), 0.05))

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from census import events
+from census.events import Event
 from census.models import FINAL_STATUSES, CedulaInfo, Status
 
 #: Allowed moves. A final status goes back to PENDING only through a leader's refresh.
@@ -69,8 +70,8 @@ def transition(
     info.save(update_fields=list(changes))
     transaction.on_commit(
         partial(
-            events.info,
-            events.LOOKUP_STATUS_CHANGED,
+            events.emit,
+            Event.LOOKUP_STATUS_CHANGED,
             lookup_id=info.pk,
             user_id=info.user_id,
             attempt=info.attempt,
@@ -85,8 +86,8 @@ def transition(
 
 def log_created(info: CedulaInfo) -> None:
     """The event for a lookup's birth in PENDING (called after the registration commits)."""
-    events.info(
-        events.LOOKUP_STATUS_CHANGED,
+    events.emit(
+        Event.LOOKUP_STATUS_CHANGED,
         lookup_id=info.pk,
         user_id=info.user_id,
         attempt=info.attempt,

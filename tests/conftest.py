@@ -148,7 +148,7 @@ def wait_until_final(
 @pytest.fixture(autouse=True)
 def _fresh_script() -> None:
     """The fake scraper's in-process script positions start from zero in every test."""
-    from census.scraper import fake
+    from census.testing import fake
 
     fake.reset()
 

@@ -135,7 +135,7 @@ if ON_REDIS:
 else:
     Q_CLUSTER["orm"] = "default"
 
-CENSUS_SCRAPER = os.environ.get("CENSUS_SCRAPER", "census.scraper.fake.FakeScraper")
+CENSUS_SCRAPER = os.environ.get("CENSUS_SCRAPER", "census.testing.fake.FakeScraper")
 CENSUS_RETRY_DELAYS = [float(d) for d in os.environ.get("CENSUS_RETRY_DELAYS", "2,3,4").split(",")]
 CENSUS_RATE_LIMIT_SECONDS = float(os.environ.get("CENSUS_RATE_LIMIT_SECONDS", "0"))
 CENSUS_SCRAPE_TIMEOUT = float(os.environ.get("CENSUS_SCRAPE_TIMEOUT", "10"))
@@ -170,11 +170,14 @@ LOGGING = {
 if os.environ.get("CENSUS_JSON_LOG"):
     import structlog
 
+    from census.logs import scrub_cedula
+
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            scrub_cedula,
             structlog.processors.JSONRenderer(),
         ],
         logger_factory=structlog.WriteLoggerFactory(

@@ -1,18 +1,65 @@
-"""census.events: the documented event table and the code agree."""
+"""census.events: one vocabulary; the documented table, the enum and the code agree."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pytest
+import structlog
+
 from census import events
+from census.events import Event
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+#: A logging call whose first argument is a string literal: what an event emitted past the
+#: enum would look like.
+_LITERAL_EVENT = re.compile(
+    r"\.(?:debug|info|warning|error|exception|critical|msg)\(\s*[\"'][a-z]+(?:_[a-z]+)+[\"']"
+)
 
 
-def test_readme_event_table_lists_every_event() -> None:
-    """Each event name in census.events has a row in the README's table, and no other row."""
+def readme_table() -> dict[str, str]:
     text = README.read_text()
     table = text[text.index("## Events") :].split("\n## ", 1)[0]
-    documented = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE)
-    assert sorted(documented) == sorted(events.ALL)
+    return dict(re.findall(r"^\| `([a-z_]+)` \| (\w+) \|", table, flags=re.MULTILINE))
+
+
+def test_readme_event_table_lists_every_event_with_its_level() -> None:
+    """Each Event member has a README row with its level, and there is no other row."""
+    assert readme_table() == {event.value: event.level for event in Event}
+
+
+def test_no_event_is_emitted_past_the_enum() -> None:
+    """No module of census/ logs an event named by a string literal instead of an Event."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in (ROOT / "census").rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if _LITERAL_EVENT.search(line)
+    ]
+    assert offenders == []
+
+
+def test_only_the_events_module_holds_a_logger() -> None:
+    """Every emission goes through census.events (no private structlog loggers)."""
+    holders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "census").rglob("*.py")
+        if "get_logger(" in path.read_text() and path.name != "events.py"
+    ]
+    assert holders == []
+
+
+@pytest.mark.parametrize("event", list(Event))
+def test_emit_logs_at_the_event_level(event: Event) -> None:
+    """emit() uses each event's level; error events carry the exception being handled."""
+    with structlog.testing.capture_logs() as logs:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            events.emit(event, lookup_id=1)
+    [entry] = logs
+    assert entry["event"] == event.value and entry["log_level"] == event.level
+    assert ("exc_info" in entry) == (event.level == "error")

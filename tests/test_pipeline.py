@@ -16,9 +16,10 @@ from django.utils import timezone
 from django_q.models import Schedule, Task
 from structlog.testing import capture_logs
 
-from census import events, hooks, pipeline
+from census import hooks, pipeline
+from census.events import Event
 from census.models import Attempt, CedulaInfo, Status
-from census.scraper import fake
+from census.testing import fake
 from tests import factories
 from tests.driving import clear_queue, drive, queued, run_and_hook
 
@@ -173,7 +174,7 @@ def test_duplicate_hook_changes_nothing(
     info.refresh_from_db()
     assert (info.status, info.attempt, info.retry_count) == (Status.RETRYING, 2, 1)
     assert Schedule.objects.count() == 1
-    assert [e["event"] for e in logs] == [events.ATTEMPT_IGNORED]
+    assert [e["event"] for e in logs] == [Event.ATTEMPT_IGNORED]
 
 
 def test_stale_attempt_does_not_run(
@@ -220,7 +221,7 @@ def test_events_mask_the_cedula(new_lookup: Any, django_capture_on_commit_callba
         drive(info, django_capture_on_commit_callbacks)
     number = info.user.username
     assert number not in repr(logs)
-    started = [e for e in logs if e["event"] == events.ATTEMPT_STARTED]
+    started = [e for e in logs if e["event"] == Event.ATTEMPT_STARTED]
     assert started and started[0]["cedula"] == "*******" + number[-3:]
 
 
@@ -242,7 +243,7 @@ def test_leader_refresh_starts_a_fresh_budget(
     info.refresh_from_db()
     assert (info.status, info.retry_count, info.attempt) == (Status.PENDING, 0, 4)
     assert [p["args"] for p in queued()] == [(info.pk, 4)]
-    assert events.REFRESH_REQUESTED in [e["event"] for e in logs]
+    assert Event.REFRESH_REQUESTED in [e["event"] for e in logs]
     info = drive(info, django_capture_on_commit_callbacks)
     assert info.status == Status.FOUND and info.raw_response == ""
 
@@ -267,7 +268,7 @@ def test_non_leader_refresh_is_denied_and_logged(
     clear_queue()
     with capture_logs() as logs, pytest.raises(PermissionDenied):
         pipeline.request_refresh(info, requested_by=member)
-    assert [e["event"] for e in logs] == [events.REFRESH_DENIED]
+    assert [e["event"] for e in logs] == [Event.REFRESH_DENIED]
     assert queued() == []
     info.refresh_from_db()
     assert info.status == Status.FOUND
@@ -280,7 +281,7 @@ def test_refresh_in_flight_is_refused(new_lookup: Any) -> None:
     with capture_logs() as logs:
         assert pipeline.request_refresh(info, requested_by=leader) is False
     assert [p["args"] for p in queued()] == [(info.pk, 1)]
-    assert [e["event"] for e in logs] == [events.REFRESH_SKIPPED]
+    assert [e["event"] for e in logs] == [Event.REFRESH_SKIPPED]
 
 
 def test_lost_attempt_is_swept_and_retried(
@@ -318,7 +319,7 @@ def test_retry_whose_task_failed_before_claiming_is_queued_again(
     with capture_logs() as logs:
         assert sweeper.sweep() == 1
     assert [p["args"] for p in queued()] == [(info.pk, 2)]
-    assert [e["event"] for e in logs] == [events.LOOKUP_RESUMED]
+    assert [e["event"] for e in logs] == [Event.LOOKUP_RESUMED]
     assert sweeper.sweep() == 0  # its task is queued now: nothing more to do
     info = drive(info, django_capture_on_commit_callbacks)
     assert info.status == Status.FOUND

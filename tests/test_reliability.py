@@ -15,10 +15,12 @@ from django.utils import timezone
 from django_q.models import Schedule, Task
 from structlog.testing import capture_logs
 
-from census import events, hooks, pipeline, sweeper
+from census import hooks, pipeline, sweeper
+from census.events import Event
 from census.models import Attempt, CedulaInfo, RateGate, Status
 from census.outcomes import Outcome
-from census.scraper import LookupResult, Place, fake
+from census.scraper import LookupResult, Place
+from census.testing import fake
 from tests import factories
 from tests.driving import clear_queue, drive, queued, run_and_hook
 
@@ -71,7 +73,7 @@ def test_a_block_defers_the_next_lookup_without_spending_its_attempt(
     row = Attempt.objects.get(lookup=other, number=1)
     assert (row.outcome, row.sent) == (Outcome.DEFERRED, False)
     assert fake._memory_counts.get(other.user.username) is None  # no step used: nothing sent
-    deferred = [e for e in logs if e["event"] == events.ATTEMPT_DEFERRED]
+    deferred = [e for e in logs if e["event"] == Event.ATTEMPT_DEFERRED]
     assert len(deferred) == 1 and deferred[0]["reason"] == "breaker_open"
     assert Schedule.objects.filter(name=pipeline.task_name(other.pk, 2)).exists()
 
@@ -100,7 +102,7 @@ def test_deferred_lookup_comes_back_as_the_probe_and_finishes(
         other = drive(other, django_capture_on_commit_callbacks)
     assert other.status == Status.FOUND and other.retry_count == 0
     names = [e["event"] for e in logs]
-    assert events.BREAKER_PROBE in names and events.BREAKER_CLOSED in names
+    assert Event.BREAKER_PROBE in names and Event.BREAKER_CLOSED in names
     assert RateGate.objects.get().breaker_until is None
 
 
@@ -205,7 +207,7 @@ def test_pending_lookup_whose_task_vanished_is_resumed(
     with capture_logs() as logs:
         assert sweeper.sweep_stalled(later(sweeper.stalled_after() + 1)) == 1
     assert [p["args"] for p in queued()] == [(info.pk, 1)]
-    assert logs[0]["event"] == events.LOOKUP_RESUMED and logs[0]["status"] == "pending"
+    assert logs[0]["event"] == Event.LOOKUP_RESUMED and logs[0]["status"] == "pending"
     info = drive(info, django_capture_on_commit_callbacks)
     assert info.status == Status.FOUND
 
@@ -223,7 +225,7 @@ def test_enqueue_failing_at_commit_keeps_the_registration(
         user = factories.member()
     info = CedulaInfo.objects.get(user=user)
     assert info.status == Status.PENDING
-    failed = [e for e in logs if e["event"] == events.ENQUEUE_FAILED]
+    failed = [e for e in logs if e["event"] == Event.ENQUEUE_FAILED]
     assert len(failed) == 1 and failed[0]["log_level"] == "error"
     monkeypatch.undo()
     assert sweeper.sweep_stalled(later(sweeper.stalled_after() + 1)) == 1
@@ -247,7 +249,7 @@ def test_one_poisoned_lookup_does_not_stop_the_sweep(
     with capture_logs() as logs:
         assert sweeper.sweep_stalled(later(sweeper.stalled_after() + 1)) == 1
     assert [p["args"] for p in queued()] == [(second.pk, 1)]
-    failed = [e for e in logs if e["event"] == events.SWEEP_FAILED]
+    failed = [e for e in logs if e["event"] == Event.SWEEP_FAILED]
     assert [e["lookup_id"] for e in failed] == [first.pk] and failed[0]["exc_info"] is True
 
 
@@ -299,3 +301,73 @@ def test_over_long_fields_are_cut_to_their_columns(
     for name in ("departamento", "municipio", "puesto", "direccion", "mesa"):
         limit = CedulaInfo._meta.get_field(name).max_length
         assert getattr(info, name) == "x" * limit
+
+
+# -- failures as data -------------------------------------------------------------------------
+
+
+class BuggyScraper:
+    """A parser bug: a KeyError whose message is the cédula itself."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    def lookup(self, cedula: str) -> LookupResult:
+        return self._parse({"nuip": cedula}, cedula)
+
+    @staticmethod
+    def _parse(answer: dict[str, str], cedula: str) -> LookupResult:
+        return LookupResult(outcome=Outcome(answer[cedula]))
+
+
+def test_a_crash_keeps_its_traceback_once_in_the_log_and_on_the_attempt(
+    settings: Any,
+    new_lookup: Any,
+    django_capture_on_commit_callbacks: Any,
+    admin_client: Any,
+) -> None:
+    """An unexpected KeyError: logged once with its traceback, stored, shown; cédula masked."""
+    import io
+    import json
+
+    import structlog
+    from django.urls import reverse
+
+    from census.logs import scrub_cedula
+
+    settings.CENSUS_SCRAPER = "tests.test_reliability.BuggyScraper"
+    info = new_lookup()
+    number = info.user.username
+    out = io.StringIO()
+    previous = structlog.get_config()
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            scrub_cedula,
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+    )
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            task = run_and_hook(info.pk, 1)
+    finally:
+        structlog.configure(**previous)
+    assert task.success is False and number not in task.result
+
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    crashed = [e for e in lines if e["event"] == "attempt_crashed"]
+    assert len(crashed) == 1
+    assert crashed[0]["error_class"] == "builtins.KeyError"
+    assert "Traceback" in crashed[0]["exception"] and "_parse" in crashed[0]["exception"]
+    assert number not in out.getvalue()
+
+    row = Attempt.objects.get(lookup=info, number=1)
+    assert (row.outcome, row.error_class) == ("task_failed", "builtins.KeyError")
+    assert "in _parse" in row.traceback and "KeyError" in row.traceback
+    assert number not in row.traceback and "*******" + number[-3:] in row.traceback
+    info.refresh_from_db()
+    assert info.status == Status.RETRYING  # a bug is retried like any task failure
+
+    page = admin_client.get(reverse("admin:census_cedulainfo_change", args=[info.pk]))
+    assert "in _parse" in page.content.decode()  # the attempt inline shows the traceback

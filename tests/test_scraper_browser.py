@@ -23,6 +23,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import override_settings
 
+from census.conf import settings as census_settings
 from census.gate import OpenGate
 from census.models import RateGate as RateGateRow
 from census.outcomes import Outcome
@@ -138,7 +139,8 @@ def _lookup(cedula: str, **scraper: object) -> tuple[LookupResult, ProcessWatch]
     watch = ProcessWatch()
     try:
         with watch:
-            result = PlaywrightScraper(gate=OpenGate(), **scraper).lookup(cedula)  # type: ignore[arg-type]
+            config = census_settings.scraper_config()  # the settings as the test overrides them
+            result = PlaywrightScraper(gate=OpenGate(), config=config, **scraper).lookup(cedula)  # type: ignore[arg-type]
         assert watch.saw_browser(), watch.commands
         assert watch.leftovers() == []
         assert watch.profiles_left() == []
@@ -279,7 +281,9 @@ def test_stuck_browser_is_killed(site: CensusSimulator, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("cedula", ["12", "abc", "12345678901", "", "1.2", "10 00 00 000 01"])
 def test_invalid_cedulas_are_never_sent(site: CensusSimulator, cedula: str) -> None:
-    result = PlaywrightScraper(gate=OpenGate()).lookup(cedula)
+    result = PlaywrightScraper(gate=OpenGate(), config=census_settings.scraper_config()).lookup(
+        cedula
+    )
     assert result.outcome is Outcome.INVALID_CEDULA
     assert "3 to 10 digits" in result.detail
     assert site.access_log == []
@@ -291,7 +295,9 @@ def test_invalid_cedulas_are_never_sent(site: CensusSimulator, cedula: str) -> N
 @pytest.mark.django_db(transaction=True)
 def test_retry_after_holds_the_next_request_back(site: CensusSimulator) -> None:
     """A 429's Retry-After opens the breaker: the next lookup is deferred, then probes."""
-    scraper = PlaywrightScraper(gate=RateGate(interval=0.5))
+    scraper = PlaywrightScraper(
+        gate=RateGate(interval=0.5), config=census_settings.scraper_config()
+    )
     blocked = scraper.lookup("4200000003")
     assert blocked.outcome is Outcome.BLOCKED and blocked.retry_after == RETRY_AFTER
     assert RateGateRow.objects.get(name="census").breaker_until is not None
@@ -311,11 +317,14 @@ _WORKER = r"""
 import json, sys, time
 import django
 django.setup()
+from census.conf import settings
 from census.gate import OpenGate
+from census.ratelimit import RateGate
 from census.scraper.playwright import PlaywrightScraper
 mode, cedulas = sys.argv[1], sys.argv[2:]
+config = settings.scraper_config()
 if mode == "turns":
-    scraper = PlaywrightScraper()
+    scraper = PlaywrightScraper(gate=RateGate(), config=config)
     for cedula in cedulas:
         result = scraper.lookup(cedula)
         print("RESULT " + json.dumps([result.outcome.value, result.detail]), flush=True)
@@ -324,7 +333,7 @@ else:
     from django_q.timeout import TimeoutHandler
     try:
         with TimeoutHandler(600):  # Django-Q2's own task timeout handler (SIGALRM)
-            PlaywrightScraper(gate=OpenGate()).lookup(cedulas[0])
+            PlaywrightScraper(gate=OpenGate(), config=config).lookup(cedulas[0])
         print("FINISHED", flush=True)
     except TimeoutException:
         print("INTERRUPTED", flush=True)

@@ -104,7 +104,8 @@ class LateClosedGate(RecordingGate):
 def test_a_submit_held_at_the_gate_past_its_deadline_is_deferred(census_site: Any) -> None:
     """The consulta waits at the gate past the lookup's deadline: deferred, nothing sent."""
     gate = LateClosedGate()
-    config = ScraperConfig(site_url=census_site.url, timeout=12)
+    # Long enough for a loaded machine to reach the submit, where the gate holds it.
+    config = ScraperConfig(site_url=census_site.url, timeout=30)
     result = PlaywrightScraper(gate=gate, config=config).lookup("1000000002")
     assert result.outcome is Outcome.DEFERRED, result.detail
     assert result.meta["sent"] is False

@@ -46,8 +46,33 @@ class LookupResult:
         return replace(self, detail=detail)
 
 
+#: The real site's lookup page (``CENSUS_SITE_URL``'s default).
+SITE_URL = "https://consultacenso.registraduria.gov.co/consultar/"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScraperConfig:
+    """What one lookup needs from the settings: read by the caller, frozen, handed over."""
+
+    site_url: str = SITE_URL
+    #: Seconds the whole lookup may take.
+    timeout: float = 90.0
+    #: Chromium binary; None picks Playwright's own build, else /usr/bin/chromium.
+    executable: str | None = None
+    #: Dotted path of ``callable(site_key, page_url) -> token | None``.
+    solver_path: str | None = None
+    headless: bool = True
+    #: Longest wait a Retry-After may ask for, whatever its form.
+    max_retry_after: float = 3600.0
+
+
 @runtime_checkable
 class Scraper(Protocol):
-    """Looks up one normalised cédula (digits only, already validated)."""
+    """Looks up one normalised cédula (digits only, already validated).
+
+    Built by the pipeline as ``ScraperClass(gate=..., config=...)``. Site failures are
+    outcomes; an unexpected exception is a bug, raised with its traceback (the pipeline
+    stores it on the attempt and retries).
+    """
 
     def lookup(self, cedula: str) -> LookupResult: ...

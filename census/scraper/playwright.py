@@ -16,6 +16,7 @@ thread) keeps a working ORM, and no browser or driver outlives its lookup:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import signal
@@ -23,14 +24,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import structlog
-from django.db import transaction
-from django.utils import timezone
-from django.utils.module_loading import import_string
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -44,11 +41,12 @@ from playwright.sync_api import (
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from census.cedula import InvalidCedula, mask, normalize, scrub
-from census.conf import settings
+from census import events
+from census.cedula import InvalidCedula, normalize, scrub
+from census.events import Event
 from census.gate import Closed, Gate, Slot
 from census.outcomes import Outcome
-from census.scraper.base import LookupResult
+from census.scraper.base import LookupResult, ScraperConfig
 from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
 
 __all__ = [
@@ -126,67 +124,37 @@ _INJECT_TOKEN = """([token, title]) => {
 _RESULT_SHOWN = """() => !!document.querySelector('#resultado table')
   || /no se encuentra en el censo/i.test(document.body ? document.body.innerText : '')"""
 
-log = structlog.get_logger(__name__)
 
-
-@dataclass(frozen=True, kw_only=True)
-class ScraperConfig:
-    """What one lookup needs from the settings, read once on the calling thread."""
-
-    site_url: str
-    timeout: float
-    executable: str | None = None
-    solver_path: str | None = None
-    headless: bool = True
-    #: Longest wait a Retry-After may ask for, whatever its form.
-    max_retry_after: float = 3600.0
-
-    @classmethod
-    def from_settings(cls) -> ScraperConfig:
-        return cls(
-            site_url=settings.site_url,
-            timeout=settings.scrape_timeout,
-            executable=settings.browser_executable,
-            solver_path=settings.captcha_solver_path,
-            max_retry_after=settings.max_retry_after_seconds,
-        )
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class PlaywrightScraper:
-    """``Scraper`` on real Chromium; ``lookup`` never raises and is safe from any thread."""
+    """``Scraper`` on real Chromium, safe from any thread.
 
-    def __init__(self, *, gate: Gate | None = None, config: ScraperConfig | None = None) -> None:
-        if gate is None:  # the pipeline passes its gate; a bare scraper uses the shared one
-            from census.ratelimit import RateGate
+    It gets everything from its caller (the gate and a frozen ``ScraperConfig``): this package
+    reads no Django settings and touches no database. Site failures come back as outcomes;
+    a bug (an unexpected exception in the flow or the parser) is raised, with its traceback.
+    """
 
-            gate = RateGate()
-        self.gate: Gate = gate
+    def __init__(self, *, gate: Gate, config: ScraperConfig) -> None:
+        self.gate = gate
         self.config = config
 
     def lookup(self, cedula: str) -> LookupResult:
-        """Look one cédula up; every failure comes back as an outcome."""
+        """Look one cédula up; every site failure comes back as an outcome."""
         try:
             digits = normalize(cedula)
         except InvalidCedula as invalid:
             return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
-        if transaction.get_connection().in_atomic_block:
-            # The rate gate commits on a connection of its own; on SQLite it would wait for
-            # the caller's write lock.
-            log.warning("lookup_in_transaction_detected", cedula=mask(digits))
-        config = self.config or ScraperConfig.from_settings()
-        latest = timezone.now() + timedelta(seconds=config.timeout - ANSWER_RESERVE)
+        config = self.config
+        latest = _now() + timedelta(seconds=config.timeout - ANSWER_RESERVE)
         closed = self.gate.peek(latest)
         if closed is not None:  # no slot within this lookup: do not even start a browser
             return deferred(closed)
         started = time.monotonic()
         result = _Run(digits, config, self.gate).execute()
         elapsed = round(time.monotonic() - started, 3)
-        log.info(
-            "census_lookup_finished",
-            cedula=mask(digits),
-            outcome=result.outcome.value,
-            seconds=elapsed,
-        )
         return replace(result, meta={**result.meta, "elapsed": elapsed})
 
 
@@ -195,7 +163,7 @@ def deferred(closed: Closed) -> LookupResult:
 
     ``detail`` starts with the reason (``breaker_open``, ``rate_backlog``, ...).
     """
-    wait = max((closed.until - timezone.now()).total_seconds(), 0.0)
+    wait = max((closed.until - _now()).total_seconds(), 0.0)
     return LookupResult(
         outcome=Outcome.DEFERRED,
         detail=f"{closed.reason}: the cluster-wide gate opens in {wait:.0f} s",
@@ -259,6 +227,7 @@ class _Run:
         self.budget = LookupBudget.start(config, gate)
         self._done = threading.Event()
         self._result: LookupResult | None = None
+        self._error: BaseException | None = None
         self._driver_pid: int | None = None
         self._children_before = _children(os.getpid())
 
@@ -277,16 +246,16 @@ class _Run:
                 outcome=Outcome.TIMEOUT,
                 detail=f"the browser did not finish within {self.config.timeout:g}s; killed",
             )
+        if self._error is not None:
+            raise self._error
         assert self._result is not None
         return self._result
 
     def _main(self) -> None:
         try:
             self._result = self._scrape()
-        except BaseException as error:  # the thread must always report
-            self._result = LookupResult(
-                outcome=Outcome.TASK_FAILED, detail=_describe(error, self.cedula, "browser")
-            )
+        except BaseException as error:  # a bug: handed to the caller with its traceback
+            self._error = error
         finally:
             self._done.set()
 
@@ -326,7 +295,7 @@ class _Run:
         # A killed driver cannot remove the temporary profile it gave Chromium.
         for path in profiles:
             shutil.rmtree(path, ignore_errors=True)
-        log.warning("browser_killed", reason=reason, processes=len(victims))
+        events.emit(Event.BROWSER_KILLED, reason=reason, processes=len(victims))
 
 
 class _Flow:
@@ -353,7 +322,7 @@ class _Flow:
             result = self._browser_error(error)
         if self.slot is not None or result.outcome is Outcome.BLOCKED:
             # A block of the page load itself (no slot taken) opens the breaker too.
-            slot = self.slot or Slot(timezone.now())
+            slot = self.slot or Slot(_now())
             try:
                 self.budget.gate.record(
                     slot,
@@ -362,7 +331,7 @@ class _Flow:
                     retry_after=result.retry_after,
                 )
             except Exception:
-                log.exception("rate_gate_record_failed")
+                events.emit(Event.GATE_RECORD_FAILED)
         meta = {**result.meta, "step": self.step, "sent": self.slot is not None}
         return replace(result, meta=meta)
 
@@ -424,7 +393,7 @@ class _Flow:
         # between the slot and the request, and two workers' requests came closer than the
         # limit on a busy machine.
         self.step = "submit"
-        latest = timezone.now() + timedelta(seconds=self.budget.remaining() - ANSWER_RESERVE)
+        latest = _now() + timedelta(seconds=self.budget.remaining() - ANSWER_RESERVE)
         page.route(
             lambda url: urlsplit(url).path.rstrip("/").endswith(CONSULTA_PATH),
             lambda route: self._release(route, latest),
@@ -467,7 +436,7 @@ class _Flow:
             or ""
         )
         try:
-            token = import_string(path)(site_key, self.page.url)
+            token = _load(path)(site_key, self.page.url)
         except Exception as error:
             detail = _describe(error, self.cedula, f"{reason}; the solver failed")
             return LookupResult(outcome=Outcome.CAPTCHA_FAILED, detail=detail)
@@ -476,7 +445,7 @@ class _Flow:
                 outcome=Outcome.CAPTCHA_FAILED, detail=f"{reason}; the solver found no token"
             )
         self.page.evaluate(_INJECT_TOKEN, [token, CHALLENGE_TITLE])
-        log.info("captcha_token_solved", cedula=mask(self.cedula))
+        events.emit(Event.CAPTCHA_SOLVED)
         return None
 
     def _answer(self) -> LookupResult:
@@ -594,6 +563,13 @@ def _describe(error: BaseException, cedula: str, context: str) -> str:
     """One scrubbed, bounded line; Playwright's call logs repeat typed text (the cédula)."""
     first = (str(error).strip().splitlines() or [""])[0]
     return scrub(f"{context}: {type(error).__name__}: {first}", cedula)[:300]
+
+
+def _load(path: str) -> Callable[[str, str], str | None]:
+    """The callable at dotted ``path`` (the captcha solver)."""
+    module, _, name = path.rpartition(".")
+    solver: Callable[[str, str], str | None] = getattr(importlib.import_module(module), name)
+    return solver
 
 
 def _quietly(close: Callable[[], object]) -> None:

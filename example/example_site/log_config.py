@@ -17,6 +17,8 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from census.logs import scrub_cedula
+
 
 def add_pid(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Which process wrote the line: the web server, the qcluster parent, a worker, the monitor."""
@@ -41,6 +43,8 @@ def configure_structlog() -> None:
             *PRE_CHAIN,
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
+            # Tracebacks rendered here and masked: a KeyError may carry a cédula.
+            scrub_cedula,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 
 from census.gate import Closed, Gate, Slot
 from census.outcomes import Outcome
-from census.scraper.base import LookupResult, Novedad, Place
+from census.scraper.base import LookupResult, Novedad, Place, ScraperConfig
 
 #: The fake's "scrape timeout": a gate slot further away than this is a deferral.
 DEADLINE_SECONDS = 10.0
@@ -49,11 +50,39 @@ def _place(cedula: str) -> Place:
     )
 
 
+#: The settings this fake reads (test settings; census itself never reads them).
+SETTINGS = {
+    # cédula -> list of steps (Outcome values, "raise", "sleep:N"); others are found.
+    "CENSUS_FAKE_SCRIPT": {},
+    # Directory for script positions shared across processes; None keeps them in memory.
+    "CENSUS_FAKE_STATE_DIR": None,
+}
+_SPECIAL = re.compile(r"raise|sleep:\d+(\.\d+)?")
+
+
+def check_script(script: object) -> dict[str, list[str]]:
+    """``CENSUS_FAKE_SCRIPT`` as a dict of lists of known steps, or ImproperlyConfigured."""
+    if not isinstance(script, dict):
+        raise ImproperlyConfigured("CENSUS_FAKE_SCRIPT must be a dict: cédula -> list of steps")
+    known = {outcome.value for outcome in Outcome}
+    for steps in script.values():
+        if not isinstance(steps, list | tuple) or not steps:
+            raise ImproperlyConfigured("each CENSUS_FAKE_SCRIPT entry is a non-empty list")
+        for step in steps:
+            if step not in known and not _SPECIAL.fullmatch(str(step)):
+                raise ImproperlyConfigured(
+                    f"unknown CENSUS_FAKE_SCRIPT step {step!r}: an Outcome value, "
+                    "'raise' or 'sleep:N'"
+                )
+    return {str(cedula): list(steps) for cedula, steps in script.items()}
+
+
 class FakeScraper:
     """Answers from ``settings.CENSUS_FAKE_SCRIPT``; never opens a browser."""
 
-    def __init__(self, *, gate: Gate | None = None) -> None:
+    def __init__(self, *, gate: Gate | None = None, config: ScraperConfig | None = None) -> None:
         self.gate = gate
+        self.config = config
 
     def lookup(self, cedula: str) -> LookupResult:
         slot: Slot | None = None
@@ -102,8 +131,10 @@ class FakeScraper:
         return LookupResult(outcome=outcome, detail=f"scripted {outcome.value}", meta=sent)
 
     def _next_step(self, cedula: str) -> str:
-        script: dict[str, Any] = getattr(django_settings, "CENSUS_FAKE_SCRIPT", {})
-        steps: list[str] = list(script.get(cedula, ["found"]))
+        script = check_script(
+            getattr(django_settings, "CENSUS_FAKE_SCRIPT", SETTINGS["CENSUS_FAKE_SCRIPT"])
+        )
+        steps = script.get(cedula, ["found"])
         position = self._advance(cedula)
         return steps[min(position, len(steps) - 1)]
 
