@@ -7,6 +7,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from census.outcomes import Outcome
+
 
 class Status(models.TextChoices):
     """The only vocabulary of lookup states. Written only by ``census.transitions``."""
@@ -30,6 +32,9 @@ class Status(models.TextChoices):
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
+
+#: Choices for the fields that hold an outcome: one vocabulary, ``census.outcomes``.
+OUTCOME_CHOICES = [(outcome.value, outcome.value) for outcome in Outcome]
 
 FINAL_STATUSES = frozenset({Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR})
 
@@ -73,8 +78,10 @@ class CedulaInfo(models.Model):
 
     #: Error details kept when the lookup ends in ``error`` (bounded, cédula scrubbed).
     raw_response = models.TextField(_("respuesta / detalle"), blank=True)
-    #: The outcome that ended the lookup (an ``Outcome`` value), or why it gave up.
-    final_reason = models.CharField(_("motivo final"), max_length=32, blank=True)
+    #: The outcome that ended the lookup, or why it gave up.
+    final_reason = models.CharField(
+        _("motivo final"), max_length=32, blank=True, choices=OUTCOME_CHOICES
+    )
     created_at = models.DateTimeField(_("creado"), auto_now_add=True)
     finished_at = models.DateTimeField(_("finalizado"), null=True, blank=True)
 
@@ -96,8 +103,8 @@ class Attempt(models.Model):
 
     lookup = models.ForeignKey(CedulaInfo, on_delete=models.CASCADE, related_name="attempts")
     number = models.PositiveIntegerField(_("intento"))
-    #: An ``Outcome`` value once finished.
-    outcome = models.CharField(_("resultado"), max_length=32, blank=True)
+    #: Empty while the attempt runs, then its outcome.
+    outcome = models.CharField(_("resultado"), max_length=32, blank=True, choices=OUTCOME_CHOICES)
     #: When the attempt became due (scheduled retries) or was queued.
     due_at = models.DateTimeField(_("previsto"), null=True, blank=True)
     started_at = models.DateTimeField(_("inicio"), default=timezone.now)

@@ -374,7 +374,7 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> None:
 
 def _bounded(name: str, value: object) -> str:
     """``value`` cut to the length of ``CedulaInfo.<name>``."""
-    limit = CedulaInfo._meta.get_field(name).max_length or 0
+    limit = getattr(CedulaInfo._meta.get_field(name), "max_length", None) or 0
     return str(value or "")[:limit]
 
 

@@ -21,7 +21,7 @@ class Finish:
     """End the lookup in ``status``; ``reason`` is the outcome that ended it."""
 
     status: Status
-    reason: str
+    reason: Outcome
     #: True when a retriable failure ended the lookup because no attempt was left.
     exhausted: bool = False
 
@@ -67,13 +67,13 @@ def decide(
     wait = clamp_seconds(retry_after, max_retry_after)
     if outcome is Outcome.DEFERRED:
         if deferred_s + wait > max_defer:
-            return Finish(status=Status.ERROR, reason=Outcome.BLOCKED.value, exhausted=True)
+            return Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
         return Defer(delay=wait)
     if outcome in _ANSWER_STATUS:
-        return Finish(status=_ANSWER_STATUS[outcome], reason=outcome.value)
+        return Finish(status=_ANSWER_STATUS[outcome], reason=outcome)
     if not outcome.retriable:
-        return Finish(status=Status.ERROR, reason=outcome.value)
+        return Finish(status=Status.ERROR, reason=outcome)
     if attempt >= max_attempts:
-        return Finish(status=Status.ERROR, reason=outcome.value, exhausted=True)
+        return Finish(status=Status.ERROR, reason=outcome, exhausted=True)
     # A 429 that asks for a longer pause than the ladder gets its pause.
     return Retry(delay=max(retry_delay(attempt, delays), wait))

@@ -165,19 +165,20 @@ def compute(
 
     retries = attempts.filter(due_at__isnull=False)
     retry_rows = list(retries.values_list("started_at", "due_at", "task_id"))
-    lateness = [(started - due).total_seconds() for started, due, _ in retry_rows]
+    lateness = [(started - due).total_seconds() for started, due, _ in retry_rows if due]
     queued_at = dict(
         Task.objects.filter(id__in=[t for *_, t in retry_rows if t]).values_list("id", "started")
     )
     queue_lateness = [
         (queued_at[task_id] - due).total_seconds()
         for _, due, task_id in retry_rows
-        if task_id in queued_at
+        if due and task_id in queued_at
     ]
     finals = lookups.filter(status__in=FINAL_STATUSES, finished_at__isnull=False)
     to_final = [
         (finished - created).total_seconds()
         for finished, created in finals.values_list("finished_at", "created_at")
+        if finished
     ]
     return CensusStats(
         lookups=sum(by_status.values()),

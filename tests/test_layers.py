@@ -44,3 +44,14 @@ def test_django_q2_is_called_from_one_module() -> None:
         path.name for path in CENSUS.rglob("*.py") if "django_q.tasks" in imported_modules(path)
     }
     assert tasks_api == {"queue.py"}
+
+
+def test_public_names_are_declared_and_importable() -> None:
+    """census and census.testing declare their public names in __all__, and each resolves."""
+    import census
+    import census.testing
+
+    for module in (census, census.testing):
+        assert module.__all__
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{module.__name__}.{name}"

@@ -51,7 +51,7 @@ def _place(cedula: str) -> Place:
 
 
 #: The settings this fake reads (test settings; census itself never reads them).
-SETTINGS = {
+SETTINGS: dict[str, object] = {
     # cédula -> list of steps (Outcome values, "raise", "sleep:N"); others are found.
     "CENSUS_FAKE_SCRIPT": {},
     # Directory for script positions shared across processes; None keeps them in memory.
@@ -115,7 +115,7 @@ class FakeScraper:
 
     @staticmethod
     def _answer(cedula: str, outcome: Outcome) -> LookupResult:
-        sent = {"sent": outcome is not Outcome.CAPTCHA_FAILED}
+        sent: dict[str, str | int | float | None] = {"sent": outcome is not Outcome.CAPTCHA_FAILED}
         if outcome is Outcome.FOUND:
             return LookupResult(outcome=outcome, place=_place(cedula), meta=sent)
         if outcome is Outcome.CANCELLED:

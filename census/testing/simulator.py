@@ -484,6 +484,8 @@ class CensusSimulator:
             return _json(400, {"ok": False, "error": 'expected {"seconds": N, "kind": "f5"}'})
         seconds, kind = payload.get("seconds"), payload.get("kind", "f5")
         try:
+            if not isinstance(seconds, int | float):
+                raise TypeError(f"spell seconds must be a number; got {seconds!r}")
             self.block_for(seconds, kind)
         except (TypeError, ValueError) as exc:
             return _json(400, {"ok": False, "error": str(exc)})
