@@ -55,3 +55,14 @@ def test_public_names_are_declared_and_importable() -> None:
         assert module.__all__
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+
+
+def test_every_test_says_what_it_checks() -> None:
+    """Each test function in tests/ has a docstring."""
+    missing = []
+    for path in sorted((CENSUS.parent / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            is_test = isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+            if is_test and not ast.get_docstring(node):
+                missing.append(f"{path.name}:{node.lineno} {node.name}")
+    assert missing == []

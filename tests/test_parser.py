@@ -197,6 +197,7 @@ def _assert_scrubbed(result: object, cedula: str) -> None:
 
 @pytest.mark.parametrize("case", CONSULTA_CASES, ids=str)
 def test_parse_consulta(case: Case) -> None:
+    """Each saved consulta response (status, type, body) gives its outcome."""
     now = 1767225600.0  # 2026-01-01 00:00:00 UTC
     result = parse_consulta(
         case.status, case.content_type, _read(case.fixture), case.headers, case.cedula, now=now
@@ -225,12 +226,14 @@ def test_parse_consulta(case: Case) -> None:
     ],
 )
 def test_parse_rendered_page(fixture: str, cedula: str, outcome: Outcome) -> None:
+    """Each saved rendered page gives its outcome when no JSON was captured."""
     result = parse_rendered_page(_read(fixture), cedula)
     assert result.outcome is outcome, result.detail
     _assert_scrubbed(result, cedula)
 
 
 def test_rendered_found_reads_the_table() -> None:
+    """The found table on the page yields the polling place."""
     result = parse_rendered_page(_read("rendered_found.html"), "1012345678")
     assert result.place == Place(
         departamento="BOGOTA D.C.",
@@ -242,6 +245,7 @@ def test_rendered_found_reads_the_table() -> None:
 
 
 def test_rendered_cancelled_reads_the_table() -> None:
+    """The cancelled table on the page yields the novedad, resolution and date."""
     result = parse_rendered_page(_read("rendered_cancelled.html"), "30123456")
     assert result.novedad == Novedad(
         novedad="Cancelada por Muerte", resolucion="0123 de 2021", fecha_novedad="2021-05-14"
@@ -249,6 +253,7 @@ def test_rendered_cancelled_reads_the_table() -> None:
 
 
 def test_rendered_not_found_keeps_the_message_scrubbed() -> None:
+    """The not-found message is kept with the echoed cédula masked."""
     result = parse_rendered_page(_read("rendered_not_found.html"), "2012345678")
     assert result.detail == (
         "El documento *******678 no se encuentra en el censo para esta elección."
@@ -263,6 +268,7 @@ def test_rendered_not_found_keeps_the_message_scrubbed() -> None:
     ],
 )
 def test_answer_keys_in_any_case(answer: dict[str, object]) -> None:
+    """Answer keys are read whatever their case (upper-case data seen live)."""
     result = parse_answer(answer, "1012345678")
     assert result.outcome is Outcome.FOUND
     assert result.place == Place(departamento="META", municipio="ACACIAS")
@@ -277,6 +283,7 @@ def test_answer_keys_in_any_case(answer: dict[str, object]) -> None:
     ],
 )
 def test_answers_the_parser_does_not_know(answer: dict[str, object], detail: str) -> None:
+    """Answers of an unknown shape are unexpected_page, never a guess."""
     result = parse_answer(answer, "1012345678")
     assert result.outcome is Outcome.UNEXPECTED_PAGE
     assert detail in result.detail
@@ -284,6 +291,7 @@ def test_answers_the_parser_does_not_know(answer: dict[str, object], detail: str
 
 
 def test_detail_is_bounded_and_scrubbed_before_cutting() -> None:
+    """detail is scrubbed first, then cut, so no partial cédula survives the cut."""
     body = "x" * (EXCERPT_CHARS - 5) + "1012345678" + "y" * 1000
     result = parse_consulta(200, "text/plain", body, {}, "1012345678")
     assert result.outcome is Outcome.UNEXPECTED_PAGE
@@ -292,6 +300,7 @@ def test_detail_is_bounded_and_scrubbed_before_cutting() -> None:
 
 
 def test_not_json_body_is_unexpected() -> None:
+    """A 200 body that is neither JSON nor a known page is unexpected_page."""
     result = parse_consulta(200, JSON, "{not json", {}, "1012345678")
     assert result.outcome is Outcome.UNEXPECTED_PAGE
     result = parse_consulta(200, JSON, "[1, 2]", {}, "1012345678")
@@ -299,6 +308,7 @@ def test_not_json_body_is_unexpected() -> None:
 
 
 def test_challenge_word_never_blocks() -> None:
+    """The word 'challenge' (the reCAPTCHA widget's own) never makes a page a block."""
     html = "<html><body><h3>Please solve this challenge</h3><p>challenge</p></body></html>"
     assert not is_f5_block(html)
     assert parse_consulta(200, HTML, html, {}, "1").outcome is Outcome.UNEXPECTED_PAGE

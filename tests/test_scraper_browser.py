@@ -184,6 +184,7 @@ class Expected:
     ids=str,
 )
 def test_outcome(site: CensusSimulator, case: Expected) -> None:
+    """Each simulator scenario gives its outcome through real Chromium, leaving no process."""
     result, _ = _lookup(case.cedula)
     assert result.outcome is case.outcome, result.detail
     assert case.detail in result.detail
@@ -193,6 +194,7 @@ def test_outcome(site: CensusSimulator, case: Expected) -> None:
 
 
 def test_found_places_come_back_as_sent(site: CensusSimulator) -> None:
+    """A found lookup returns the place the simulator sent, field by field."""
     plain, _ = _lookup("1000000002")
     assert plain.place is not None
     assert plain.place.departamento and plain.place.municipio and plain.place.mesa
@@ -208,6 +210,7 @@ def test_found_places_come_back_as_sent(site: CensusSimulator) -> None:
 
 
 def test_cancelled_reasons(site: CensusSimulator) -> None:
+    """Each cancelled scenario returns its novedad text."""
     reasons = {}
     for cedula in ("3000000002", "3100000002", "3200000002"):
         result, _ = _lookup(cedula)
@@ -222,12 +225,14 @@ def test_cancelled_reasons(site: CensusSimulator) -> None:
 
 
 def test_blocked_429_keeps_retry_after(site: CensusSimulator) -> None:
+    """A 429 comes back blocked with the Retry-After the site sent."""
     result, _ = _lookup("4200000002")
     assert result.outcome is Outcome.BLOCKED
     assert result.retry_after == RETRY_AFTER
 
 
 def test_captcha_solver_gets_past_the_challenge(site: CensusSimulator) -> None:
+    """A configured solver's token gets a challenged lookup to its answer."""
     with override_settings(CENSUS_CAPTCHA_SOLVER="census.testing.simulator.solve_captcha"):
         result, _ = _lookup("5000000002")
     assert result.outcome is Outcome.FOUND, result.detail
@@ -245,6 +250,7 @@ def test_slow_answer_is_a_timeout_within_the_scrape_timeout(site: CensusSimulato
 
 
 def test_flaky_reset_then_found(site: CensusSimulator) -> None:
+    """A connection reset is connection_error; the next lookup is found."""
     first, _ = _lookup("7120000001")
     second, _ = _lookup("7120000001")
     assert (first.outcome, second.outcome) == (Outcome.CONNECTION_ERROR, Outcome.FOUND)
@@ -281,6 +287,7 @@ def test_stuck_browser_is_killed(site: CensusSimulator, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("cedula", ["12", "abc", "12345678901", "", "1.2", "10 00 00 000 01"])
 def test_invalid_cedulas_are_never_sent(site: CensusSimulator, cedula: str) -> None:
+    """Values that are not cédulas are invalid_cedula and reach no page."""
     result = PlaywrightScraper(gate=OpenGate(), config=census_settings.scraper_config()).lookup(
         cedula
     )
@@ -364,6 +371,7 @@ def _worker(site: CensusSimulator, *args: str, **env: str) -> subprocess.Popen[s
 
 @pytest.mark.django_db(transaction=True)
 def test_rate_limit_holds_across_worker_processes(site: CensusSimulator) -> None:
+    """Two worker processes sharing the gate never send consultas closer than the limit."""
     limit = 1.5
     workers = [
         _worker(
@@ -401,6 +409,7 @@ def _wait_for_consulta(site: CensusSimulator, watch: ProcessWatch, timeout: floa
 def test_no_browser_outlives_a_killed_or_timed_out_worker(site: CensusSimulator, how: str) -> None:
     # A slow answer keeps the browser busy until the signal; the scraper's own timeout is
     # far away, as when Django-Q2's task timeout or its guard strikes first.
+    """No driver or Chromium survives a worker killed by SIGTERM, SIGKILL or SIGALRM."""
     worker = _worker(site, "hold", "6000000002", CENSUS_SCRAPE_TIMEOUT="60")
     watch = ProcessWatch(worker.pid)
     try:
