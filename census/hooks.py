@@ -12,8 +12,9 @@ import structlog
 from django_q.models import Task
 
 from census import events
+from census.conclusion import conclude_attempt
 from census.events import Event
-from census.pipeline import conclude_attempt, record_failure
+from census.task import record_failure
 
 
 def attempt_finished(task: Task) -> None:

@@ -15,7 +15,9 @@ from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 from django_q.tasks import async_task, schedule
 
+from census import events
 from census.conf import settings
+from census.events import Event
 
 TASK_FUNC = "census.pipeline.run_attempt"
 HOOK = "census.hooks.attempt_finished"
@@ -108,3 +110,13 @@ def queued_task_names() -> set[str] | None:
         for task in packages
         if str(task.get("name", "")).startswith("census-lookup-")
     }
+
+
+def queue_now(lookup_id: int, attempt: int) -> bool:
+    """Queue an attempt; on failure log it (the sweeper resumes the lookup) and return False."""
+    try:
+        enqueue_attempt(lookup_id, attempt)
+    except Exception:
+        events.emit(Event.ENQUEUE_FAILED, lookup_id=lookup_id, attempt=attempt)
+        return False
+    return True

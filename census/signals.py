@@ -8,7 +8,8 @@ from django.conf import settings as django_settings
 from django.db.models.signals import post_save
 from django_q.signals import pre_execute
 
-from census import pipeline
+from census import pipeline, queue
+from census import task as census_task
 
 
 def user_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
@@ -18,8 +19,8 @@ def user_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **k
 
 
 def task_starting(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:
-    if task.get("func") == pipeline.TASK_FUNC:
-        pipeline.current_task_id.set(str(task.get("id", "")))
+    if task.get("func") == queue.TASK_FUNC:
+        census_task.current_task_id.set(str(task.get("id", "")))
 
 
 def connect() -> None:

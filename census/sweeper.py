@@ -24,11 +24,13 @@ from django.utils import timezone
 from django_q.models import Task
 
 from census import events, queue
+from census.conclusion import conclude_attempt
 from census.conf import settings
 from census.events import Event
 from census.models import Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
-from census.pipeline import conclude_attempt, queue_now, record_failure
+from census.queue import queue_now
+from census.task import record_failure
 from census.transitions import locked
 
 #: Seconds past the task timeout before an attempt counts as lost.

@@ -8,7 +8,8 @@ from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import Task
 
-from census import hooks, pipeline, queue
+from census import hooks, queue
+from census import task as attempt_task
 from census.models import CedulaInfo
 
 
@@ -26,15 +27,15 @@ def run_and_hook(lookup_id: int, attempt: int, task_id: str | None = None) -> Ta
     """Play Django-Q2: run the task, store its Task row, fire the hook."""
     task = Task(
         id=task_id or f"t{lookup_id}x{attempt}",
-        name=pipeline.task_name(lookup_id, attempt),
-        func=pipeline.TASK_FUNC,
+        name=queue.task_name(lookup_id, attempt),
+        func=queue.TASK_FUNC,
         args=(lookup_id, attempt),
         started=timezone.now(),
         stopped=timezone.now(),
     )
-    pipeline.current_task_id.set(task.id)
+    attempt_task.current_task_id.set(task.id)
     try:
-        task.result = pipeline.run_attempt(lookup_id, attempt)
+        task.result = attempt_task.run_attempt(lookup_id, attempt)
         task.success = True
     except Exception as exc:
         task.result = f"{exc} : Traceback (most recent call last): ..."

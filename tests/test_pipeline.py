@@ -16,7 +16,8 @@ from django.utils import timezone
 from django_q.models import Schedule, Task
 from structlog.testing import capture_logs
 
-from census import hooks, pipeline
+from census import hooks, pipeline, queue
+from census import task as attempt_task
 from census.events import Event
 from census.models import Attempt, CedulaInfo, Status
 from census.testing import fake
@@ -40,7 +41,7 @@ def test_first_attempt_is_queued_with_ids_only(new_lookup: Any) -> None:
     """The queued task carries the lookup id and attempt number, a readable name and group."""
     info = new_lookup("found")
     [package] = queued()
-    assert package["func"] == pipeline.TASK_FUNC
+    assert package["func"] == queue.TASK_FUNC
     assert package["args"] == (info.pk, 1)
     assert package["name"] == f"census-lookup-{info.pk}-attempt-1"
     assert package["group"] == "census-lookup"
@@ -93,7 +94,7 @@ def test_retry_is_a_once_schedule_due_after_the_delay(
     [entry] = Schedule.objects.all()
     assert entry.schedule_type == Schedule.ONCE
     assert entry.name == f"census-lookup-{info.pk}-attempt-2"
-    assert entry.hook == pipeline.HOOK
+    assert entry.hook == queue.HOOK
     assert 1.5 <= (entry.next_run - before).total_seconds() <= 3
     assert entry.next_run == info.next_attempt_at
     assert info.last_retry_scheduled_at is not None
@@ -184,7 +185,7 @@ def test_stale_attempt_does_not_run(
     info = new_lookup("timeout", "found")
     with django_capture_on_commit_callbacks(execute=True):
         run_and_hook(info.pk, 1)
-    report = pipeline.run_attempt(info.pk, 1)
+    report = attempt_task.run_attempt(info.pk, 1)
     assert report["skipped"] is True
     info.refresh_from_db()
     assert info.status == Status.RETRYING
@@ -194,10 +195,10 @@ def test_stale_attempt_does_not_run(
 def test_second_delivery_while_running_is_skipped(new_lookup: Any) -> None:
     """One attempt in flight: a second delivery of the same task id sends nothing."""
     info = new_lookup("found")
-    pipeline._claim(info.pk, 1, "t1")  # the first delivery is mid-scrape
-    pipeline.current_task_id.set("t1")
+    attempt_task._claim(info.pk, 1, "t1")  # the first delivery is mid-scrape
+    attempt_task.current_task_id.set("t1")
     with capture_logs() as logs:
-        report = pipeline.run_attempt(info.pk, 1)
+        report = attempt_task.run_attempt(info.pk, 1)
     assert report["skipped"] is True
     assert [e.get("reason") for e in logs] == ["duplicate delivery"]
     assert fake._memory_counts == {}  # the scraper was never called
@@ -209,7 +210,7 @@ def test_second_delivery_while_running_is_skipped(new_lookup: Any) -> None:
 def test_task_result_is_plain_data_without_the_cedula(new_lookup: Any) -> None:
     """The task returns a small dict of literals (no class to unpickle), and no cédula."""
     info = new_lookup("not_found")
-    report = pipeline.run_attempt(info.pk, 1)
+    report = attempt_task.run_attempt(info.pk, 1)
     assert report == {"lookup_id": info.pk, "attempt": 1, "outcome": "not_found"}
     assert info.user.username.encode() not in pickle.dumps(report)
 
@@ -291,7 +292,7 @@ def test_lost_attempt_is_swept_and_retried(
     from census import sweeper
 
     info = new_lookup("found")
-    pipeline._claim(info.pk, 1, "t-killed")
+    attempt_task._claim(info.pk, 1, "t-killed")
     CedulaInfo.objects.filter(pk=info.pk).update(
         status_changed_at=timezone.now() - timezone.timedelta(hours=1)
     )

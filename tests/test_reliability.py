@@ -15,7 +15,8 @@ from django.utils import timezone
 from django_q.models import Schedule, Task
 from structlog.testing import capture_logs
 
-from census import hooks, pipeline, sweeper
+from census import hooks, pipeline, queue, sweeper
+from census import task as attempt_task
 from census.events import Event
 from census.models import Attempt, CedulaInfo, RateGate, Status
 from census.outcomes import Outcome
@@ -75,7 +76,7 @@ def test_a_block_defers_the_next_lookup_without_spending_its_attempt(
     assert fake._memory_counts.get(other.user.username) is None  # no step used: nothing sent
     deferred = [e for e in logs if e["event"] == Event.ATTEMPT_DEFERRED]
     assert len(deferred) == 1 and deferred[0]["reason"] == "breaker_open"
-    assert Schedule.objects.filter(name=pipeline.task_name(other.pk, 2)).exists()
+    assert Schedule.objects.filter(name=queue.task_name(other.pk, 2)).exists()
 
 
 def test_deferred_lookups_keep_their_order_and_are_spread(
@@ -123,8 +124,8 @@ def test_deferred_past_the_maximum_ends_in_error_blocked(
 def test_the_report_lives_on_the_attempt_row(new_lookup: Any) -> None:
     """The task writes outcome, census data and sent flag to its Attempt row before returning."""
     info = new_lookup("found")
-    pipeline.current_task_id.set("t-own")
-    pipeline.run_attempt(info.pk, 1)
+    attempt_task.current_task_id.set("t-own")
+    attempt_task.run_attempt(info.pk, 1)
     row = Attempt.objects.get(lookup=info, number=1)
     assert (row.outcome, row.task_id, row.sent) == ("found", "t-own", True)
     assert row.answer["departamento"] == "BOGOTA D.C."
@@ -135,8 +136,8 @@ def test_a_hook_concludes_only_the_attempt_its_task_claimed(
 ) -> None:
     """A failed task that never claimed (database locked) cannot conclude another's attempt."""
     info = new_lookup("found")
-    pipeline.current_task_id.set("t-real")
-    pipeline.run_attempt(info.pk, 1)  # reported, hook not yet fired
+    attempt_task.current_task_id.set("t-real")
+    attempt_task.run_attempt(info.pk, 1)  # reported, hook not yet fired
     failed_before_claiming = Task(
         id="t-other", args=(info.pk, 1), success=False, result="database is locked : Traceback"
     )
@@ -161,16 +162,16 @@ def test_a_duplicate_whose_result_won_loses_no_answer(
     hook included.
     """
     info = new_lookup("found")
-    pipeline.current_task_id.set("t-dup")
-    pipeline._claim(info.pk, 1, "t-dup")  # copy 1 claimed and is scraping...
-    skipped = pipeline.run_attempt(info.pk, 1)  # ...copy 2 (same id) arrives and skips
+    attempt_task.current_task_id.set("t-dup")
+    attempt_task._claim(info.pk, 1, "t-dup")  # copy 1 claimed and is scraping...
+    skipped = attempt_task.run_attempt(info.pk, 1)  # ...copy 2 (same id) arrives and skips
     assert skipped["skipped"] is True
     hooks.attempt_finished(Task(id="t-dup", args=(info.pk, 1), success=True, result=skipped))
     info.refresh_from_db()
     assert info.status == Status.SCRAPING
     # Copy 1 finishes: its report reaches the row; Django-Q2 drops its result and hook.
     result = LookupResult(outcome=Outcome.FOUND, place=Place(departamento="X"), meta={"sent": 1})
-    pipeline._write_report(info.pk, 1, "t-dup", result, info.user.username, 0.0)
+    attempt_task._write_report(info.pk, 1, "t-dup", result, info.user.username, 0.0)
     assert sweeper.sweep_reported() == 0  # a few seconds for the hook first
     with django_capture_on_commit_callbacks(execute=True):
         assert sweeper.sweep_reported(later(sweeper.REPORT_GRACE_SECONDS + 1)) == 1
@@ -183,7 +184,7 @@ def test_a_task_killed_by_django_q2_timeout_is_concluded_from_its_failure(
 ) -> None:
     """A task stopped without a report: the hook records task_failed and retries."""
     info = new_lookup("found")
-    pipeline._claim(info.pk, 1, "t-timeout")
+    attempt_task._claim(info.pk, 1, "t-timeout")
     task = Task(id="t-timeout", args=(info.pk, 1), success=False, result="TimeoutException")
     with django_capture_on_commit_callbacks(execute=True):
         hooks.attempt_finished(task)

@@ -1,0 +1,192 @@
+"""After an attempt: apply the retry policy to the attempt's report and move the lookup.
+
+Called by the result hook (with the task id, which must be the one that claimed the
+attempt) and by the sweeper (without). Idempotent: a lookup moves once per attempt.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from census import events, policy
+from census.cedula import scrub
+from census.conf import settings
+from census.events import Event
+from census.models import Attempt, CedulaInfo, Status
+from census.outcomes import Outcome
+from census.queue import schedule_attempt
+from census.ratelimit import RateGate
+from census.task import raw_cedula
+from census.transitions import locked, transition
+
+
+def conclude_attempt(lookup_id: int, attempt: int, *, task_id: str | None = None) -> bool:
+    """Apply the retry policy to a reported attempt; idempotent. True if it moved the lookup.
+
+    ``task_id``: the hook's task, which must be the one that claimed the attempt; the sweeper
+    passes None.
+    """
+    with locked(lookup_id) as info:
+        row = Attempt.objects.filter(lookup_id=lookup_id, number=attempt).first()
+        refused = _not_concludable(info, row, attempt, task_id)
+        if refused:
+            events.emit(
+                Event.ATTEMPT_IGNORED,
+                lookup_id=lookup_id,
+                attempt=attempt,
+                reason=refused,
+                status=info.status if info else None,
+            )
+            return False
+        assert info is not None and row is not None
+        decision = policy.decide(
+            Outcome(row.outcome),
+            info.retry_count + 1,
+            max_attempts=settings.max_attempts,
+            delays=settings.retry_delays,
+            retry_after=row.retry_after,
+            max_retry_after=settings.max_retry_after_seconds,
+            deferred_s=info.deferred_s,
+            max_defer=settings.max_defer_seconds,
+        )
+        if isinstance(decision, policy.Retry):
+            _retry(info, decision.delay)
+        elif isinstance(decision, policy.Defer):
+            _defer(info, row, decision.delay)
+        else:
+            _finish(info, decision, row)
+    return True
+
+
+def _not_concludable(
+    info: CedulaInfo | None, row: Attempt | None, attempt: int, task_id: str | None
+) -> str:
+    """Why this attempt cannot be concluded now ("" when it can)."""
+    if info is None or info.attempt != attempt or info.status != Status.SCRAPING:
+        return "not the attempt in flight"
+    if row is None:
+        return "no attempt row"
+    if task_id is not None and row.task_id != task_id:
+        return "claimed by another task"
+    if not row.outcome:
+        return "no report yet"
+    return ""
+
+
+def _retry(info: CedulaInfo, delay: float) -> None:
+    now = timezone.now()
+    due = now + timedelta(seconds=delay)
+    next_attempt = info.attempt + 1
+    transition(
+        info,
+        Status.RETRYING,
+        attempt=info.attempt,
+        fields={
+            "attempt": next_attempt,
+            "retry_count": info.retry_count + 1,
+            "last_retry_scheduled_at": now,
+            "next_attempt_at": due,
+        },
+        log={"delay_s": delay, "due_at": due.isoformat()},
+    )
+    # Same transaction as the status: with the ORM broker both commit or neither does.
+    schedule_attempt(info.pk, next_attempt, due)
+
+
+def _defer(info: CedulaInfo, row: Attempt, delay: float) -> None:
+    """Wait for the gate: the same budget step runs again at the lookup's place in line."""
+    now = timezone.now()
+    due = RateGate().place_deferred(now + timedelta(seconds=delay))
+    waited = (due - now).total_seconds()
+    reason = row.error.split(":", 1)[0] or "gate_closed"
+    next_attempt = info.attempt + 1
+    transition(
+        info,
+        Status.RETRYING,
+        attempt=info.attempt,
+        fields={
+            "attempt": next_attempt,
+            "next_attempt_at": due,
+            "deferred_s": info.deferred_s + waited,
+        },
+        log={"delay_s": round(waited, 3), "due_at": due.isoformat(), "deferred": True},
+    )
+    transaction.on_commit(
+        partial(
+            events.emit,
+            Event.ATTEMPT_DEFERRED,
+            lookup_id=info.pk,
+            attempt=row.number,
+            until=due.isoformat(),
+            reason=reason,
+        ),
+        robust=True,
+    )
+    schedule_attempt(info.pk, next_attempt, due)
+
+
+def _bounded(name: str, value: object) -> str:
+    """``value`` cut to the length of ``CedulaInfo.<name>``."""
+    limit = getattr(CedulaInfo._meta.get_field(name), "max_length", None) or 0
+    return str(value or "")[:limit]
+
+
+_ANSWER_FIELDS = (
+    "departamento",
+    "municipio",
+    "puesto",
+    "direccion",
+    "mesa",
+    "novedad",
+    "resolucion",
+    "fecha_novedad",
+)
+
+
+def _finish(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> None:
+    answer = row.answer if isinstance(row.answer, dict) else {}
+    fields: dict[str, Any] = {name: _bounded(name, answer.get(name)) for name in _ANSWER_FIELDS}
+    fields.update(final_reason=_bounded("final_reason", decision.reason), next_attempt_at=None)
+    fields["raw_response"] = (
+        _error_details(info, decision, row) if decision.status == Status.ERROR else ""
+    )
+    transition(
+        info,
+        decision.status,
+        attempt=info.attempt,
+        fields=fields,
+        log={
+            "reason": decision.reason,
+            "exhausted": decision.exhausted,
+            # Seconds from registration to this final status: charts time-to-final.
+            "age_s": round((timezone.now() - info.created_at).total_seconds(), 3),
+        },
+    )
+
+
+def _error_details(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> str:
+    """Every counted attempt of the budget, one line each, bounded by the settings' limit."""
+    rows = Attempt.objects.filter(lookup=info, number__gte=info.budget_start).order_by("number")
+    counted = [r for r in rows if r.outcome != Outcome.DEFERRED]
+    deferred = len(rows) - len(counted)
+    if row.outcome == Outcome.DEFERRED:
+        head = (
+            f"gave up: deferred {info.deferred_s:.0f} s in total (over CENSUS_MAX_DEFER_SECONDS)"
+            " while the census site blocked automated traffic"
+        )
+    elif decision.exhausted:
+        head = f"gave up after {info.retry_count + 1} attempt(s): {decision.reason}"
+    else:
+        head = f"permanent error: {decision.reason}"
+    lines = [head]
+    lines += [f"attempt {r.number}: {r.outcome or '?'} {r.error}".rstrip() for r in counted]
+    if deferred:
+        lines.append(f"deferred {deferred} time(s), {info.deferred_s:.0f} s in total")
+    text = scrub("\n".join(lines), raw_cedula(info))
+    limit = settings.raw_response_limit
+    return text if len(text) <= limit else text[: limit - 1] + "…"

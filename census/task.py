@@ -1,0 +1,206 @@
+"""The Django-Q2 task: claim one attempt of one lookup, run the scraper, write the report.
+
+The report (outcome, census data, detail, retry_after, whether a request was sent, and a
+crash's traceback) goes to the attempt's ``Attempt`` row before the task returns: the row,
+not Django-Q2's pickled result, is what ``census.conclusion`` concludes from. An attempt is
+claimed by one task id (``Attempt.task_id``); a second delivery of that task sends nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from contextvars import ContextVar
+from dataclasses import asdict
+from typing import Any
+
+import structlog
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from census import events, logs
+from census.cedula import InvalidCedula, mask, normalize, scrub
+from census.conf import settings
+from census.events import Event
+from census.gate import clamp_seconds
+from census.models import Attempt, CedulaInfo, Status
+from census.outcomes import Outcome
+from census.ratelimit import RateGate, policy_from_settings
+from census.scraper import LookupResult, Scraper
+from census.transitions import TransitionRefused, locked, transition
+
+current_task_id: ContextVar[str] = ContextVar("census_current_task_id", default="")
+
+#: Characters of error text kept on an attempt row (its column's length).
+ERROR_CHARS = 500
+#: Characters of a crash's traceback kept on an attempt row.
+TRACEBACK_CHARS = 8000
+
+
+class ScraperCrashed(RuntimeError):
+    """The scraper raised; the message is scrubbed of the cédula before Django-Q2 stores it."""
+
+
+# -- the task -------------------------------------------------------------------------------
+
+
+def run_attempt(lookup_id: int, attempt: int) -> dict[str, Any]:
+    """Django-Q2 task: run one attempt of one lookup; returns a small, JSON-safe summary."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(lookup_id=lookup_id, attempt=attempt)
+    try:
+        return _run_attempt(lookup_id, attempt, current_task_id.get())
+    finally:  # the worker's later log lines are not about this lookup
+        structlog.contextvars.clear_contextvars()
+
+
+def _run_attempt(lookup_id: int, attempt: int, task_id: str) -> dict[str, Any]:
+    summary: dict[str, Any] = {"lookup_id": lookup_id, "attempt": attempt}
+    claimed = _claim(lookup_id, attempt, task_id)
+    if claimed is None:
+        return {**summary, "outcome": None, "skipped": True}
+    raw_cedula, ticketed = claimed
+    started = time.monotonic()
+    try:
+        result = _lookup(raw_cedula, ticketed)
+    except Exception as exc:  # a bug, not a site failure: kept as data, logged, retried
+        detail = scrub(f"{type(exc).__name__}: {exc}", raw_cedula)
+        crashed = LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
+        _write_report(lookup_id, attempt, task_id, crashed, raw_cedula, started)
+        _store_crash(lookup_id, attempt, task_id, exc, raw_cedula)
+        with logs.scrubbing(raw_cedula):
+            events.emit(Event.ATTEMPT_CRASHED, error_class=_class_path(exc))
+        raise ScraperCrashed(detail[:ERROR_CHARS]) from None  # the cause may echo the cédula
+    _write_report(lookup_id, attempt, task_id, result, raw_cedula, started)
+    return {**summary, "outcome": result.outcome.value}
+
+
+def _claim(lookup_id: int, attempt: int, task_id: str) -> tuple[str, bool] | None:
+    """Move the lookup to SCRAPING for ``attempt``; its raw cédula and whether it was deferred.
+
+    None when the work is stale, or this task already claimed the attempt (a redelivery).
+    """
+    with locked(lookup_id) as info:
+        if info is None:
+            events.emit(Event.ATTEMPT_IGNORED, reason="lookup_deleted")
+            return None
+        row = Attempt.objects.filter(lookup=info, number=attempt).first()
+        if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
+            events.emit(Event.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
+            return None
+        try:
+            transition(info, Status.SCRAPING, attempt=attempt)
+        except TransitionRefused as refused:
+            events.emit(Event.ATTEMPT_IGNORED, reason=str(refused), status=info.status)
+            return None
+        previous = (
+            Attempt.objects.filter(lookup=info, number__lt=attempt).order_by("-number").first()
+        )
+        ticketed = previous is not None and previous.outcome == Outcome.DEFERRED
+        # Only scheduled attempts have a due time; lateness is measured against it.
+        due = info.next_attempt_at if (info.retry_count or ticketed) else None
+        Attempt.objects.update_or_create(
+            lookup=info,
+            number=attempt,
+            defaults={
+                "due_at": due,
+                "started_at": timezone.now(),
+                "task_id": task_id,
+                "outcome": "",
+                "finished_at": None,
+                "sent": False,
+            },
+        )
+        raw_text = raw_cedula(info)
+    events.emit(Event.ATTEMPT_STARTED, user_id=info.user_id, cedula=mask(raw_text))
+    return raw_text, ticketed
+
+
+def raw_cedula(info: CedulaInfo) -> str:
+    """The user's cédula as stored (``CENSUS_CEDULA_FIELD``), or "" when it has none."""
+    raw = getattr(info.user, settings.cedula_field, None)
+    return "" if raw is None else str(raw)
+
+
+def _lookup(raw_cedula: str, ticketed: bool) -> LookupResult:
+    if not raw_cedula.strip():
+        return LookupResult(outcome=Outcome.MISSING_CEDULA, detail="the user has no cédula")
+    try:
+        cedula = normalize(raw_cedula)
+    except InvalidCedula as invalid:
+        return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
+    gate = RateGate(policy=policy_from_settings(), ticketed=ticketed)
+    scraper: Scraper = import_string(settings.scraper_path)(
+        gate=gate, config=settings.scraper_config()
+    )
+    return scraper.lookup(cedula)
+
+
+def _write_report(
+    lookup_id: int,
+    attempt: int,
+    task_id: str,
+    result: LookupResult,
+    raw_cedula: str,
+    started: float,
+) -> None:
+    """Store the attempt's whole outcome on its row, which only its claiming task may fill."""
+    duration_ms = int((time.monotonic() - started) * 1000)
+    outcome = result.outcome
+    detail = scrub(result.detail, raw_cedula)
+    answer: dict[str, Any] = {}
+    if result.place is not None:
+        answer.update(asdict(result.place))
+    if result.novedad is not None:
+        answer.update(asdict(result.novedad))
+    retry_after = (
+        None
+        if result.retry_after is None
+        else clamp_seconds(result.retry_after, settings.max_retry_after_seconds)
+    )
+    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
+        outcome=outcome.value,
+        finished_at=timezone.now(),
+        duration_ms=duration_ms,
+        error="" if outcome.is_answer else detail[:ERROR_CHARS],
+        sent=bool(result.meta.get("sent")),
+        answer={key: scrub(str(value), raw_cedula)[:200] for key, value in answer.items()},
+        retry_after=retry_after,
+    )
+    events.emit(
+        Event.ATTEMPT_FINISHED,
+        outcome=outcome.value,
+        duration_ms=duration_ms,
+        retriable=outcome.retriable,
+    )
+
+
+def _class_path(exc: BaseException) -> str:
+    return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+
+def _store_crash(
+    lookup_id: int, attempt: int, task_id: str, exc: BaseException, raw_cedula: str
+) -> None:
+    """The exception's class and its scrubbed, bounded traceback on the attempt row."""
+    text = scrub("".join(traceback.format_exception(exc)), raw_cedula)
+    if len(text) > TRACEBACK_CHARS:  # keep the end: the innermost frames and the message
+        text = "…" + text[-(TRACEBACK_CHARS - 1) :]
+    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id).update(
+        error_class=_class_path(exc)[:200], traceback=text
+    )
+
+
+def record_failure(lookup_id: int, attempt: int, task_id: str, message: str) -> None:
+    """The task failed without writing its report (Django-Q2's timeout, a crash of ours)."""
+    info = CedulaInfo.objects.filter(pk=lookup_id).select_related("user").first()
+    if info is None:
+        return
+    # On failure Django-Q2 stores "message : traceback"; keep the message's last line.
+    text = message.split(" : Traceback", 1)[0].strip()
+    line = text.splitlines()[-1] if text else "task failed"
+    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
+        outcome=Outcome.TASK_FAILED.value,
+        finished_at=timezone.now(),
+        error=scrub(line, raw_cedula(info))[:ERROR_CHARS],
+    )
