@@ -39,6 +39,8 @@ _LOCKED_RETRIES = 5
 LOCK_TIMEOUT = 10.0
 #: Seconds between looks at the row while a probe is out.
 _PROBE_POLL = 0.5
+#: Seconds before its slot a waiting request looks whether a block opened the breaker.
+_RECHECK_BEFORE = 0.3
 DEFAULT_NAME = "census"
 
 T = TypeVar("T")
@@ -117,13 +119,17 @@ class RateGate:
             admission = self.reserve(deadline)
             if isinstance(admission, Slot):
                 delay = (admission.at - timezone.now()).total_seconds()
-                if delay > 0:
-                    sleep(delay)
-                    # Another worker's block may have opened the breaker while we slept.
+                if delay > _RECHECK_BEFORE and not admission.probe:
+                    # Another worker's block may open the breaker while we wait: look once,
+                    # shortly before the slot, so the look never delays the request itself.
+                    sleep(delay - _RECHECK_BEFORE)
                     state = self.state()
-                    if not admission.probe and state.breaker_open(timezone.now()):
+                    if state.breaker_open(timezone.now()):
                         assert state.breaker_until is not None
                         return Closed(state.breaker_until, "breaker_open")
+                    delay = (admission.at - timezone.now()).total_seconds()
+                if delay > 0:
+                    sleep(delay)
                 return admission
             if admission.reason != "probe_in_flight":
                 return admission

