@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
+import structlog
 from django.db.models import F
 from django.utils import timezone
 from django_q.models import Task
@@ -92,10 +93,12 @@ def stalled_after(known: bool = True) -> float:
 def _each(items: Iterable[tuple[int, int]], handle: Callable[[int, int], bool]) -> int:
     moved = 0
     for lookup_id, attempt in list(items):
-        try:
-            moved += bool(handle(lookup_id, attempt))
-        except Exception:
-            events.emit(Event.SWEEP_FAILED, lookup_id=lookup_id, attempt=attempt)
+        # Every line about this lookup carries its ids, as in the task and the hook.
+        with structlog.contextvars.bound_contextvars(lookup_id=lookup_id, attempt=attempt):
+            try:
+                moved += bool(handle(lookup_id, attempt))
+            except Exception:
+                events.emit(Event.SWEEP_FAILED, lookup_id=lookup_id, attempt=attempt)
     return moved
 
 
