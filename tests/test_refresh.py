@@ -1,0 +1,74 @@
+"""census.refresh: a leader's manual refresh, driven in-process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.test import override_settings
+from structlog.testing import capture_logs
+
+from census import pipeline
+from census.events import Event
+from census.models import Status
+from tests import factories
+from tests.driving import clear_queue, drive, queued
+
+pytestmark = pytest.mark.django_db
+
+
+def test_leader_refresh_starts_a_fresh_budget(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A leader's refresh of a finished lookup queues a new attempt with retry_count 0."""
+    info = drive(
+        new_lookup("timeout", "timeout", "timeout", "found"), django_capture_on_commit_callbacks
+    )
+    assert info.status == Status.ERROR
+    leader = factories.leader()
+    clear_queue()
+    with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
+        assert pipeline.request_refresh(info, requested_by=leader) is True
+    info.refresh_from_db()
+    assert (info.status, info.retry_count, info.attempt) == (Status.PENDING, 0, 4)
+    assert [p["args"] for p in queued()] == [(info.pk, 4)]
+    assert Event.REFRESH_REQUESTED in [e["event"] for e in logs]
+    info = drive(info, django_capture_on_commit_callbacks)
+    assert info.status == Status.FOUND and info.raw_response == ""
+
+
+def test_permission_holder_may_refresh(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The default rule admits users with census.refresh_cedulainfo."""
+    info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    with override_settings(CENSUS_IS_LEADER="census.permissions.is_leader"):
+        assert pipeline.request_refresh(info, requested_by=factories.permission_holder())
+        with pytest.raises(PermissionDenied):
+            pipeline.request_refresh(info, requested_by=factories.leader())
+
+
+def test_non_leader_refresh_is_denied_and_logged(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A member's refresh raises PermissionDenied, queues nothing and emits refresh_denied."""
+    info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    member = factories.member()
+    clear_queue()
+    with capture_logs() as logs, pytest.raises(PermissionDenied):
+        pipeline.request_refresh(info, requested_by=member)
+    assert [e["event"] for e in logs] == [Event.REFRESH_DENIED]
+    assert queued() == []
+    info.refresh_from_db()
+    assert info.status == Status.FOUND
+
+
+def test_refresh_in_flight_is_refused(new_lookup: Any) -> None:
+    """A lookup still pending is not queued twice."""
+    info = new_lookup("found")
+    leader = factories.leader()
+    with capture_logs() as logs:
+        assert pipeline.request_refresh(info, requested_by=leader) is False
+    assert [p["args"] for p in queued()] == [(info.pk, 1)]
+    assert [e["event"] for e in logs] == [Event.REFRESH_SKIPPED]
