@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 from django_q.models import Task
 
@@ -161,7 +161,9 @@ def compute(
             .order_by()
         )
     )
-    used = Counter(lookups.annotate(n=Count("attempts")).values_list("n", flat=True).order_by("n"))
+    # A deferred attempt sent nothing and spent no budget: not an attempt used.
+    spent = Count("attempts", filter=~Q(attempts__outcome=Outcome.DEFERRED.value))
+    used = Counter(lookups.annotate(n=spent).values_list("n", flat=True).order_by("n"))
 
     retries = attempts.filter(due_at__isnull=False)
     retry_rows = list(retries.values_list("started_at", "due_at", "task_id"))

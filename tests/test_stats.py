@@ -198,6 +198,7 @@ def test_breaker_state_and_the_lookups_waiting_on_it() -> None:
     Attempt.objects.create(lookup=info, number=1, outcome="deferred")
     state = breaker_state(now)
     assert (state.state, state.consecutive_blocks, state.waiting) == ("open", 2, 1)
+    assert compute().attempts_used == {0: 1}  # a deferral sent nothing: no attempt used
     assert breaker_state(now + timedelta(seconds=61)).state == "half_open"
     out = StringIO()
     call_command("census_stats", stdout=out)

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from argparse import ArgumentParser
+from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -347,11 +348,11 @@ class Demo:
         user_ids = [m.user_id for m in self.members]
         lookups = CedulaInfo.objects.filter(user_id__in=user_ids)
         ids = dict(lookups.values_list("user_id", "pk"))
-        attempts: dict[int, int] = {}
-        # Deferred attempts sent nothing and spent no budget: they are not attempts used.
-        counted = Attempt.objects.filter(lookup__in=lookups).exclude(outcome="deferred")
-        for lookup_id in counted.values_list("lookup_id", flat=True):
-            attempts[lookup_id] = attempts.get(lookup_id, 0) + 1
+        # Every attempt row moves the status twice (-> scraping, -> retrying or final),
+        # deferred ones included (census_stats leaves those out of "attempts used").
+        moves = Counter(
+            Attempt.objects.filter(lookup__in=lookups).values_list("lookup_id", flat=True)
+        )
         consultas = simulator.consultas()
         gaps = [b.monotonic - a.monotonic for a, b in zip(consultas, consultas[1:], strict=False)]
         c = self.config
@@ -366,7 +367,7 @@ class Demo:
         return summary.render(
             rows=rows,
             stats=compute(lookups),
-            log=summary.check_log(self.log_file, rows, attempts, ids),
+            log=summary.check_log(self.log_file, rows, moves, ids),
             elapsed=elapsed,
             consultas=len(consultas),
             closest_spacing=min(gaps) if gaps else None,
