@@ -196,6 +196,11 @@ def _on_real_servers() -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
+        "orm_broker: needs the ORM broker's redelivery of prefetched tasks (the Redis broker "
+        "never redelivers); runs in ./test's SQLite pass",
+    )
+    config.addinivalue_line(
+        "markers",
         "scale: several qclusters on PostgreSQL and the Redis broker; runs in ./test's "
         "PostgreSQL pass (CENSUS_TEST_DATABASE=postgres CENSUS_TEST_BROKER=redis)",
     )
@@ -206,15 +211,25 @@ def pytest_report_header(config: pytest.Config) -> str:
 
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     broker = "redis" if getattr(settings, "ON_REDIS", False) else "orm"
-    note = "" if _on_real_servers() else "; scale tests deselected (they need postgres + redis)"
+    if _on_real_servers():
+        note = "; orm_broker tests deselected (they need the ORM broker's redelivery)"
+    else:
+        note = "; scale tests deselected (they need postgres + redis)"
     return f"census: database {database}, Django-Q2 broker {broker}{note}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Scale tests need PostgreSQL and Redis: deselected (and said so) on the SQLite default."""
-    if _on_real_servers():
-        return
-    scale = [item for item in items if item.get_closest_marker("scale")]
-    if scale:
-        config.hook.pytest_deselected(items=scale)
-        items[:] = [item for item in items if not item.get_closest_marker("scale")]
+    """Deselect (and say so in the header) what this pass's servers cannot run.
+
+    Scale tests need PostgreSQL and Redis; orm_broker tests need the ORM broker. ./test runs
+    both passes, so each test runs in one of them.
+    """
+    from django.conf import settings
+
+    unfit = "orm_broker" if getattr(settings, "ON_REDIS", False) else ""
+    if not _on_real_servers():
+        unfit = "scale"
+    out = [item for item in items if unfit and item.get_closest_marker(unfit)]
+    if out:
+        config.hook.pytest_deselected(items=out)
+        items[:] = [item for item in items if item not in out]

@@ -80,6 +80,7 @@ def test_blocking_spell_defers_and_everyone_finishes_right(
     summary("spell", infos, fresh_site, spell_blocks=len(blocked), breaker_opened=len(opened))
 
 
+@pytest.mark.orm_broker
 def test_backlog_redelivery_loses_no_answer_and_sends_once(
     qcluster: Any, fresh_site: CensusSimulator
 ) -> None:
