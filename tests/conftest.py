@@ -114,7 +114,8 @@ def browser_cluster(qcluster: Any, site: Any, **env: str) -> ClusterProcess:
         "CENSUS_SCRAPER": "census.scraper.playwright.PlaywrightScraper",
         "CENSUS_SITE_URL": site.url,
         "CENSUS_RATE_LIMIT_SECONDS": "1",
-        "CENSUS_SCRAPE_TIMEOUT": "15",
+        # Room for a loaded 2-core machine: a lookup takes 2 to 5 s when it is not.
+        "CENSUS_SCRAPE_TIMEOUT": "25",
         "CENSUS_RETRY_DELAYS": "2,3,4",
         "CENSUS_BLOCK_BACKOFF_SECONDS": "3",
         "CENSUS_BLOCK_BACKOFF_MAX_SECONDS": "12",

@@ -230,6 +230,8 @@ class _Run:
         self._error: BaseException | None = None
         self._driver_pid: int | None = None
         self._children_before = _children(os.getpid())
+        #: The page flow, once it runs: a killed browser's request may already have gone.
+        self._flow: _Flow | None = None
 
     def execute(self) -> LookupResult:
         thread = threading.Thread(target=self._main, name="census-playwright", daemon=True)
@@ -242,9 +244,11 @@ class _Run:
             raise
         if not finished:
             self._abort("browser_stuck")
+            sent = self._flow is not None and self._flow.slot is not None
             return LookupResult(
                 outcome=Outcome.TIMEOUT,
                 detail=f"the browser did not finish within {self.config.timeout:g}s; killed",
+                meta={"sent": sent},
             )
         if self._error is not None:
             raise self._error
@@ -272,7 +276,8 @@ class _Run:
             try:
                 context = new_lookup_context(browser, self.budget.ms())
                 try:
-                    return run_flow(context.new_page(), self.cedula, self.budget)
+                    self._flow = _Flow(context.new_page(), self.cedula, self.budget)
+                    return self._flow.run()
                 finally:
                     _quietly(context.close)
             finally:
