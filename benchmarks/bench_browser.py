@@ -2,6 +2,7 @@
 
 Runs both modes side by side (alternating, so load on the machine hits both alike) against
 the local census simulator, with no rate limit, and prints the median of each and their ratio.
+``./bench`` runs it as measurement 6 (``browser_warm_vs_launch_ratio``: launch / warm).
 
     .venv/bin/python benchmarks/bench_browser.py --lookups 12
 """
@@ -18,21 +19,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "example")]
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+from playwright.sync_api import sync_playwright
 
-import django  # noqa: E402
-
-django.setup()
-
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-from census.gate import OpenGate  # noqa: E402
-from census.outcomes import Outcome  # noqa: E402
-from census.scraper.base import LookupResult  # noqa: E402
-from census.scraper.playwright import (  # noqa: E402
+from census.gate import OpenGate
+from census.outcomes import Outcome
+from census.scraper.base import LookupResult
+from census.scraper.playwright import (
     LookupBudget,
     PlaywrightScraper,
     ScraperConfig,
@@ -40,7 +34,9 @@ from census.scraper.playwright import (  # noqa: E402
     new_lookup_context,
     run_flow,
 )
-from census.testing.simulator import CensusSimulator  # noqa: E402
+from census.testing.simulator import CensusSimulator
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class WarmBrowser:
@@ -102,11 +98,8 @@ def _tree_rss_mb(pid: int) -> float | None:
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lookups", type=int, default=12, help="lookups per mode")
-    args = parser.parse_args()
-
+def measure(lookups: int) -> dict[str, Any]:
+    """Both modes, alternating, ``lookups`` each after one warm-up lookup of each."""
     with CensusSimulator() as site:
         config = ScraperConfig(site_url=site.url, timeout=60)
         per_lookup = PlaywrightScraper(gate=OpenGate(), config=config)
@@ -119,12 +112,43 @@ def main() -> None:
             _timed(per_lookup.lookup, "1000000000")  # one of each first: disk caches
             _timed(warm.lookup, "1000000000")
             times: dict[str, list[float]] = {"per_lookup": [], "warm": []}
-            for n in range(args.lookups):
+            for n in range(lookups):
                 cedula = f"10{n:08d}"
                 times["per_lookup"].append(_timed(per_lookup.lookup, cedula))
                 times["warm"].append(_timed(warm.lookup, cedula))
         finally:
             warm.close()
+    held = None if rss_before is None or rss_warm is None else rss_warm - rss_before
+    return {"times": times, "warm_start": warm_start, "warm_held_mb": held}
+
+
+def run(params: dict[str, Any], clusters: Any) -> dict[str, Any]:
+    """Measurement 6 of ./bench (benchmarks/run.py)."""
+    measured = measure(params["lookups"])
+    medians = {mode: statistics.median(values) for mode, values in measured["times"].items()}
+    return {
+        "browser_warm_vs_launch_ratio": medians["per_lookup"] / medians["warm"],
+        "info": {
+            "lookups_per_mode": params["lookups"],
+            "launch_median_s": round(medians["per_lookup"], 2),
+            "warm_median_s": round(medians["warm"], 2),
+            "warm_browser_start_s": round(measured["warm_start"], 2),
+            "warm_browser_held_mb": round(measured["warm_held_mb"] or 0),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lookups", type=int, default=12, help="lookups per mode")
+    args = parser.parse_args()
+    sys.path[:0] = [str(ROOT), str(ROOT / "example")]
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    import django
+
+    django.setup()
+    measured = measure(args.lookups)
+    times = measured["times"]
 
     print(f"{args.lookups} lookups per mode against the simulator, {os.cpu_count()} CPUs")
     for mode, values in times.items():
@@ -135,11 +159,11 @@ def main() -> None:
     ratio = statistics.median(times["per_lookup"]) / statistics.median(times["warm"])
     extra = statistics.median(times["per_lookup"]) - statistics.median(times["warm"])
     print(f"  per_lookup / warm median ratio {ratio:.2f} (+{extra:.2f}s per lookup)")
-    print(f"  warm browser start-up (once per worker) {warm_start:.2f}s")
-    if rss_before is not None and rss_warm is not None:
-        held = rss_warm - rss_before
+    print(f"  warm browser start-up (once per worker) {measured['warm_start']:.2f}s")
+    if measured["warm_held_mb"] is not None:
         print(
-            f"  RSS a warm browser keeps per idle worker ~{held:.0f} MB (shared pages count twice)"
+            f"  RSS a warm browser keeps per idle worker ~{measured['warm_held_mb']:.0f} MB "
+            "(shared pages count twice)"
         )
 
 

@@ -202,6 +202,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "own_servers: picks its databases itself (./bench), so it runs in one pass only: "
+        "./test's SQLite pass",
+    )
+    config.addinivalue_line(
+        "markers",
         "scale: several qclusters on PostgreSQL and the Redis broker; runs in ./test's "
         "PostgreSQL pass (CENSUS_TEST_DATABASE=postgres CENSUS_TEST_BROKER=redis)",
     )
@@ -213,7 +218,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     database = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     broker = "redis" if getattr(settings, "ON_REDIS", False) else "orm"
     if _on_real_servers():
-        note = "; orm_broker tests deselected (they need the ORM broker's redelivery)"
+        note = (
+            "; orm_broker tests deselected (they need the ORM broker's redelivery), "
+            "own_servers tests too (they run in the SQLite pass)"
+        )
     else:
         note = "; scale tests deselected (they need postgres + redis)"
     return f"census: database {database}, Django-Q2 broker {broker}{note}"
@@ -222,15 +230,18 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect (and say so in the header) what this pass's servers cannot run.
 
-    Scale tests need PostgreSQL and Redis; orm_broker tests need the ORM broker. ./test runs
-    both passes, so each test runs in one of them.
+    Scale tests need PostgreSQL and Redis; orm_broker tests need the ORM broker; own_servers
+    tests choose their databases themselves, so the SQLite pass runs them. ./test runs both
+    passes, so each test runs in one of them.
     """
     from django.conf import settings
 
-    unfit = "orm_broker" if getattr(settings, "ON_REDIS", False) else ""
+    unfit: tuple[str, ...] = ()
+    if getattr(settings, "ON_REDIS", False):
+        unfit = ("orm_broker", "own_servers")
     if not _on_real_servers():
-        unfit = "scale"
-    out = [item for item in items if unfit and item.get_closest_marker(unfit)]
+        unfit = ("scale",)
+    out = [item for item in items if any(item.get_closest_marker(name) for name in unfit)]
     if out:
         config.hook.pytest_deselected(items=out)
         items[:] = [item for item in items if item not in out]

@@ -20,17 +20,15 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
     # ./bench picks its own databases (SQLite, and PostgreSQL + Redis when ./test found them):
-    # both passes of ./test would run the very same thing.
-    pytest.mark.skipif(
-        os.environ.get("CENSUS_TEST_DATABASE") == "postgres",
-        reason="./bench chooses its databases itself; it runs in the SQLite pass",
-    ),
+    # both passes of ./test would run the very same thing, so only the SQLite pass runs it.
+    pytest.mark.own_servers,
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_smoke_run_writes_every_key_and_goal(tmp_path: Path) -> None:
+    """A tiny ./bench run ends 0 and writes every key, its goal and the machine block."""
     out = tmp_path / "bench.json"
     # The same interpreter and servers (if ./test found some) as this test run.
     result = subprocess.run(

@@ -1,0 +1,29 @@
+"""Settings for the benchmarks and the qclusters they start: the test suite's, plus the
+example portal's URLs (the registration view), the worker count from the environment, and
+the production scheduler tick unless a measurement sets another."""
+
+from __future__ import annotations
+
+import os
+
+from tests.settings import *  # noqa: F403
+from tests.settings import Q_CLUSTER
+
+ROOT_URLCONF = "example_site.urls"
+LOGIN_URL = "portal:login"
+# Django's default hasher spends ~0.3 s per registration, which would hide census's share.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CENSUS_SCHEDULER_TICK = float(os.environ.get("CENSUS_SCHEDULER_TICK", "1"))
+# Django's default (0: a connection per request, closed by anything that calls
+# close_old_connections, as Django-Q2's ORM broker does on every call); a comparison sets it.
+if os.environ.get("CENSUS_BENCH_CONN_MAX_AGE"):
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["CENSUS_BENCH_CONN_MAX_AGE"])  # noqa: F405
+
+_workers = int(os.environ.get("CENSUS_BENCH_WORKERS", "2"))
+Q_CLUSTER = {
+    **Q_CLUSTER,
+    "workers": _workers,
+    "queue_limit": _workers,
+    # Above (queue_limit + workers) x the task timeout (census.W005).
+    "retry": 2 * _workers * Q_CLUSTER["timeout"] + 20,
+}
