@@ -11,9 +11,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from census import pipeline
+from census import bulk, pipeline
 from census.conf import settings
-from census.models import Attempt, CedulaInfo
+from census.models import Attempt, BulkRun, CedulaInfo
 
 
 class AttemptInline(admin.TabularInline):
@@ -98,3 +98,39 @@ class CedulaInfoAdmin(admin.ModelAdmin):
             % {"queued": queued, "skipped": skipped},
             messages.SUCCESS,
         )
+
+
+@admin.register(BulkRun)
+class BulkRunAdmin(admin.ModelAdmin):
+    """Bulk runs (census_lookup, re-checks): read-only, with their progress."""
+
+    list_display = (
+        "id",
+        "kind",
+        "selection",
+        "requested_by",
+        "background",
+        "total",
+        "done",
+        "waiting",
+        "created_at",
+        "finished_at",
+        "cancelled_at",
+    )
+    list_filter = ("kind", "background")
+    readonly_fields = [f.name for f in BulkRun._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("finalizadas"))
+    def done(self, run: BulkRun) -> int:
+        return bulk.progress(run).done
+
+    @admin.display(description=_("en espera"))
+    def waiting(self, run: BulkRun) -> int:
+        state = bulk.progress(run)
+        return state.unfed + state.in_flight

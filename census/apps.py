@@ -9,7 +9,14 @@ class CensusConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from census import checks, signals, ticker  # noqa: F401  (registers receivers)
+        from django.db.models.signals import post_migrate
+
+        from census import bulk, checks, signals, ticker  # noqa: F401  (registers receivers)
 
         signals.connect()
         ticker.connect()
+        # The daily re-check schedule follows CENSUS_RECHECK_AFTER after each migrate (and
+        # when a qcluster worker starts: census.ticker).
+        post_migrate.connect(
+            bulk.sync_recheck_schedule, sender=self, dispatch_uid="census.recheck_schedule"
+        )

@@ -111,4 +111,8 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]
             import_string(path)
         except ImportError as exc:
             found.append(Error(f"{setting} = {path!r} cannot be imported: {exc}", id="census.E004"))
+    try:
+        _ = settings.recheck_after_seconds
+    except ValueError as exc:
+        found.append(Error(f"CENSUS_RECHECK_AFTER: {exc}", id="census.E005"))
     return found

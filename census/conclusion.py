@@ -21,6 +21,7 @@ from census.models import Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
 from census.queue import schedule_attempt
 from census.ratelimit import RateGate
+from census.refresh import changed_fields, result_of
 from census.task import raw_cedula
 from census.transitions import locked, transition
 
@@ -166,6 +167,29 @@ def _finish(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> None:
             # Seconds from registration to this final status: charts time-to-final.
             "age_s": round((timezone.now() - info.created_at).total_seconds(), 3),
         },
+    )
+    if info.previous_result:
+        _report_change(info)
+
+
+def _report_change(info: CedulaInfo) -> None:
+    """A re-check that answers differently: ``lookup_result_changed`` with what changed."""
+    previous, current = info.previous_result, result_of(info)
+    changed = changed_fields(previous, current)
+    if not changed:
+        return
+    transaction.on_commit(
+        partial(
+            events.emit,
+            Event.LOOKUP_RESULT_CHANGED,
+            lookup_id=info.pk,
+            user_id=info.user_id,
+            changed=changed,
+            previous={name: previous.get(name) for name in changed},
+            current={name: current[name] for name in changed},
+            previous_finished_at=previous.get("finished_at"),
+        ),
+        robust=True,
     )
 
 

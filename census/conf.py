@@ -48,7 +48,36 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_SCHEDULER_TICK": 1.0,
     # Bytes of error detail kept in raw_response.
     "CENSUS_RAW_RESPONSE_LIMIT": 4000,
+    # Bulk runs (census_lookup, re-checks) keep at most this many seconds of the rate gate's
+    # work queued: window / CENSUS_RATE_LIMIT_SECONDS lookups (24 at the defaults).
+    "CENSUS_BULK_WINDOW_SECONDS": 120.0,
+    # Re-check final lookups older than this ("90d", "12h", seconds); None: never.
+    "CENSUS_RECHECK_AFTER": None,
+    # Local hour (TIME_ZONE) at which the daily re-check starts, when re-checks are on.
+    "CENSUS_RECHECK_HOUR": 3,
 }
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds in ``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or a plain number of seconds.
+
+    Raises ``ValueError`` (with the accepted forms) for anything else, or a value <= 0.
+    """
+    raw = str(text).strip().lower()
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:] in _UNITS else (raw, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(
+            f"{text!r} is not a duration: use a positive number with s, m, h, d or w "
+            "(e.g. 30d, 12h)"
+        )
+    return seconds
+
 
 #: Seconds the Django-Q2 task timeout adds on top of the scrape timeout.
 TASK_TIMEOUT_MARGIN = 30
@@ -134,6 +163,25 @@ class CensusSettings:
             solver_path=self.captcha_solver_path,
             max_retry_after=self.max_retry_after_seconds,
         )
+
+    @property
+    def bulk_window_seconds(self) -> float:
+        return max(float(self._get("CENSUS_BULK_WINDOW_SECONDS")), 0.0)
+
+    @property
+    def bulk_capacity(self) -> int:
+        """Lookups the gate serves in one bulk window (at least 1; 1000 with no rate limit)."""
+        rate = self.rate_limit_seconds
+        return max(int(self.bulk_window_seconds / rate), 1) if rate > 0 else 1000
+
+    @property
+    def recheck_after_seconds(self) -> float | None:
+        value = self._get("CENSUS_RECHECK_AFTER")
+        return None if value in (None, "", 0) else parse_duration(value)
+
+    @property
+    def recheck_hour(self) -> int:
+        return int(self._get("CENSUS_RECHECK_HOUR")) % 24
 
     @property
     def raw_response_limit(self) -> int:

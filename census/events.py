@@ -52,6 +52,19 @@ class Event(StrEnum):
     BROWSER_KILLED = "browser_killed"
     #: The configured solver gave a captcha token.
     CAPTCHA_SOLVED = "captcha_solved"
+    #: A re-check (refresh, bulk run) ended with a different census answer than before:
+    #: the changed fields with their previous and current values (never the cédula).
+    LOOKUP_RESULT_CHANGED = "lookup_result_changed"
+    #: A bulk run (census_lookup or the periodic re-check) selected its members.
+    BULK_RUN_STARTED = "bulk_run_started"
+    #: A bulk run queued a batch of lookups (as many as fit in its window).
+    BULK_RUN_FED = "bulk_run_fed"
+    #: Every member of a bulk run has a final status.
+    BULK_RUN_FINISHED = "bulk_run_finished"
+    #: A bulk run was cancelled: nothing more is fed; what was queued finishes.
+    BULK_RUN_CANCELLED = "bulk_run_cancelled"
+    #: The periodic re-check schedule was installed or removed to match CENSUS_RECHECK_AFTER.
+    RECHECK_SCHEDULE_SYNCED = "recheck_schedule_synced"
     #: A leader asked for a new lookup and it was queued.
     REFRESH_REQUESTED = "refresh_requested"
     #: A leader asked for a new lookup while one was in flight; nothing was queued.

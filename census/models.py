@@ -84,6 +84,9 @@ class CedulaInfo(models.Model):
     )
     created_at = models.DateTimeField(_("creado"), auto_now_add=True)
     finished_at = models.DateTimeField(_("finalizado"), null=True, blank=True)
+    #: The final result this lookup had before its current budget (a refresh or re-check):
+    #: status, reason, the census fields and when it ended. Empty before any refresh.
+    previous_result = models.JSONField(_("resultado anterior"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("consulta de cédula")
@@ -163,3 +166,66 @@ class RateGate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: next at {self.next_allowed_at:%H:%M:%S}"
+
+
+class BulkRun(models.Model):
+    """One ``census_lookup`` run (or periodic re-check): its members are fed to the queue a
+    window at a time, so it survives Ctrl-C and killed processes and resumes where it was."""
+
+    class Kind(models.TextChoices):
+        COMMAND = "command", _("census_lookup")
+        RECHECK = "recheck", _("re-check periódico")
+
+    kind = models.CharField(_("tipo"), max_length=16, choices=Kind.choices, default=Kind.COMMAND)
+    #: The leader it runs for (None: the app's periodic re-check).
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("solicitado por"),
+    )
+    #: The selection, normalised (no cédula): a run with the same key resumes this one.
+    selection = models.CharField(_("selección"), max_length=300)
+    #: Fed by a Django-Q2 schedule (``census-bulk-<id>``) instead of the terminal.
+    background = models.BooleanField(_("en segundo plano"), default=False)
+    total = models.PositiveIntegerField(_("miembros"), default=0)
+    created_at = models.DateTimeField(_("creado"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finalizado"), null=True, blank=True)
+    cancelled_at = models.DateTimeField(_("cancelado"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("consulta masiva")
+        verbose_name_plural = _("consultas masivas")
+
+    def __str__(self) -> str:
+        return f"bulk run {self.pk} ({self.selection})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.finished_at is None and self.cancelled_at is None
+
+
+class BulkMember(models.Model):
+    """A user selected by a bulk run; ``fed_at`` is set when its lookup was started."""
+
+    class Fed(models.TextChoices):
+        STARTED = "started", _("iniciada")
+        #: Its lookup was already in flight: that one counts, nothing new was queued.
+        IN_FLIGHT = "in_flight", _("ya en curso")
+
+    run = models.ForeignKey(BulkRun, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    fed_at = models.DateTimeField(_("iniciada el"), null=True, blank=True)
+    fed = models.CharField(_("inicio"), max_length=16, choices=Fed.choices, blank=True)
+
+    class Meta:
+        verbose_name = _("miembro de consulta masiva")
+        constraints = [
+            models.UniqueConstraint(fields=["run", "user"], name="census_bulkmember_unique")
+        ]
+        indexes = [models.Index(fields=["run", "fed_at"])]
+
+    def __str__(self) -> str:
+        return f"member {self.user_id} of bulk run {self.run_id}"

@@ -1,4 +1,5 @@
-"""Every Django-Q2 call of the app: queue an attempt, schedule one, and see what is waiting.
+"""Every Django-Q2 call of the app: queue an attempt, schedule one, see what is waiting, and
+the schedules of bulk runs (``census-bulk-<id>``) and of the daily re-check.
 
 Tasks carry ``(lookup_id, attempt)`` only, named ``census-lookup-<id>-attempt-<n>`` in group
 ``census-lookup``; their hook is ``census.hooks.attempt_finished``.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule
@@ -120,3 +122,54 @@ def queue_now(lookup_id: int, attempt: int) -> bool:
         events.emit(Event.ENQUEUE_FAILED, lookup_id=lookup_id, attempt=attempt)
         return False
     return True
+
+
+# -- bulk runs and re-checks ----------------------------------------------------------------
+
+FEED_FUNC = "census.bulk.feed_scheduled"
+RECHECK_FUNC = "census.bulk.start_recheck"
+RECHECK_SCHEDULE = "census-recheck"
+
+
+def feeder_name(run_id: int) -> str:
+    return f"census-bulk-{run_id}"
+
+
+def schedule_feeder(run_id: int) -> Schedule:
+    """A background run's feeder: every minute until the run ends (shown in the admin)."""
+    feeder, _ = Schedule.objects.update_or_create(
+        name=feeder_name(run_id),
+        defaults={
+            "func": FEED_FUNC,
+            "args": repr((run_id,)),
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+            "next_run": timezone.now(),
+        },
+    )
+    return feeder
+
+
+def remove_feeder(run_id: int) -> None:
+    Schedule.objects.filter(name=feeder_name(run_id)).delete()
+
+
+def sync_recheck_schedule(next_run: datetime | None) -> bool:
+    """Install the daily re-check schedule at ``next_run``, or remove it (None).
+
+    Returns True when it changed anything. An installed schedule keeps its own next run.
+    """
+    if next_run is None:
+        deleted, _ = Schedule.objects.filter(name=RECHECK_SCHEDULE).delete()
+        return bool(deleted)
+    _, created = Schedule.objects.get_or_create(
+        name=RECHECK_SCHEDULE,
+        defaults={
+            "func": RECHECK_FUNC,
+            "schedule_type": Schedule.DAILY,
+            "repeats": -1,
+            "next_run": next_run,
+        },
+    )
+    return created

@@ -1,4 +1,8 @@
-"""A leader's manual refresh: a fresh attempt budget for a finished lookup."""
+"""A fresh attempt budget for a finished lookup: a leader's refresh, a bulk run, a re-check.
+
+Every door (the admin action, the portal's button, ``census_lookup``, the periodic re-check)
+checks who asks once, then goes through ``restart``: same transition, same events.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from census import events
 from census.conf import settings
@@ -15,6 +19,45 @@ from census.models import CedulaInfo, Status
 from census.queue import queue_now
 from census.transitions import locked, transition
 
+#: The fields that make up a lookup's result (what a re-check compares).
+RESULT_FIELDS = (
+    "status",
+    "departamento",
+    "municipio",
+    "puesto",
+    "direccion",
+    "mesa",
+    "novedad",
+    "resolucion",
+    "fecha_novedad",
+)
+
+
+def result_of(info: CedulaInfo) -> dict[str, Any]:
+    """The lookup's current result: ``RESULT_FIELDS``, its reason and when it ended."""
+    result: dict[str, Any] = {name: getattr(info, name) for name in RESULT_FIELDS}
+    result["final_reason"] = info.final_reason
+    result["finished_at"] = info.finished_at.isoformat() if info.finished_at else None
+    return result
+
+
+def changed_fields(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The ``RESULT_FIELDS`` whose value differs between two results (none without a
+    previous result, or when either is not a census answer: ``error`` says nothing new)."""
+    answers = {Status.FOUND, Status.NOT_FOUND, Status.CANCELLED}
+    if previous.get("status") not in answers or current.get("status") not in answers:
+        return []
+    return [
+        name for name in RESULT_FIELDS if (previous.get(name) or "") != (current.get(name) or "")
+    ]
+
+
+def check_leader(requested_by: Any, **context: Any) -> None:
+    """Raise ``PermissionDenied`` (and log ``refresh_denied``) unless a leader asks."""
+    if not settings.is_leader(requested_by):
+        events.emit(Event.REFRESH_DENIED, requested_by=getattr(requested_by, "pk", None), **context)
+        raise PermissionDenied("only leaders may request a new census lookup")
+
 
 def request_refresh(info: CedulaInfo, *, requested_by: Any) -> bool:
     """Start a fresh attempt budget for a finished lookup; leaders only.
@@ -22,15 +65,22 @@ def request_refresh(info: CedulaInfo, *, requested_by: Any) -> bool:
     Raises ``PermissionDenied`` for anyone else. Returns False (and queues nothing) while
     the lookup is still in flight.
     """
-    requester_id = getattr(requested_by, "pk", None)
-    if not settings.is_leader(requested_by):
-        events.emit(Event.REFRESH_DENIED, lookup_id=info.pk, requested_by=requester_id)
-        raise PermissionDenied("only leaders may request a new census lookup")
-    with locked(info.pk) as current:
+    check_leader(requested_by, lookup_id=info.pk)
+    started = restart(info.pk, requester_id=getattr(requested_by, "pk", None))
+    info.refresh_from_db()
+    return started
+
+
+def restart(lookup_id: int, *, requester_id: int | None) -> bool:
+    """A fresh budget for a final lookup (the caller checked who asks); False if in flight.
+
+    The previous result is kept in ``previous_result``; the attempt is queued on commit.
+    """
+    with locked(lookup_id) as current:
         if current is None or not current.current_status.is_final:
             events.emit(
                 Event.REFRESH_SKIPPED,
-                lookup_id=info.pk,
+                lookup_id=lookup_id,
                 requested_by=requester_id,
                 status=current.status if current else None,
             )
@@ -45,15 +95,48 @@ def request_refresh(info: CedulaInfo, *, requested_by: Any) -> bool:
                 "retry_count": 0,
                 "deferred_s": 0.0,
                 "next_attempt_at": None,
+                "previous_result": result_of(current),
             },
             log={"requested_by": requester_id},
         )
         transaction.on_commit(partial(queue_now, current.pk, current.attempt), robust=True)
-    events.emit(
-        Event.REFRESH_REQUESTED,
-        lookup_id=info.pk,
-        requested_by=requester_id,
-        attempt=current.attempt,
-    )
-    info.refresh_from_db()
+        transaction.on_commit(
+            partial(
+                events.emit,
+                Event.REFRESH_REQUESTED,
+                lookup_id=current.pk,
+                requested_by=requester_id,
+                attempt=current.attempt,
+            ),
+            robust=True,
+        )
     return True
+
+
+def start_for_user(user: Any, *, requester_id: int | None) -> bool:
+    """A lookup for ``user`` now: its first one if it has none, else a fresh budget.
+
+    False when its lookup is in flight (nothing queued). The caller checked who asks.
+    """
+    from census.pipeline import start_lookup
+
+    info = CedulaInfo.objects.filter(user=user).only("pk").first()
+    if info is None:
+        try:
+            with transaction.atomic():
+                created = start_lookup(user)
+        except IntegrityError:  # created meanwhile (a registration, another run)
+            info = CedulaInfo.objects.get(user=user)
+        else:
+            transaction.on_commit(
+                partial(
+                    events.emit,
+                    Event.REFRESH_REQUESTED,
+                    lookup_id=created.pk,
+                    requested_by=requester_id,
+                    attempt=created.attempt,
+                ),
+                robust=True,
+            )
+            return True
+    return restart(info.pk, requester_id=requester_id)

@@ -70,6 +70,14 @@ def _run(interval: float) -> None:
 
 
 def start_in_worker(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
+    from census import bulk
+
+    try:  # the re-check schedule follows the settings this cluster was started with
+        bulk.sync_recheck_schedule()
+    except Exception:
+        events.emit(Event.SCHEDULER_TICK_FAILED)
+    finally:
+        close_old_connections()
     interval = settings.scheduler_tick
     if interval <= 0:
         return

@@ -29,3 +29,12 @@ def permission_holder() -> Any:
     user = member()
     user.user_permissions.add(Permission.objects.get(codename="refresh_cedulainfo"))
     return get_user_model().objects.get(pk=user.pk)
+
+
+def member_without_lookup(username: str | None = None, **extra: Any) -> Any:
+    """A member as a portal that installs census already has them: no lookup yet."""
+    from census.models import CedulaInfo
+
+    user = member(username=username, **extra)
+    CedulaInfo.objects.filter(user=user).delete()
+    return user

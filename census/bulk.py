@@ -1,0 +1,390 @@
+"""Bulk lookups: a backfill or re-check of many members, fed to the queue at the site's pace.
+
+A run (``BulkRun``) freezes its selection into member rows, then is *fed*: each feed starts
+lookups (through ``census.refresh``, the same path as a leader's refresh) only while fewer
+lookups are in flight than the rate gate serves in ``CENSUS_BULK_WINDOW_SECONDS``. The queue
+therefore never holds more than one window of work, so the ORM broker never redelivers
+prefetched tasks, and a registration made during a run waits at most one window behind it.
+Feeding pauses while the breaker is open.
+
+A feed marks its members and starts their lookups in one transaction (the tasks are queued
+on commit), so a killed feeder loses nothing and starts nothing twice; feeding the same run
+again continues where it stopped. ``census_lookup`` feeds from the terminal; a background run
+and the periodic re-check are fed by a Django-Q2 schedule (``census-bulk-<id>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from census import events, queue
+from census.cedula import canonical
+from census.conf import settings
+from census.events import Event
+from census.models import FINAL_STATUSES, BulkMember, BulkRun, CedulaInfo, Status
+from census.refresh import start_for_user
+from census.stats import breaker_state
+
+FINAL_VALUES = tuple(sorted(status.value for status in FINAL_STATUSES))
+IN_FLIGHT_VALUES = (Status.PENDING.value, Status.SCRAPING.value, Status.RETRYING.value)
+
+
+class SelectionError(ValueError):
+    """A selection that cannot be run (its message says why; it never shows a cédula)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which members a run looks up.
+
+    ``missing`` members (no lookup yet) plus those whose final lookup matches ``statuses``
+    and ``older_than_s`` (both when given); ``user_ids`` (from a users file) limits the
+    result, or alone selects those users whatever their lookup.
+    """
+
+    missing: bool = False
+    statuses: tuple[str, ...] = ()
+    older_than_s: float | None = None
+    user_ids: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.statuses) - set(FINAL_VALUES))
+        if unknown:
+            raise SelectionError(
+                f"--status takes final statuses ({', '.join(FINAL_VALUES)}); "
+                f"not {', '.join(unknown)}"
+            )
+        if not (self.missing or self.statuses or self.older_than_s or self.user_ids is not None):
+            raise SelectionError(
+                "choose members: --missing, --status, --older-than and/or --users-file"
+            )
+
+    @property
+    def key(self) -> str:
+        """A readable, cédula-free description; a run with the same key resumes the other."""
+        parts = []
+        if self.missing:
+            parts.append("missing")
+        if self.statuses:
+            parts.append("status=" + ",".join(sorted(self.statuses)))
+        if self.older_than_s:
+            parts.append(f"older_than={self.older_than_s:g}s")
+        if self.user_ids is not None:
+            digest = hashlib.sha256(",".join(map(str, sorted(self.user_ids))).encode())
+            parts.append(f"users={len(self.user_ids)}:{digest.hexdigest()[:12]}")
+        return " ".join(parts)
+
+    def user_pks(self, now: datetime | None = None) -> list[int]:
+        """The selected users' primary keys, in order."""
+        now = now or timezone.now()
+        users = get_user_model().objects.all()
+        wanted = Q(pk__in=[])
+        if self.missing:
+            wanted |= Q(cedula_info__isnull=True)
+        if self.statuses or self.older_than_s:
+            lookups = CedulaInfo.objects.filter(status__in=self.statuses or FINAL_VALUES)
+            if self.older_than_s:
+                lookups = lookups.filter(finished_at__lt=now - timedelta(seconds=self.older_than_s))
+            wanted |= Q(pk__in=lookups.values("user_id"))
+        if self.user_ids is not None:
+            if self.missing or self.statuses or self.older_than_s:
+                users = users.filter(wanted)
+            users = users.filter(pk__in=self.user_ids)
+        else:
+            users = users.filter(wanted)
+        return list(users.order_by("pk").values_list("pk", flat=True))
+
+
+def read_users_file(lines: Iterable[str]) -> tuple[int, ...]:
+    """User ids from lines holding a cédula (the user's cédula field) or a user id.
+
+    Blank lines and ``#`` comments are skipped. A line that names no user fails the whole
+    file (line numbers only in the message: no cédula), so nothing is half done.
+    """
+    user_model = get_user_model()
+    field = settings.cedula_field
+    ids: dict[int, None] = {}
+    unknown: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        cedula = canonical(text)
+        pk = None
+        if cedula is not None:
+            pk = user_model.objects.filter(**{field: cedula}).values_list("pk", flat=True).first()
+        if pk is None and text.isdigit():
+            pk = user_model.objects.filter(pk=int(text)).values_list("pk", flat=True).first()
+        if pk is None:
+            unknown.append(number)
+        else:
+            ids[int(pk)] = None
+    if unknown:
+        shown = ", ".join(map(str, unknown[:20])) + (" ..." if len(unknown) > 20 else "")
+        raise SelectionError(
+            f"{len(unknown)} line(s) of the users file name no user (lines {shown}); "
+            "nothing was started"
+        )
+    return tuple(ids)
+
+
+def read_users_path(path: str | Path) -> tuple[int, ...]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return read_users_file(handle)
+    except (OSError, UnicodeDecodeError) as error:
+        raise SelectionError(f"cannot read the users file: {error}") from None
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+
+def open_run(
+    selection: Selection,
+    *,
+    requested_by: Any,
+    kind: str = BulkRun.Kind.COMMAND,
+    background: bool = False,
+) -> tuple[BulkRun | None, bool]:
+    """The open run with this selection (resumed), else a new one; (None, False) if empty.
+
+    Returns ``(run, resumed)``. A new run freezes its members now.
+    """
+    with transaction.atomic():
+        existing = (
+            BulkRun.objects.select_for_update()
+            .filter(selection=selection.key, kind=kind, finished_at=None, cancelled_at=None)
+            .order_by("pk")
+            .first()
+        )
+        if existing is not None:
+            if background and not existing.background:
+                existing.background = True
+                existing.save(update_fields=["background"])
+            if existing.background:
+                queue.schedule_feeder(existing.pk)
+            return existing, True
+        pks = selection.user_pks()
+        if not pks:
+            return None, False
+        run = BulkRun.objects.create(
+            kind=kind,
+            requested_by=requested_by,
+            selection=selection.key,
+            background=background,
+            total=len(pks),
+        )
+        BulkMember.objects.bulk_create(
+            [BulkMember(run=run, user_id=pk) for pk in pks], batch_size=1000
+        )
+        if background:
+            queue.schedule_feeder(run.pk)
+    events.emit(
+        Event.BULK_RUN_STARTED,
+        run_id=run.pk,
+        kind=kind,
+        selection=run.selection,
+        members=run.total,
+        requested_by=run.requested_by_id,
+        background=background,
+    )
+    return run, False
+
+
+def in_flight_window(now: datetime | None = None) -> int:
+    """Lookups the gate must serve within the window: pending, scraping, or due within it."""
+    now = now or timezone.now()
+    horizon = now + timedelta(seconds=settings.bulk_window_seconds)
+    return CedulaInfo.objects.filter(
+        Q(status__in=(Status.PENDING, Status.SCRAPING))
+        | Q(status=Status.RETRYING, next_attempt_at__lte=horizon)
+        | Q(status=Status.RETRYING, next_attempt_at=None)
+    ).count()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    """Where a run stands. ``done``: members with a final status since they were fed."""
+
+    run_id: int
+    total: int
+    fed: int
+    done: int
+    in_flight: int
+    unfed: int
+    finished: bool
+    cancelled: bool
+    #: Seconds the rate gate needs for what is left (unfed + in flight), at least.
+    eta_s: float
+
+
+def progress(run: BulkRun) -> Progress:
+    members = BulkMember.objects.filter(run=run)
+    fed = members.exclude(fed_at=None)
+    done = fed.filter(user__cedula_info__status__in=FINAL_VALUES).count()
+    fed_count = fed.count()
+    unfed = run.total - fed_count if run.total else members.filter(fed_at=None).count()
+    in_flight = fed_count - done
+    return Progress(
+        run_id=run.pk,
+        total=run.total,
+        fed=fed_count,
+        done=done,
+        in_flight=in_flight,
+        unfed=max(unfed, 0),
+        finished=run.finished_at is not None,
+        cancelled=run.cancelled_at is not None,
+        eta_s=(max(unfed, 0) + in_flight) * settings.rate_limit_seconds,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Feed:
+    """One feed: how many lookups it started, and why it stopped short, if it did."""
+
+    started: int = 0
+    #: Members whose lookup was already in flight (counted, nothing queued).
+    in_flight: int = 0
+    #: Lookups in the gate's window before this feed, and the window's capacity.
+    queued_before: int = 0
+    capacity: int = 0
+    #: "" or why nothing was fed: "breaker_open", "window_full", "closed".
+    paused: str = ""
+
+
+def feed(run_id: int, *, now: datetime | None = None) -> Feed:
+    """Start the next members of an open run, as many as the window has room for."""
+    capacity = settings.bulk_capacity
+    with transaction.atomic():
+        run = BulkRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or not run.is_open:
+            return Feed(paused="closed", capacity=capacity)
+        breaker = breaker_state(now)
+        queued = in_flight_window(now)
+        if breaker.state in ("open", "probing"):
+            return Feed(paused="breaker_open", queued_before=queued, capacity=capacity)
+        room = capacity - queued
+        if room <= 0:
+            return Feed(paused="window_full", queued_before=queued, capacity=capacity)
+        members = list(
+            BulkMember.objects.filter(run=run, fed_at=None).select_related("user")[:room]
+        )
+        started = skipped = 0
+        fed_at = timezone.now()
+        for member in members:
+            if start_for_user(member.user, requester_id=run.requested_by_id):
+                member.fed, started = BulkMember.Fed.STARTED, started + 1
+            else:
+                member.fed, skipped = BulkMember.Fed.IN_FLIGHT, skipped + 1
+            member.fed_at = fed_at
+        BulkMember.objects.bulk_update(members, ["fed", "fed_at"])
+    result = Feed(started=started, in_flight=skipped, queued_before=queued, capacity=capacity)
+    if members:
+        events.emit(
+            Event.BULK_RUN_FED,
+            run_id=run_id,
+            started=started,
+            in_flight=skipped,
+            queued_before=queued,
+            capacity=capacity,
+        )
+    return result
+
+
+def finish_if_done(run_id: int) -> Progress | None:
+    """Mark the run finished once every member is fed and final; its progress (None: gone)."""
+    run = BulkRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return None
+    state = progress(run)
+    if run.is_open and state.unfed == 0 and state.in_flight == 0:
+        updated = BulkRun.objects.filter(pk=run_id, finished_at=None).update(
+            finished_at=timezone.now()
+        )
+        queue.remove_feeder(run_id)
+        if updated:
+            events.emit(
+                Event.BULK_RUN_FINISHED, run_id=run_id, members=state.total, done=state.done
+            )
+        run.refresh_from_db()
+        state = progress(run)
+    return state
+
+
+def step(run_id: int) -> Progress | None:
+    """One round of a feeder: feed, then see whether the run is over."""
+    feed(run_id)
+    return finish_if_done(run_id)
+
+
+def feed_scheduled(run_id: int) -> dict[str, Any]:
+    """The Django-Q2 task of a background run's schedule (``census-bulk-<id>``)."""
+    state = step(run_id)
+    if state is None or state.finished or state.cancelled:
+        queue.remove_feeder(run_id)
+    return {} if state is None else state.__dict__
+
+
+def cancel(run_ids: Iterable[int] | None = None) -> list[int]:
+    """Cancel open runs (all of them without ids): nothing more is fed; queued lookups finish."""
+    runs = BulkRun.objects.filter(finished_at=None, cancelled_at=None)
+    if run_ids is not None:
+        runs = runs.filter(pk__in=list(run_ids))
+    cancelled = []
+    for run in runs:
+        if BulkRun.objects.filter(pk=run.pk, cancelled_at=None).update(cancelled_at=timezone.now()):
+            queue.remove_feeder(run.pk)
+            state = progress(run)
+            events.emit(Event.BULK_RUN_CANCELLED, run_id=run.pk, fed=state.fed, unfed=state.unfed)
+            cancelled.append(run.pk)
+    return cancelled
+
+
+# -- periodic re-checks ---------------------------------------------------------------------
+
+
+def next_recheck_at(now: datetime | None = None) -> datetime:
+    """The next ``CENSUS_RECHECK_HOUR``:00 in the project's time zone."""
+    local = timezone.localtime(now or timezone.now())
+    due = local.replace(hour=settings.recheck_hour, minute=0, second=0, microsecond=0)
+    return due if due > local else due + timedelta(days=1)
+
+
+def sync_recheck_schedule(**kwargs: Any) -> None:
+    """Install the daily re-check schedule when ``CENSUS_RECHECK_AFTER`` is set; else remove it.
+
+    Runs after ``migrate`` and when a qcluster worker starts.
+    """
+    after = settings.recheck_after_seconds
+    if queue.sync_recheck_schedule(next_recheck_at() if after else None):
+        events.emit(
+            Event.RECHECK_SCHEDULE_SYNCED,
+            installed=bool(after),
+            recheck_after_s=after,
+            hour=settings.recheck_hour,
+        )
+
+
+def start_recheck() -> dict[str, Any]:
+    """The daily task: a background run re-checking final lookups older than the setting."""
+    after = settings.recheck_after_seconds
+    if not after:
+        sync_recheck_schedule()
+        return {"started": False}
+    run, resumed = open_run(
+        Selection(older_than_s=after),
+        requested_by=None,
+        kind=BulkRun.Kind.RECHECK,
+        background=True,
+    )
+    return {"run_id": run.pk if run else None, "resumed": resumed}

@@ -1,0 +1,359 @@
+"""census_lookup and census.bulk in-process: selections, refusals, pacing, resuming, re-checks.
+
+Django-Q2 is played by hand (tests/driving.py); tests/test_bulk_cluster.py runs a backfill
+through a real qcluster, Chromium and the simulator.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+from django_q.models import Schedule
+from structlog.testing import capture_logs
+
+from census import bulk, queue
+from census.checks import check_census_settings
+from census.conf import parse_duration
+from census.events import Event
+from census.models import BulkMember, BulkRun, CedulaInfo, RateGate, Status
+from census.ratelimit import DEFAULT_NAME
+from tests import factories
+from tests.driving import clear_queue, drive, queued
+
+pytestmark = pytest.mark.django_db
+
+
+def command(*args: str) -> str:
+    out = io.StringIO()
+    call_command("census_lookup", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture
+def leader() -> Any:
+    """A leader whose own lookup is over (it takes no place in the window)."""
+    user = factories.leader()
+    CedulaInfo.objects.filter(user=user).update(status=Status.FOUND, finished_at=timezone.now())
+    return user
+
+
+@pytest.fixture
+def window(settings: Any) -> int:
+    """A window of 3 lookups: 3 s of the gate at one request a second."""
+    settings.CENSUS_RATE_LIMIT_SECONDS = 1.0
+    settings.CENSUS_BULK_WINDOW_SECONDS = 3.0
+    return 3
+
+
+def finished(users: list[Any], capture: Any) -> None:
+    """Run the lookups of these users to their final status (Django-Q2 played by hand)."""
+    for user in users:
+        drive(CedulaInfo.objects.get(user=user), capture)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30d", 30 * 86400),
+        ("12h", 43200),
+        ("90m", 5400),
+        ("45s", 45),
+        ("2w", 14 * 86400),
+        ("600", 600),
+        (" 1.5D ", 1.5 * 86400),
+    ],
+)
+def test_durations(text: str, seconds: float) -> None:
+    """--older-than and CENSUS_RECHECK_AFTER read s, m, h, d, w or plain seconds."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "d", "-3d", "0", "3y", "nan", "inf", "1e999d"])
+def test_bad_durations_are_refused(text: str) -> None:
+    """Anything else is a ValueError naming the accepted forms."""
+    with pytest.raises(ValueError, match="30d"):
+        parse_duration(text)
+
+
+def test_selections_combine(
+    leader: Any, new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """--missing adds members without a lookup to the status/age match; a users file limits."""
+    missing = [factories.member_without_lookup() for _ in range(2)]
+    found = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    error = drive(new_lookup("invalid_cedula"), django_capture_on_commit_callbacks)
+    old = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    CedulaInfo.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=40))
+    in_flight = new_lookup("found")
+    assert error.status == Status.ERROR and in_flight.status == Status.PENDING
+
+    def pks(**kwargs: Any) -> set[int]:
+        return set(bulk.Selection(**kwargs).user_pks())
+
+    assert pks(missing=True) == {u.pk for u in missing}
+    assert pks(statuses=("found",)) == {found.user_id, old.user_id, leader.pk}
+    assert pks(statuses=("error",)) == {error.user_id}
+    assert pks(older_than_s=30 * 86400) == {old.user_id}
+    assert pks(statuses=("found",), older_than_s=30 * 86400) == {old.user_id}
+    assert pks(missing=True, statuses=("error",)) == {error.user_id} | {u.pk for u in missing}
+    listed = (missing[0].pk, found.user_id, in_flight.user_id)
+    assert pks(user_ids=listed) == set(listed)
+    assert pks(missing=True, user_ids=listed) == {missing[0].pk}
+
+
+def test_users_file_takes_cedulas_and_ids(tmp_path: Path) -> None:
+    """Lines hold a cédula (any separators) or a user id; blanks and # comments are skipped."""
+    a, b = factories.member_without_lookup(), factories.member_without_lookup()
+    dotted = f"{int(a.username):,}".replace(",", ".")
+    path = tmp_path / "members.txt"
+    path.write_text(f"# campaign list\n{dotted}\n\n{b.pk}  # by id\n{a.username}\n")
+    assert bulk.read_users_path(path) == (a.pk, b.pk)
+
+
+def test_users_file_with_unknown_lines_starts_nothing(leader: Any, tmp_path: Path) -> None:
+    """One unknown line refuses the whole file, naming line numbers and no cédula."""
+    known = factories.member_without_lookup()
+    path = tmp_path / "members.txt"
+    path.write_text(f"{known.username}\n1098765432\n")
+    with pytest.raises(CommandError) as refused:
+        command("--as", leader.username, "--users-file", str(path))
+    assert "line(s) of the users file name no user (lines 2)" in str(refused.value)
+    assert "1098765432" not in str(refused.value)
+    assert not BulkRun.objects.exists() and not CedulaInfo.objects.filter(user=known).exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "choose members"),
+        (("--status", "pending"), "final statuses"),
+        (("--older-than", "soon"), "not a duration"),
+        (("--users-file", "/nonexistent/members.txt"), "cannot read the users file"),
+    ],
+)
+def test_bad_selections_are_refused(leader: Any, args: tuple[str, ...], message: str) -> None:
+    """A selection that cannot run is a clear CommandError; no run, no lookup."""
+    factories.member_without_lookup()
+    with pytest.raises(CommandError, match=message):
+        command("--as", leader.username, *args)
+    assert not BulkRun.objects.exists() and not queued()
+
+
+def test_only_leaders_may_run_it() -> None:
+    """A member (or no such user) is refused before anything is selected; refresh_denied."""
+    member = factories.member()
+    factories.member_without_lookup()
+    clear_queue()
+    with capture_logs() as logs, pytest.raises(CommandError, match="leader"):
+        command("--as", member.username, "--missing")
+    with pytest.raises(CommandError, match="names no user"):
+        command("--as", "nobody", "--missing")
+    assert [e["door"] for e in logs if e["event"] == Event.REFRESH_DENIED] == ["census_lookup"]
+    assert not BulkRun.objects.exists() and not queued()
+
+
+def test_dry_run_counts_and_prices_without_starting(leader: Any, settings: Any) -> None:
+    """--dry-run says how many lookups and how long the rate limit makes them; starts none."""
+    settings.CENSUS_RATE_LIMIT_SECONDS = 5.0
+    for _ in range(30):
+        factories.member_without_lookup()
+    out = command("--as", leader.username, "--missing", "--dry-run")
+    assert "would start 30 lookup(s)" in out and "at least 2 min 30 s" in out
+    assert not BulkRun.objects.exists() and not queued()
+    assert CedulaInfo.objects.count() == 1  # the leader's own
+
+
+def test_feeding_keeps_the_queue_within_the_window(
+    leader: Any, window: int, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Each feed tops the window up: never more lookups queued than the gate serves in it."""
+    clear_queue()
+    members = [factories.member_without_lookup() for _ in range(7)]
+    run, resumed = bulk.open_run(bulk.Selection(missing=True), requested_by=leader)
+    assert run is not None and not resumed and run.total == 7
+    with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
+        first = bulk.feed(run.pk)
+    assert (first.started, first.queued_before) == (3, 0)
+    assert len(queued()) == 3
+    with django_capture_on_commit_callbacks(execute=True):
+        assert bulk.feed(run.pk).paused == "window_full"
+    assert len(queued()) == 3
+    fed = [m.user for m in BulkMember.objects.filter(run=run).exclude(fed_at=None)]
+    assert fed == members[:3]  # in order
+    finished(fed[:2], django_capture_on_commit_callbacks)
+    clear_queue()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert bulk.feed(run.pk).started == 2
+    requested = [e for e in logs if e["event"] == Event.REFRESH_REQUESTED]
+    assert {e["requested_by"] for e in requested} == {leader.pk}
+    assert CedulaInfo.objects.filter(user__in=members).count() == 5
+
+
+def test_registrations_count_in_the_window(
+    leader: Any, window: int, new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A registration in flight takes a place in the window: the backfill feeds fewer."""
+    for _ in range(5):
+        factories.member_without_lookup()
+    new_lookup("found"), new_lookup("found")
+    run, _ = bulk.open_run(bulk.Selection(missing=True), requested_by=leader)
+    assert run is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        assert bulk.feed(run.pk).started == 1
+
+
+def test_feeding_pauses_while_the_breaker_is_open(leader: Any, window: int) -> None:
+    """Nothing is fed into an open breaker (it would only be deferred)."""
+    factories.member_without_lookup()
+    RateGate.objects.create(name=DEFAULT_NAME, breaker_until=timezone.now() + timedelta(minutes=5))
+    run, _ = bulk.open_run(bulk.Selection(missing=True), requested_by=leader)
+    assert run is not None
+    assert bulk.feed(run.pk).paused == "breaker_open"
+    assert not BulkMember.objects.exclude(fed_at=None).exists()
+
+
+def test_lookups_in_flight_are_not_started_again(
+    leader: Any, window: int, new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A listed member whose lookup is running counts; nothing new is queued for it."""
+    running = new_lookup("found")
+    clear_queue()
+    run, _ = bulk.open_run(bulk.Selection(user_ids=(running.user_id,)), requested_by=leader)
+    assert run is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        fed = bulk.feed(run.pk)
+    assert (fed.started, fed.in_flight) == (0, 1) and not queued()
+    running = drive(running, django_capture_on_commit_callbacks)
+    assert bulk.finish_if_done(run.pk).finished  # type: ignore[union-attr]
+
+
+def test_a_second_run_resumes_and_a_finished_backfill_does_nothing(
+    leader: Any, window: int, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Stopped after one window, the same command continues the same run; once done, nothing."""
+    members = [factories.member_without_lookup() for _ in range(5)]
+    with django_capture_on_commit_callbacks(execute=True):
+        out = command("--as", leader.username, "--missing", "--no-wait")
+    assert "started run" in out
+    run = BulkRun.objects.get()
+    finished(members[:3], django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        out = command("--as", leader.username, "--missing", "--no-wait")
+    assert f"resuming run {run.pk}" in out and "3 already fed" in out
+    assert BulkRun.objects.count() == 1
+    finished(members[3:], django_capture_on_commit_callbacks)
+    out = command("--as", leader.username, "--missing")
+    assert f"run {run.pk} finished: 5 lookup(s) final" in out
+    assert command("--as", leader.username, "--missing") == (
+        "nothing to do: no member matches the selection\n"
+    )
+    # Every member was started exactly once: one budget each.
+    assert (
+        sorted(CedulaInfo.objects.filter(user__in=members).values_list("budget_start", flat=True))
+        == [1] * 5
+    )
+
+
+def test_background_run_is_fed_by_a_schedule_and_can_be_cancelled(
+    leader: Any, window: int, django_capture_on_commit_callbacks: Any
+) -> None:
+    """--background installs census-bulk-<id>; its task feeds; --cancel stops and removes it."""
+    for _ in range(5):
+        factories.member_without_lookup()
+    out = command("--as", leader.username, "--missing", "--background")
+    run = BulkRun.objects.get()
+    assert run.background and f"census-bulk-{run.pk}" in out
+    feeder = Schedule.objects.get(name=queue.feeder_name(run.pk))
+    assert (feeder.func, feeder.schedule_type) == (queue.FEED_FUNC, Schedule.MINUTES)
+    with django_capture_on_commit_callbacks(execute=True):
+        state = bulk.feed_scheduled(run.pk)
+    assert state["fed"] == 3 and len(queued()) == 3
+    with capture_logs() as logs:
+        out = command("--as", leader.username, "--cancel")
+    assert f"cancelled run(s) {run.pk}" in out
+    assert not Schedule.objects.filter(name=queue.feeder_name(run.pk)).exists()
+    assert Event.BULK_RUN_CANCELLED in [e["event"] for e in logs]
+    clear_queue()
+    assert bulk.feed(run.pk).paused == "closed" and not queued()
+
+
+def test_recheck_schedule_follows_the_setting(settings: Any) -> None:
+    """CENSUS_RECHECK_AFTER installs a daily schedule at CENSUS_RECHECK_HOUR; off removes it."""
+    settings.CENSUS_RECHECK_AFTER = "90d"
+    settings.CENSUS_RECHECK_HOUR = 4
+    bulk.sync_recheck_schedule()
+    recheck = Schedule.objects.get(name=queue.RECHECK_SCHEDULE)
+    assert (recheck.func, recheck.schedule_type) == (queue.RECHECK_FUNC, Schedule.DAILY)
+    local = timezone.localtime(recheck.next_run)
+    assert (local.hour, local.minute) == (4, 0) and recheck.next_run > timezone.now()
+    settings.CENSUS_RECHECK_AFTER = None
+    bulk.sync_recheck_schedule()
+    assert not Schedule.objects.filter(name=queue.RECHECK_SCHEDULE).exists()
+
+
+def test_bad_recheck_setting_is_a_check_error(settings: Any) -> None:
+    """A CENSUS_RECHECK_AFTER that is not a duration fails the system checks (census.E005)."""
+    settings.CENSUS_RECHECK_AFTER = "quarterly"
+    assert "census.E005" in [e.id for e in check_census_settings()]
+
+
+def test_recheck_starts_a_background_run_of_old_final_lookups(
+    settings: Any, new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The daily task re-checks final lookups older than the setting, as a background run."""
+    settings.CENSUS_RECHECK_AFTER = "90d"
+    old = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    recent = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    CedulaInfo.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=91))
+    result = bulk.start_recheck()
+    run = BulkRun.objects.get(pk=result["run_id"])
+    assert (run.kind, run.background, run.requested_by) == (BulkRun.Kind.RECHECK, True, None)
+    assert list(run.members.values_list("user_id", flat=True)) == [old.user_id]
+    assert Schedule.objects.filter(name=queue.feeder_name(run.pk)).exists()
+    assert bulk.start_recheck() == {"run_id": run.pk, "resumed": True}
+    assert recent.user_id not in run.members.values_list("user_id", flat=True)
+
+
+def _recheck(info: CedulaInfo, leader: Any, capture: Any) -> tuple[CedulaInfo, list[Any]]:
+    """Re-check one lookup through a bulk run; returns it final and the events logged."""
+    run, _ = bulk.open_run(bulk.Selection(user_ids=(info.user_id,)), requested_by=leader)
+    assert run is not None
+    with capture_logs() as logs:
+        with capture(execute=True):
+            bulk.feed(run.pk)
+        info = drive(info, capture)
+    return info, logs
+
+
+def test_a_changed_result_is_reported_and_the_previous_one_kept(
+    leader: Any, window: int, new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """found -> not_found: lookup_result_changed with the changed fields, no cédula."""
+    info = drive(new_lookup("found", "not_found"), django_capture_on_commit_callbacks)
+    place = info.puesto
+    info, logs = _recheck(info, leader, django_capture_on_commit_callbacks)
+    assert info.status == Status.NOT_FOUND
+    assert info.previous_result["status"] == "found" and info.previous_result["puesto"] == place
+    (changed,) = [e for e in logs if e["event"] == Event.LOOKUP_RESULT_CHANGED]
+    assert changed["lookup_id"] == info.pk
+    assert "status" in changed["changed"] and "puesto" in changed["changed"]
+    assert changed["previous"]["status"] == "found" and changed["current"]["status"] == "not_found"
+    assert info.user.username not in repr(changed)
+
+
+@pytest.mark.parametrize("second", ["found", "invalid_cedula"])
+def test_the_same_result_or_an_error_is_no_change(
+    second: str, leader: Any, window: int, new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The same answer again, or an error (which says nothing new of the census): no event."""
+    info = drive(new_lookup("found", second), django_capture_on_commit_callbacks)
+    info, logs = _recheck(info, leader, django_capture_on_commit_callbacks)
+    assert info.previous_result["status"] == "found"
+    assert Event.LOOKUP_RESULT_CHANGED not in [e["event"] for e in logs]
