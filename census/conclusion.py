@@ -17,7 +17,7 @@ from census import events, policy
 from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
-from census.models import Attempt, CedulaInfo, Status
+from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
 from census.queue import schedule_attempt
 from census.ratelimit import RateGate
@@ -137,21 +137,9 @@ def _bounded(name: str, value: object) -> str:
     return str(value or "")[:limit]
 
 
-_ANSWER_FIELDS = (
-    "departamento",
-    "municipio",
-    "puesto",
-    "direccion",
-    "mesa",
-    "novedad",
-    "resolucion",
-    "fecha_novedad",
-)
-
-
 def _finish(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> None:
     answer = row.answer if isinstance(row.answer, dict) else {}
-    fields: dict[str, Any] = {name: _bounded(name, answer.get(name)) for name in _ANSWER_FIELDS}
+    fields: dict[str, Any] = {name: _bounded(name, answer.get(name)) for name in ANSWER_FIELDS}
     fields.update(final_reason=_bounded("final_reason", decision.reason), next_attempt_at=None)
     fields["raw_response"] = (
         _error_details(info, decision, row) if decision.status == Status.ERROR else ""

@@ -38,6 +38,18 @@ OUTCOME_CHOICES = [(outcome.value, outcome.value) for outcome in Outcome]
 
 FINAL_STATUSES = frozenset({Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR})
 
+#: The ``CedulaInfo`` fields that hold a census answer (a polling place or a novedad).
+ANSWER_FIELDS = (
+    "departamento",
+    "municipio",
+    "puesto",
+    "direccion",
+    "mesa",
+    "novedad",
+    "resolucion",
+    "fecha_novedad",
+)
+
 
 class CedulaInfo(models.Model):
     """The census lookup of one user's cédula."""

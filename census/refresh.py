@@ -15,22 +15,12 @@ from django.db import IntegrityError, transaction
 from census import events
 from census.conf import settings
 from census.events import Event
-from census.models import CedulaInfo, Status
+from census.models import ANSWER_FIELDS, CedulaInfo, Status
 from census.queue import queue_now
 from census.transitions import locked, transition
 
 #: The fields that make up a lookup's result (what a re-check compares).
-RESULT_FIELDS = (
-    "status",
-    "departamento",
-    "municipio",
-    "puesto",
-    "direccion",
-    "mesa",
-    "novedad",
-    "resolucion",
-    "fecha_novedad",
-)
+RESULT_FIELDS = ("status", *ANSWER_FIELDS)
 
 
 def result_of(info: CedulaInfo) -> dict[str, Any]:
