@@ -142,8 +142,10 @@ CENSUS_SCRAPE_TIMEOUT = float(os.environ.get("CENSUS_SCRAPE_TIMEOUT", "10"))
 CENSUS_SCHEDULER_TICK = float(os.environ.get("CENSUS_SCHEDULER_TICK", "0.25"))
 # No pause after a block unless a test asks for one (the breaker's own tests do).
 CENSUS_BLOCK_BACKOFF_SECONDS = float(os.environ.get("CENSUS_BLOCK_BACKOFF_SECONDS", "0"))
-# The fault-injection suite (tests/test_faults.py) sets these for its qcluster processes.
+# The fault-injection suite (tests/test_faults.py) and the bulk run's command process
+# (tests/test_bulk_cluster.py) set these.
 for _name in (
+    "CENSUS_BULK_WINDOW_SECONDS",
     "CENSUS_BLOCK_BACKOFF_MAX_SECONDS",
     "CENSUS_MAX_RETRY_AFTER_SECONDS",
     "CENSUS_MAX_DEFER_SECONDS",

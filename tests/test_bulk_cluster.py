@@ -1,0 +1,155 @@
+"""A backfill with census_lookup through a real qcluster, Chromium and the census simulator.
+
+The command runs as its own process, is SIGKILLed mid-run and started again; members register
+while it runs. The test counts what the queue held while it ran and what the site received.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db.models import Min
+
+from census import queue
+from census.bulk import FINAL_VALUES
+from census.models import Attempt, BulkMember, BulkRun, CedulaInfo, Status
+from tests import factories
+from tests.conftest import ROOT, browser_cluster, wait_until_final
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+#: 3 s of the gate at one request per 0.5 s: at most 6 lookups of the run in flight.
+WINDOW = {"CENSUS_RATE_LIMIT_SECONDS": "0.5", "CENSUS_BULK_WINDOW_SECONDS": "3"}
+CAPACITY = 6
+EXPECTED = {"10": Status.FOUND, "20": Status.NOT_FOUND, "30": Status.CANCELLED}
+
+
+class Watch:
+    """Samples the queue while the test waits: the most the run and the broker ever held."""
+
+    def __init__(self, run_members: Callable[[], Any]) -> None:
+        self.run_members = run_members
+        self.max_run_in_flight = 0
+        self.max_queue_depth = 0
+
+    def sample(self) -> None:
+        fed = self.run_members().exclude(fed_at=None)
+        in_flight = fed.exclude(user__cedula_info__status__in=FINAL_VALUES)
+        self.max_run_in_flight = max(self.max_run_in_flight, in_flight.count())
+        self.max_queue_depth = max(self.max_queue_depth, len(queue.queued_packages() or []))
+
+    def until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sample()
+            if done():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_command(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "django", "census_lookup", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def test_backfill_is_paced_resumable_and_lets_registrations_first(
+    qcluster: Any, census_site: Any, tmp_path: Path
+) -> None:
+    """60 members: never more than a window queued, a SIGKILLed run resumed, nothing twice."""
+    user_model = get_user_model()
+    numbers = [factories.cedula(p) for p in ["10"] * 50 + ["20"] * 6 + ["30"] * 4]
+    # A portal's existing members: created without the census receiver (bulk_create).
+    user_model.objects.bulk_create([user_model(username=n) for n in numbers])
+    [leader] = user_model.objects.bulk_create(
+        [user_model(username=factories.cedula("10"), role="leader")]
+    )
+    CedulaInfo.objects.create(user=leader, status=Status.FOUND)
+    cluster = browser_cluster(qcluster, census_site, **WINDOW)
+    env = {**cluster.env, **WINDOW, "CENSUS_JSON_LOG": str(tmp_path / "command.jsonl")}
+    log = tmp_path / "command.out"
+    args = ("--as", leader.username, "--missing")
+
+    watch = Watch(lambda: BulkMember.objects.all())
+    first = start_command(env, log, *args)
+    fed = lambda: BulkMember.objects.exclude(fed_at=None).count()  # noqa: E731
+    watch.until(lambda: fed() >= 15, 300, "15 members fed")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    fed_at_kill = fed()
+
+    second = start_command(env, log, *args)
+    watch.until(lambda: fed() >= 35, 300, "35 members fed")
+    registered_at = time.time()
+    newcomers = register_newcomers()
+    watch.until(lambda: second.poll() is not None, 600, "the resumed run to finish")
+    output = log.read_text()
+    assert second.returncode == 0, output[-3000:]
+    assert "resuming run" in output and "finished: 60 lookup(s) final" in output, output[-3000:]
+
+    infos = wait_until_final(
+        list(CedulaInfo.objects.filter(user__username__in=numbers).values_list("pk", flat=True))
+        + newcomers,
+        cluster,
+        timeout=300,
+    )
+    by_user = {info.user.username: info for info in infos}
+    for number in numbers:
+        info = by_user[number]
+        assert info.status == EXPECTED[number[:2]], (number[-3:], info.raw_response)
+        # One lookup, one budget, one attempt, one request: the kill repeated nothing.
+        assert (info.budget_start, info.attempts.count()) == (1, 1)
+        assert census_site.consulta_count(number) == 1
+    assert 15 <= fed_at_kill < 60
+    assert BulkRun.objects.count() == 1 and BulkRun.objects.get().finished_at is not None
+    # Paced: never more of the run in flight than the window; the broker never deeper than
+    # the window plus the two registrations.
+    assert 0 < watch.max_run_in_flight <= CAPACITY
+    assert watch.max_queue_depth <= CAPACITY + len(newcomers)
+
+    # Registrations go first: queued ahead of every member the run fed after them.
+    later = BulkMember.objects.filter(fed_at__gt=_as_datetime(registered_at))
+    assert later.exists()
+    first_later = Attempt.objects.filter(lookup__user__in=later.values("user")).aggregate(
+        first=Min("started_at")
+    )["first"]
+    for pk in newcomers:
+        started = Attempt.objects.get(lookup_id=pk, number=1).started_at
+        assert started <= first_later
+
+    third = subprocess.run(
+        [sys.executable, "-m", "django", "census_lookup", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert third.stdout.strip() == "nothing to do: no member matches the selection"
+
+
+def register_newcomers() -> list[int]:
+    """Two members register mid-backfill (their lookups queue on commit)."""
+    users = [factories.member(username=factories.cedula("11")) for _ in range(2)]
+    return [CedulaInfo.objects.get(user=user).pk for user in users]
+
+
+def _as_datetime(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
