@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
@@ -45,8 +46,18 @@ def _q_options(lookup_id: int, attempt: int) -> dict[str, Any]:
 
 
 def enqueue_attempt(lookup_id: int, attempt: int) -> str:
-    """Queue ``attempt`` of a lookup now; returns the Django-Q2 task id."""
-    return str(async_task(TASK_FUNC, lookup_id, attempt, q_options=_q_options(lookup_id, attempt)))
+    """Queue ``attempt`` of a lookup now; returns the Django-Q2 task id.
+
+    Called in autocommit mode (on commit of a registration), the ORM broker would first close
+    the caller's database connection (``close_old_connections``, which with the default
+    ``CONN_MAX_AGE = 0`` closes it), and the registration's request would reconnect for its
+    next query: a transaction of our own around the insert keeps the connection.
+    """
+    options = _q_options(lookup_id, attempt)
+    if Conf.ORM and transaction.get_autocommit(using=Conf.ORM):  # the ORM broker, no atomic
+        with transaction.atomic(using=Conf.ORM):
+            return str(async_task(TASK_FUNC, lookup_id, attempt, q_options=options))
+    return str(async_task(TASK_FUNC, lookup_id, attempt, q_options=options))
 
 
 def schedule_attempt(lookup_id: int, attempt: int, due: datetime) -> Schedule:
