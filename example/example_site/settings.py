@@ -24,8 +24,9 @@ Environment variables (all optional):
   ``CENSUS_BROWSER_EXECUTABLE``, ``CENSUS_SCRAPE_TIMEOUT``, ``CENSUS_RATE_LIMIT_SECONDS``,
   ``CENSUS_RETRY_DELAYS`` (seconds, commas), ``CENSUS_MAX_ATTEMPTS``,
   ``CENSUS_SCHEDULER_TICK``, ``CENSUS_BLOCK_BACKOFF_SECONDS``,
-  ``CENSUS_BLOCK_BACKOFF_MAX_SECONDS``: the census settings of the same name (defaults:
-  census's own).
+  ``CENSUS_BLOCK_BACKOFF_MAX_SECONDS``, ``CENSUS_BULK_WINDOW_SECONDS``,
+  ``CENSUS_RECHECK_AFTER`` (e.g. ``90d``), ``CENSUS_RECHECK_HOUR``: the census settings of the
+  same name (defaults: census's own).
 """
 
 from __future__ import annotations
@@ -219,6 +220,11 @@ CENSUS_BLOCK_BACKOFF_SECONDS = float(
 CENSUS_BLOCK_BACKOFF_MAX_SECONDS = float(
     _env("CENSUS_BLOCK_BACKOFF_MAX_SECONDS") or DEFAULTS["CENSUS_BLOCK_BACKOFF_MAX_SECONDS"]
 )
+CENSUS_BULK_WINDOW_SECONDS = float(
+    _env("CENSUS_BULK_WINDOW_SECONDS") or DEFAULTS["CENSUS_BULK_WINDOW_SECONDS"]
+)
+CENSUS_RECHECK_AFTER = _env("CENSUS_RECHECK_AFTER") or DEFAULTS["CENSUS_RECHECK_AFTER"]
+CENSUS_RECHECK_HOUR = int(_env("CENSUS_RECHECK_HOUR") or DEFAULTS["CENSUS_RECHECK_HOUR"])
 
 # -- Django-Q2 --------------------------------------------------------------------------------
 # Census passes its own per-task timeout (scrape timeout + margin); the cluster's is above it

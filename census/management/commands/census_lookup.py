@@ -15,6 +15,7 @@ the command loses nothing and the same command continues the run.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import time
@@ -150,7 +151,17 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         bar = None
         if sys.stdout.isatty():
-            bar = tqdm(total=run.total, unit="lookup", desc=f"run {run.pk}", dynamic_ncols=True)
+            # The terminal's size, or 80 x 24 where it reports none (a pty with no size, in
+            # which tqdm would otherwise hide the bar).
+            size = shutil.get_terminal_size()
+            bar = tqdm(
+                total=run.total,
+                unit="lookup",
+                desc=f"run {run.pk}",
+                ncols=size.columns,
+                nrows=size.lines,
+                file=sys.stdout,
+            )
         last_line = 0.0
         try:
             while True:
@@ -160,7 +171,7 @@ class Command(BaseCommand):
                     raise CommandError(f"run {run.pk} is gone")
                 if bar is not None:
                     bar.update(state.done - bar.n)
-                    bar.set_postfix(waiting=state.unfed + state.in_flight, queued=state.in_flight)
+                    bar.set_postfix(in_flight=state.in_flight, waiting=state.unfed)
                 elif time.monotonic() - last_line >= LINE_EVERY or state.finished:
                     last_line = time.monotonic()
                     self.stdout.write(
