@@ -98,6 +98,12 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"lookups": 40, "limit": 1.0},
     ),
     "browser": ({"lookups": 1}, {"lookups": 4}, {"lookups": 12}),
+    # The gate's row vs a Redis gate (full runs with PostgreSQL + Redis only).
+    "gate": (
+        {"threads": 2, "calls": 5, "rounds": 1},
+        {"threads": 4, "calls": 50, "rounds": 2},
+        {"threads": 4, "calls": 100, "rounds": 4},
+    ),
     # Up to that many lookups, fed until the time box (seconds) closes.
     "soak": (
         {"lookups": 4, "seconds": 120},
@@ -115,7 +121,8 @@ def plan(mode: str, servers: bool) -> list[Stage]:
     leftovers only) runs beside the fake-scraper measurements, which compare alternating
     batches side by side, and the stock scheduler's, which only waits for its clock. The
     full run adds variants for comparison (their figures go to ``info``): persistent
-    connections, PostgreSQL + Redis, and the gate at a slower limit.
+    connections, PostgreSQL + Redis, the gate at a slower limit, and the gate's row against
+    a Redis gate.
     """
     n = ("smoke", "quick", "full").index(mode)
     limit = (300, 300, 900)[n]
@@ -130,6 +137,8 @@ def plan(mode: str, servers: bool) -> list[Stage]:
     if mode == "full":  # the gate where the cores can keep up with the limit
         slower = {"lookups": 16, "limit": 3.0}
         rate.append(job("rate_slower", "rate", servers=True, params=slower))
+        if servers:  # where the gate could live: its row or Redis (figures to info)
+            rate.append(job("gate_backends", servers=True))
     beside_soak = [job("registration"), job("orchestration"), job("retries")]
     if mode == "full":  # the same with persistent connections, and on PostgreSQL + Redis
         persistent = (("CENSUS_BENCH_CONN_MAX_AGE", "600"),)
