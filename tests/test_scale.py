@@ -25,7 +25,12 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-RATE_LIMIT = 1.0
+#: 2 s, not 1 s: at 1 s four Chromium lookups (1.35 CPU-s each) saturate two cores, and the
+#: simulator, which timestamps each request in a thread of this process, then stamps some late
+#: (one clean-clone CI run saw two consultas 0.81 s apart although the gate spaced their slots
+#: 1.1 s apart). At 2 s the gate, not the cores, sets the pace, so the gaps the site sees
+#: measure the gate (./bench's rate_slower: closest pair 3.098 s at 3 s; BENCHMARKS.md).
+RATE_LIMIT = 2.0
 
 #: (prefix, expected final status, how many members): 40 in all.
 MIX = (
