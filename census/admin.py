@@ -110,9 +110,7 @@ class BulkRunAdmin(admin.ModelAdmin):
         "selection",
         "requested_by",
         "background",
-        "total",
-        "done",
-        "waiting",
+        "progress",
         "created_at",
         "finished_at",
         "cancelled_at",
@@ -126,11 +124,8 @@ class BulkRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description=_("finalizadas"))
-    def done(self, run: BulkRun) -> int:
-        return bulk.progress(run).done
-
-    @admin.display(description=_("en espera"))
-    def waiting(self, run: BulkRun) -> int:
+    @admin.display(description=_("progreso"))
+    def progress(self, run: BulkRun) -> str:
+        """Done of total, and how many are in flight or not yet fed (one count per row)."""
         state = bulk.progress(run)
-        return state.unfed + state.in_flight
+        return f"{state.done}/{state.total} ({state.in_flight} en curso, {state.unfed} en espera)"

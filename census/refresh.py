@@ -90,17 +90,21 @@ def restart(lookup_id: int, *, requester_id: int | None) -> bool:
             log={"requested_by": requester_id},
         )
         transaction.on_commit(partial(queue_now, current.pk, current.attempt), robust=True)
-        transaction.on_commit(
-            partial(
-                events.emit,
-                Event.REFRESH_REQUESTED,
-                lookup_id=current.pk,
-                requested_by=requester_id,
-                attempt=current.attempt,
-            ),
-            robust=True,
-        )
+        _log_requested_on_commit(current, requester_id)
     return True
+
+
+def _log_requested_on_commit(info: CedulaInfo, requester_id: int | None) -> None:
+    transaction.on_commit(
+        partial(
+            events.emit,
+            Event.REFRESH_REQUESTED,
+            lookup_id=info.pk,
+            requested_by=requester_id,
+            attempt=info.attempt,
+        ),
+        robust=True,
+    )
 
 
 def start_for_user(user: Any, *, requester_id: int | None) -> bool:
@@ -118,15 +122,6 @@ def start_for_user(user: Any, *, requester_id: int | None) -> bool:
         except IntegrityError:  # created meanwhile (a registration, another run)
             info = CedulaInfo.objects.get(user=user)
         else:
-            transaction.on_commit(
-                partial(
-                    events.emit,
-                    Event.REFRESH_REQUESTED,
-                    lookup_id=created.pk,
-                    requested_by=requester_id,
-                    attempt=created.attempt,
-                ),
-                robust=True,
-            )
+            _log_requested_on_commit(created, requester_id)
             return True
     return restart(info.pk, requester_id=requester_id)
