@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -229,22 +229,23 @@ class Progress:
 
 
 def progress(run: BulkRun) -> Progress:
+    """Counted from the member rows (a member whose user was deleted is gone with it)."""
     members = BulkMember.objects.filter(run=run)
+    total = members.count()
     fed = members.exclude(fed_at=None)
-    done = fed.filter(user__cedula_info__status__in=FINAL_VALUES).count()
     fed_count = fed.count()
-    unfed = run.total - fed_count if run.total else members.filter(fed_at=None).count()
-    in_flight = fed_count - done
+    done = fed.filter(user__cedula_info__status__in=FINAL_VALUES).count()
+    unfed, in_flight = total - fed_count, fed_count - done
     return Progress(
         run_id=run.pk,
-        total=run.total,
+        total=total,
         fed=fed_count,
         done=done,
         in_flight=in_flight,
-        unfed=max(unfed, 0),
+        unfed=unfed,
         finished=run.finished_at is not None,
         cancelled=run.cancelled_at is not None,
-        eta_s=(max(unfed, 0) + in_flight) * settings.rate_limit_seconds,
+        eta_s=(unfed + in_flight) * settings.rate_limit_seconds,
     )
 
 
@@ -316,8 +317,7 @@ def finish_if_done(run_id: int) -> Progress | None:
             events.emit(
                 Event.BULK_RUN_FINISHED, run_id=run_id, members=state.total, done=state.done
             )
-        run.refresh_from_db()
-        state = progress(run)
+        state = replace(state, finished=True)
     return state
 
 
@@ -330,9 +330,10 @@ def step(run_id: int) -> Progress | None:
 def feed_scheduled(run_id: int) -> dict[str, Any]:
     """The Django-Q2 task of a background run's schedule (``census-bulk-<id>``)."""
     state = step(run_id)
-    if state is None or state.finished or state.cancelled:
+    if state is None:  # the run was deleted (finish and cancel remove the feeder themselves)
         queue.remove_feeder(run_id)
-    return {} if state is None else state.__dict__
+        return {}
+    return asdict(state)
 
 
 def cancel(run_ids: Iterable[int] | None = None) -> list[int]:

@@ -357,3 +357,18 @@ def test_the_same_result_or_an_error_is_no_change(
     info, logs = _recheck(info, leader, django_capture_on_commit_callbacks)
     assert info.previous_result["status"] == "found"
     assert Event.LOOKUP_RESULT_CHANGED not in [e["event"] for e in logs]
+
+
+def test_a_member_deleted_mid_run_does_not_keep_the_run_open(
+    leader: Any, window: int, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A user deleted before being fed leaves the run: it still finishes."""
+    members = [factories.member_without_lookup() for _ in range(2)]
+    run, _ = bulk.open_run(bulk.Selection(missing=True), requested_by=leader)
+    assert run is not None
+    members[1].delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        bulk.feed(run.pk)
+    finished(members[:1], django_capture_on_commit_callbacks)
+    state = bulk.finish_if_done(run.pk)
+    assert state is not None and state.finished and (state.total, state.done) == (1, 1)
