@@ -55,11 +55,11 @@ def conclude_attempt(lookup_id: int, attempt: int, *, task_id: str | None = None
             deferred_s=info.deferred_s,
             max_defer=settings.max_defer_seconds,
         )
+        if isinstance(decision, policy.Defer) and not _defer(info, row, decision.delay):
+            decision = policy.Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
         if isinstance(decision, policy.Retry):
             _retry(info, decision.delay)
-        elif isinstance(decision, policy.Defer):
-            _defer(info, row, decision.delay)
-        else:
+        elif isinstance(decision, policy.Finish):
             _finish(info, decision, row)
     return True
 
@@ -99,11 +99,20 @@ def _retry(info: CedulaInfo, delay: float) -> None:
     schedule_attempt(info.pk, next_attempt, due)
 
 
-def _defer(info: CedulaInfo, row: Attempt, delay: float) -> None:
-    """Wait for the gate: the same budget step runs again at the lookup's place in line."""
+def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
+    """Wait for the gate: the same budget step runs again at the lookup's place in line.
+
+    False (nothing changed) when that place is past the lookup's deferral bound
+    (``CENSUS_MAX_DEFER_SECONDS``): however long the cursor, the bound holds.
+    """
+    left = settings.max_defer_seconds - info.deferred_s
+    waited = RateGate().place_deferred(delay, at_most=left)
+    if waited is None:
+        return False
+    # The place is on the gate's clock; the schedule's due time is on this host's, as every
+    # other time on the lookup's row.
     now = timezone.now()
-    due = RateGate().place_deferred(now + timedelta(seconds=delay))
-    waited = (due - now).total_seconds()
+    due = now + timedelta(seconds=waited)
     reason = row.error.split(":", 1)[0] or "gate_closed"
     next_attempt = info.attempt + 1
     transition(
@@ -129,6 +138,7 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> None:
         robust=True,
     )
     schedule_attempt(info.pk, next_attempt, due)
+    return True
 
 
 def _bounded(name: str, value: object) -> str:

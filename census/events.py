@@ -48,6 +48,12 @@ class Event(StrEnum):
     BREAKER_CLOSED = "breaker_closed"
     #: The gate could not record a request's fate (database trouble); the lookup goes on.
     GATE_RECORD_FAILED = "gate_record_failed"
+    #: The gate could not confirm a request's send (database trouble); its lease expires.
+    GATE_CONFIRM_FAILED = "gate_confirm_failed"
+    #: A request woke too late for its slot and took a new turn instead of going out late.
+    GATE_LATE = "gate_late"
+    #: A database step lost its connection (dropped, stalled) and is retried.
+    DATABASE_RETRY = "database_retry"
     #: A browser stuck past the scrape timeout (or interrupted) was killed with its children.
     BROWSER_KILLED = "browser_killed"
     #: The configured solver gave a captcha token.
@@ -87,6 +93,8 @@ _LEVELS: dict[Event, str] = {
     Event.SCHEDULER_TICK_FAILED: "error",
     Event.BREAKER_OPENED: "warning",
     Event.GATE_RECORD_FAILED: "error",
+    Event.GATE_CONFIRM_FAILED: "error",
+    Event.DATABASE_RETRY: "warning",
     Event.BROWSER_KILLED: "warning",
     Event.REFRESH_DENIED: "warning",
 }

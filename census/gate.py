@@ -1,10 +1,15 @@
 """The cluster-wide gate in front of the census site: rate spacing plus a circuit breaker.
 
 Pure policy: a ``GateState`` and a clock value in, a decision and the next state out. The
-database-backed gate (``census.ratelimit.RateGate``) applies these under a row lock; the
-scraper sees only the ``Gate`` protocol. No Django, no I/O here.
+store (``census.gatestore``) applies these to the shared row under its lock, with ``now`` read
+from the database's clock; the waiter (``census.ratelimit.RateGate``) sleeps between them; the
+scraper sees only the ``Gate`` protocol, which speaks in relative seconds. No Django, no I/O.
 
-- **Spacing.** Requests get consecutive slots ``interval`` (+ ``SEND_MARGIN``) apart.
+- **Spacing, measured at the send.** Requests get consecutive slots ``interval`` apart
+  (``admit``). At its slot a request asks to go (``permit``): it may leave only ``interval``
+  after the previous request was confirmed sent (``confirm``), and never while another
+  request is leaving (holding its send lease). A request that wakes later than
+  ``late_after`` past the moment it could have gone takes a new turn instead of going late.
 - **Breaker.** A block (F5 page, 403, 429) opens it for a pause: the 429's ``Retry-After``
   when given (clamped), else ``backoff`` seconds doubled per consecutive block up to
   ``backoff_max``. While it is open nothing is admitted. When the pause is over exactly one
@@ -21,14 +26,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-#: Seconds added between slots: the time from the gate to the request reaching the site
-#: varies by some milliseconds per browser, and the site must never see two requests closer
-#: than the limit.
-SEND_MARGIN = 0.1
+#: Seconds added between granted slots. None is needed: the limit is enforced at the send
+#: (``permit`` against the previous request's confirmed send time), not at the grant.
+SEND_MARGIN = 0.0
 
 #: Why a gate refused: its breaker is open, a probe is out, its slots are taken past the
 #: caller's deadline, or deferred lookups are ahead of a fresh caller.
@@ -55,6 +59,11 @@ class GatePolicy:
     max_retry_after: float = 3600.0
     #: Seconds a probe may stay out before another caller may probe (its holder died).
     probe_lease: float = 120.0
+    #: Seconds a permitted request may take to confirm that it left; past that its holder is
+    #: presumed gone, and its send is taken to have happened at the end of the lease.
+    send_lease: float = 10.0
+    #: A request later than this past the moment it could have gone takes a new turn.
+    late_after: float = 0.5
 
     @property
     def spacing(self) -> timedelta:
@@ -77,6 +86,10 @@ class GateState:
     consecutive_blocks: int = 0
     probe_until: datetime | None = None
     defer_cursor: datetime | None = None
+    #: When the last request was confirmed sent (its holder's ``confirm``).
+    last_sent_at: datetime | None = None
+    #: While set and in the future, a permitted request is leaving (its send lease).
+    sending_until: datetime | None = None
 
     def breaker_open(self, now: datetime) -> bool:
         return self.breaker_until is not None and now < self.breaker_until
@@ -84,21 +97,56 @@ class GateState:
 
 @dataclass(frozen=True)
 class Slot:
-    """Admitted: send at ``at``; ``probe`` when this request tests a breaker that paused."""
+    """Admitted: send at ``at``; ``probe`` when this request tests a breaker that paused.
+
+    ``wait``: seconds from the gate's clock reading to ``at`` (what a waiter sleeps, on its
+    own monotonic clock). ``lease_until``: set once ``permit`` let the request go; the key
+    its ``confirm`` presents.
+    """
 
     at: datetime
     probe: bool = False
+    wait: float = field(default=0.0, compare=False)
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Closed:
-    """Not admitted before the deadline: the gate opens at ``until`` (at the earliest)."""
+    """Not admitted before the deadline: the gate opens at ``until`` (at the earliest).
+
+    ``wait``: seconds from the gate's clock reading to ``until``.
+    """
 
     until: datetime
     reason: ClosedReason
+    wait: float = field(default=0.0, compare=False)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Not yet: ask again in ``wait`` seconds (the previous request left too recently, or is
+    leaving now)."""
+
+    wait: float
+
+
+@dataclass(frozen=True)
+class Retake:
+    """Too late for this slot: take a new turn (``admit``) instead of going out late."""
+
+    late_by: float
 
 
 Admission = Slot | Closed
+Permission = Slot | Hold | Retake | Closed
+
+
+def _closed(until: datetime, reason: ClosedReason, now: datetime) -> Closed:
+    return Closed(until, reason, wait=max((until - now).total_seconds(), 0.0))
+
+
+def _slot(at: datetime, now: datetime, *, probe: bool = False) -> Slot:
+    return Slot(at, probe=probe, wait=max((at - now).total_seconds(), 0.0))
 
 
 def admit(
@@ -112,22 +160,87 @@ def admit(
     """Reserve the next slot for a request, or say why not; ``ticketed``: a deferred lookup."""
     if state.breaker_until is not None:
         if now < state.breaker_until:
-            return Closed(state.breaker_until, "breaker_open"), state
+            return _closed(state.breaker_until, "breaker_open", now), state
         if state.probe_until is not None and now < state.probe_until:
-            return Closed(state.probe_until, "probe_in_flight"), state
+            return _closed(state.probe_until, "probe_in_flight", now), state
         slot = max(now, state.next_allowed_at)
         if deadline is not None and slot > deadline:
-            return Closed(slot, "rate_backlog"), state
+            return _closed(slot, "rate_backlog", now), state
         probe_until = slot + timedelta(seconds=policy.probe_lease)
-        return Slot(slot, probe=True), replace(
+        return _slot(slot, now, probe=True), replace(
             state, next_allowed_at=slot + policy.spacing, probe_until=probe_until
         )
     if not ticketed and state.defer_cursor is not None and state.defer_cursor > now:
-        return Closed(state.defer_cursor, "deferred_ahead"), state
+        return _closed(state.defer_cursor, "deferred_ahead", now), state
     slot = max(now, state.next_allowed_at)
     if deadline is not None and slot > deadline:
-        return Closed(slot, "rate_backlog"), state
-    return Slot(slot), replace(state, next_allowed_at=slot + policy.spacing)
+        return _closed(slot, "rate_backlog", now), state
+    return _slot(slot, now), replace(state, next_allowed_at=slot + policy.spacing)
+
+
+def permit(
+    state: GateState,
+    now: datetime,
+    policy: GatePolicy,
+    slot: Slot,
+    *,
+    deadline: datetime | None,
+) -> tuple[Permission, GateState]:
+    """At its slot, may the request leave now? The rate limit is enforced here, at the send.
+
+    ``Slot`` (with ``lease_until``): go now, then ``confirm``. ``Hold``: ask again later.
+    ``Retake``: this request woke too late for its slot. ``Closed``: a block opened the
+    breaker meanwhile, or the deadline comes before the request could go.
+    """
+    if not slot.probe and state.breaker_open(now):
+        assert state.breaker_until is not None
+        return _closed(state.breaker_until, "breaker_open", now), state
+    if policy.interval <= 0:
+        return replace(slot, wait=0.0, lease_until=None), state
+    earliest = slot.at
+    if state.last_sent_at is not None:
+        earliest = max(earliest, state.last_sent_at + timedelta(seconds=policy.interval))
+    if state.sending_until is not None:
+        if now < state.sending_until:  # another request is leaving: wait for its confirm
+            if deadline is not None and now >= deadline:
+                return _closed(state.sending_until, "rate_backlog", now), state
+            left = (state.sending_until - now).total_seconds()
+            return Hold(min(left, _SENDING_POLL)), state
+        # Its holder never confirmed: its request left by the end of its lease, if at all.
+        earliest = max(earliest, state.sending_until + timedelta(seconds=policy.interval))
+    if now < earliest:
+        if deadline is not None and earliest > deadline:
+            return _closed(earliest, "rate_backlog", now), state
+        return Hold((earliest - now).total_seconds()), state
+    late_by = (now - earliest).total_seconds()
+    if late_by > policy.late_after and not slot.probe:
+        return Retake(late_by), state
+    lease_until = now + timedelta(seconds=policy.send_lease)
+    going = Slot(now, probe=slot.probe, lease_until=lease_until)
+    return going, replace(
+        state,
+        sending_until=lease_until,
+        next_allowed_at=max(state.next_allowed_at, now + policy.spacing),
+    )
+
+
+def confirm(state: GateState, now: datetime, policy: GatePolicy, slot: Slot) -> GateState:
+    """The request permitted in ``slot`` has left (or will never leave): stamp it at ``now``.
+
+    ``now`` is read after the send, so the next request's spacing counts from a time no
+    earlier than the real one. A stale confirm (its lease expired and another request took
+    one) still moves ``last_sent_at`` forward, but leaves the other lease alone.
+    """
+    if slot.lease_until is None:
+        return state
+    last = now if state.last_sent_at is None else max(state.last_sent_at, now)
+    sending = None if state.sending_until == slot.lease_until else state.sending_until
+    return replace(
+        state,
+        last_sent_at=last,
+        sending_until=sending,
+        next_allowed_at=max(state.next_allowed_at, now + policy.spacing),
+    )
 
 
 def peek(
@@ -144,6 +257,9 @@ def peek(
         return admission
     return None
 
+
+#: Seconds between looks while another request holds the send lease.
+_SENDING_POLL = 0.02
 
 #: What a request's answer did to the breaker.
 BreakerChange = Literal["opened", "closed", "probe_released"] | None
@@ -184,26 +300,47 @@ def record(
 
 
 def place_deferred(
-    state: GateState, now: datetime, policy: GatePolicy, opens: datetime
-) -> tuple[datetime, GateState]:
-    """The due time of a lookup deferred until ``opens``: the next free place on the cursor."""
+    state: GateState,
+    now: datetime,
+    policy: GatePolicy,
+    opens: datetime,
+    *,
+    latest: datetime | None = None,
+) -> tuple[datetime | None, GateState]:
+    """The due time of a lookup deferred until ``opens``: the next free place on the cursor.
+
+    None, and nothing taken, when that place is later than ``latest`` (the lookup's
+    deferral bound, ``CENSUS_MAX_DEFER_SECONDS``).
+    """
     due = max(opens, now)
     if state.defer_cursor is not None and state.defer_cursor > due:
         due = state.defer_cursor
+    if latest is not None and due > latest:
+        return None, state
     return due, replace(state, defer_cursor=due + policy.spacing)
 
 
 class Gate(Protocol):
-    """What the scraper needs from the gate in front of the census site."""
+    """What the scraper needs from the gate in front of the census site.
 
-    def peek(self, deadline: datetime) -> Closed | None:
-        """Before starting a browser: a ``Closed`` when no request could go before deadline."""
+    Times are relative seconds: the gate keeps its own clock (the database's), and no host's
+    wall clock decides when a request may leave.
+    """
+
+    def peek(self, within: float) -> Closed | None:
+        """Before starting a browser: a ``Closed`` when no request could go ``within`` s."""
         ...
 
     def wait_turn(
-        self, deadline: datetime | None = None, sleep: Callable[[float], None] = time.sleep
+        self, within: float | None = None, sleep: Callable[[float], None] = time.sleep
     ) -> Admission:
-        """Reserve a slot and sleep until it (waiting out a probe), or say it is closed."""
+        """Wait for the moment this request may leave (a ``Slot`` holding the send lease), or
+        say it is closed. Call ``sent`` right after letting the request go."""
+        ...
+
+    def sent(self, slot: Slot, *, left: bool = True) -> None:
+        """The request let go in ``slot`` has left (``left``), or never will: the next one is
+        spaced from now, and the send lease is released."""
         ...
 
     def record(
@@ -221,14 +358,18 @@ class OpenGate:
 
         self._clock = clock or (lambda: datetime.now(UTC))
         self.recorded: list[tuple[bool, bool, float | None]] = []
+        self.sends = 0
 
-    def peek(self, deadline: datetime) -> Closed | None:
+    def peek(self, within: float) -> Closed | None:
         return None
 
     def wait_turn(
-        self, deadline: datetime | None = None, sleep: Callable[[float], None] = time.sleep
+        self, within: float | None = None, sleep: Callable[[float], None] = time.sleep
     ) -> Admission:
         return Slot(self._clock())
+
+    def sent(self, slot: Slot, *, left: bool = True) -> None:
+        self.sends += left
 
     def record(
         self, slot: Slot, *, blocked: bool, answered: bool, retry_after: float | None = None

@@ -159,7 +159,9 @@ class Attempt(models.Model):
 
 
 class RateGate(models.Model):
-    """The next moment a census request may be sent, shared by every worker and cluster."""
+    """The next moment a census request may be sent, shared by every worker and cluster.
+
+    Every time here is on the database's clock (``census.gatestore``)."""
 
     name = models.CharField(max_length=50, primary_key=True)
     #: The next free request slot (rate spacing).
@@ -172,6 +174,10 @@ class RateGate(models.Model):
     probe_until = models.DateTimeField(null=True, blank=True)
     #: Where the next deferred lookup is placed: deferrals are spread over the gate's slots.
     defer_cursor = models.DateTimeField(null=True, blank=True)
+    #: When the last request was confirmed sent: the next may leave one interval later.
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    #: While set and in the future, a request is leaving (its send lease, until confirmed).
+    sending_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("límite de consultas")
@@ -210,6 +216,14 @@ class BulkRun(models.Model):
     class Meta:
         verbose_name = _("consulta masiva")
         verbose_name_plural = _("consultas masivas")
+        constraints = [
+            # At most one open run per selection: a second one resumes it (census.bulk).
+            models.UniqueConstraint(
+                fields=["selection"],
+                condition=models.Q(finished_at=None, cancelled_at=None),
+                name="census_bulkrun_one_open_per_selection",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"bulk run {self.pk} ({self.selection})"

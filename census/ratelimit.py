@@ -1,18 +1,16 @@
-"""The cluster-wide gate, kept in one ``RateGate`` database row shared by every worker.
+"""The waiter in front of the census site: takes a turn at the shared gate and sleeps to it.
 
-``census.gate`` decides (pure); this module applies its decisions to the row under a row lock
-(``select_for_update``; on SQLite the write lock taken at BEGIN with ``transaction_mode
-IMMEDIATE``), one short transaction each, and logs the breaker's changes.
+Three pieces, each in its own place:
 
-The database work always runs on a short-lived helper thread with its own connection:
+- the pure policy, ``census.gate`` (what a state and a time allow);
+- the store, ``census.gatestore`` (the row, the database's clock, the transaction);
+- this waiter, ``RateGate``: reserve a slot, sleep to it on this host's monotonic clock, ask
+  the store whether the request may go now (``permit``: the breaker, the previous request's
+  confirmed send, lateness), and confirm the send (``sent``). It also logs the breaker's
+  changes, and keeps a block it could not record from letting this process send again.
 
-- the caller may be the Playwright thread, whose running asyncio loop makes the ORM raise
-  ``SynchronousOnlyOperation``;
-- a reservation must commit at once, visible to every other worker, whatever transaction
-  the caller's connection is in. (Still, do not wait for a turn inside a transaction on
-  SQLite: the caller's write lock would hold the helper's BEGIN IMMEDIATE back.)
-
-Slots are wall-clock times, so hosts sharing the database need synchronised clocks (NTP).
+No host's wall clock decides when a request may leave: the store answers in times on the
+database's clock and relative seconds, and this module sleeps those seconds.
 """
 
 from __future__ import annotations
@@ -20,30 +18,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
-from datetime import datetime
-from typing import TypeVar
-
-from django.db import OperationalError, connections, transaction
-from django.utils import timezone
+from datetime import datetime, timedelta
 
 from census import events, gate
 from census.conf import settings
 from census.events import Event
-from census.gate import Admission, Closed, GatePolicy, GateState, Slot
-from census.models import RateGate as RateGateRow
+from census.gate import Admission, Closed, GatePolicy, GateState, Hold, Retake, Slot
+from census.gatestore import GateStore
 
-#: Attempts at a transaction when the row stays locked.
-_LOCKED_RETRIES = 5
-#: Seconds a gate transaction waits for the row lock on PostgreSQL before giving up.
-LOCK_TIMEOUT = 10.0
 #: Seconds between looks at the row while a probe is out.
 _PROBE_POLL = 0.5
-#: Seconds before its slot a waiting request looks whether a block opened the breaker.
-_RECHECK_BEFORE = 0.3
+#: Seconds a block's record is retried before this process gives up on writing it.
+RECORD_SECONDS = 15.0
+#: Seconds a send confirmation is retried (the send lease covers a confirmation lost).
+CONFIRM_SECONDS = 5.0
 DEFAULT_NAME = "census"
 
-T = TypeVar("T")
+#: Monotonic time until which this process sends nothing: a block it saw could not be
+#: written to the shared row, so the breaker did not open for it.
+_local_pause = {"until": 0.0}
+_local_lock = threading.Lock()
 
 
 def policy_from_settings(interval: float | None = None) -> GatePolicy:
@@ -58,9 +52,10 @@ def policy_from_settings(interval: float | None = None) -> GatePolicy:
 
 
 class RateGate:
-    """One named gate in the ``RateGate`` table; safe to use from any thread or process.
+    """One named gate (a ``RateGate`` row); safe to use from any thread or process.
 
     ``ticketed``: the caller is a deferred lookup coming back at its place on the cursor.
+    ``on_sent``: run (on the database helper) once a request was confirmed sent.
     """
 
     def __init__(
@@ -71,12 +66,15 @@ class RateGate:
         policy: GatePolicy | None = None,
         ticketed: bool = False,
         using: str = "default",
+        store: GateStore | None = None,
+        on_sent: Callable[[], object] | None = None,
     ) -> None:
         self.name = name
-        self.using = using
         self.ticketed = ticketed
+        self.store = store or GateStore(name, using)
         self._interval = interval
         self._policy = policy
+        self._on_sent = on_sent
 
     @property
     def policy(self) -> GatePolicy:
@@ -89,62 +87,89 @@ class RateGate:
 
     # -- the scraper's side (Gate protocol) --------------------------------------------------
 
-    def peek(self, deadline: datetime) -> Closed | None:
+    def peek(self, within: float) -> Closed | None:
+        """Would a turn be refused ``within`` seconds? (A probe in flight may answer soon.)"""
+        paused = _paused_here()
+        if paused is not None:
+            return paused
         policy = self.policy
-        state = self.state()
-        return gate.peek(state, timezone.now(), policy, deadline=deadline, ticketed=self.ticketed)
+        state, now = self.store.read()
+        return gate.peek(state, now, policy, deadline=_after(now, within), ticketed=self.ticketed)
 
-    def reserve(self, deadline: datetime | None = None) -> Admission:
+    def reserve(self, within: float | None = None) -> Admission:
         """Take the next slot (perhaps as the breaker's probe), or say why not."""
+        paused = _paused_here()
+        if paused is not None:
+            return paused
         policy = self.policy
 
         def change(state: GateState, now: datetime) -> tuple[Admission, GateState]:
-            return gate.admit(state, now, policy, deadline=deadline, ticketed=self.ticketed)
+            return gate.admit(
+                state, now, policy, deadline=_after(now, within), ticketed=self.ticketed
+            )
 
-        admission = self._update(change)
+        admission = self.store.apply(change, step="gate_reserve")
         if isinstance(admission, Slot) and admission.probe:
             events.emit(Event.BREAKER_PROBE, gate=self.name, at=admission.at.isoformat())
         return admission
 
     def wait_turn(
-        self,
-        deadline: datetime | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        self, within: float | None = None, sleep: Callable[[float], None] = time.sleep
     ) -> Admission:
-        """Reserve a slot and sleep until it; while a probe is out, wait for its result.
+        """Wait until this request may leave: a ``Slot`` holding the send lease, or ``Closed``.
 
-        ``sleep`` lets the Playwright thread keep its event loop turning while it waits.
+        ``within``: seconds from now by which the request must have left. ``sleep`` lets the
+        Playwright thread keep its event loop turning while it waits.
         """
+        deadline = None if within is None else time.monotonic() + within
         while True:
-            admission = self.reserve(deadline)
-            if isinstance(admission, Slot):
-                delay = (admission.at - timezone.now()).total_seconds()
-                if delay > _RECHECK_BEFORE and not admission.probe:
-                    # Another worker's block may open the breaker while we wait: look once,
-                    # shortly before the slot, so the look never delays the request itself.
-                    sleep(delay - _RECHECK_BEFORE)
-                    state = self.state()
-                    if state.breaker_open(timezone.now()):
-                        assert state.breaker_until is not None
-                        return Closed(state.breaker_until, "breaker_open")
-                    delay = (admission.at - timezone.now()).total_seconds()
-                if delay > 0:
-                    sleep(delay)
-                return admission
-            if admission.reason != "probe_in_flight":
-                return admission
-            left = None if deadline is None else (deadline - timezone.now()).total_seconds()
-            if left is not None and left <= 0:
-                return admission
-            sleep(_PROBE_POLL if left is None else min(_PROBE_POLL, left))
+            admission = self.reserve(_left(deadline))
+            if isinstance(admission, Closed):
+                if admission.reason != "probe_in_flight":
+                    return admission
+                left = _left(deadline)
+                if left is not None and left <= 0:
+                    return admission
+                sleep(_PROBE_POLL if left is None else min(_PROBE_POLL, left))
+                continue
+            sleep(admission.wait)
+            permitted = self._permit(admission, deadline, sleep)
+            if permitted is not None:
+                return permitted
+
+    def sent(self, slot: Slot, *, left: bool = True) -> None:
+        """The request let go in ``slot`` left (or, ``left=False``, never will): stamp it on
+        the gate's clock and release its lease; ``on_sent`` when it left. Never raises."""
+        if slot.lease_until is None and self._on_sent is None:
+            return
+        policy = self.policy
+
+        def change(state: GateState, now: datetime) -> tuple[None, GateState]:
+            return None, gate.confirm(state, now, policy, slot)
+
+        try:
+            if slot.lease_until is not None:
+                self.store.apply(change, step="gate_confirm", seconds=CONFIRM_SECONDS)
+        except Exception:  # the lease runs out on its own; the next request waits for it
+            events.emit(Event.GATE_CONFIRM_FAILED, gate=self.name)
+        if self._on_sent is not None and left:
+            try:
+                self.store.call(self._on_sent, step="attempt_sent")
+            except Exception:
+                events.emit(Event.GATE_CONFIRM_FAILED, gate=self.name, what="attempt_sent")
 
     def record(
         self, slot: Slot, *, blocked: bool, answered: bool, retry_after: float | None = None
     ) -> None:
+        """Apply the request's fate to the breaker; never raises.
+
+        A block is retried for ``RECORD_SECONDS``; if it still cannot be written, this
+        process sends nothing for the block's pause (the other workers cannot know).
+        """
         policy = self.policy
         changed: list[gate.BreakerChange] = []
 
-        def change(state: GateState, now: datetime) -> tuple[GateState, GateState]:
+        def change(state: GateState, now: datetime) -> tuple[tuple[GateState, float], GateState]:
             after, what = gate.record(
                 state,
                 now,
@@ -155,12 +180,19 @@ class RateGate:
                 retry_after=retry_after,
             )
             changed.append(what)
-            return after, after
+            pause = (after.breaker_until - now).total_seconds() if after.breaker_until else 0.0
+            return (after, pause), after
 
-        after = self._update(change)
+        seconds = RECORD_SECONDS if blocked else CONFIRM_SECONDS
+        try:
+            after, pause = self.store.apply(change, step="gate_record", seconds=seconds)
+        except Exception:
+            events.emit(Event.GATE_RECORD_FAILED, gate=self.name, blocked=blocked)
+            if blocked:
+                _pause_here(policy.pause(1, retry_after))
+            return
         what = changed[-1] if changed else None
         if what == "opened" and after.breaker_until is not None:
-            pause = (after.breaker_until - timezone.now()).total_seconds()
             events.emit(
                 Event.BREAKER_OPENED,
                 gate=self.name,
@@ -173,128 +205,74 @@ class RateGate:
 
     # -- the pipeline's side ------------------------------------------------------------------
 
-    def place_deferred(self, opens: datetime) -> datetime:
-        """The due time for a lookup deferred until ``opens``: its place on the cursor.
+    def place_deferred(self, wait: float, *, at_most: float | None = None) -> float | None:
+        """Seconds until a lookup deferred for ``wait`` s comes back: its place on the cursor.
 
-        Runs in the caller's transaction (the conclusion holding the lookup's row), so the
-        place is taken if and only if the deferral commits. Lock order: lookup, then gate.
+        None (nothing taken) when that place is more than ``at_most`` s away. Runs in the
+        caller's transaction (the conclusion holding the lookup's row), so the place is
+        taken if and only if the deferral commits. Lock order: lookup, then gate.
         """
         policy = self.policy
 
-        def change(state: GateState, now: datetime) -> tuple[datetime, GateState]:
-            return gate.place_deferred(state, now, policy, opens)
+        def change(state: GateState, now: datetime) -> tuple[float | None, GateState]:
+            latest = None if at_most is None else now + timedelta(seconds=at_most)
+            opens = now + timedelta(seconds=max(wait, 0.0))
+            due, after = gate.place_deferred(state, now, policy, opens, latest=latest)
+            return (None if due is None else (due - now).total_seconds()), after
 
-        return self._update(change, inline=True)
+        return self.store.apply_inline(change)
 
     def state(self) -> GateState:
         """The row as it is now (a fresh gate's state when there is no row yet)."""
-
-        def read() -> GateState:
-            row = RateGateRow.objects.using(self.using).filter(name=self.name).first()
-            return _state(row) if row else GateState(next_allowed_at=timezone.now())
-
-        return _off_thread(read, self.using)
+        return self.store.read()[0]
 
     def next_allowed_at(self) -> datetime | None:
-        """The row's next slot (None before the first use)."""
+        """The row's next slot, on the database's clock."""
+        return self.state().next_allowed_at
 
-        def read() -> datetime | None:
-            row = RateGateRow.objects.using(self.using).filter(name=self.name).first()
-            return row.next_allowed_at if row else None
+    # -- inside wait_turn ---------------------------------------------------------------------
 
-        return _off_thread(read, self.using)
+    def _permit(
+        self, slot: Slot, deadline: float | None, sleep: Callable[[float], None]
+    ) -> Admission | None:
+        """Ask, until allowed, whether ``slot``'s request may leave; None: take a new turn."""
+        policy = self.policy
 
-    # -- the row ------------------------------------------------------------------------------
+        def change(state: GateState, now: datetime) -> tuple[gate.Permission, GateState]:
+            return gate.permit(state, now, policy, slot, deadline=_after(now, _left(deadline)))
 
-    def _update(
-        self, change: Callable[[GateState, datetime], tuple[T, GateState]], inline: bool = False
-    ) -> T:
-        """Run ``change`` on the locked row's state and save the state it returns.
-
-        ``inline``: in the caller's transaction; else committed at once on a helper thread.
-        """
-
-        def attempt() -> T:
-            with transaction.atomic(using=self.using):
-                _bound_lock_wait(self.using)
-                row = self._locked_row()
-                # Read the clock only once the lock is held: waiting for it takes time.
-                before = _state(row)
-                result, after = change(before, timezone.now())
-                if after != before:
-                    for field, value in asdict(after).items():
-                        setattr(row, field, value)
-                    row.save(using=self.using)
-                return result
-
-        # Inside a transaction of the calling thread (a test, or a caller that chose to), a
-        # helper's own transaction would wait on SQLite for this one's write lock: join it.
-        if inline or connections[self.using].in_atomic_block:
-            return attempt()
-        return _off_thread(lambda: _retry_locked(attempt), self.using)
-
-    def _locked_row(self) -> RateGateRow:
-        # get_or_create inside the transaction: a first use by two workers at once ends with
-        # one row, and the loser waits on the winner's lock (PostgreSQL) or on SQLite's write
-        # lock, taken at BEGIN with transaction_mode IMMEDIATE.
-        row, _ = (
-            RateGateRow.objects.using(self.using)
-            .select_for_update()
-            .get_or_create(name=self.name, defaults={"next_allowed_at": timezone.now()})
-        )
-        return row
+        while True:
+            permission = self.store.apply(change, step="gate_permit")
+            if isinstance(permission, Hold):
+                sleep(permission.wait)
+                continue
+            if isinstance(permission, Retake):
+                events.emit(Event.GATE_LATE, gate=self.name, late_s=round(permission.late_by, 3))
+                return None
+            return permission
 
 
-def _state(row: RateGateRow) -> GateState:
-    return GateState(
-        next_allowed_at=row.next_allowed_at,
-        breaker_until=row.breaker_until,
-        consecutive_blocks=row.consecutive_blocks,
-        probe_until=row.probe_until,
-        defer_cursor=row.defer_cursor,
-    )
+def _after(now: datetime, seconds: float | None) -> datetime | None:
+    return None if seconds is None else now + timedelta(seconds=max(seconds, 0.0))
 
 
-def _bound_lock_wait(using: str) -> None:
-    """On PostgreSQL, wait at most ``LOCK_TIMEOUT`` for the row: a frozen holder (a stopped
-    process keeping its transaction open) must not block every worker forever."""
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{int(LOCK_TIMEOUT * 1000)}ms'")
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()
 
 
-def _retry_locked(attempt: Callable[[], T]) -> T:
-    """Run ``attempt``; retry when the row stays locked (SQLite's "database is locked",
-    PostgreSQL's lock timeout)."""
-    for tries in range(_LOCKED_RETRIES):
-        try:
-            return attempt()
-        except OperationalError as error:
-            text = str(error)
-            if ("locked" not in text and "lock timeout" not in text) or (
-                tries == _LOCKED_RETRIES - 1
-            ):
-                raise
-            time.sleep(0.05 * (tries + 1))
-    raise AssertionError("unreachable")
+def _pause_here(seconds: float) -> None:
+    with _local_lock:
+        _local_pause["until"] = max(_local_pause["until"], time.monotonic() + seconds)
 
 
-def _off_thread(work: Callable[[], T], using: str) -> T:
-    """Run ``work`` on a fresh thread with its own connection, closed afterwards."""
-    outcome: dict[str, object] = {}
+def _paused_here() -> Closed | None:
+    """A ``Closed`` while this process sits out a block it could not record."""
+    left = _local_pause["until"] - time.monotonic()
+    if left <= 0:
+        return None
+    from django.utils import timezone
 
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as error:  # handed to the caller, who re-raises it
-            outcome["error"] = error
-        finally:
-            connections[using].close()
+    return Closed(timezone.now() + timedelta(seconds=left), "breaker_open", wait=left)
 
-    helper = threading.Thread(target=run, name="census-rate-gate", daemon=True)
-    helper.start()
-    helper.join()
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"]  # type: ignore[return-value]
+
+__all__ = ["DEFAULT_NAME", "RateGate", "policy_from_settings"]

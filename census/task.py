@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import structlog
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from census import events, logs
+from census import database, events, logs
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
 from census.events import Event
@@ -35,6 +37,8 @@ current_task_id: ContextVar[str] = ContextVar("census_current_task_id", default=
 ERROR_CHARS = 500
 #: Characters of a crash's traceback kept on an attempt row.
 TRACEBACK_CHARS = 8000
+#: Seconds the report write retries a dropped database (inside the task's timeout margin).
+REPORT_SECONDS = 20.0
 
 
 class ScraperCrashed(RuntimeError):
@@ -56,13 +60,21 @@ def run_attempt(lookup_id: int, attempt: int) -> dict[str, Any]:
 
 def _run_attempt(lookup_id: int, attempt: int, task_id: str) -> dict[str, Any]:
     summary: dict[str, Any] = {"lookup_id": lookup_id, "attempt": attempt}
-    claimed = _claim(lookup_id, attempt, task_id)
+    # Every database step survives a dropped connection (reconnect, bounded retries): a
+    # drop must neither lose the claim nor an answer the site gave.
+    tries: list[int] = []
+
+    def claim() -> tuple[str, bool] | None:
+        tries.append(1)  # a retry may find the claim its lost connection committed
+        return _claim(lookup_id, attempt, task_id, again=len(tries) > 1)
+
+    claimed = database.retrying(claim, step="claim")
     if claimed is None:
         return {**summary, "outcome": None, "skipped": True}
     raw_cedula, ticketed = claimed
     started = time.monotonic()
     try:
-        result = _lookup(raw_cedula, ticketed)
+        result = _lookup(raw_cedula, ticketed, partial(_mark_sent, lookup_id, attempt, task_id))
     except Exception as exc:  # a bug, not a site failure: kept as data, logged, retried
         detail = scrub(f"{type(exc).__name__}: {exc}", raw_cedula)
         crashed = LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
@@ -75,17 +87,27 @@ def _run_attempt(lookup_id: int, attempt: int, task_id: str) -> dict[str, Any]:
     return {**summary, "outcome": result.outcome.value}
 
 
-def _claim(lookup_id: int, attempt: int, task_id: str) -> tuple[str, bool] | None:
+def _claim(
+    lookup_id: int, attempt: int, task_id: str, *, again: bool = False
+) -> tuple[str, bool] | None:
     """Move the lookup to SCRAPING for ``attempt``; its raw cédula and whether it was deferred.
 
     None when the work is stale, or this task already claimed the attempt (a redelivery).
+    ``again``: this process retries a claim whose connection dropped, perhaps after its
+    commit: finding its own unreported claim, it goes on with it.
     """
     with locked(lookup_id) as info:
         if info is None:
             events.emit(Event.ATTEMPT_IGNORED, reason="lookup_deleted")
             return None
         row = Attempt.objects.filter(lookup=info, number=attempt).first()
+        previous = (
+            Attempt.objects.filter(lookup=info, number__lt=attempt).order_by("-number").first()
+        )
+        ticketed = previous is not None and previous.outcome == Outcome.DEFERRED
         if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
+            if again and not row.outcome and not row.sent:
+                return raw_cedula(info), ticketed
             events.emit(Event.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
             return None
         try:
@@ -93,10 +115,6 @@ def _claim(lookup_id: int, attempt: int, task_id: str) -> tuple[str, bool] | Non
         except TransitionRefused as refused:
             events.emit(Event.ATTEMPT_IGNORED, reason=str(refused), status=info.status)
             return None
-        previous = (
-            Attempt.objects.filter(lookup=info, number__lt=attempt).order_by("-number").first()
-        )
-        ticketed = previous is not None and previous.outcome == Outcome.DEFERRED
         # Only scheduled attempts have a due time; lateness is measured against it.
         due = info.next_attempt_at if (info.retry_count or ticketed) else None
         Attempt.objects.update_or_create(
@@ -122,14 +140,21 @@ def raw_cedula(info: CedulaInfo) -> str:
     return "" if raw is None else str(raw)
 
 
-def _lookup(raw_cedula: str, ticketed: bool) -> LookupResult:
+def _mark_sent(lookup_id: int, attempt: int, task_id: str) -> None:
+    """The consulta left: say so on the attempt row at once, not only in the report."""
+    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
+        sent=True
+    )
+
+
+def _lookup(raw_cedula: str, ticketed: bool, on_sent: Callable[[], None]) -> LookupResult:
     if not raw_cedula.strip():
         return LookupResult(outcome=Outcome.MISSING_CEDULA, detail="the user has no cédula")
     try:
         cedula = normalize(raw_cedula)
     except InvalidCedula as invalid:
         return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
-    gate = RateGate(policy=policy_from_settings(), ticketed=ticketed)
+    gate = RateGate(policy=policy_from_settings(), ticketed=ticketed, on_sent=on_sent)
     scraper: Scraper = import_string(settings.scraper_path)(
         gate=gate, config=settings.scraper_config()
     )
@@ -158,15 +183,22 @@ def _write_report(
         if result.retry_after is None
         else clamp_seconds(result.retry_after, settings.max_retry_after_seconds)
     )
-    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
-        outcome=outcome.value,
-        finished_at=timezone.now(),
-        duration_ms=duration_ms,
-        error="" if outcome.is_answer else detail[:ERROR_CHARS],
-        sent=bool(result.meta.get("sent")),
-        answer={key: scrub(str(value), raw_cedula)[:200] for key, value in answer.items()},
-        retry_after=retry_after,
+    report = Attempt.objects.filter(
+        lookup_id=lookup_id, number=attempt, task_id=task_id, outcome=""
     )
+    fields: dict[str, Any] = {
+        "outcome": outcome.value,
+        "finished_at": timezone.now(),
+        "duration_ms": duration_ms,
+        "error": "" if outcome.is_answer else detail[:ERROR_CHARS],
+        "answer": {key: scrub(str(value), raw_cedula)[:200] for key, value in answer.items()},
+        "retry_after": retry_after,
+    }
+    if result.meta.get("sent"):
+        fields["sent"] = True  # never back to False: the gate may have marked it already
+    # An answer the site gave is worth the wait: retry a dropped connection for the rest of
+    # the task's time (the sweeper concludes from this row once it is written).
+    database.retrying(lambda: report.update(**fields), step="report", seconds=REPORT_SECONDS)
     events.emit(
         Event.ATTEMPT_FINISHED,
         outcome=outcome.value,

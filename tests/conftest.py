@@ -147,6 +147,30 @@ def wait_until_final(
 
 
 @pytest.fixture(autouse=True)
+def _gate_in_test_transaction(request: pytest.FixtureRequest, monkeypatch: Any) -> None:
+    """Inside pytest-django's per-test transaction the gate works in that transaction: its
+    helper connection would not see the test's rows (and on SQLite would wait for its lock).
+    Transactional tests and real processes use the helper, as production does."""
+    from census.gatestore import GateStore
+
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or "transactional_db" in request.fixturenames:
+        return
+    transactional = marker.kwargs.get("transaction", marker.args[0] if marker.args else False)
+    if not transactional:
+        monkeypatch.setattr(GateStore, "inline_default", True)
+
+
+@pytest.fixture(autouse=True)
+def _close_gate_connections() -> Iterator[None]:
+    """The gate's helper keeps a connection open; the test database must be droppable."""
+    yield
+    from census import database
+
+    database.close_helpers()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_script() -> None:
     """The fake scraper's in-process script positions start from zero in every test."""
     from census.testing import fake

@@ -13,10 +13,14 @@ from census.gate import (
     Closed,
     GatePolicy,
     GateState,
+    Hold,
+    Retake,
     Slot,
     admit,
     clamp_seconds,
+    confirm,
     peek,
+    permit,
     place_deferred,
     record,
 )
@@ -183,3 +187,80 @@ def test_fresh_callers_queue_behind_deferred_lookups() -> None:
     assert fresh == Closed(at(60 + 5 + SEND_MARGIN), "deferred_ahead")
     ticketed, _ = admit(state, due, POLICY, deadline=None, ticketed=True)
     assert ticketed == Slot(due)
+
+
+# -- the send: permit at the slot, confirm after the request left -----------------------------
+
+SEND = GatePolicy(interval=1.0, send_lease=10.0, late_after=0.5)
+
+
+def test_a_request_may_leave_only_an_interval_after_the_previous_confirmed_send() -> None:
+    """Spacing counts from when the previous request actually left, not from its grant."""
+    state = GateState(next_allowed_at=at(0))
+    first, state = admit(state, T0, SEND, deadline=None)
+    second, state = admit(state, T0, SEND, deadline=None)
+    assert isinstance(first, Slot) and isinstance(second, Slot) and second.at == at(1)
+    going, state = permit(state, at(0.3), SEND, first, deadline=None)  # woke 0.3 s late
+    assert isinstance(going, Slot) and going.lease_until == at(10.3)
+    state = confirm(state, at(0.31), SEND, going)
+    assert state.last_sent_at == at(0.31) and state.sending_until is None
+    # At its granted slot the second request is held until the first's send + interval.
+    held, _ = permit(state, at(1), SEND, second, deadline=None)
+    assert isinstance(held, Hold) and held.wait == pytest.approx(0.31)
+    going2, _ = permit(state, at(1.31), SEND, second, deadline=None)
+    assert isinstance(going2, Slot) and going2.at == at(1.31)
+
+
+def test_nothing_leaves_while_another_request_holds_the_send_lease() -> None:
+    """A permitted request not yet confirmed holds every other; a lapsed lease counts as sent
+    at its end."""
+    state = GateState(next_allowed_at=at(0))
+    first, state = admit(state, T0, SEND, deadline=None)
+    second, state = admit(state, T0, SEND, deadline=None)
+    assert isinstance(first, Slot) and isinstance(second, Slot)
+    going, state = permit(state, at(0), SEND, first, deadline=None)
+    assert isinstance(going, Slot)
+    held, _ = permit(state, at(5), SEND, second, deadline=None)
+    assert isinstance(held, Hold) and held.wait <= 0.02 + 1e-9
+    # Its holder vanished: the lease ended at 10 s, so the next may go at 11 s.
+    held, _ = permit(state, at(10.5), SEND, second, deadline=None)
+    assert isinstance(held, Hold) and held.wait == pytest.approx(0.5)
+    late, _ = permit(state, at(11), SEND, second, deadline=None)
+    assert isinstance(late, Slot)
+
+
+def test_a_request_that_wakes_too_late_takes_a_new_turn() -> None:
+    """Later than late_after past the moment it could go: Retake, nothing changes."""
+    state = GateState(next_allowed_at=at(0))
+    first, state = admit(state, T0, SEND, deadline=None)
+    assert isinstance(first, Slot)
+    retake, after = permit(state, at(0.8), SEND, first, deadline=None)
+    assert isinstance(retake, Retake) and retake.late_by == pytest.approx(0.8)
+    assert after == state
+
+
+def test_a_block_recorded_after_the_grant_stops_the_send() -> None:
+    """The breaker is checked at the send, not only at the grant."""
+    state = GateState(next_allowed_at=at(0))
+    slot, state = admit(state, T0, SEND, deadline=None)
+    assert isinstance(slot, Slot)
+    state, _ = record(state, at(0.1), SEND, blocked=True, answered=False, probe=False)
+    closed, _ = permit(state, at(1), SEND, slot, deadline=None)
+    assert isinstance(closed, Closed) and closed.reason == "breaker_open"
+
+
+def test_a_hold_past_the_deadline_is_refused() -> None:
+    """A request that could leave only after its deadline is told so (rate_backlog)."""
+    state = GateState(next_allowed_at=at(0), last_sent_at=at(0))
+    slot = Slot(at(0.5))
+    closed, _ = permit(state, at(0.5), SEND, slot, deadline=at(0.8))
+    assert isinstance(closed, Closed) and closed.reason == "rate_backlog"
+    assert closed.wait == pytest.approx(0.5)
+
+
+def test_a_stale_confirm_leaves_the_current_lease_alone() -> None:
+    """A confirm whose lease lapsed moves last_sent_at on but does not free another's lease."""
+    mine = Slot(at(0), lease_until=at(10))
+    state = GateState(next_allowed_at=at(12), last_sent_at=at(-5), sending_until=at(21))
+    after = confirm(state, at(11.5), SEND, mine)
+    assert after.sending_until == at(21) and after.last_sent_at == at(11.5)

@@ -66,10 +66,10 @@ def test_a_slot_past_the_deadline_is_refused_and_not_taken() -> None:
     gate = RateGate("deadline", interval=10.0)
     gate.wait_turn()
     before = gate.next_allowed_at()
-    deadline = datetime.now(UTC) + seconds(2)
-    admission = gate.wait_turn(deadline=deadline)
+    admission = gate.wait_turn(within=2.0)
     assert isinstance(admission, Closed) and admission.reason == "rate_backlog"
     assert admission.until == before
+    assert 7.0 < admission.wait <= 10.0  # relative seconds: no host clock involved
     assert gate.next_allowed_at() == before
 
 
@@ -98,10 +98,23 @@ def test_block_opens_the_breaker_for_everyone_then_a_probe_closes_it() -> None:
 def test_deferrals_take_consecutive_places() -> None:
     """place_deferred hands out one slot per deferred lookup from the opening on."""
     gate = RateGate("cursor", interval=2.0)
-    opens = datetime.now(UTC) + seconds(30)
-    dues = [gate.place_deferred(opens) for _ in range(3)]
-    assert dues[0] == opens
-    assert [(b - a).total_seconds() for a, b in zip(dues, dues[1:], strict=False)] == [2.1, 2.1]
+    waits = [gate.place_deferred(30.0) for _ in range(3)]
+    assert None not in waits
+    assert waits[0] == pytest.approx(30.0, abs=0.5)
+    # Each later call reads the clock later: the places are 2 s apart on the gate's clock.
+    ends = [w + 0.0 for w in waits if w is not None]
+    assert ends[1] > ends[0] + 1.5 and ends[2] > ends[1] + 1.5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deferral_past_its_bound_takes_no_place() -> None:
+    """However long the cursor, a place past the lookup's bound is refused and not taken."""
+    gate = RateGate("bounded", interval=60.0)
+    assert gate.place_deferred(0.0, at_most=100.0) is not None
+    assert gate.place_deferred(0.0, at_most=100.0) is not None  # 60 s on
+    cursor = gate.state().defer_cursor
+    assert gate.place_deferred(0.0, at_most=100.0) is None  # 120 s on: past the bound
+    assert gate.state().defer_cursor == cursor
 
 
 @pytest.mark.django_db(transaction=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -22,14 +22,17 @@ class ClosedGate:
         self.opens = timezone.now() + timedelta(seconds=100)
         self.turns = 0
 
-    def peek(self, deadline: datetime) -> Closed | None:
-        return Closed(self.opens, "breaker_open")
+    def peek(self, within: float) -> Closed | None:
+        return Closed(self.opens, "breaker_open", wait=100.0)
 
     def wait_turn(
-        self, deadline: datetime | None = None, sleep: Callable[[float], None] | None = None
+        self, within: float | None = None, sleep: Callable[[float], None] | None = None
     ) -> Admission:
         self.turns += 1
-        return Closed(self.opens, "breaker_open")
+        return Closed(self.opens, "breaker_open", wait=100.0)
+
+    def sent(self, slot: Slot, *, left: bool = True) -> None:
+        raise AssertionError("nothing may be sent")
 
     def record(self, slot: Slot, **outcome: Any) -> None:
         raise AssertionError("nothing was sent, so nothing may be recorded")
@@ -53,14 +56,18 @@ class RecordingGate:
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.sends = 0
 
-    def peek(self, deadline: datetime) -> Closed | None:
+    def peek(self, within: float) -> Closed | None:
         return None
 
     def wait_turn(
-        self, deadline: datetime | None = None, sleep: Callable[[float], None] | None = None
+        self, within: float | None = None, sleep: Callable[[float], None] | None = None
     ) -> Admission:
         return Slot(timezone.now())
+
+    def sent(self, slot: Slot, *, left: bool = True) -> None:
+        self.sends += 1
 
     def record(self, slot: Slot, **outcome: Any) -> None:
         self.records.append(outcome)
@@ -85,6 +92,7 @@ def test_each_sent_request_is_recorded_with_its_fate(
     result = PlaywrightScraper(gate=gate, config=config).lookup(cedula)
     assert result.meta["sent"] is True, result.detail
     assert gate.records == [{"blocked": blocked, "answered": answered, "retry_after": retry_after}]
+    assert gate.sends == 1  # the send was confirmed to the gate
     assert len(census_site.consultas()) == 1
 
 
@@ -92,11 +100,11 @@ class LateClosedGate(RecordingGate):
     """Open at launch; at the submit it holds the request until past the deadline, then refuses."""
 
     def wait_turn(
-        self, deadline: datetime | None = None, sleep: Callable[[float], None] | None = None
+        self, within: float | None = None, sleep: Callable[[float], None] | None = None
     ) -> Admission:
-        assert deadline is not None
-        time.sleep(max((deadline - timezone.now()).total_seconds(), 0) + 1.5)
-        return Closed(timezone.now() + timedelta(seconds=30), "probe_in_flight")
+        assert within is not None
+        time.sleep(max(within, 0) + 1.5)
+        return Closed(timezone.now() + timedelta(seconds=30), "probe_in_flight", wait=30.0)
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ thread) keeps a working ORM, and no browser or driver outlives its lookup:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import os
 import shutil
@@ -24,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -80,6 +81,8 @@ TOKEN_WAIT = 20.0
 CLOSE_GRACE = 10.0
 #: A rate-gate slot later than this many seconds before the deadline is not worth taking.
 ANSWER_RESERVE = 1.0
+#: Seconds a lookup waits when the gate's database could not be reached (nothing was sent).
+GATE_UNAVAILABLE_WAIT = 15.0
 #: Milliseconds between keystrokes: typed, not pasted, as a person would.
 TYPING_DELAY_MS = 35
 CONSULTA_PATH = "/back/api/consulta"
@@ -148,12 +151,26 @@ class PlaywrightScraper:
         except InvalidCedula as invalid:
             return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
         config = self.config
-        latest = _now() + timedelta(seconds=config.timeout - ANSWER_RESERVE)
-        closed = self.gate.peek(latest)
+        try:
+            closed = self.gate.peek(config.timeout - ANSWER_RESERVE)
+        except Exception as error:  # the gate's database is down: nothing sent, wait for it
+            return gate_unavailable(error)
         if closed is not None:  # no slot within this lookup: do not even start a browser
             return deferred(closed)
         started = time.monotonic()
-        result = _Run(digits, config, self.gate).execute()
+        run = _Run(digits, config, self.gate)
+        result = run.execute()
+        # Off the Playwright thread, after the browser is gone: the gate's record may retry
+        # a dropped database for a while without holding a browser or its deadline.
+        slot = run.slot
+        if slot is not None or result.outcome is Outcome.BLOCKED:
+            # A block of the page load itself (no slot taken) opens the breaker too.
+            self.gate.record(
+                slot or Slot(_now()),
+                blocked=result.outcome is Outcome.BLOCKED,
+                answered=result.outcome.is_answer,
+                retry_after=result.retry_after,
+            )
         elapsed = round(time.monotonic() - started, 3)
         return replace(result, meta={**result.meta, "elapsed": elapsed})
 
@@ -163,11 +180,21 @@ def deferred(closed: Closed) -> LookupResult:
 
     ``detail`` starts with the reason (``breaker_open``, ``rate_backlog``, ...).
     """
-    wait = max((closed.until - _now()).total_seconds(), 0.0)
+    wait = max(closed.wait, 0.0)
     return LookupResult(
         outcome=Outcome.DEFERRED,
         detail=f"{closed.reason}: the cluster-wide gate opens in {wait:.0f} s",
         retry_after=wait,
+        meta={"step": "rate_gate", "sent": False},
+    )
+
+
+def gate_unavailable(error: BaseException) -> LookupResult:
+    """Nothing was sent: the gate's database did not answer; try again shortly."""
+    return LookupResult(
+        outcome=Outcome.DEFERRED,
+        detail=f"gate_unavailable: the gate's database did not answer ({type(error).__name__})",
+        retry_after=GATE_UNAVAILABLE_WAIT,
         meta={"step": "rate_gate", "sent": False},
     )
 
@@ -233,8 +260,18 @@ class _Run:
         #: The page flow, once it runs: a killed browser's request may already have gone.
         self._flow: _Flow | None = None
 
+    @property
+    def slot(self) -> Slot | None:
+        """The gate's slot the consulta went out in, if it did."""
+        return None if self._flow is None else self._flow.slot
+
     def execute(self) -> LookupResult:
-        thread = threading.Thread(target=self._main, name="census-playwright", daemon=True)
+        # The caller's contextvars (lookup_id, attempt) go with it: every line it logs says
+        # which lookup it is about.
+        context = contextvars.copy_context()
+        thread = threading.Thread(
+            target=context.run, args=(self._main,), name="census-playwright", daemon=True
+        )
         thread.start()
         try:
             finished = self._done.wait(self.config.timeout + CLOSE_GRACE)
@@ -325,18 +362,6 @@ class _Flow:
             result = self._timed_out(error)
         except PlaywrightError as error:
             result = self._browser_error(error)
-        if self.slot is not None or result.outcome is Outcome.BLOCKED:
-            # A block of the page load itself (no slot taken) opens the breaker too.
-            slot = self.slot or Slot(_now())
-            try:
-                self.budget.gate.record(
-                    slot,
-                    blocked=result.outcome is Outcome.BLOCKED,
-                    answered=result.outcome.is_answer,
-                    retry_after=result.retry_after,
-                )
-            except Exception:
-                events.emit(Event.GATE_RECORD_FAILED)
         meta = {**result.meta, "step": self.step, "sent": self.slot is not None}
         return replace(result, meta=meta)
 
@@ -398,30 +423,38 @@ class _Flow:
         # between the slot and the request, and two workers' requests came closer than the
         # limit on a busy machine.
         self.step = "submit"
-        latest = _now() + timedelta(seconds=self.budget.remaining() - ANSWER_RESERVE)
         page.route(
-            lambda url: urlsplit(url).path.rstrip("/").endswith(CONSULTA_PATH),
-            lambda route: self._release(route, latest),
+            lambda url: urlsplit(url).path.rstrip("/").endswith(CONSULTA_PATH), self._release
         )
         page.locator("#submitBtn").click(timeout=self.budget.ms())
         self.step = "answer"
         return self._answer()
 
-    def _release(self, route: Route, latest: datetime) -> None:
-        """Let the consulta request go at the gate's slot, or abort it if none comes in time."""
+    def _release(self, route: Route) -> None:
+        """Let the consulta request go when the gate allows, or abort it if it does not in
+        time; the gate is told the moment it left."""
         if not _is_consulta(route.request):
             route.continue_()
             return
         self.step = "rate_gate"
+        gate = self.budget.gate
         # Blocking here only pauses this page's event loop: nothing else is due meanwhile.
-        admission = self.budget.gate.wait_turn(deadline=latest)
-        if isinstance(admission, Closed):
-            self.gate_refused = deferred(admission)
+        try:
+            admission = gate.wait_turn(within=self.budget.remaining() - ANSWER_RESERVE)
+        except Exception as error:  # the gate's database is down: nothing goes out
+            admission = None
+            self.gate_refused = gate_unavailable(error)
+        if not isinstance(admission, Slot):
+            if isinstance(admission, Closed):
+                self.gate_refused = deferred(admission)
             route.abort()
             return
         self.slot = admission
         self.step = "answer"
-        route.continue_()
+        try:
+            route.continue_()
+        finally:  # even if continuing failed: the next request is spaced from now
+            gate.sent(admission)
 
     def _solve(self, state: str) -> LookupResult | None:
         """Ask the configured solver for a token; a result means the captcha failed.

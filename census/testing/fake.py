@@ -22,7 +22,6 @@ import fcntl
 import hashlib
 import re
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings as django_settings
@@ -87,17 +86,17 @@ class FakeScraper:
     def lookup(self, cedula: str) -> LookupResult:
         slot: Slot | None = None
         if self.gate is not None:
-            deadline = datetime.now(UTC) + timedelta(seconds=DEADLINE_SECONDS)
-            admission = self.gate.peek(deadline) or self.gate.wait_turn(deadline)
+            admission = self.gate.peek(DEADLINE_SECONDS) or self.gate.wait_turn(DEADLINE_SECONDS)
             if isinstance(admission, Closed):
-                wait = (admission.until - datetime.now(UTC)).total_seconds()
                 return LookupResult(
                     outcome=Outcome.DEFERRED,
-                    detail=f"{admission.reason}: the gate opens in {wait:.0f} s",
-                    retry_after=max(wait, 0.0),
+                    detail=f"{admission.reason}: the gate opens in {admission.wait:.0f} s",
+                    retry_after=max(admission.wait, 0.0),
                 )
             slot = admission
         step = self._next_step(cedula)
+        if self.gate is not None and slot is not None:  # the "request" leaves at once
+            self.gate.sent(slot, left=step != Outcome.CAPTCHA_FAILED.value)
         if step == "raise":
             raise ScriptedFailure("scripted scraper crash")
         if step.startswith("sleep:"):
