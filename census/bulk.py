@@ -5,7 +5,9 @@ lookups (through ``census.refresh``, the same path as a leader's refresh) only w
 lookups are in flight than the rate gate serves in ``CENSUS_BULK_WINDOW_SECONDS``. The queue
 therefore never holds more than one window of work, so the ORM broker never redelivers
 prefetched tasks, and a registration made during a run waits at most one window behind it.
-Feeding pauses while the breaker is open.
+Feeding pauses while the breaker is open, and while lookups deferred by a block still wait
+for their place on the gate's deferral cursor. One feeder at a time computes and fills the
+window, cluster-wide; a selection has at most one open run.
 
 A feed marks its members and starts their lookups in one transaction (the tasks are queued
 on commit), so a killed feeder loses nothing and starts nothing twice; feeding the same run
@@ -23,15 +25,26 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from census import events, queue
 from census.cedula import canonical
 from census.conf import settings
 from census.events import Event
-from census.models import FINAL_STATUSES, BulkMember, BulkRun, CedulaInfo, Status
+from census.models import (
+    FINAL_STATUSES,
+    Attempt,
+    BulkMember,
+    BulkRun,
+    CedulaInfo,
+    RateGate,
+    Status,
+)
+from census.outcomes import Outcome
+from census.ratelimit import DEFAULT_NAME as GATE_NAME
 from census.refresh import start_for_user
 from census.stats import breaker_state
 
@@ -158,32 +171,33 @@ def open_run(
 ) -> tuple[BulkRun | None, bool]:
     """The open run with this selection (resumed), else a new one; (None, False) if empty.
 
-    Returns ``(run, resumed)``. A new run freezes its members now.
+    Returns ``(run, resumed)``. A new run freezes its members now. A selection has at most
+    one open run, whatever its kind (``census_bulkrun_one_open_per_selection``): a call
+    racing another that created the run first resumes that run.
     """
     with transaction.atomic():
-        existing = (
-            BulkRun.objects.select_for_update()
-            .filter(selection=selection.key, kind=kind, finished_at=None, cancelled_at=None)
-            .order_by("pk")
-            .first()
-        )
+        existing = _open_run_of(selection.key)
         if existing is not None:
-            if background and not existing.background:
-                existing.background = True
-                existing.save(update_fields=["background"])
-            if existing.background:
-                queue.schedule_feeder(existing.pk)
-            return existing, True
+            return _resume(existing, background), True
         pks = selection.user_pks()
         if not pks:
             return None, False
-        run = BulkRun.objects.create(
-            kind=kind,
-            requested_by=requested_by,
-            selection=selection.key,
-            background=background,
-            total=len(pks),
-        )
+        try:
+            with transaction.atomic():
+                run = BulkRun.objects.create(
+                    kind=kind,
+                    requested_by=requested_by,
+                    selection=selection.key,
+                    background=background,
+                    total=len(pks),
+                )
+        except IntegrityError:
+            # Another call opened this selection since we looked (on PostgreSQL our insert
+            # waited for its commit): resume its run.
+            existing = _open_run_of(selection.key)
+            if existing is None:
+                raise
+            return _resume(existing, background), True
         BulkMember.objects.bulk_create(
             [BulkMember(run=run, user_id=pk) for pk in pks], batch_size=1000
         )
@@ -201,15 +215,59 @@ def open_run(
     return run, False
 
 
+def _open_run_of(key: str) -> BulkRun | None:
+    """The open run with this selection key, locked."""
+    return (
+        BulkRun.objects.select_for_update()
+        .filter(selection=key, finished_at=None, cancelled_at=None)
+        .order_by("pk")
+        .first()
+    )
+
+
+def _resume(run: BulkRun, background: bool) -> BulkRun:
+    if background and not run.background:
+        run.background = True
+        run.save(update_fields=["background"])
+    if run.background:
+        queue.schedule_feeder(run.pk)
+    return run
+
+
 def in_flight_window(now: datetime | None = None) -> int:
-    """Lookups the gate must serve within the window: pending, scraping, or due within it."""
+    """Lookups the gate must serve within the window: pending, scraping, due within it, or
+    deferred.
+
+    A lookup deferred by the closed gate (``retrying``, its last attempt ``deferred``) is in
+    flight whatever its due time: it holds a place on the gate's deferral cursor, and every
+    fresh lookup queues behind the cursor. Left out, each member fed while the cursor is
+    ahead would be deferred at once and drop out of the window, so that the feeder could
+    drain the whole run onto the cursor, ahead of every registration.
+    """
     now = now or timezone.now()
     horizon = now + timedelta(seconds=settings.bulk_window_seconds)
+    deferred = Attempt.objects.filter(
+        lookup=OuterRef("pk"), number=OuterRef("attempt") - 1, outcome=Outcome.DEFERRED.value
+    )
     return CedulaInfo.objects.filter(
         Q(status__in=(Status.PENDING, Status.SCRAPING))
         | Q(status=Status.RETRYING, next_attempt_at__lte=horizon)
         | Q(status=Status.RETRYING, next_attempt_at=None)
+        | (Q(status=Status.RETRYING) & Exists(deferred))
     ).count()
+
+
+def deferred_ahead(now: datetime | None = None) -> bool:
+    """Whether the gate's deferral cursor is later than ``now`` (by default the database's
+    clock, which the gate keeps the cursor on).
+
+    While it is, deferred lookups are still waiting for their places and the gate defers
+    every fresh lookup behind them: a member fed now would only be deferred too, and a
+    registration would land behind it. Read from the ``RateGate`` row itself (no row: no).
+    """
+    return RateGate.objects.filter(
+        name=GATE_NAME, defer_cursor__gt=Now() if now is None else now
+    ).exists()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,21 +317,31 @@ class Feed:
     #: Lookups in the gate's window before this feed, and the window's capacity.
     queued_before: int = 0
     capacity: int = 0
-    #: "" or why nothing was fed: "breaker_open", "window_full", "closed".
+    #: "" or why nothing was fed: "breaker_open", "deferred_ahead" (deferred lookups
+    #: still wait for their places on the gate's cursor), "window_full", "closed".
     paused: str = ""
 
 
 def feed(run_id: int, *, now: datetime | None = None) -> Feed:
-    """Start the next members of an open run, as many as the window has room for."""
+    """Start the next members of an open run, as many as the window has room for.
+
+    One feeder at a time, cluster-wide (``_lock_feeders``): the window is computed and
+    filled by one transaction before the next feeder looks at it.
+    """
     capacity = settings.bulk_capacity
     with transaction.atomic():
-        run = BulkRun.objects.select_for_update().filter(pk=run_id).first()
+        run = _lock_feeders(run_id)
         if run is None or not run.is_open:
             return Feed(paused="closed", capacity=capacity)
         breaker = breaker_state(now)
         queued = in_flight_window(now)
         if breaker.state in ("open", "probing"):
             return Feed(paused="breaker_open", queued_before=queued, capacity=capacity)
+        # Both guards: the pause keeps the run off the cursor altogether (a member fed now
+        # would be deferred at once); counting deferred lookups in the window keeps its bound
+        # without relying on how the gate places deferrals on its cursor.
+        if deferred_ahead(now):
+            return Feed(paused="deferred_ahead", queued_before=queued, capacity=capacity)
         room = capacity - queued
         if room <= 0:
             return Feed(paused="window_full", queued_before=queued, capacity=capacity)
@@ -302,14 +370,38 @@ def feed(run_id: int, *, now: datetime | None = None) -> Feed:
     return result
 
 
+def _lock_feeders(run_id: int) -> BulkRun | None:
+    """Lock this run and every open run, in primary-key order; this run (None: gone).
+
+    Feeders of different runs would otherwise each compute the window and fill it, neither
+    seeing the other's uncommitted lookups (PostgreSQL's read committed), and together
+    overfill it. Every feeder locks the same rows, its own run among them, so a second
+    feeder waits for the first to commit and then counts what it queued; one order, so no
+    deadlock. A run created meanwhile is locked by the next feeder. No lookup or gate row
+    is locked first (the conclusion locks lookup, then gate; the feed, runs, then lookups).
+    On SQLite the write lock taken at BEGIN (``transaction_mode`` IMMEDIATE) already
+    serializes feeds.
+    """
+    runs = (
+        BulkRun.objects.select_for_update()
+        .filter(Q(pk=run_id) | Q(finished_at=None, cancelled_at=None))
+        .order_by("pk")
+    )
+    return next((run for run in runs if run.pk == run_id), None)
+
+
 def finish_if_done(run_id: int) -> Progress | None:
-    """Mark the run finished once every member is fed and final; its progress (None: gone)."""
+    """Mark the run finished once every member is fed and final; its progress (None: gone).
+
+    A cancelled run stays cancelled: only a run neither finished nor cancelled when the
+    update runs is finished (a cancel landing after the read above wins).
+    """
     run = BulkRun.objects.filter(pk=run_id).first()
     if run is None:
         return None
     state = progress(run)
     if run.is_open and state.unfed == 0 and state.in_flight == 0:
-        updated = BulkRun.objects.filter(pk=run_id, finished_at=None).update(
+        updated = BulkRun.objects.filter(pk=run_id, finished_at=None, cancelled_at=None).update(
             finished_at=timezone.now()
         )
         queue.remove_feeder(run_id)
@@ -317,7 +409,15 @@ def finish_if_done(run_id: int) -> Progress | None:
             events.emit(
                 Event.BULK_RUN_FINISHED, run_id=run_id, members=state.total, done=state.done
             )
-        state = replace(state, finished=True)
+            return replace(state, finished=True)
+        closed = BulkRun.objects.filter(pk=run_id).first()
+        if closed is None:
+            return None
+        state = replace(
+            state,
+            finished=closed.finished_at is not None,
+            cancelled=closed.cancelled_at is not None,
+        )
     return state
 
 
@@ -330,10 +430,10 @@ def step(run_id: int) -> Progress | None:
 def feed_scheduled(run_id: int) -> dict[str, Any]:
     """The Django-Q2 task of a background run's schedule (``census-bulk-<id>``)."""
     state = step(run_id)
-    if state is None:  # the run was deleted (finish and cancel remove the feeder themselves)
+    if state is None or state.finished or state.cancelled:
+        # Deleted, or closed by a path that left its feeder (finish and cancel remove it).
         queue.remove_feeder(run_id)
-        return {}
-    return asdict(state)
+    return {} if state is None else asdict(state)
 
 
 def cancel(run_ids: Iterable[int] | None = None) -> list[int]:
@@ -343,7 +443,8 @@ def cancel(run_ids: Iterable[int] | None = None) -> list[int]:
         runs = runs.filter(pk__in=list(run_ids))
     cancelled = []
     for run in runs:
-        if BulkRun.objects.filter(pk=run.pk, cancelled_at=None).update(cancelled_at=timezone.now()):
+        still_open = BulkRun.objects.filter(pk=run.pk, finished_at=None, cancelled_at=None)
+        if still_open.update(cancelled_at=timezone.now()):
             queue.remove_feeder(run.pk)
             state = progress(run)
             events.emit(Event.BULK_RUN_CANCELLED, run_id=run.pk, fed=state.fed, unfed=state.unfed)

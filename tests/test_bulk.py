@@ -7,6 +7,7 @@ through a real qcluster, Chromium and the simulator.
 from __future__ import annotations
 
 import io
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_q.models import Schedule
 from structlog.testing import capture_logs
@@ -22,7 +24,8 @@ from census import bulk, queue
 from census.checks import check_census_settings
 from census.conf import parse_duration
 from census.events import Event
-from census.models import BulkMember, BulkRun, CedulaInfo, RateGate, Status
+from census.models import Attempt, BulkMember, BulkRun, CedulaInfo, RateGate, Status
+from census.outcomes import Outcome
 from census.ratelimit import DEFAULT_NAME
 from tests import factories
 from tests.driving import clear_queue, drive, queued
@@ -372,3 +375,173 @@ def test_a_member_deleted_mid_run_does_not_keep_the_run_open(
     finished(members[:1], django_capture_on_commit_callbacks)
     state = bulk.finish_if_done(run.pk)
     assert state is not None and state.finished and (state.total, state.done) == (1, 1)
+
+
+def _deferred_lookup(due_in: timedelta, outcome: str = Outcome.DEFERRED.value) -> CedulaInfo:
+    """A member's lookup in ``retrying`` after an attempt with ``outcome``, due in ``due_in``."""
+    info = CedulaInfo.objects.get(user=factories.member())
+    Attempt.objects.create(lookup=info, number=1, outcome=outcome, finished_at=timezone.now())
+    CedulaInfo.objects.filter(pk=info.pk).update(
+        status=Status.RETRYING, attempt=2, next_attempt_at=timezone.now() + due_in
+    )
+    return info
+
+
+def test_deferred_lookups_count_in_the_window_whatever_their_due_time(
+    leader: Any, window: int
+) -> None:
+    """A lookup deferred by the closed gate is in flight even when due far past the window."""
+    for _ in range(3):
+        factories.member_without_lookup()
+    run, _ = bulk.open_run(bulk.Selection(missing=True), requested_by=leader)
+    assert run is not None
+    _deferred_lookup(timedelta(hours=1), outcome=Outcome.TIMEOUT.value)  # a plain retry
+    assert bulk.in_flight_window() == 0
+    for _ in range(window):
+        _deferred_lookup(timedelta(hours=1))
+    assert bulk.in_flight_window() == window
+    fed = bulk.feed(run.pk)
+    assert (fed.paused, fed.started) == ("window_full", 0)
+    assert not BulkMember.objects.exclude(fed_at=None).exists()
+
+
+def test_feeding_pauses_while_deferred_lookups_are_ahead_on_the_cursor(
+    leader: Any, window: int, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The gate's deferral cursor ahead: a member fed now would only be deferred behind it
+    (and push registrations back), so nothing is fed until the cursor has passed."""
+    for _ in range(3):
+        factories.member_without_lookup()
+    _deferred_lookup(timedelta(minutes=5))
+    gate = RateGate.objects.create(
+        name=DEFAULT_NAME, defer_cursor=timezone.now() + timedelta(minutes=5)
+    )
+    run, _ = bulk.open_run(bulk.Selection(missing=True), requested_by=leader)
+    assert run is not None
+    fed = bulk.feed(run.pk)
+    assert (fed.paused, fed.started, fed.queued_before) == ("deferred_ahead", 0, 1)
+    assert not BulkMember.objects.exclude(fed_at=None).exists()
+    RateGate.objects.filter(pk=gate.pk).update(defer_cursor=timezone.now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert bulk.feed(run.pk).started == window - 1  # the deferred lookup keeps its place
+
+
+@pytest.mark.django_db(transaction=True)
+def test_feeders_of_two_runs_take_turns(leader: Any, window: int, monkeypatch: Any) -> None:
+    """Two runs fed at once: the second feeder waits for the first to commit and counts what
+    it queued, so together they never fill the window twice. (On SQLite the write lock of
+    an IMMEDIATE transaction serializes feeds anyway: this bites on PostgreSQL.)"""
+    members = [factories.member_without_lookup() for _ in range(2 * window)]
+    runs = []
+    for part in (members[:window], members[window:]):
+        run, _ = bulk.open_run(
+            bulk.Selection(user_ids=tuple(u.pk for u in part)), requested_by=leader
+        )
+        assert run is not None
+        runs.append(run)
+    first_inside, release = threading.Event(), threading.Event()
+    real_start = bulk.start_for_user
+    first_thread: list[threading.Thread] = []
+
+    def start_for_user(user: Any, *, requester_id: int | None) -> bool:
+        started = real_start(user, requester_id=requester_id)
+        if threading.current_thread() in first_thread and not first_inside.is_set():
+            first_inside.set()  # the first feeder has computed the window and is filling it
+            release.wait(timeout=60)
+        return started
+
+    monkeypatch.setattr(bulk, "start_for_user", start_for_user)
+    results: dict[int, bulk.Feed] = {}
+
+    def feeder(run_id: int) -> None:
+        try:
+            results[run_id] = bulk.feed(run_id)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=feeder, args=(runs[0].pk,))
+    second = threading.Thread(target=feeder, args=(runs[1].pk,))
+    first_thread.append(first)
+    first.start()
+    try:
+        assert first_inside.wait(timeout=60)
+        second.start()
+        second.join(timeout=3)  # time for an unserialized second feeder to fill the window
+    finally:
+        release.set()
+        first.join(timeout=60)
+        if second.ident is not None:
+            second.join(timeout=60)
+    assert results[runs[0].pk].started == window
+    assert (results[runs[1].pk].started, results[runs[1].pk].paused) == (0, "window_full")
+    assert bulk.in_flight_window() == window
+
+
+def test_a_selection_has_one_open_run(leader: Any, settings: Any) -> None:
+    """A second open_run of the selection resumes the open run, whichever door opened it;
+    the database refuses a second open run of one selection."""
+    settings.CENSUS_RECHECK_AFTER = "90d"
+    old = CedulaInfo.objects.get(user=factories.member())
+    CedulaInfo.objects.filter(pk=old.pk).update(
+        status=Status.FOUND, finished_at=timezone.now() - timedelta(days=91)
+    )
+    recheck = bulk.start_recheck()
+    run, resumed = bulk.open_run(bulk.Selection(older_than_s=90 * 86400), requested_by=leader)
+    assert run is not None and (run.pk, resumed) == (recheck["run_id"], True)
+    assert BulkRun.objects.count() == 1
+    with pytest.raises(IntegrityError), transaction.atomic():
+        BulkRun.objects.create(selection=run.selection)
+    bulk.cancel([run.pk])
+    BulkRun.objects.create(selection=run.selection)  # a cancelled run is no longer open
+
+
+def test_racing_open_runs_of_one_selection_share_one_run(leader: Any, monkeypatch: Any) -> None:
+    """Another open_run creates the run after this one looked for an open run: this one
+    resumes that run instead of opening a second (its insert fails on the constraint)."""
+    for _ in range(3):
+        factories.member_without_lookup()
+    selection = bulk.Selection(missing=True)
+    real_user_pks = bulk.Selection.user_pks
+    racer: list[Any] = []
+
+    def user_pks(self: bulk.Selection, now: Any = None) -> list[int]:
+        if not racer:  # between the look for an open run and the insert: the other call
+            racer.append(None)
+            racer[0] = bulk.open_run(selection, requested_by=leader)
+        return real_user_pks(self, now)
+
+    monkeypatch.setattr(bulk.Selection, "user_pks", user_pks)
+    run, resumed = bulk.open_run(selection, requested_by=leader)
+    first, first_resumed = racer[0]
+    assert first is not None and not first_resumed
+    assert run is not None and (run.pk, resumed) == (first.pk, True)
+    assert BulkRun.objects.count() == 1 and BulkMember.objects.filter(run=first).count() == 3
+
+
+def test_a_cancelled_run_stays_cancelled(
+    leader: Any, window: int, monkeypatch: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A cancel landing while finish_if_done looks: the run is not finished afterwards."""
+    member = factories.member_without_lookup()
+    run, _ = bulk.open_run(bulk.Selection(missing=True), requested_by=leader)
+    assert run is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        bulk.feed(run.pk)
+    finished([member], django_capture_on_commit_callbacks)
+    real_progress = bulk.progress
+    cancelled: list[int] = []
+
+    def progress(run: BulkRun) -> bulk.Progress:
+        if not cancelled:
+            cancelled.extend(bulk.cancel([run.pk]))
+        return real_progress(run)
+
+    monkeypatch.setattr(bulk, "progress", progress)
+    with capture_logs() as logs:
+        state = bulk.finish_if_done(run.pk)
+    assert cancelled == [run.pk]
+    assert state is not None and state.cancelled and not state.finished
+    run.refresh_from_db()
+    assert run.cancelled_at is not None and run.finished_at is None
+    assert Event.BULK_RUN_FINISHED not in [e["event"] for e in logs]
+    assert bulk.feed(run.pk).paused == "closed"
