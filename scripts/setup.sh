@@ -15,6 +15,8 @@ apt_install() {
 
 # Playwright cannot download its own browsers here: census launches Debian's chromium.
 [ -x /usr/bin/chromium ] || apt_install chromium
+# libfaketime: the multi-host tests run one qcluster with its clock seconds off.
+command -v faketime >/dev/null || apt_install faketime
 
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
   echo "==> creating $ROOT/.venv"

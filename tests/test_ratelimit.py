@@ -45,8 +45,10 @@ def test_turns_in_one_process_are_spaced() -> None:
     gate = RateGate("spaced", interval=0.3)
     times = []
     for _ in range(4):
-        gate.wait_turn()
+        slot = gate.wait_turn()
+        assert isinstance(slot, Slot)
         times.append(time.time())
+        gate.sent(slot)
     assert all(b - a >= 0.3 for a, b in zip(times, times[1:], strict=False))
 
 
@@ -137,8 +139,10 @@ interval, turns, start_at = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv
 gate = RateGate("cross-process", interval=interval)
 time.sleep(max(0.0, start_at - time.time()))
 for _ in range(turns):
-    # The slot the gate gave: how late this process then wakes depends on the machine's load.
-    print(repr(gate.wait_turn().at.timestamp()), flush=True)
+    # The moment the gate let the request go (on the database's clock), then the "send".
+    slot = gate.wait_turn()
+    print(repr(slot.at.timestamp()), flush=True)
+    gate.sent(slot)
 """
 
 
