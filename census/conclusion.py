@@ -18,7 +18,7 @@ from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
 from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
-from census.outcomes import Outcome
+from census.outcomes import Outcome, own_slowness
 from census.queue import schedule_attempt
 from census.ratelimit import RateGate
 from census.refresh import changed_fields, result_of
@@ -45,8 +45,12 @@ def conclude_attempt(lookup_id: int, attempt: int, *, task_id: str | None = None
             )
             return False
         assert info is not None and row is not None
+        outcome = Outcome(row.outcome)
+        if outcome is Outcome.DEFERRED and own_slowness(row.error) and _slow_too_often(info):
+            # This host cannot drive a browser at all: stop waiting for it, charge it.
+            outcome = Outcome.TIMEOUT
         decision = policy.decide(
-            Outcome(row.outcome),
+            outcome,
             info.retry_count + 1,
             max_attempts=settings.max_attempts,
             delays=settings.retry_delays,
@@ -106,7 +110,12 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
     (``CENSUS_MAX_DEFER_SECONDS``): however long the cursor, the bound holds.
     """
     left = settings.max_defer_seconds - info.deferred_s
-    waited = RateGate().place_deferred(delay, at_most=left)
+    if own_slowness(row.error):
+        # This host's browsers were busy or slow: try again shortly, off the gate's cursor
+        # (it sent nothing and holds no place in the site's line).
+        waited: float | None = delay if delay <= left else None
+    else:
+        waited = RateGate().place_deferred(delay, at_most=left)
     if waited is None:
         return False
     # The place is on the gate's clock; the schedule's due time is on this host's, as every
@@ -139,6 +148,14 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
     )
     schedule_attempt(info.pk, next_attempt, due)
     return True
+
+
+def _slow_too_often(info: CedulaInfo) -> bool:
+    """More uncharged own-slowness deferrals in this budget than it has attempts."""
+    rows = Attempt.objects.filter(
+        lookup=info, number__gte=info.budget_start, outcome=Outcome.DEFERRED
+    ).values_list("error", flat=True)
+    return sum(own_slowness(error) for error in rows) > settings.max_attempts
 
 
 def _bounded(name: str, value: object) -> str:

@@ -6,6 +6,7 @@ unlike Django-Q2's own ``Conf``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_BROWSER_EXECUTABLE": None,
     # Seconds one lookup may take in the browser; kept below the Django-Q2 task timeout.
     "CENSUS_SCRAPE_TIMEOUT": 90,
+    # Browsers at once on one host, across every qcluster and worker (None: the host's CPU
+    # count; 0: no limit). Waiting for one is not an attempt.
+    "CENSUS_BROWSERS_PER_HOST": None,
     # Minimum seconds between two census requests, across every worker sharing the database.
     "CENSUS_RATE_LIMIT_SECONDS": 5.0,
     # Seconds every worker pauses after a block page or 403 (a 429 uses its Retry-After).
@@ -162,7 +166,13 @@ class CensusSettings:
             executable=self.browser_executable,
             solver_path=self.captcha_solver_path,
             max_retry_after=self.max_retry_after_seconds,
+            browsers_per_host=self.browsers_per_host,
         )
+
+    @property
+    def browsers_per_host(self) -> int:
+        value = self._get("CENSUS_BROWSERS_PER_HOST")
+        return max(os.cpu_count() or 1, 1) if value is None else max(int(value), 0)
 
     @property
     def bulk_window_seconds(self) -> float:

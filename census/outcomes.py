@@ -48,3 +48,13 @@ class Outcome(StrEnum):
 
 _ANSWERS = frozenset({Outcome.FOUND, Outcome.NOT_FOUND, Outcome.CANCELLED})
 _FINAL = _ANSWERS | {Outcome.INVALID_CEDULA, Outcome.MISSING_CEDULA}
+
+
+#: Why a ``deferred`` attempt sent nothing because of this host, not the gate: it could not
+#: drive a browser in time, or had none free. Re-tried shortly, off the gate's cursor.
+OWN_SLOWNESS_REASONS = ("browser_slow", "browsers_busy")
+
+
+def own_slowness(error: str) -> bool:
+    """Does a deferred attempt's error text name this host's slowness?"""
+    return error.split(":", 1)[0] in OWN_SLOWNESS_REASONS

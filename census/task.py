@@ -26,7 +26,7 @@ from census.conf import settings
 from census.events import Event
 from census.gate import clamp_seconds
 from census.models import Attempt, CedulaInfo, Status
-from census.outcomes import Outcome
+from census.outcomes import Outcome, own_slowness
 from census.ratelimit import RateGate, policy_from_settings
 from census.scraper import LookupResult, Scraper
 from census.transitions import TransitionRefused, locked, transition
@@ -104,7 +104,13 @@ def _claim(
         previous = (
             Attempt.objects.filter(lookup=info, number__lt=attempt).order_by("-number").first()
         )
-        ticketed = previous is not None and previous.outcome == Outcome.DEFERRED
+        # A lookup coming back from the gate's cursor keeps its place in line; one that only
+        # waited for this host's browser never had one.
+        ticketed = (
+            previous is not None
+            and previous.outcome == Outcome.DEFERRED
+            and not own_slowness(previous.error)
+        )
         if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
             if again and not row.outcome and not row.sent:
                 return raw_cedula(info), ticketed

@@ -152,6 +152,8 @@ for _name in (
 ):
     if os.environ.get(_name):
         globals()[_name] = float(os.environ[_name])
+if os.environ.get("CENSUS_BROWSERS_PER_HOST"):
+    CENSUS_BROWSERS_PER_HOST = int(os.environ["CENSUS_BROWSERS_PER_HOST"])
 if os.environ.get("CENSUS_MAX_ATTEMPTS"):
     CENSUS_MAX_ATTEMPTS = int(os.environ["CENSUS_MAX_ATTEMPTS"])
 CENSUS_SITE_URL = os.environ.get("CENSUS_SITE_URL", "http://127.0.0.1:9/consultar/")

@@ -64,6 +64,12 @@ class ScraperConfig:
     headless: bool = True
     #: Longest wait a Retry-After may ask for, whatever its form.
     max_retry_after: float = 3600.0
+    #: Browsers at once on this host (every worker and cluster); 0: no limit.
+    browsers_per_host: int = 0
+    #: Seconds a lookup waits for a free browser before it is deferred (not charged).
+    browser_wait: float = 10.0
+    #: Directory of the host-wide browser slots (None: census.scraper.slots.default_dir()).
+    slots_dir: str | None = None
 
 
 @runtime_checkable

@@ -46,9 +46,10 @@ from census import events
 from census.cedula import InvalidCedula, normalize, scrub
 from census.events import Event
 from census.gate import Closed, Gate, Slot
-from census.outcomes import Outcome
+from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
 from census.scraper.base import LookupResult, ScraperConfig
 from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
+from census.scraper.slots import NoBrowserSlot, browser_slot
 
 __all__ = [
     "CHROMIUM_ARGS",
@@ -83,6 +84,13 @@ CLOSE_GRACE = 10.0
 ANSWER_RESERVE = 1.0
 #: Seconds a lookup waits when the gate's database could not be reached (nothing was sent).
 GATE_UNAVAILABLE_WAIT = 15.0
+#: Steps that wait only on this host (typing, selecting, clicking submit): running out of
+#: time there, with nothing sent, is our machine's slowness, not the site's. Steps that wait
+#: on the site (page load, election list, captcha widget, answer) are charged as timeouts,
+#: so a site that never serves its page still ends the lookup in error.
+OWN_STEPS = frozenset({"fill", "submit"})
+#: Seconds before a lookup slowed by our own machine tries again.
+OWN_SLOWNESS_WAIT = 5.0
 #: Milliseconds between keystrokes: typed, not pasted, as a person would.
 TYPING_DELAY_MS = 35
 CONSULTA_PATH = "/back/api/consulta"
@@ -158,8 +166,14 @@ class PlaywrightScraper:
         if closed is not None:  # no slot within this lookup: do not even start a browser
             return deferred(closed)
         started = time.monotonic()
-        run = _Run(digits, config, self.gate)
-        result = run.execute()
+        try:
+            # At most CENSUS_BROWSERS_PER_HOST browsers at once on this host; the lookup's
+            # budget starts once it has one.
+            with browser_slot(config.browsers_per_host, config.browser_wait, config.slots_dir):
+                run = _Run(digits, config, self.gate)
+                result = run.execute()
+        except NoBrowserSlot as busy:
+            return own_slowness(str(busy), reason=OWN_SLOWNESS_REASONS[1])
         # Off the Playwright thread, after the browser is gone: the gate's record may retry
         # a dropped database for a while without holding a browser or its deadline.
         slot = run.slot
@@ -186,6 +200,17 @@ def deferred(closed: Closed) -> LookupResult:
         detail=f"{closed.reason}: the cluster-wide gate opens in {wait:.0f} s",
         retry_after=wait,
         meta={"step": "rate_gate", "sent": False},
+    )
+
+
+def own_slowness(detail: str, reason: str = OWN_SLOWNESS_REASONS[0]) -> LookupResult:
+    """Nothing was sent: this host could not drive a browser in time (``browser_slow``) or
+    had no browser free (``browsers_busy``); the member is not charged for it."""
+    return LookupResult(
+        outcome=Outcome.DEFERRED,
+        detail=f"{reason}: {detail}",
+        retry_after=OWN_SLOWNESS_WAIT,
+        meta={"sent": False},
     )
 
 
@@ -307,6 +332,8 @@ class _Run:
         try:
             try:
                 browser = launch_browser(playwright, self.config, self.budget.ms())
+            except PlaywrightTimeoutError as error:  # our machine too slow: not the member's
+                return own_slowness(_describe(error, self.cedula, "the browser did not start"))
             except PlaywrightError as error:
                 detail = _describe(error, self.cedula, "the browser did not start")
                 return LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
@@ -393,6 +420,7 @@ class _Flow:
                 raise
             found = parse_rendered_page(page.content(), self.cedula)
             return found.with_detail(f"no election list; {found.detail}")
+        self.step = "fill"
         page.locator("#documento").press_sequentially(
             self.cedula, delay=TYPING_DELAY_MS, timeout=self.budget.ms()
         )
@@ -543,6 +571,8 @@ class _Flow:
             return self.gate_refused
         if self.step == "answer" and self.budget.remaining() <= 0.05:
             return _no_answer(self.budget.config.timeout)
+        if self.slot is None and self.step in OWN_STEPS:
+            return own_slowness(_describe(error, self.cedula, f"step {self.step}"))
         return LookupResult(
             outcome=Outcome.TIMEOUT, detail=_describe(error, self.cedula, f"step {self.step}")
         )
