@@ -130,6 +130,8 @@ class Attempt(models.Model):
     task_id = models.CharField(_("tarea Django-Q2"), max_length=32, blank=True)
     #: True once the consulta request left the browser for the census site.
     sent = models.BooleanField(_("consulta enviada"), default=False)
+    #: When the request was confirmed sent, on the database's clock.
+    sent_at = models.DateTimeField(_("enviada el"), null=True, blank=True)
     #: Census data of an answer (place or novedad fields), written by the task.
     answer = models.JSONField(_("respuesta"), default=dict, blank=True)
     #: Seconds the site (or the closed gate) asked to wait, clamped.

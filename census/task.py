@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 import structlog
+from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -149,7 +150,7 @@ def raw_cedula(info: CedulaInfo) -> str:
 def _mark_sent(lookup_id: int, attempt: int, task_id: str) -> None:
     """The consulta left: say so on the attempt row at once, not only in the report."""
     Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
-        sent=True
+        sent=True, sent_at=Now()
     )
 
 

@@ -199,16 +199,18 @@ def test_a_request_may_leave_only_an_interval_after_the_previous_confirmed_send(
     state = GateState(next_allowed_at=at(0))
     first, state = admit(state, T0, SEND, deadline=None)
     second, state = admit(state, T0, SEND, deadline=None)
-    assert isinstance(first, Slot) and isinstance(second, Slot) and second.at == at(1)
+    assert isinstance(first, Slot) and isinstance(second, Slot)
+    assert second.at == at(1 + SEND_MARGIN)
     going, state = permit(state, at(0.3), SEND, first, deadline=None)  # woke 0.3 s late
     assert isinstance(going, Slot) and going.lease_until == at(10.3)
     state = confirm(state, at(0.31), SEND, going)
     assert state.last_sent_at == at(0.31) and state.sending_until is None
     # At its granted slot the second request is held until the first's send + interval.
-    held, _ = permit(state, at(1), SEND, second, deadline=None)
+    held, _ = permit(state, second.at, SEND, second, deadline=None)
     assert isinstance(held, Hold) and held.wait == pytest.approx(0.31)
-    going2, _ = permit(state, at(1.31), SEND, second, deadline=None)
-    assert isinstance(going2, Slot) and going2.at == at(1.31)
+    sendable = at(1.31 + SEND_MARGIN)
+    going2, _ = permit(state, sendable, SEND, second, deadline=None)
+    assert isinstance(going2, Slot) and going2.at == sendable
 
 
 def test_nothing_leaves_while_another_request_holds_the_send_lease() -> None:
@@ -222,10 +224,10 @@ def test_nothing_leaves_while_another_request_holds_the_send_lease() -> None:
     assert isinstance(going, Slot)
     held, _ = permit(state, at(5), SEND, second, deadline=None)
     assert isinstance(held, Hold) and held.wait <= 0.02 + 1e-9
-    # Its holder vanished: the lease ended at 10 s, so the next may go at 11 s.
+    # Its holder vanished: the lease ended at 10 s, so the next may go at 11 s (+ margin).
     held, _ = permit(state, at(10.5), SEND, second, deadline=None)
-    assert isinstance(held, Hold) and held.wait == pytest.approx(0.5)
-    late, _ = permit(state, at(11), SEND, second, deadline=None)
+    assert isinstance(held, Hold) and held.wait == pytest.approx(0.5 + SEND_MARGIN)
+    late, _ = permit(state, at(11 + SEND_MARGIN), SEND, second, deadline=None)
     assert isinstance(late, Slot)
 
 
@@ -255,7 +257,7 @@ def test_a_hold_past_the_deadline_is_refused() -> None:
     slot = Slot(at(0.5))
     closed, _ = permit(state, at(0.5), SEND, slot, deadline=at(0.8))
     assert isinstance(closed, Closed) and closed.reason == "rate_backlog"
-    assert closed.wait == pytest.approx(0.5)
+    assert closed.wait == pytest.approx(0.5 + SEND_MARGIN)
 
 
 def test_a_stale_confirm_leaves_the_current_lease_alone() -> None:

@@ -28,6 +28,7 @@ from census.testing.simulator import CensusSimulator, cedula_key
 from tests import factories
 from tests.conftest import browser_cluster, register, wait_until_final
 from tests.evidence import (
+    STAMP_ALLOWANCE,
     assert_attempts_match_requests,
     assert_no_cedula_stored,
     consultas_by_member,
@@ -41,12 +42,6 @@ pytestmark = [
     pytest.mark.scale,
     pytest.mark.django_db(transaction=True),
 ]
-
-#: What the site-side stamps may lose: the simulator stamps a request when its handler
-#: thread starts (after the request line and headers are read), so two stamps can be closer
-#: than the two sends by the difference of their handling delays. The gate's own failure
-#: modes are far larger (a host 2 s fast sent requests ~2 s early; a late send ~0.3 s).
-STAMP_ALLOWANCE = 0.02
 
 
 def _libfaketime() -> str:
