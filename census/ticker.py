@@ -21,7 +21,7 @@ from django.db import close_old_connections
 from django_q.scheduler import scheduler
 from django_q.signals import post_spawn
 
-from census import events, sweeper
+from census import database, events, sweeper
 from census.conf import settings
 from census.events import Event
 
@@ -38,9 +38,15 @@ def _claim(key: str, seconds: float) -> bool:
     """True for the one caller (per shared cache) that claims the current ``seconds`` window.
 
     The key names the window rather than expiring after ``seconds``: Django's database cache
-    keeps expiry times in whole seconds, which would stretch a 1 s tick to up to 2 s.
+    keeps expiry times in whole seconds, which would stretch a 1 s tick to up to 2 s. The
+    window is read from the database's clock, which every host shares: by their own clocks
+    two hosts seconds apart would name different windows at the same instant, and both run.
     """
-    window = int(time.time() / seconds)
+    try:
+        now = database.clock().timestamp()
+    except Exception:  # the database is away: this host's clock will do for one tick
+        now = time.time()
+    window = int(now / seconds)
     try:
         return bool(cache.add(f"{key}:{window}", os.getpid(), timeout=max(2 * seconds, 2)))
     except Exception:  # a cache outage must not stop retries: run anyway
