@@ -41,6 +41,12 @@ GOALS: dict[str, tuple[str, float, str]] = {
     "retry_queue_lateness_p95_s": ("<=", 1.0, "due time (queued - due_at)"),
     "retry_start_lateness_p95_s": ("<=", 1.5, "due time (started - due_at)"),
     "stock_retry_start_lateness_p95_s": ("info", 30.0, "Django-Q2 alone: a 30 s scheduler"),
+    "gate_utilisation": (">=", 0.95, "the gate alone at 1 request/s, no browser"),
+    "gate_violations": ("==", 0, "sends closer than 1 s"),
+    "gate_makespan_ratio": ("<=", 1.15, "sends x limit"),
+    "gate_utilisation_fast": (">=", 0.95, "the gate alone at 5 requests/s"),
+    "gate_violations_fast": ("==", 0, "sends closer than 0.2 s"),
+    "gate_makespan_ratio_fast": ("<=", 1.15, "sends x limit"),
     "rate_utilisation": (">=", 0.95, "the limit: 1 request/s"),
     "rate_violations": ("==", 0, "pairs closer than the limit"),
     "burst_makespan_ratio": ("<=", 1.15, "lookups x limit"),
@@ -98,6 +104,12 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"lookups": 40, "limit": 1.0},
     ),
     "browser": ({"lookups": 1}, {"lookups": 4}, {"lookups": 12}),
+    # The gate alone, at 1 s and 0.2 s: workers x turns sends each.
+    "binds": (
+        {"workers": 2, "turns": 2},
+        {"workers": 8, "turns": 4},
+        {"workers": 8, "turns": 8},
+    ),
     # The gate's row vs a Redis gate (full runs with PostgreSQL + Redis only).
     "gate": (
         {"threads": 2, "calls": 5, "rounds": 1},
@@ -133,7 +145,7 @@ def plan(mode: str, servers: bool) -> list[Stage]:
         options.setdefault("info_only", "_" in name)
         return Job(name, module or name, params, options.pop("timeout", limit), **options)
 
-    rate = [job("rate", servers=True)]
+    rate = [job("binds", "gate_binds", servers=True), job("rate", servers=True)]
     if mode == "full":  # the gate where the cores can keep up with the limit
         slower = {"lookups": 16, "limit": 3.0}
         rate.append(job("rate_slower", "rate", servers=True, params=slower))

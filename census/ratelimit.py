@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from django.utils import timezone
+
 from census import events, gate
 from census.conf import settings
 from census.events import Event
@@ -270,8 +272,6 @@ def _paused_here() -> Closed | None:
     left = _local_pause["until"] - time.monotonic()
     if left <= 0:
         return None
-    from django.utils import timezone
-
     return Closed(timezone.now() + timedelta(seconds=left), "breaker_open", wait=left)
 
 

@@ -9,8 +9,10 @@ Runs in ./test's PostgreSQL pass (marker ``scale``).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -219,3 +221,112 @@ def test_connections_terminated_every_few_seconds_lose_no_answer(
         database_retries=len(retried),
         requests_per_member=round(len(site.consultas()) / len(infos), 3),
     )
+
+
+# -- the database stops answering ------------------------------------------------------------
+
+
+class StallingProxy:
+    """A TCP proxy to PostgreSQL that can stop forwarding (a frozen server or a black-holed
+    network: connections stay open, nothing answers) and start again."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+
+    def start(self) -> StallingProxy:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._flowing.set()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        self._flowing.wait()  # a new connection during the stall waits, as with a frozen host
+        try:
+            server = socket.create_connection(self.upstream)
+        except OSError:
+            client.close()
+            return
+        for source, target in ((client, server), (server, client)):
+            threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while True:
+                self._flowing.wait()
+                data = source.recv(65536)
+                if not data:
+                    break
+                self._flowing.wait()  # what arrived during the stall is held, not lost
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for each in (source, target):
+                with contextlib.suppress(OSError):
+                    each.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_database_that_stops_answering_for_30_s_stalls_no_lookup(
+    qcluster: Any, site: CensusSimulator
+) -> None:
+    """The cluster's database stops answering for 30 s mid-run (a proxy that holds every
+    byte): every lookup ends found afterwards, each member asked once, and the gate's helper
+    gave up on the frozen connection rather than waiting it out.
+
+    Without the helper's caller-side timeout a gate call waited on the frozen socket for the
+    whole stall, holding the Playwright thread and its browser past the scrape timeout.
+    """
+    settings = connection.settings_dict
+    proxy = StallingProxy((settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432)))
+    proxy.start()
+    user = settings["USER"] or "postgres"
+    through_proxy = f"postgresql://{user}@127.0.0.1:{proxy.port}/postgres"
+    try:
+        cluster = browser_cluster(
+            qcluster, site, CENSUS_TEST_POSTGRES=through_proxy, CENSUS_MAX_ATTEMPTS="5"
+        )
+        numbers = [factories.cedula("10") for _ in range(10)]
+        ids = register(numbers)  # the test itself talks to the database directly
+        deadline = time.monotonic() + 180
+        while len(site.consultas()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(site.consultas()) >= 3, "no lookup reached the site before the stall"
+        proxy.stall()
+        time.sleep(30)
+        proxy.resume()
+        infos = wait_until_final(ids, cluster, timeout=600)
+    finally:
+        proxy.close()
+    assert {i.status for i in infos} == {Status.FOUND}, [i.raw_response for i in infos]
+    assert set(consultas_by_member(site).values()) == {1}
+    assert_attempts_match_requests(site, infos)
+    assert max(final_events(cluster).values()) == 1
+    stalled = [
+        e
+        for e in cluster.events()
+        if e["event"] == "database_retry" and e.get("error") == "DatabaseStalled"
+    ]
+    assert stalled, "no gate call met the stall: the test proved nothing"
+    summary("stall", infos, site, stall_s=30, helper_gave_up=len(stalled))
