@@ -52,7 +52,7 @@ class GateStore:
         self.using = using
         self.inline = self.inline_default if inline is None else inline
 
-    def apply(self, change: Change[T], *, step: str, seconds: float | None = None) -> T:
+    def apply(self, change: Change[T], *, step: str, seconds: float = database.RETRY_SECONDS) -> T:
         """Run ``change`` on the locked row and commit, retrying a dropped connection."""
         if self.inline:
             return self.apply_inline(change)
@@ -62,10 +62,7 @@ class GateStore:
                 "transaction.atomic() (another worker would not see it until you commit)"
             )
         work = lambda: self._transaction(change)  # noqa: E731
-        helper = database.helper(self.using)
-        if seconds is None:
-            return helper.retrying(work, step=step)
-        return helper.retrying(work, step=step, seconds=seconds)
+        return database.helper(self.using).retrying(work, step=step, seconds=seconds)
 
     def call(self, work: Callable[[], T], *, step: str, seconds: float = 5.0) -> T:
         """Run other database work where the gate's runs (the helper, or inline)."""

@@ -10,6 +10,7 @@ import contextlib
 import pickle
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from django.apps import apps
@@ -76,6 +77,21 @@ def send_lags(site: CensusSimulator) -> list[float]:
             assert attempt.sent_at is not None
             lags.append(arrived - attempt.sent_at.timestamp())
     return lags
+
+
+def assert_nothing_sent_while_open(
+    cluster: ClusterProcess, site: CensusSimulator, because: str
+) -> list[dict[str, Any]]:
+    """No consulta reached the site inside any pause the cluster's breaker opened (0.2 s
+    after its opening, for the requests already on the wire); returns the openings."""
+    opened = [e for e in cluster.events() if e["event"] == "breaker_opened"]
+    assert opened, because
+    for event in opened:
+        start = datetime.fromisoformat(event["timestamp"]).timestamp() + 0.2
+        until = datetime.fromisoformat(event["until"]).timestamp()
+        inside = [r for r in site.consultas() if start < r.time < until]
+        assert inside == [], f"{len(inside)} consultas while the breaker was open"
+    return opened
 
 
 def final_events(cluster: ClusterProcess) -> Counter[int]:

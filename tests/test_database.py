@@ -127,7 +127,7 @@ class BrokenStore(GateStore):
         super().__init__("broken", inline=False)
         self.applied = 0
 
-    def apply(self, change: Callable[..., Any], *, step: str, seconds: float | None = None) -> Any:
+    def apply(self, change: Callable[..., Any], *, step: str, seconds: float = 0.0) -> Any:
         self.applied += 1
         raise OperationalError("the database is down")
 

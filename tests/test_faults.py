@@ -12,7 +12,6 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from tests.driving import clear_queue, queued
 from tests.evidence import (
     assert_attempts_match_requests,
     assert_no_cedula_stored,
+    assert_nothing_sent_while_open,
     canonical,
     consultas_by_member,
     final_events,
@@ -66,13 +66,9 @@ def test_blocking_spell_defers_and_everyone_finishes_right(
         assert info.status == expected[info.user.username], (info.pk, info.raw_response)
     assert_attempts_match_requests(fresh_site, infos)
 
-    opened = [e for e in cluster.events() if e["event"] == "breaker_opened"]
-    assert opened, "the spell never opened the breaker"
-    for event in opened:
-        start = datetime.fromisoformat(event["timestamp"]).timestamp() + 0.2
-        until = datetime.fromisoformat(event["until"]).timestamp()
-        inside = [r for r in fresh_site.consultas() if start < r.time < until]
-        assert inside == [], f"{len(inside)} consultas while the breaker was open"
+    opened = assert_nothing_sent_while_open(
+        cluster, fresh_site, "the spell never opened the breaker"
+    )
     blocked = [r for r in fresh_site.consultas() if r.scenario.startswith("spell")]
     assert len(blocked) <= len(opened) + 1  # the first block, then one probe per pause
     assert max(final_events(cluster).values()) == 1
