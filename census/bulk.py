@@ -2,9 +2,11 @@
 
 A run (``BulkRun``) freezes its selection into member rows, then is *fed*: each feed starts
 lookups (through ``census.refresh``, the same path as a leader's refresh) only while fewer
-lookups are in flight than the rate gate serves in ``CENSUS_BULK_WINDOW_SECONDS``. The queue
-therefore never holds more than one window of work, so the ORM broker never redelivers
-prefetched tasks, and a registration made during a run waits at most one window behind it.
+lookups are in flight than the cluster gets through in ``CENSUS_BULK_WINDOW_SECONDS``: what
+the rate gate serves in it, or fewer when the workers, not the gate, set the pace (measured
+from the attempts that finished lately, ``window_size``). The queue therefore never holds
+more than about one window of work, so the ORM broker never redelivers prefetched tasks,
+and a registration made during a run waits about one window behind it.
 Feeding pauses while the breaker is open, and while lookups deferred by a block still wait
 for their place on the gate's deferral cursor. One feeder at a time computes and fills the
 window, cluster-wide; a selection has at most one open run.
@@ -18,6 +20,7 @@ and the periodic re-check are fed by a Django-Q2 schedule (``census-bulk-<id>``)
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
@@ -234,6 +237,47 @@ def _resume(run: BulkRun, background: bool) -> BulkRun:
     return run
 
 
+#: Attempts that finished within this many seconds (or the window, if longer) measure what
+#: the cluster gets through: long enough to hold several lookups of a slow host.
+THROUGHPUT_LOOKBACK_SECONDS = 60.0
+
+
+def window_size(
+    *, window_s: float, gate_capacity: int, finished: int, lookback_s: float, workers: int
+) -> int:
+    """Lookups the bulk window may hold: what the gate serves in it, and no more than the
+    cluster finishes in it (``finished`` attempts in the last ``lookback_s``, scaled to the
+    window) plus one per worker.
+
+    Pure. The per-worker term keeps every worker busy while the measure is young (a run
+    starting on an idle cluster), so the measure can grow to the cluster's true pace: with
+    a lookup for each worker in flight, the attempts that finish are as many as the workers
+    can do. Sized by the gate alone, a cluster slower than the gate would hold far more than
+    a window of work, and a registration would wait behind all of it.
+    """
+    cluster = math.ceil(finished * window_s / lookback_s) + workers if lookback_s > 0 else 0
+    return max(min(gate_capacity, cluster), 1)
+
+
+def window_capacity(now: datetime | None = None) -> int:
+    """``window_size`` for this cluster now: attempts of every host that finished in the
+    lookback (deferrals left out: they hold no worker), this host's worker count."""
+    now = now or timezone.now()
+    lookback = max(settings.bulk_window_seconds, THROUGHPUT_LOOKBACK_SECONDS)
+    finished = (
+        Attempt.objects.filter(finished_at__gt=now - timedelta(seconds=lookback))
+        .exclude(outcome=Outcome.DEFERRED.value)
+        .count()
+    )
+    return window_size(
+        window_s=settings.bulk_window_seconds,
+        gate_capacity=settings.bulk_capacity,
+        finished=finished,
+        lookback_s=lookback,
+        workers=settings.cluster_workers,
+    )
+
+
 def in_flight_window(now: datetime | None = None) -> int:
     """Lookups the gate must serve within the window: pending, scraping, due within it, or
     deferred.
@@ -314,7 +358,7 @@ class Feed:
     started: int = 0
     #: Members whose lookup was already in flight (counted, nothing queued).
     in_flight: int = 0
-    #: Lookups in the gate's window before this feed, and the window's capacity.
+    #: Lookups in the window before this feed, and the window's capacity (``window_size``).
     queued_before: int = 0
     capacity: int = 0
     #: "" or why nothing was fed: "breaker_open", "deferred_ahead" (deferred lookups
@@ -328,11 +372,11 @@ def feed(run_id: int, *, now: datetime | None = None) -> Feed:
     One feeder at a time, cluster-wide (``_lock_feeders``): the window is computed and
     filled by one transaction before the next feeder looks at it.
     """
-    capacity = settings.bulk_capacity
     with transaction.atomic():
         run = _lock_feeders(run_id)
         if run is None or not run.is_open:
-            return Feed(paused="closed", capacity=capacity)
+            return Feed(paused="closed", capacity=settings.bulk_capacity)
+        capacity = window_capacity(now)
         breaker = breaker_state(now)
         queued = in_flight_window(now)
         if breaker.state in ("open", "probing"):

@@ -52,8 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_SCHEDULER_TICK": 1.0,
     # Bytes of error detail kept in raw_response.
     "CENSUS_RAW_RESPONSE_LIMIT": 4000,
-    # Bulk runs (census_lookup, re-checks) keep at most this many seconds of the rate gate's
-    # work queued: window / CENSUS_RATE_LIMIT_SECONDS lookups (24 at the defaults).
+    # Bulk runs (census_lookup, re-checks) keep at most this many seconds of work queued:
+    # window / CENSUS_RATE_LIMIT_SECONDS lookups (24 at the defaults), fewer when the
+    # workers finish fewer than that in a window.
     "CENSUS_BULK_WINDOW_SECONDS": 120.0,
     # Re-check final lookups older than this ("90d", "12h", seconds); None: never.
     "CENSUS_RECHECK_AFTER": None,
@@ -180,9 +181,18 @@ class CensusSettings:
 
     @property
     def bulk_capacity(self) -> int:
-        """Lookups the gate serves in one bulk window (at least 1; 1000 with no rate limit)."""
+        """Lookups the gate serves in one bulk window (at least 1; 1000 with no rate limit).
+
+        The gate's bound only: ``census.bulk.window_size`` also bounds it by what the
+        cluster finishes."""
         rate = self.rate_limit_seconds
         return max(int(self.bulk_window_seconds / rate), 1) if rate > 0 else 1000
+
+    @property
+    def cluster_workers(self) -> int:
+        """Workers of one qcluster (``Q_CLUSTER['workers']``; Django-Q2's default: the CPUs)."""
+        conf = getattr(django_settings, "Q_CLUSTER", {}) or {}
+        return max(int(conf.get("workers") or os.cpu_count() or 1), 1)
 
     @property
     def recheck_after_seconds(self) -> float | None:

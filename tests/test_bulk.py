@@ -49,9 +49,11 @@ def leader() -> Any:
 
 @pytest.fixture
 def window(settings: Any) -> int:
-    """A window of 3 lookups: 3 s of the gate at one request a second."""
+    """A window of 3 lookups: 3 s of the gate at one request a second, with 3 workers (so the
+    gate, not the cluster, sizes it)."""
     settings.CENSUS_RATE_LIMIT_SECONDS = 1.0
     settings.CENSUS_BULK_WINDOW_SECONDS = 3.0
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 3}
     return 3
 
 
@@ -545,3 +547,53 @@ def test_a_cancelled_run_stays_cancelled(
     assert run.cancelled_at is not None and run.finished_at is None
     assert Event.BULK_RUN_FINISHED not in [e["event"] for e in logs]
     assert bulk.feed(run.pk).paused == "closed"
+
+
+@pytest.mark.parametrize(
+    ("finished", "workers", "gate", "size"),
+    [
+        (0, 2, 24, 2),  # an idle cluster: one lookup per worker, so the measure can grow
+        (10, 2, 24, 22),  # 10 in the last minute -> 20 in a 120 s window, plus the workers
+        (100, 2, 24, 24),  # the gate binds
+        (0, 0, 24, 1),  # never less than one
+        (0, 50, 24, 24),  # more workers than the gate serves
+    ],
+)
+def test_the_window_holds_what_the_cluster_finishes_in_it(
+    finished: int, workers: int, gate: int, size: int
+) -> None:
+    """The window: the gate's capacity, or what the cluster finished lately plus a lookup
+    per worker when that is fewer; never empty."""
+    assert (
+        bulk.window_size(
+            window_s=120, gate_capacity=gate, finished=finished, lookback_s=60, workers=workers
+        )
+        == size
+    )
+
+
+def test_workers_slower_than_the_gate_get_a_smaller_window(
+    leader: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Two workers that finished 3 attempts in the last minute: a 60 s window holds 3 + 2
+    lookups, not the 60 the gate would serve at 1 s. Deferrals (no worker time) and
+    attempts older than the lookback do not count."""
+    settings.CENSUS_RATE_LIMIT_SECONDS = 1.0
+    settings.CENSUS_BULK_WINDOW_SECONDS = 60.0
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "workers": 2}
+    info = CedulaInfo.objects.get(user=factories.member())
+    CedulaInfo.objects.filter(pk=info.pk).update(status=Status.FOUND)
+    now = timezone.now()
+    for number, (outcome, ago) in enumerate(
+        [("found", 5), ("timeout", 20), ("not_found", 50), ("deferred", 10), ("found", 90)], 1
+    ):
+        Attempt.objects.create(
+            lookup=info, number=number, outcome=outcome, finished_at=now - timedelta(seconds=ago)
+        )
+    for _ in range(8):
+        factories.member_without_lookup()
+    run, _ = bulk.open_run(bulk.Selection(missing=True), requested_by=leader)
+    assert run is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        fed = bulk.feed(run.pk)
+    assert (fed.started, fed.capacity) == (5, 5)
