@@ -26,25 +26,34 @@ from django.db.models import Max
 
 from benchmarks.harness import Clusters, cedula, register, wait_final
 from census.models import Attempt, CedulaInfo, Status
+from census.outcomes import Outcome
 from census.testing.simulator import CensusSimulator
 
 
-def browser_env(site: CensusSimulator, limit: float) -> dict[str, str]:
-    return {
+def browser_env(
+    site: CensusSimulator, limit: float, scrape_timeout: float = 30, browsers: int | None = None
+) -> dict[str, str]:
+    """Chromium against the simulator; ``browsers``: ``CENSUS_BROWSERS_PER_HOST`` (None: its
+    default, the host's cores)."""
+    env = {
         "CENSUS_SCRAPER": "census.scraper.playwright.PlaywrightScraper",
         "CENSUS_SITE_URL": site.url,
         "CENSUS_RATE_LIMIT_SECONDS": f"{limit:g}",
-        "CENSUS_SCRAPE_TIMEOUT": "30",
+        "CENSUS_SCRAPE_TIMEOUT": f"{scrape_timeout:g}",
         "CENSUS_Q_TIMEOUT": "90",
         "CENSUS_RETRY_DELAYS": "2,3,4",
     }
+    if browsers is not None:
+        env["CENSUS_BROWSERS_PER_HOST"] = str(browsers)
+    return env
 
 
 def run(params: dict[str, Any], clusters: Clusters) -> dict[str, Any]:
     count, limit = params["lookups"], params["limit"]
     with CensusSimulator() as site:
+        env = browser_env(site, limit, **params.get("browser", {}))
         for workers in (2, 2) if params["servers"] else (4,):
-            clusters.start(workers=workers, **browser_env(site, limit))
+            clusters.start(workers=workers, **env)
         clusters.wait_ready()
         numbers = [cedula("10") for _ in range(count)]
         first = time.time()
@@ -58,7 +67,9 @@ def run(params: dict[str, Any], clusters: Clusters) -> dict[str, Any]:
     lookups = CedulaInfo.objects.filter(pk__in=ids)
     last = lookups.aggregate(last=Max("finished_at"))["last"].timestamp()
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    outcomes = Counter(Attempt.objects.filter(lookup__in=lookups).values_list("outcome", flat=True))
+    attempts = Attempt.objects.filter(lookup__in=lookups)
+    outcomes = Counter(attempts.values_list("outcome", flat=True))
+    charged = attempts.exclude(outcome=Outcome.DEFERRED.value)
     return {
         "rate_utilisation": (len(times) - 1) / (times[-1] - times[0]) * limit,
         "rate_violations": sum(gap < limit for gap in gaps),
@@ -72,6 +83,10 @@ def run(params: dict[str, Any], clusters: Clusters) -> dict[str, Any]:
             "min_gap_s": round(min(gaps), 3) if gaps else None,
             "makespan_s": round(last - first, 1),
             "found": lookups.filter(status=Status.FOUND).count(),
+            "lookups_failed": lookups.exclude(status=Status.FOUND).count(),
+            "charged_unsent": charged.filter(sent=False).count(),
+            "browsers_per_host": env.get("CENSUS_BROWSERS_PER_HOST", "cores"),
+            "scrape_timeout_s": float(env["CENSUS_SCRAPE_TIMEOUT"]),
             "attempt_outcomes": dict(outcomes),
             "cpu_s_per_lookup": round(cpu_per_lookup, 2),
             "lookups_per_s_the_cores_allow": round((os.cpu_count() or 1) / cpu_per_lookup, 2),

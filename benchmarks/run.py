@@ -50,6 +50,8 @@ GOALS: dict[str, tuple[str, float, str]] = {
     "rate_utilisation": (">=", 0.95, "the limit: 1 request/s"),
     "rate_violations": ("==", 0, "pairs closer than the limit"),
     "burst_makespan_ratio": ("<=", 1.15, "lookups x limit"),
+    "cores_lookups_failed": ("==", 0, "4 workers, 2 cores, 8 s timeout: lookups not found"),
+    "cores_charged_unsent": ("==", 0, "the same: attempts charged that sent nothing"),
     "browser_warm_vs_launch_ratio": ("info", 2.0, "launch per lookup / warm browser"),
     "worker_tree_rss_mb": ("info", 1024, "busy worker + driver + Chromium"),
     "soak_rss_growth_pct": ("<", 20.0, "worker RSS after the first fifth"),
@@ -103,6 +105,12 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"lookups": 40, "limit": 1.0},
         {"lookups": 40, "limit": 1.0},
     ),
+    # More browsers wanted than the cores drive: 4 workers, an 8 s scrape timeout.
+    "cores": (
+        {"lookups": 4, "limit": 1.0, "scrape_timeout": 8},
+        {"lookups": 16, "limit": 1.0, "scrape_timeout": 8},
+        {"lookups": 28, "limit": 1.0, "scrape_timeout": 8},
+    ),
     "browser": ({"lookups": 1}, {"lookups": 4}, {"lookups": 12}),
     # The gate alone, at 1 s and 0.2 s: workers x turns sends each.
     "binds": (
@@ -146,7 +154,9 @@ def plan(mode: str, servers: bool) -> list[Stage]:
         return Job(name, module or name, params, options.pop("timeout", limit), **options)
 
     rate = [job("binds", "gate_binds", servers=True), job("rate", servers=True)]
+    rate.append(job("cores", servers=True))
     if mode == "full":  # the gate where the cores can keep up with the limit
+        rate.append(job("cores_unlimited", "cores", servers=True, params={"browsers": 0}))
         slower = {"lookups": 16, "limit": 3.0}
         rate.append(job("rate_slower", "rate", servers=True, params=slower))
         if servers:  # where the gate could live: its row or Redis (figures to info)
