@@ -44,9 +44,9 @@ def _members(count: int) -> list[Any]:
     try:
         return [get_user_model().objects.create_user(username=cedula()) for _ in range(count)]
     finally:
-        from census import signals
+        from census import receivers
 
-        signals.connect()
+        receivers.connect()
 
 
 def _lookups(size: int, clusters: Clusters) -> float:

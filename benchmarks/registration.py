@@ -28,14 +28,14 @@ from django.test import Client
 from django.urls import reverse
 
 from benchmarks.harness import Clusters, cedula
-from census import signals
+from census import receivers
 
 PASSWORD = "una-clave-bastante-larga"
 
 
 def _receiver(connected: bool) -> None:
     if connected:
-        signals.connect()
+        receivers.connect()
     else:
         post_save.disconnect(sender=settings.AUTH_USER_MODEL, dispatch_uid="census.user_saved")
 

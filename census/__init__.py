@@ -19,7 +19,7 @@ _LAZY = {
     "Attempt": "census.models",
     "CedulaInfo": "census.models",
     "Status": "census.models",
-    "request_refresh": "census.pipeline",
+    "request_refresh": "census.refresh",
 }
 
 

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from census import bulk, pipeline
+from census import bulk, refresh
 from census.conf import settings
 from census.models import Attempt, BulkRun, CedulaInfo
 
@@ -85,7 +85,7 @@ class CedulaInfoAdmin(admin.ModelAdmin):
         queued = skipped = 0
         for info in queryset:
             try:
-                if pipeline.request_refresh(info, requested_by=request.user):
+                if refresh.request_refresh(info, requested_by=request.user):
                     queued += 1
                 else:
                     skipped += 1

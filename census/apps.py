@@ -11,9 +11,9 @@ class CensusConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from census import bulk, checks, signals, ticker  # noqa: F401  (registers receivers)
+        from census import bulk, checks, receivers, ticker  # noqa: F401  (registers checks)
 
-        signals.connect()
+        receivers.connect()
         ticker.connect()
         # The daily re-check schedule follows CENSUS_RECHECK_AFTER after each migrate (and
         # when a qcluster worker starts: census.ticker).

@@ -21,8 +21,8 @@ from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
 from census.outcomes import Outcome, own_slowness
 from census.queue import schedule_attempt
 from census.ratelimit import RateGate
-from census.refresh import changed_fields, result_of
-from census.task import raw_cedula
+from census.reports import raw_cedula
+from census.results import changed_fields, result_of
 from census.transitions import locked, transition
 
 

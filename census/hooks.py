@@ -14,7 +14,7 @@ from django_q.models import Task
 from census import events
 from census.conclusion import conclude_attempt
 from census.events import Event
-from census.task import record_failure
+from census.reports import record_failure
 
 
 def attempt_finished(task: Task) -> None:

@@ -1,13 +1,14 @@
-"""The lookup pipeline: registration -> attempts on Django-Q2 -> a final status.
+"""The lookup pipeline, by name: registration -> attempts on Django-Q2 -> a final status.
 
-This module holds the registration step and names the others (their homes in brackets):
+This module only re-exports (nothing inside the package imports it); each step lives in a
+module of its own:
 
-- ``start_lookup`` (from the user ``post_save`` receiver) creates the lookup and queues attempt 1
-  once the registration commits.
-- ``run_attempt`` (``census.task``; queued as ``census.pipeline.run_attempt``, a path kept
-  stable for tasks already queued) is the Django-Q2 task: it claims the attempt, calls the
-  scraper and writes the attempt's full report to its ``Attempt`` row before returning. The
-  row, not Django-Q2's pickled result, is the durable report.
+- ``start_lookup`` (``census.registration``; from the user ``post_save`` receiver) creates
+  the lookup and queues attempt 1 once the registration commits.
+- ``run_attempt`` (``census.task``) is the Django-Q2 task: it claims the attempt, calls the
+  scraper and writes the attempt's report (``census.reports``) to its ``Attempt`` row before
+  returning. It is queued as ``census.pipeline.run_attempt``: the path of tasks already queued
+  by earlier versions, kept stable here.
 - ``conclude_attempt`` (``census.conclusion``; from the result hook, or the sweeper) reads
   that row and applies the retry policy: it finalises the lookup, moves it to RETRYING and
   ``schedule()``\\ s the next attempt, or defers it (the gate was closed: nothing spent).
@@ -21,17 +22,12 @@ delivery of the same task finds it claimed and does nothing.
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
-from django.db import transaction
-
 from census.conclusion import conclude_attempt
-from census.models import CedulaInfo, Status
 from census.queue import queue_now
 from census.refresh import request_refresh
-from census.task import ScraperCrashed, current_task_id, record_failure, run_attempt
-from census.transitions import log_created
+from census.registration import start_lookup
+from census.reports import record_failure
+from census.task import ScraperCrashed, current_task_id, run_attempt
 
 __all__ = [
     "ScraperCrashed",
@@ -43,19 +39,3 @@ __all__ = [
     "run_attempt",
     "start_lookup",
 ]
-
-# -- registration ---------------------------------------------------------------------------
-
-
-def start_lookup(user: Any) -> CedulaInfo:
-    """Create the user's lookup in PENDING; attempt 1 is queued when the transaction commits."""
-    info = CedulaInfo.objects.create(user=user, status=Status.PENDING)
-    # robust: a failing enqueue must not break the registration; the sweeper resumes it.
-    transaction.on_commit(partial(_queue_first_attempt, info), robust=True)
-    return info
-
-
-def _queue_first_attempt(info: CedulaInfo) -> None:
-    # Logged here, not in the transaction: a rolled-back registration must leave no event.
-    log_created(info)
-    queue_now(info.pk, info.attempt)

@@ -15,31 +15,11 @@ from django.db import IntegrityError, transaction
 from census import events
 from census.conf import settings
 from census.events import Event
-from census.models import ANSWER_FIELDS, CedulaInfo, Status
+from census.models import CedulaInfo, Status
 from census.queue import queue_now
+from census.registration import start_lookup
+from census.results import result_of
 from census.transitions import locked, transition
-
-#: The fields that make up a lookup's result (what a re-check compares).
-RESULT_FIELDS = ("status", *ANSWER_FIELDS)
-
-
-def result_of(info: CedulaInfo) -> dict[str, Any]:
-    """The lookup's current result: ``RESULT_FIELDS``, its reason and when it ended."""
-    result: dict[str, Any] = {name: getattr(info, name) for name in RESULT_FIELDS}
-    result["final_reason"] = info.final_reason
-    result["finished_at"] = info.finished_at.isoformat() if info.finished_at else None
-    return result
-
-
-def changed_fields(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """The ``RESULT_FIELDS`` whose value differs between two results (none without a
-    previous result, or when either is not a census answer: ``error`` says nothing new)."""
-    answers = {Status.FOUND, Status.NOT_FOUND, Status.CANCELLED}
-    if previous.get("status") not in answers or current.get("status") not in answers:
-        return []
-    return [
-        name for name in RESULT_FIELDS if (previous.get(name) or "") != (current.get(name) or "")
-    ]
 
 
 def check_leader(requested_by: Any, **context: Any) -> None:
@@ -112,8 +92,6 @@ def start_for_user(user: Any, *, requester_id: int | None) -> bool:
 
     False when its lookup is in flight (nothing queued). The caller checked who asks.
     """
-    from census.pipeline import start_lookup
-
     info = CedulaInfo.objects.filter(user=user).only("pk").first()
     if info is None:
         try:

@@ -31,7 +31,7 @@ from census.events import Event
 from census.models import Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
 from census.queue import queue_now
-from census.task import record_failure
+from census.reports import record_failure
 from census.transitions import locked
 
 #: Seconds past the task timeout before an attempt counts as lost.

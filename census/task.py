@@ -1,45 +1,33 @@
 """The Django-Q2 task: claim one attempt of one lookup, run the scraper, write the report.
 
-The report (outcome, census data, detail, retry_after, whether a request was sent, and a
-crash's traceback) goes to the attempt's ``Attempt`` row before the task returns: the row,
-not Django-Q2's pickled result, is what ``census.conclusion`` concludes from. An attempt is
-claimed by one task id (``Attempt.task_id``); a second delivery of that task sends nothing.
+The report goes to the attempt's ``Attempt`` row (``census.reports``) before the task
+returns. An attempt is claimed by one task id (``Attempt.task_id``); a second delivery of
+that task sends nothing.
 """
 
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import asdict
 from functools import partial
 from typing import Any
 
 import structlog
-from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from census import database, events, logs
+from census import database, events, logs, reports
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
 from census.events import Event
-from census.gate import clamp_seconds
-from census.models import Attempt, CedulaInfo, Status
+from census.models import Attempt, Status
 from census.outcomes import Outcome, own_slowness
 from census.ratelimit import RateGate, policy_from_settings
 from census.scraper import LookupResult, Scraper
 from census.transitions import TransitionRefused, locked, transition
 
 current_task_id: ContextVar[str] = ContextVar("census_current_task_id", default="")
-
-#: Characters of error text kept on an attempt row (its column's length).
-ERROR_CHARS = 500
-#: Characters of a crash's traceback kept on an attempt row.
-TRACEBACK_CHARS = 8000
-#: Seconds the report write retries a dropped database (inside the task's timeout margin).
-REPORT_SECONDS = 20.0
 
 
 class ScraperCrashed(RuntimeError):
@@ -75,16 +63,19 @@ def _run_attempt(lookup_id: int, attempt: int, task_id: str) -> dict[str, Any]:
     raw_cedula, ticketed = claimed
     started = time.monotonic()
     try:
-        result = _lookup(raw_cedula, ticketed, partial(_mark_sent, lookup_id, attempt, task_id))
+        result = _lookup(
+            raw_cedula, ticketed, partial(reports.mark_sent, lookup_id, attempt, task_id)
+        )
     except Exception as exc:  # a bug, not a site failure: kept as data, logged, retried
         detail = scrub(f"{type(exc).__name__}: {exc}", raw_cedula)
         crashed = LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
-        _write_report(lookup_id, attempt, task_id, crashed, raw_cedula, started)
-        _store_crash(lookup_id, attempt, task_id, exc, raw_cedula)
+        reports.write_report(lookup_id, attempt, task_id, crashed, raw_cedula, started)
+        reports.store_crash(lookup_id, attempt, task_id, exc, raw_cedula)
         with logs.scrubbing(raw_cedula):
-            events.emit(Event.ATTEMPT_CRASHED, error_class=_class_path(exc))
-        raise ScraperCrashed(detail[:ERROR_CHARS]) from None  # the cause may echo the cédula
-    _write_report(lookup_id, attempt, task_id, result, raw_cedula, started)
+            events.emit(Event.ATTEMPT_CRASHED, error_class=reports.class_path(exc))
+        # from None: the cause may echo the cédula
+        raise ScraperCrashed(detail[: reports.ERROR_CHARS]) from None
+    reports.write_report(lookup_id, attempt, task_id, result, raw_cedula, started)
     return {**summary, "outcome": result.outcome.value}
 
 
@@ -114,7 +105,7 @@ def _claim(
         )
         if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
             if again and not row.outcome and not row.sent:
-                return raw_cedula(info), ticketed
+                return reports.raw_cedula(info), ticketed
             events.emit(Event.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
             return None
         try:
@@ -136,22 +127,9 @@ def _claim(
                 "sent": False,
             },
         )
-        raw_text = raw_cedula(info)
+        raw_text = reports.raw_cedula(info)
     events.emit(Event.ATTEMPT_STARTED, user_id=info.user_id, cedula=mask(raw_text))
     return raw_text, ticketed
-
-
-def raw_cedula(info: CedulaInfo) -> str:
-    """The user's cédula as stored (``CENSUS_CEDULA_FIELD``), or "" when it has none."""
-    raw = getattr(info.user, settings.cedula_field, None)
-    return "" if raw is None else str(raw)
-
-
-def _mark_sent(lookup_id: int, attempt: int, task_id: str) -> None:
-    """The consulta left: say so on the attempt row at once, not only in the report."""
-    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
-        sent=True, sent_at=Now()
-    )
 
 
 def _lookup(raw_cedula: str, ticketed: bool, on_sent: Callable[[], None]) -> LookupResult:
@@ -166,80 +144,3 @@ def _lookup(raw_cedula: str, ticketed: bool, on_sent: Callable[[], None]) -> Loo
         gate=gate, config=settings.scraper_config()
     )
     return scraper.lookup(cedula)
-
-
-def _write_report(
-    lookup_id: int,
-    attempt: int,
-    task_id: str,
-    result: LookupResult,
-    raw_cedula: str,
-    started: float,
-) -> None:
-    """Store the attempt's whole outcome on its row, which only its claiming task may fill."""
-    duration_ms = int((time.monotonic() - started) * 1000)
-    outcome = result.outcome
-    detail = scrub(result.detail, raw_cedula)
-    answer: dict[str, Any] = {}
-    if result.place is not None:
-        answer.update(asdict(result.place))
-    if result.novedad is not None:
-        answer.update(asdict(result.novedad))
-    retry_after = (
-        None
-        if result.retry_after is None
-        else clamp_seconds(result.retry_after, settings.max_retry_after_seconds)
-    )
-    report = Attempt.objects.filter(
-        lookup_id=lookup_id, number=attempt, task_id=task_id, outcome=""
-    )
-    fields: dict[str, Any] = {
-        "outcome": outcome.value,
-        "finished_at": timezone.now(),
-        "duration_ms": duration_ms,
-        "error": "" if outcome.is_answer else detail[:ERROR_CHARS],
-        "answer": {key: scrub(str(value), raw_cedula)[:200] for key, value in answer.items()},
-        "retry_after": retry_after,
-    }
-    if result.meta.get("sent"):
-        fields["sent"] = True  # never back to False: the gate may have marked it already
-    # An answer the site gave is worth the wait: retry a dropped connection for the rest of
-    # the task's time (the sweeper concludes from this row once it is written).
-    database.retrying(lambda: report.update(**fields), step="report", seconds=REPORT_SECONDS)
-    events.emit(
-        Event.ATTEMPT_FINISHED,
-        outcome=outcome.value,
-        duration_ms=duration_ms,
-        retriable=outcome.retriable,
-    )
-
-
-def _class_path(exc: BaseException) -> str:
-    return f"{type(exc).__module__}.{type(exc).__qualname__}"
-
-
-def _store_crash(
-    lookup_id: int, attempt: int, task_id: str, exc: BaseException, raw_cedula: str
-) -> None:
-    """The exception's class and its scrubbed, bounded traceback on the attempt row."""
-    text = scrub("".join(traceback.format_exception(exc)), raw_cedula)
-    if len(text) > TRACEBACK_CHARS:  # keep the end: the innermost frames and the message
-        text = "…" + text[-(TRACEBACK_CHARS - 1) :]
-    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id).update(
-        error_class=_class_path(exc)[:200], traceback=text
-    )
-
-
-def record_failure(lookup_id: int, attempt: int, task_id: str, message: str) -> None:
-    """The task failed without writing its report (Django-Q2's timeout, a crash of ours)."""
-    info = CedulaInfo.objects.filter(pk=lookup_id).select_related("user").first()
-    if info is None:
-        return
-    # On failure Django-Q2 stores "message : traceback"; keep the message's last line.
-    text = message.split(" : Traceback", 1)[0].strip()
-    line = text.splitlines()[-1] if text else "task failed"
-    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
-        outcome=Outcome.TASK_FAILED.value,
-        finished_at=timezone.now(),
-        error=scrub(line, raw_cedula(info))[:ERROR_CHARS],
-    )

@@ -9,6 +9,43 @@ import pytest
 
 CENSUS = Path(__file__).resolve().parent.parent / "census"
 
+#: The package's layers, lowest first (README, "Layout"): a module imports only from its own
+#: layer or lower ones, and the imports within a layer form no cycle. Modules by dotted name
+#: under ``census``; a prefix ending in "." takes a whole subpackage.
+LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
+    (
+        "pure policy and vocabulary",
+        frozenset({"cedula", "events", "outcomes", "gate", "permissions"}),
+    ),
+    ("the scraper (no Django)", frozenset({"scraper", "scraper."})),
+    ("settings and storage", frozenset({"conf", "logs", "models", "database", "gatestore"})),
+    ("services", frozenset({"ratelimit", "queue", "transitions", "policy"})),
+    (
+        "the pipeline's steps",
+        frozenset(
+            {
+                "registration",
+                "results",
+                "reports",
+                "task",
+                "conclusion",
+                "refresh",
+                "sweeper",
+                "ticker",
+                "stats",
+                "bulk",
+                "hooks",
+            }
+        ),
+    ),
+    (
+        "entry points",
+        frozenset(
+            {"", "pipeline", "receivers", "admin", "apps", "checks", "management.", "testing."}
+        ),
+    ),
+)
+
 
 def imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
@@ -33,7 +70,7 @@ def test_the_scraper_package_reads_no_settings_and_touches_no_database(path: Pat
 def test_django_q2_is_called_from_one_module() -> None:
     """Only census.queue queues or schedules; a few modules read Django-Q2 rows or signals."""
     # The others only read Task rows (hooks, sweeper, stats) or connect signals (ticker).
-    allowed = {"queue.py", "hooks.py", "sweeper.py", "signals.py", "ticker.py", "stats.py"}
+    allowed = {"queue.py", "hooks.py", "sweeper.py", "receivers.py", "ticker.py", "stats.py"}
     callers = {
         path.name
         for path in CENSUS.glob("*.py")
@@ -66,3 +103,116 @@ def test_every_test_says_what_it_checks() -> None:
             if is_test and not ast.get_docstring(node):
                 missing.append(f"{path.name}:{node.lineno} {node.name}")
     assert missing == []
+
+
+def _module_name(path: Path) -> str:
+    """``census/scraper/base.py`` -> ``scraper.base``; the package's ``__init__`` -> its name."""
+    parts = list(path.relative_to(CENSUS).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _package_modules() -> dict[str, Path]:
+    return {
+        _module_name(path): path for path in CENSUS.rglob("*.py") if "migrations" not in path.parts
+    }
+
+
+def _internal_imports(path: Path, modules: set[str]) -> set[str]:
+    """The census modules ``path`` imports, at any depth (function-level imports too):
+    ``from census import events`` counts as ``events``, ``from census.models import X`` as
+    ``models``."""
+    def inner(name: str) -> str | None:
+        if name != "census" and not name.startswith("census."):
+            return None
+        short = name.removeprefix("census").removeprefix(".")
+        return short if short in modules else None
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(m for alias in node.names if (m := inner(alias.name)) is not None)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                submodule = inner(f"{node.module}.{alias.name}")
+                # A name from a module's namespace is an import of that module.
+                target = submodule if submodule is not None else inner(node.module)
+                if target is not None:
+                    found.add(target)
+    return found
+
+
+def _layer_of(module: str) -> int:
+    for index, (_, members) in enumerate(LAYERS):
+        if module in members or any(
+            m.endswith(".") and module.startswith(m) or module == m.rstrip(".") for m in members
+        ):
+            return index
+    raise AssertionError(f"census.{module} is in no layer: add it to LAYERS (and the README)")
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _package_modules()
+    names = set(modules)
+    return {
+        name: _internal_imports(path, names) - {name, _parent(name)}
+        for name, path in modules.items()
+    }
+
+
+def _parent(module: str) -> str:
+    """A submodule's import of its own package (``scraper.base`` importing ``scraper``'s
+    ``__init__`` happens anyway): not an edge."""
+    return module.rpartition(".")[0] if "." in module else ""
+
+
+def test_every_import_goes_down_the_layers() -> None:
+    """No module imports from a layer above its own (e.g. a step importing the façade)."""
+    upward = [
+        f"census.{module} ({LAYERS[_layer_of(module)][0]}) imports census.{target} "
+        f"({LAYERS[_layer_of(target)][0]})"
+        for module, targets in sorted(_graph().items())
+        for target in sorted(targets)
+        if _layer_of(target) > _layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    """Not even through an import inside a function (which ruff and mypy do not see)."""
+    graph = _graph()
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target) :] + [target])
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    assert cycles == []
+
+
+def test_nothing_in_the_package_imports_the_facade() -> None:
+    """``census.pipeline`` only re-exports, for users and for tasks queued by its path."""
+    importers = sorted(m for m, targets in _graph().items() if "pipeline" in targets)
+    assert importers == []
+
+
+def test_the_cycle_check_sees_a_cycle(tmp_path: Path) -> None:
+    """The checker itself: two modules importing each other inside functions are found."""
+    (tmp_path / "a.py").write_text("def f():\n    from census.b import g\n")
+    (tmp_path / "b.py").write_text("def g():\n    from census import a\n")
+    modules = {"a", "b"}
+    assert _internal_imports(tmp_path / "a.py", modules) == {"b"}
+    assert _internal_imports(tmp_path / "b.py", modules) == {"a"}

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_q.models import Schedule, Task
 from structlog.testing import capture_logs
 
-from census import hooks, pipeline, queue, sweeper
+from census import hooks, queue, reports, sweeper
 from census import task as attempt_task
 from census.events import Event
 from census.gate import SEND_MARGIN
@@ -173,7 +173,7 @@ def test_a_duplicate_whose_result_won_loses_no_answer(
     assert info.status == Status.SCRAPING
     # Copy 1 finishes: its report reaches the row; Django-Q2 drops its result and hook.
     result = LookupResult(outcome=Outcome.FOUND, place=Place(departamento="X"), meta={"sent": 1})
-    attempt_task._write_report(info.pk, 1, "t-dup", result, info.user.username, 0.0)
+    reports.write_report(info.pk, 1, "t-dup", result, info.user.username, 0.0)
     assert sweeper.sweep_reported() == 0  # a few seconds for the hook first
     with django_capture_on_commit_callbacks(execute=True):
         assert sweeper.sweep_reported(later(sweeper.REPORT_GRACE_SECONDS + 1)) == 1
@@ -241,7 +241,7 @@ def test_one_poisoned_lookup_does_not_stop_the_sweep(
     """A lookup whose recovery raises is logged with its traceback; the others are recovered."""
     first, second = new_lookup("found"), new_lookup("found")
     clear_queue()
-    real = pipeline.queue_now
+    real = queue.queue_now
 
     def poisoned(lookup_id: int, attempt: int) -> bool:
         if lookup_id == first.pk:

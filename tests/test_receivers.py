@@ -1,4 +1,4 @@
-"""census.signals: a lookup for each new user, queued only once the registration commits."""
+"""census.receivers: a lookup for each new user, queued only once the registration commits."""
 
 from __future__ import annotations
 

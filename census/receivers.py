@@ -8,14 +8,14 @@ from django.conf import settings as django_settings
 from django.db.models.signals import post_save
 from django_q.signals import pre_execute
 
-from census import pipeline, queue
+from census import queue, registration
 from census import task as census_task
 
 
 def user_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
     """Only brand-new users, and not fixture loads (``raw``)."""
     if created and not raw:
-        pipeline.start_lookup(instance)
+        registration.start_lookup(instance)
 
 
 def task_starting(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:

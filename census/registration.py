@@ -1,0 +1,26 @@
+"""Registration: a new member's lookup, created in PENDING; attempt 1 queued once it commits."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+
+from census.models import CedulaInfo, Status
+from census.queue import queue_now
+from census.transitions import log_created
+
+
+def start_lookup(user: Any) -> CedulaInfo:
+    """Create the user's lookup in PENDING; attempt 1 is queued when the transaction commits."""
+    info = CedulaInfo.objects.create(user=user, status=Status.PENDING)
+    # robust: a failing enqueue must not break the registration; the sweeper resumes it.
+    transaction.on_commit(partial(_queue_first_attempt, info), robust=True)
+    return info
+
+
+def _queue_first_attempt(info: CedulaInfo) -> None:
+    # Logged here, not in the transaction: a rolled-back registration must leave no event.
+    log_created(info)
+    queue_now(info.pk, info.attempt)
