@@ -85,7 +85,7 @@ def purge_broker() -> None:
 
 
 class Clusters:
-    """Real ``qcluster`` processes (tests/conftest.py's ClusterProcess), all stopped at exit."""
+    """Real ``qcluster`` processes (tests/clusters.py's ClusterProcess), all stopped at exit."""
 
     def __init__(self, work: Path) -> None:
         self.work = work
@@ -94,7 +94,7 @@ class Clusters:
     def start(
         self, workers: int = 2, script: dict[str, list[str]] | None = None, **env: str
     ) -> Any:
-        from tests.conftest import ClusterProcess
+        from tests.clusters import ClusterProcess
 
         env = {
             "DJANGO_SETTINGS_MODULE": "benchmarks.settings",

@@ -1,93 +1,20 @@
-"""Fixtures for tests that run real qcluster processes."""
+"""Fixtures and pytest hooks for the suite; the plain helpers live in tests/clusters.py.
+
+Markers are registered in pyproject.toml ([tool.pytest.ini_options] markers); the hooks here
+deselect what a pass's servers cannot run and say so in the report header.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from census.models import CedulaInfo
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class ClusterProcess:
-    """A real ``manage.py qcluster`` on the test database, stopped by the fixture."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str], name: str = "") -> None:
-        self.log_path = tmp_path / f"events{name}.jsonl"
-        self.output_path = tmp_path / f"qcluster{name}.out"
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'example'}",
-            "CENSUS_TEST_DB": str(connection.settings_dict["NAME"]),
-            "CENSUS_FAKE_STATE_DIR": str(tmp_path / "fake-state"),
-            "CENSUS_JSON_LOG": str(self.log_path),
-            "CENSUS_LOG_LEVEL": "INFO",
-            **env,
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ClusterProcess:
-        with open(self.output_path, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "django", "qcluster"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so nothing outlives the test
-            )
-        return self
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=20)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def events(self) -> list[dict[str, Any]]:
-        if not self.log_path.exists():
-            return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
-
-    def output(self) -> str:
-        return self.output_path.read_text(errors="replace")
-
-    def busy_workers(self) -> list[Any]:
-        """Worker processes whose title says they run a census lookup (setproctitle)."""
-        import psutil
-
-        assert self.process is not None
-        busy = []
-        for child in psutil.Process(self.process.pid).children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if "processing census-lookup" in " ".join(child.cmdline()):
-                    busy.append(child)
-        return busy
-
-    def kill(self) -> None:
-        """SIGKILL the whole cluster (its process group): what an OOM kill or a lost host does."""
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+from tests.clusters import ClusterProcess
 
 
 @pytest.fixture
@@ -106,44 +33,6 @@ def qcluster(tmp_path: Path) -> Iterator[Callable[..., ClusterProcess]]:
     yield start
     for cluster in started:
         cluster.stop()
-
-
-def browser_cluster(qcluster: Any, site: Any, **env: str) -> ClusterProcess:
-    """A real qcluster (2 workers) running Chromium against the simulator."""
-    settings = {
-        "CENSUS_SCRAPER": "census.scraper.playwright.PlaywrightScraper",
-        "CENSUS_SITE_URL": site.url,
-        "CENSUS_RATE_LIMIT_SECONDS": "1",
-        # Room for a loaded 2-core machine: a lookup takes 2 to 5 s when it is not.
-        "CENSUS_SCRAPE_TIMEOUT": "25",
-        "CENSUS_RETRY_DELAYS": "2,3,4",
-        "CENSUS_BLOCK_BACKOFF_SECONDS": "3",
-        "CENSUS_BLOCK_BACKOFF_MAX_SECONDS": "12",
-        "CENSUS_MAX_RETRY_AFTER_SECONDS": "5",
-        **env,
-    }
-    return qcluster(**settings)
-
-
-def register(numbers: list[str]) -> list[int]:
-    """Members register (each commit queues its lookup); returns the lookup ids."""
-    from tests import factories
-
-    return [CedulaInfo.objects.get(user=factories.member(username=n)).pk for n in numbers]
-
-
-def wait_until_final(
-    lookup_ids: list[int], cluster: ClusterProcess, timeout: float = 60
-) -> list[CedulaInfo]:
-    """Poll the database until every lookup is in a final status."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        infos = list(CedulaInfo.objects.filter(pk__in=lookup_ids).order_by("pk"))
-        if len(infos) == len(lookup_ids) and all(i.current_status.is_final for i in infos):
-            return infos
-        time.sleep(0.2)
-    states = list(CedulaInfo.objects.filter(pk__in=lookup_ids).values_list("pk", "status"))
-    raise AssertionError(f"not final after {timeout}s: {states}\n{cluster.output()[-3000:]}")
 
 
 @pytest.fixture(autouse=True)
@@ -216,24 +105,6 @@ def _on_real_servers() -> bool:
     from django.conf import settings
 
     return bool(getattr(settings, "ON_POSTGRES", False) and getattr(settings, "ON_REDIS", False))
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "orm_broker: needs the ORM broker's redelivery of prefetched tasks (the Redis broker "
-        "never redelivers); runs in ./test's SQLite pass",
-    )
-    config.addinivalue_line(
-        "markers",
-        "own_servers: picks its databases itself (./bench), so it runs in one pass only: "
-        "./test's SQLite pass",
-    )
-    config.addinivalue_line(
-        "markers",
-        "scale: several qclusters on PostgreSQL and the Redis broker; runs in ./test's "
-        "PostgreSQL pass (CENSUS_TEST_DATABASE=postgres CENSUS_TEST_BROKER=redis)",
-    )
 
 
 def pytest_report_header(config: pytest.Config) -> str:

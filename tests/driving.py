@@ -45,7 +45,14 @@ def run_and_hook(lookup_id: int, attempt: int, task_id: str | None = None) -> Ta
 
 
 def drive(info: CedulaInfo, capture: Any) -> CedulaInfo:
-    """Run attempts (firing due schedules by hand) until the lookup is final."""
+    """Run the lookup's current attempt with ``run_and_hook`` until the lookup is final.
+
+    Each pass runs ``info.attempt`` at once, inside ``capture(execute=True)`` (pytest-django's
+    ``django_capture_on_commit_callbacks``) so the hook's on-commit callbacks run. It does not
+    fire schedules: a retry's or deferral's due time (``next_attempt_at``) is not waited for,
+    and its ONCE ``Schedule`` row, like any task package in the broker, stays where it is.
+    At most 20 attempts; then AssertionError.
+    """
     for _ in range(20):
         info.refresh_from_db()
         if info.current_status.is_final:

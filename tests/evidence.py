@@ -21,7 +21,7 @@ from django_q.signing import SignedPackage
 from census.cedula import InvalidCedula, normalize
 from census.models import Attempt, CedulaInfo
 from census.testing.simulator import CensusSimulator, cedula_key
-from tests.conftest import ClusterProcess
+from tests.clusters import ClusterProcess
 
 FINAL_EVENTS = {"found", "not_found", "cancelled", "error"}
 
@@ -125,7 +125,9 @@ def _decoded_rows() -> Iterator[tuple[str, str]]:
 def assert_no_cedula_stored(numbers: list[str], cluster: ClusterProcess) -> None:
     """No table (but the user's), no JSON log line and no cluster output holds a full cédula."""
     rows = list(_decoded_rows())
-    logs = cluster.log_path.read_text() + cluster.output()
+    # A cluster that logged nothing has no JSON log file: nothing there to hold a cédula.
+    log = cluster.log_path.read_text() if cluster.log_path.exists() else ""
+    logs = log + cluster.output()
     for number in numbers:
         digits = number.strip()
         if len(digits) < 4:
@@ -136,13 +138,16 @@ def assert_no_cedula_stored(numbers: list[str], cluster: ClusterProcess) -> None
 
 
 def summary(name: str, infos: list[CedulaInfo], site: CensusSimulator, **extra: Any) -> None:
-    """One line of figures for the closing note (shown with ``-s``)."""
+    """One line of figures for the closing note (shown with ``-s``).
+
+    ``time_to_final_max_s`` is ``none`` when no lookup has finished (none has a time to final).
+    """
     ages = sorted((i.finished_at - i.created_at).total_seconds() for i in infos if i.finished_at)
+    slowest = f"{ages[-1]:.1f}" if ages else "none"
     counted = Attempt.objects.exclude(outcome="deferred").count()
     deferred = Attempt.objects.filter(outcome="deferred").count()
     print(
         f"\nFAULTS {name}: lookups={len(infos)} attempts={counted} deferred={deferred} "
         f"consultas={len(site.consultas())} statuses={dict(Counter(i.status for i in infos))} "
-        f"time_to_final_max_s={ages[-1] if ages else None:.1f} "
-        + " ".join(f"{k}={v}" for k, v in extra.items())
+        f"time_to_final_max_s={slowest} " + " ".join(f"{k}={v}" for k, v in extra.items())
     )

@@ -26,7 +26,7 @@ from census.bulk import FINAL_VALUES
 from census.management.commands.census_lookup import POLL_SECONDS
 from census.models import Attempt, BulkMember, BulkRun, CedulaInfo, Status
 from tests import factories
-from tests.conftest import ROOT, browser_cluster, wait_until_final
+from tests.clusters import ROOT, browser_cluster, wait_until_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

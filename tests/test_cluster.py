@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from census.models import Attempt, CedulaInfo, Status
 from tests import factories
-from tests.conftest import wait_until_final
+from tests.clusters import wait_until_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,7 @@ import pytest
 
 from census.models import CedulaInfo, Status
 from tests import factories
-from tests.conftest import wait_until_final
+from tests.clusters import wait_until_final
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from census.models import Attempt, Status
 from census.testing.simulator import CensusSimulator, cedula_key
 from tests import factories
-from tests.conftest import browser_cluster, register, wait_until_final
+from tests.clusters import browser_cluster, register, wait_until_final
 from tests.driving import clear_queue, queued
 from tests.evidence import (
     assert_attempts_match_requests,

@@ -27,7 +27,7 @@ from django.db import connection
 from census.models import Attempt, Status
 from census.testing.simulator import CensusSimulator, cedula_key
 from tests import factories
-from tests.conftest import browser_cluster, register, wait_until_final
+from tests.clusters import browser_cluster, register, wait_until_final
 from tests.evidence import (
     STAMP_ALLOWANCE,
     assert_attempts_match_requests,

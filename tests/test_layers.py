@@ -123,6 +123,7 @@ def _internal_imports(path: Path, modules: set[str]) -> set[str]:
     """The census modules ``path`` imports, at any depth (function-level imports too):
     ``from census import events`` counts as ``events``, ``from census.models import X`` as
     ``models``."""
+
     def inner(name: str) -> str | None:
         if name != "census" and not name.startswith("census."):
             return None
