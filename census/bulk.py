@@ -30,26 +30,25 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from census import events, queue
 from census.cedula import canonical
 from census.conf import settings
 from census.events import Event
+from census.gate import GateState
+from census.gatestore import GateStore
 from census.models import (
     FINAL_STATUSES,
     Attempt,
     BulkMember,
     BulkRun,
     CedulaInfo,
-    RateGate,
     Status,
 )
 from census.outcomes import Outcome
 from census.ratelimit import DEFAULT_NAME as GATE_NAME
 from census.refresh import start_for_user
-from census.stats import breaker_state
 
 FINAL_VALUES = tuple(sorted(status.value for status in FINAL_STATUSES))
 IN_FLIGHT_VALUES = (Status.PENDING.value, Status.SCRAPING.value, Status.RETRYING.value)
@@ -301,17 +300,21 @@ def in_flight_window(now: datetime | None = None) -> int:
     ).count()
 
 
-def deferred_ahead(now: datetime | None = None) -> bool:
-    """Whether the gate's deferral cursor is later than ``now`` (by default the database's
-    clock, which the gate keeps the cursor on).
+def gate_now(now: datetime | None = None) -> tuple[GateState, datetime]:
+    """The gate's state (from its row; no row: a fresh gate) and ``now`` (by default the
+    database's clock, which the gate keeps its times on)."""
+    state, db_now = GateStore(GATE_NAME, inline=True).read()
+    return state, now or db_now
+
+
+def deferred_ahead(state: GateState, now: datetime) -> bool:
+    """Whether the gate's deferral cursor is later than ``now``.
 
     While it is, deferred lookups are still waiting for their places and the gate defers
     every fresh lookup behind them: a member fed now would only be deferred too, and a
-    registration would land behind it. Read from the ``RateGate`` row itself (no row: no).
+    registration would land behind it.
     """
-    return RateGate.objects.filter(
-        name=GATE_NAME, defer_cursor__gt=Now() if now is None else now
-    ).exists()
+    return state.defer_cursor is not None and state.defer_cursor > now
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -377,14 +380,14 @@ def feed(run_id: int, *, now: datetime | None = None) -> Feed:
         if run is None or not run.is_open:
             return Feed(paused="closed", capacity=settings.bulk_capacity)
         capacity = window_capacity(now)
-        breaker = breaker_state(now)
+        gate, gate_time = gate_now(now)
         queued = in_flight_window(now)
-        if breaker.state in ("open", "probing"):
+        if gate.phase(gate_time).holds_traffic:
             return Feed(paused="breaker_open", queued_before=queued, capacity=capacity)
         # Both guards: the pause keeps the run off the cursor altogether (a member fed now
         # would be deferred at once); counting deferred lookups in the window keeps its bound
         # without relying on how the gate places deferrals on its cursor.
-        if deferred_ahead(now):
+        if deferred_ahead(gate, gate_time):
             return Feed(paused="deferred_ahead", queued_before=queued, capacity=capacity)
         room = capacity - queued
         if room <= 0:

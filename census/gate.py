@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Literal, Protocol
 
 #: Seconds added to the limit between two sends. The limit is enforced at the send
@@ -82,6 +83,25 @@ class GatePolicy:
         return clamp_seconds(self.backoff * 2**exponent, max(self.backoff_max, self.backoff))
 
 
+class BreakerPhase(StrEnum):
+    """Where the breaker stands; decided here, once (``GateState.phase``), and read as a
+    value by ``admit``, ``permit``, the stats and the bulk feeder."""
+
+    #: No pause: requests go at the rate.
+    CLOSED = "closed"
+    #: Paused after a block, until ``breaker_until``: nothing goes.
+    OPEN = "open"
+    #: The pause is over and the probe is out (until ``probe_until``): the others wait.
+    PROBING = "probing"
+    #: The pause is over; the next request admitted is the probe.
+    HALF_OPEN = "half_open"
+
+    @property
+    def holds_traffic(self) -> bool:
+        """Nothing but a probe may go: feeding more work now only defers it."""
+        return self in (BreakerPhase.OPEN, BreakerPhase.PROBING)
+
+
 @dataclass(frozen=True, kw_only=True)
 class GateState:
     """What the shared gate row holds."""
@@ -96,8 +116,21 @@ class GateState:
     #: While set and in the future, a permitted request is leaving (its send lease).
     sending_until: datetime | None = None
 
-    def breaker_open(self, now: datetime) -> bool:
-        return self.breaker_until is not None and now < self.breaker_until
+    def phase(self, now: datetime) -> BreakerPhase:
+        if self.breaker_until is None:
+            return BreakerPhase.CLOSED
+        if now < self.breaker_until:
+            return BreakerPhase.OPEN
+        if self.probe_until is not None and now < self.probe_until:
+            return BreakerPhase.PROBING
+        return BreakerPhase.HALF_OPEN
+
+    def phase_until(self, now: datetime) -> datetime | None:
+        """When the current phase ends by itself (None: it does not)."""
+        phase = self.phase(now)
+        if phase is BreakerPhase.PROBING:
+            return self.probe_until
+        return None if phase is BreakerPhase.CLOSED else self.breaker_until
 
 
 @dataclass(frozen=True)
@@ -163,11 +196,14 @@ def admit(
     ticketed: bool = False,
 ) -> tuple[Admission, GateState]:
     """Reserve the next slot for a request, or say why not; ``ticketed``: a deferred lookup."""
-    if state.breaker_until is not None:
-        if now < state.breaker_until:
-            return _closed(state.breaker_until, "breaker_open", now), state
-        if state.probe_until is not None and now < state.probe_until:
-            return _closed(state.probe_until, "probe_in_flight", now), state
+    phase = state.phase(now)
+    if phase is BreakerPhase.OPEN:
+        assert state.breaker_until is not None
+        return _closed(state.breaker_until, "breaker_open", now), state
+    if phase is BreakerPhase.PROBING:
+        assert state.probe_until is not None
+        return _closed(state.probe_until, "probe_in_flight", now), state
+    if phase is BreakerPhase.HALF_OPEN:
         slot = max(now, state.next_allowed_at)
         if deadline is not None and slot > deadline:
             return _closed(slot, "rate_backlog", now), state
@@ -197,7 +233,7 @@ def permit(
     ``Retake``: this request woke too late for its slot. ``Closed``: a block opened the
     breaker meanwhile, or the deadline comes before the request could go.
     """
-    if not slot.probe and state.breaker_open(now):
+    if not slot.probe and state.phase(now) is BreakerPhase.OPEN:
         assert state.breaker_until is not None
         return _closed(state.breaker_until, "breaker_open", now), state
     if policy.interval <= 0:
@@ -282,7 +318,7 @@ def record(
 ) -> tuple[GateState, BreakerChange]:
     """Apply one request's fate: ``blocked`` by the site, ``answered`` by it, or neither."""
     if blocked:
-        if state.breaker_open(now) and not probe:
+        if state.phase(now) is BreakerPhase.OPEN and not probe:
             return state, None  # a straggler admitted before the breaker opened
         blocks = state.consecutive_blocks + 1
         until = now + timedelta(seconds=policy.pause(blocks, retry_after))

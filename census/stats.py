@@ -21,10 +21,11 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, F, Q, QuerySet
-from django.utils import timezone
 from django_q.models import Task
 
-from census.models import FINAL_STATUSES, Attempt, CedulaInfo, RateGate, Status
+from census.gate import BreakerPhase
+from census.gatestore import GateStore
+from census.models import FINAL_STATUSES, Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
 from census.ratelimit import DEFAULT_NAME as DEFAULT_GATE
 
@@ -68,9 +69,9 @@ class Distribution:
 class BreakerState:
     """The breaker as the gate row holds it, and how many deferred lookups wait on the gate."""
 
-    #: ``closed`` (requests flow), ``open`` (paused until ``until``), ``half_open`` (the
-    #: pause is over; the next request probes), ``probing`` (a probe is out).
-    state: str
+    #: The gate's ``BreakerPhase`` (a string enum: ``closed``, ``open``, ``probing``,
+    #: ``half_open``), as ``census.gate`` decides it.
+    state: BreakerPhase
     until: str | None
     consecutive_blocks: int
     #: Lookups in ``retrying`` whose last attempt was deferred by the closed gate.
@@ -78,26 +79,20 @@ class BreakerState:
 
 
 def breaker_state(now: datetime | None = None) -> BreakerState:
-    """Read the default gate's row (no row yet: closed)."""
-    now = now or timezone.now()
-    row = RateGate.objects.filter(name=DEFAULT_GATE).first()
+    """Read the default gate's row (no row yet: closed), on the database's clock."""
+    gate, db_now = GateStore(DEFAULT_GATE, inline=True).read()
+    now = now or db_now
+    phase = gate.phase(now)
+    until = gate.phase_until(now)
     waiting = Attempt.objects.filter(
         lookup__status=Status.RETRYING,
         number=F("lookup__attempt") - 1,
         outcome=Outcome.DEFERRED.value,
     ).count()
-    if row is None or row.breaker_until is None:
-        state, until = "closed", None
-    elif now < row.breaker_until:
-        state, until = "open", row.breaker_until
-    elif row.probe_until is not None and now < row.probe_until:
-        state, until = "probing", row.probe_until
-    else:
-        state, until = "half_open", row.breaker_until
     return BreakerState(
-        state=state,
+        state=phase,
         until=until.isoformat() if until else None,
-        consecutive_blocks=row.consecutive_blocks if row else 0,
+        consecutive_blocks=gate.consecutive_blocks,
         waiting=waiting,
     )
 

@@ -10,6 +10,7 @@ import pytest
 
 from census.gate import (
     SEND_MARGIN,
+    BreakerPhase,
     Closed,
     GatePolicy,
     GateState,
@@ -266,3 +267,24 @@ def test_a_stale_confirm_leaves_the_current_lease_alone() -> None:
     state = GateState(next_allowed_at=at(12), last_sent_at=at(-5), sending_until=at(21))
     after = confirm(state, at(11.5), SEND, mine)
     assert after.sending_until == at(21) and after.last_sent_at == at(11.5)
+
+
+def test_the_breaker_phase_is_decided_in_one_place() -> None:
+    """``GateState.phase``: closed without a pause, open during it, probing while the probe's
+    lease runs, half-open after; when each phase ends by itself; which ones hold traffic."""
+    fresh = GateState(next_allowed_at=T0)
+    paused = replace(fresh, breaker_until=T0 + timedelta(seconds=60))
+    probing = replace(paused, probe_until=T0 + timedelta(seconds=90))
+    cases = [
+        (fresh, T0, BreakerPhase.CLOSED, None),
+        (paused, T0, BreakerPhase.OPEN, paused.breaker_until),
+        (paused, T0 + timedelta(seconds=61), BreakerPhase.HALF_OPEN, paused.breaker_until),
+        (probing, T0 + timedelta(seconds=61), BreakerPhase.PROBING, probing.probe_until),
+        (probing, T0 + timedelta(seconds=91), BreakerPhase.HALF_OPEN, probing.breaker_until),
+    ]
+    for state, now, phase, until in cases:
+        assert (state.phase(now), state.phase_until(now)) == (phase, until)
+    assert {p for p in BreakerPhase if p.holds_traffic} == {
+        BreakerPhase.OPEN,
+        BreakerPhase.PROBING,
+    }
