@@ -132,6 +132,7 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
             "attempt": next_attempt,
             "next_attempt_at": due,
             "deferred_s": info.deferred_s + waited,
+            "ticketed": not own_slowness(row.error),
         },
         log={"delay_s": round(waited, 3), "due_at": due.isoformat(), "deferred": True},
     )

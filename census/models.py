@@ -77,6 +77,11 @@ class CedulaInfo(models.Model):
     budget_start = models.PositiveIntegerField(_("primer intento del ciclo"), default=1)
     #: Seconds this budget has waited on a closed gate (deferrals spend no attempt).
     deferred_s = models.FloatField(_("espera por bloqueo (s)"), default=0.0)
+    #: The lookup holds a place on the gate's deferral cursor (deferred by the closed gate,
+    #: not by this host's busy browsers): its next attempt is admitted ahead of fresh ones.
+    #: Set by the deferral that placed it, kept while that attempt runs, cleared by every
+    #: other move (``census.transitions``).
+    ticketed = models.BooleanField(_("con turno en la fila del bloqueo"), default=False)
 
     departamento = models.CharField(max_length=100, blank=True)
     municipio = models.CharField(max_length=100, blank=True)

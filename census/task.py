@@ -22,7 +22,7 @@ from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
 from census.events import Event
 from census.models import Attempt, Status
-from census.outcomes import Outcome, own_slowness
+from census.outcomes import Outcome
 from census.ratelimit import RateGate, policy_from_settings
 from census.scraper import LookupResult, Scraper
 from census.transitions import TransitionRefused, locked, transition
@@ -93,16 +93,9 @@ def _claim(
             events.emit(Event.ATTEMPT_IGNORED, reason="lookup_deleted")
             return None
         row = Attempt.objects.filter(lookup=info, number=attempt).first()
-        previous = (
-            Attempt.objects.filter(lookup=info, number__lt=attempt).order_by("-number").first()
-        )
-        # A lookup coming back from the gate's cursor keeps its place in line; one that only
-        # waited for this host's browser never had one.
-        ticketed = (
-            previous is not None
-            and previous.outcome == Outcome.DEFERRED
-            and not own_slowness(previous.error)
-        )
+        # A lookup coming back from the gate's cursor keeps its place in line (stored by
+        # the deferral that placed it); one that only waited for this host's browser has none.
+        ticketed = info.ticketed
         if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
             if again and not row.outcome and not row.sent:
                 return reports.raw_cedula(info), ticketed

@@ -61,6 +61,8 @@ def transition(
     from_status = info.current_status
     now = timezone.now()
     changes: dict[str, Any] = {"status": to.value, "status_changed_at": now, **(fields or {})}
+    if to is not Status.SCRAPING:  # a deferral's ticket lasts until its attempt concludes
+        changes.setdefault("ticketed", False)
     if to in FINAL_STATUSES:
         changes["finished_at"] = now
     elif from_status in FINAL_STATUSES:

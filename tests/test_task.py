@@ -78,3 +78,43 @@ def test_first_attempt_is_queued_with_ids_only(new_lookup: Any) -> None:
     assert package["hook"] == "census.hooks.attempt_finished"
     assert package["ack_failure"] is True
     assert info.user.username not in repr(package)
+
+
+def test_the_deferral_ticket_is_stored_and_read_by_the_next_claim(
+    new_lookup: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A deferral by the closed gate stores the ticket; the next claim passes it to the
+    gate; the conclusion after that clears it. (The claim used to infer it from the
+    previous attempt row.)"""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from census.models import CedulaInfo, RateGate
+    from census.ratelimit import DEFAULT_NAME
+
+    gate = RateGate.objects.create(
+        name=DEFAULT_NAME,
+        next_allowed_at=timezone.now(),
+        breaker_until=timezone.now() + timedelta(seconds=30),
+    )
+    info = new_lookup("found")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_and_hook(info.pk, 1)
+    info.refresh_from_db()
+    assert (info.status, info.ticketed) == (Status.RETRYING, True)
+
+    seen: list[bool] = []
+    real = attempt_task._lookup
+
+    def spy(raw: str, ticketed: bool, on_sent: Any) -> Any:
+        seen.append(ticketed)
+        return real(raw, ticketed, on_sent)
+
+    monkeypatch.setattr(attempt_task, "_lookup", spy)
+    RateGate.objects.filter(pk=gate.pk).update(breaker_until=None, defer_cursor=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_and_hook(info.pk, info.attempt)
+    info = CedulaInfo.objects.get(pk=info.pk)
+    assert seen == [True]
+    assert (info.status, info.ticketed) == (Status.FOUND, False)
