@@ -5,6 +5,8 @@ this host's busy or slow browsers). Lookups deferred when this migration runs ge
 ticket that inference would have given them, so none loses its place on the cursor.
 """
 
+from typing import Any
+
 from django.db import migrations, models
 
 #: Errors of deferrals for our own slowness (census.outcomes.OWN_SLOWNESS_REASONS), which
@@ -12,7 +14,7 @@ from django.db import migrations, models
 OWN_SLOWNESS_PREFIXES = ("browsers_busy", "browser_slow")
 
 
-def give_tickets(apps, schema_editor):
+def give_tickets(apps: Any, schema_editor: Any) -> None:
     CedulaInfo = apps.get_model("census", "CedulaInfo")
     Attempt = apps.get_model("census", "Attempt")
     for info in CedulaInfo.objects.filter(status="retrying").only("pk", "attempt"):
