@@ -104,6 +104,12 @@ def canonical(value: object) -> str | None:
         return None
 
 
+def is_canonical(value: object) -> bool:
+    """Whether ``value`` is already ``normalize``'s result (text it would return unchanged):
+    for a callee that trusts its caller to have normalised, as a guard, not a second pass."""
+    return isinstance(value, str) and canonical(value) == value
+
+
 def mask(value: object) -> str:
     """Keep the last 3 characters: ``1234567890`` becomes ``*******890``.
 

@@ -9,6 +9,7 @@ from census.cedula import (
     MAX_INPUT_CHARS,
     InvalidCedula,
     canonical,
+    is_canonical,
     mask,
     normalize,
     scrub,
@@ -230,3 +231,18 @@ def test_scrub_keeps_longer_numbers_around_the_cedula() -> None:
 def test_scrub_handles_a_megabyte_of_hostile_text(text: str, cedula: str, tail: str) -> None:
     """Digit floods of 1 MB are scrubbed (no catastrophic backtracking) with the right end."""
     assert scrub(text, cedula).endswith(tail)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("12345678", True),
+        ("012345678", False),
+        ("12.345.678", False),
+        (12345678, False),
+        ("", False),
+    ],
+)
+def test_is_canonical_accepts_only_what_normalize_returns(value: object, expected: bool) -> None:
+    """The guard a callee uses instead of normalising a second time."""
+    assert is_canonical(value) is expected

@@ -74,7 +74,9 @@ class ScraperConfig:
 
 @runtime_checkable
 class Scraper(Protocol):
-    """Looks up one normalised cédula (digits only, already validated).
+    """Looks up one cédula, given as its canonical digits (``census.cedula.normalize``'s
+    result: 3 to 10 ASCII digits, no leading zero), which the task passes; a lookup does not
+    normalise it again and may refuse anything else as ``invalid_cedula``.
 
     Built by the pipeline as ``ScraperClass(gate=..., config=...)``. Site failures are
     outcomes; an unexpected exception is a bug, raised with its traceback (the pipeline

@@ -11,6 +11,9 @@ thread) keeps a working ORM, and no browser or driver outlives its lookup:
 - if the worker process itself dies (SIGTERM, SIGKILL), the driver reads end-of-file on its
   stdin pipe, closes Chromium and exits; if only the driver dies, Chromium exits when its
   DevTools pipe closes. Both measured; see docs/scraper.md.
+
+Finding and killing those processes is ``census.scraper.processes``'s job; this module is the
+page flow.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ import contextlib
 import contextvars
 import importlib
 import os
-import shutil
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -43,12 +44,21 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from census import events
-from census.cedula import InvalidCedula, normalize, scrub
+from census.cedula import (
+    MAX_DIGITS,
+    MIN_DIGITS,
+    InvalidCedula,
+    is_canonical,
+    mask,
+    normalize,
+    scrub,
+)
 from census.events import Event
 from census.gate import Closed, Gate, Slot
 from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
 from census.scraper.base import LookupResult, ScraperConfig
 from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
+from census.scraper.processes import DriverProcesses, retrieve_driver_error
 from census.scraper.slots import NoBrowserSlot, browser_slot
 
 __all__ = [
@@ -94,8 +104,6 @@ OWN_SLOWNESS_WAIT = 5.0
 #: Milliseconds between keystrokes: typed, not pasted, as a person would.
 TYPING_DELAY_MS = 35
 CONSULTA_PATH = "/back/api/consulta"
-#: Name prefix of the temporary profiles Playwright creates for launched Chromium.
-PROFILE_PREFIX = "playwright_chromiumdev_profile-"
 ANCHOR_FRAME = 'iframe[src*="recaptcha"][src*="anchor"], iframe[title="reCAPTCHA"]'
 CHALLENGE_TITLE = "recaptcha challenge expires in two minutes"
 
@@ -153,11 +161,14 @@ class PlaywrightScraper:
         self.config = config
 
     def lookup(self, cedula: str) -> LookupResult:
-        """Look one cédula up; every site failure comes back as an outcome."""
-        try:
-            digits = normalize(cedula)
-        except InvalidCedula as invalid:
-            return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
+        """Look one cédula up; every site failure comes back as an outcome.
+
+        ``cedula`` is its canonical digits (``census.cedula.normalize``'s result, which the
+        task passes): it goes into the form as given, not normalised again. Anything else is
+        refused as ``invalid_cedula`` before any browser starts.
+        """
+        if not is_canonical(cedula):
+            return _not_canonical(cedula)
         config = self.config
         try:
             closed = self.gate.peek(config.timeout - ANSWER_RESERVE)
@@ -170,7 +181,7 @@ class PlaywrightScraper:
             # At most CENSUS_BROWSERS_PER_HOST browsers at once on this host; the lookup's
             # budget starts once it has one.
             with browser_slot(config.browsers_per_host, config.browser_wait, config.slots_dir):
-                run = _Run(digits, config, self.gate)
+                run = _Run(cedula, config, self.gate)
                 result = run.execute()
         except NoBrowserSlot as busy:
             return own_slowness(str(busy), reason=OWN_SLOWNESS_REASONS[1])
@@ -280,8 +291,7 @@ class _Run:
         self._done = threading.Event()
         self._result: LookupResult | None = None
         self._error: BaseException | None = None
-        self._driver_pid: int | None = None
-        self._children_before = _children(os.getpid())
+        self._processes = DriverProcesses()
         #: The page flow, once it runs: a killed browser's request may already have gone.
         self._flow: _Flow | None = None
 
@@ -328,7 +338,7 @@ class _Run:
     def _scrape(self) -> LookupResult:
         manager = sync_playwright()
         playwright = manager.start()
-        self._driver_pid = _driver_pid(manager)
+        self._processes.started(manager)
         try:
             try:
                 browser = launch_browser(playwright, self.config, self.budget.ms())
@@ -348,23 +358,26 @@ class _Run:
                 _quietly(browser.close)
         finally:
             _quietly(playwright.stop)
-            _retrieve_driver_error(manager)
+            retrieve_driver_error(manager)
 
     def _abort(self, reason: str) -> None:
         """SIGKILL this lookup's driver and everything under it (Chromium and its helpers)."""
-        roots = [self._driver_pid] if self._driver_pid else []
-        if not roots:  # the driver was starting: find it among the new children
-            new = _children(os.getpid()) - self._children_before
-            roots = sorted(pid for pid in new if b"run-driver" in _cmdline(pid))
-        victims = [pid for root in roots for pid in (root, *_descendants(root))]
-        profiles = {path for pid in victims for path in _profile_dirs(pid)}
-        for pid in victims:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        # A killed driver cannot remove the temporary profile it gave Chromium.
-        for path in profiles:
-            shutil.rmtree(path, ignore_errors=True)
-        events.emit(Event.BROWSER_KILLED, reason=reason, processes=len(victims))
+        killed = self._processes.kill()
+        events.emit(Event.BROWSER_KILLED, reason=reason, processes=killed)
+
+
+#: The rate gate's answer to the consulta: the slot it went out in or, when the gate let
+#: nothing out before the deadline (or its database was down), the lookup's result.
+_GateAnswer = Slot | LookupResult
+
+
+def _ask_gate(gate: Gate, within: float) -> _GateAnswer:
+    """Wait up to ``within`` s for the gate's slot; else why nothing may go out (a deferral)."""
+    try:
+        admission = gate.wait_turn(within=within)
+    except Exception as error:  # the gate's database is down: nothing goes out
+        return gate_unavailable(error)
+    return deferred(admission) if isinstance(admission, Closed) else admission
 
 
 class _Flow:
@@ -377,10 +390,18 @@ class _Flow:
         self.step = "load"
         self.responses: list[Response] = []
         self.failures: list[str] = []
-        #: Set when the rate gate had no slot for the query before the deadline.
-        self.gate_refused: LookupResult | None = None
-        #: The gate's slot the consulta went out in (once it did).
-        self.slot: Slot | None = None
+        #: Recorded by the route handler (``_release``) once the consulta reached the gate.
+        self.gate_answer: _GateAnswer | None = None
+
+    @property
+    def slot(self) -> Slot | None:
+        """The gate's slot the consulta went out in (once it did)."""
+        return self.gate_answer if isinstance(self.gate_answer, Slot) else None
+
+    @property
+    def refusal(self) -> LookupResult | None:
+        """The lookup's result when the gate held the consulta back: nothing was sent."""
+        return self.gate_answer if isinstance(self.gate_answer, LookupResult) else None
 
     def run(self) -> LookupResult:
         try:
@@ -465,24 +486,17 @@ class _Flow:
             route.continue_()
             return
         self.step = "rate_gate"
-        gate = self.budget.gate
         # Blocking here only pauses this page's event loop: nothing else is due meanwhile.
-        try:
-            admission = gate.wait_turn(within=self.budget.remaining() - ANSWER_RESERVE)
-        except Exception as error:  # the gate's database is down: nothing goes out
-            admission = None
-            self.gate_refused = gate_unavailable(error)
-        if not isinstance(admission, Slot):
-            if isinstance(admission, Closed):
-                self.gate_refused = deferred(admission)
+        answer = _ask_gate(self.budget.gate, self.budget.remaining() - ANSWER_RESERVE)
+        self.gate_answer = answer
+        if not isinstance(answer, Slot):
             route.abort()
             return
-        self.slot = admission
         self.step = "answer"
         try:
             route.continue_()
         finally:  # even if continuing failed: the next request is spaced from now
-            gate.sent(admission)
+            self.budget.gate.sent(answer)
 
     def _solve(self, state: str) -> LookupResult | None:
         """Ask the configured solver for a token; a result means the captcha failed.
@@ -518,8 +532,8 @@ class _Flow:
         """Wait for the consulta response (or its failure); else read the rendered page."""
         next_look = time.monotonic() + 0.5
         while True:
-            if self.gate_refused is not None:
-                return self.gate_refused
+            if (refused := self.refusal) is not None:
+                return refused
             if self.responses:
                 return self._read(self.responses[0])
             if self.failures:
@@ -565,10 +579,10 @@ class _Flow:
             self.failures.append(scrub(request.failure or "unknown network error", self.cedula))
 
     def _timed_out(self, error: PlaywrightTimeoutError) -> LookupResult:
-        if self.gate_refused is not None:
+        if (refused := self.refusal) is not None:
             # The submit click timed out while its request waited at a closed gate: nothing
             # was sent, so this is the gate's deferral, not the site's timeout.
-            return self.gate_refused
+            return refused
         if self.step == "answer" and self.budget.remaining() <= 0.05:
             return _no_answer(self.budget.config.timeout)
         if self.slot is None and self.step in OWN_STEPS:
@@ -609,6 +623,20 @@ def _no_answer(timeout: float) -> LookupResult:
     )
 
 
+def _not_canonical(value: object) -> LookupResult:
+    """``invalid_cedula`` for a value that is not canonical digits: ``normalize``'s reason when
+    it is no cédula at all, else that it was not given in its canonical form."""
+    try:
+        normalize(value)
+    except InvalidCedula as invalid:
+        return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
+    return LookupResult(
+        outcome=Outcome.INVALID_CEDULA,
+        detail=f"the scraper takes a cédula as its canonical digits ({MIN_DIGITS} to "
+        f"{MAX_DIGITS} digits 0-9, no leading zero), not as written; got {mask(value)}",
+    )
+
+
 def _executable(playwright: Playwright, config: ScraperConfig) -> str:
     if config.executable:
         return config.executable
@@ -644,78 +672,3 @@ def _quietly(close: Callable[[], object]) -> None:
     # Closing after a failure may fail too; the driver cleans up what is left.
     with contextlib.suppress(Exception):
         close()
-
-
-def _driver_pid(manager: object) -> int | None:
-    """The pid of Playwright's driver process (private attributes, guarded)."""
-    for path in (("_client", "_transport", "_proc"), ("_connection", "_transport", "_proc")):
-        target: object = manager
-        for name in path:
-            target = getattr(target, name, None)
-        pid = getattr(target, "pid", None)
-        if isinstance(pid, int):
-            return pid
-    return None
-
-
-def _retrieve_driver_error(manager: object) -> None:
-    """Mark a killed driver's error as seen, or asyncio logs "never retrieved" at exit."""
-    client = getattr(manager, "_client", None)
-    future = getattr(getattr(client, "_transport", None), "on_error_future", None)
-    if future is not None and future.done() and not future.cancelled():
-        future.exception()
-
-
-def _parents() -> dict[int, int]:
-    """pid -> parent pid for every process (Linux /proc; empty elsewhere)."""
-    found: dict[int, int] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
-                # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-                fields = stat.read().rsplit(")", 1)[1].split()
-            found[int(entry)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return cmdline.read()
-    except OSError:
-        return b""
-
-
-def _profile_dirs(pid: int) -> list[str]:
-    """The temporary ``--user-data-dir`` Playwright gave this Chromium process, if any."""
-    found = []
-    for arg in _cmdline(pid).split(b"\0"):
-        if arg.startswith(b"--user-data-dir="):
-            path = arg.split(b"=", 1)[1].decode(errors="replace")
-            if Path(path).name.startswith(PROFILE_PREFIX):
-                found.append(path)
-    return found
-
-
-def _children(pid: int) -> set[int]:
-    return {child for child, parent in _parents().items() if parent == pid}
-
-
-def _descendants(pid: int) -> list[int]:
-    parents = _parents()
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        current = frontier.pop()
-        kids = [child for child, parent in parents.items() if parent == current]
-        found.extend(kids)
-        frontier.extend(kids)
-    return found
