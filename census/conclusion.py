@@ -55,7 +55,6 @@ def conclude_attempt(lookup_id: int, attempt: int, *, task_id: str | None = None
             max_attempts=settings.max_attempts,
             delays=settings.retry_delays,
             retry_after=row.retry_after,
-            max_retry_after=settings.max_retry_after_seconds,
             deferred_s=info.deferred_s,
             max_defer=settings.max_defer_seconds,
         )

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
 
+from census.limits import MAX_DEFER_SECONDS, MAX_RETRY_AFTER_SECONDS
 from census.scraper.base import SITE_URL, ScraperConfig
 
 #: Every setting the app reads, with its default. The README's settings table mirrors this.
@@ -43,9 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # The pause doubles with each consecutive block, up to this many seconds.
     "CENSUS_BLOCK_BACKOFF_MAX_SECONDS": 1800.0,
     # Longest wait any Retry-After may impose, whatever its form.
-    "CENSUS_MAX_RETRY_AFTER_SECONDS": 3600.0,
+    "CENSUS_MAX_RETRY_AFTER_SECONDS": MAX_RETRY_AFTER_SECONDS,
     # A lookup deferred (gate closed) longer than this in total ends in error (blocked).
-    "CENSUS_MAX_DEFER_SECONDS": 86400.0,
+    "CENSUS_MAX_DEFER_SECONDS": MAX_DEFER_SECONDS,
     # Dotted path of a captcha solver, callable(site_key, page_url) -> token | None.
     "CENSUS_CAPTCHA_SOLVER": None,
     # Seconds between scheduler runs inside each qcluster worker; 0 turns it off.

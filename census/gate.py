@@ -23,13 +23,14 @@ scraper sees only the ``Gate`` protocol, which speaks in relative seconds. No Dj
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal, Protocol
+
+from census.limits import MAX_RETRY_AFTER_SECONDS, clamp_seconds
 
 #: Seconds added to the limit between two sends. The limit is enforced at the send
 #: (``permit`` against the previous request's confirmed send time), but the confirmation is
@@ -45,13 +46,6 @@ SEND_MARGIN = 0.04
 ClosedReason = Literal["breaker_open", "probe_in_flight", "rate_backlog", "deferred_ahead"]
 
 
-def clamp_seconds(value: float | None, maximum: float) -> float:
-    """``value`` as a finite number of seconds in ``[0, maximum]`` (None, NaN -> 0)."""
-    if value is None or math.isnan(value):
-        return 0.0
-    return min(max(float(value), 0.0), max(float(maximum), 0.0))
-
-
 @dataclass(frozen=True, kw_only=True)
 class GatePolicy:
     """The gate's numbers, frozen when the gate is built (settings are read by the caller)."""
@@ -62,7 +56,7 @@ class GatePolicy:
     backoff: float = 60.0
     backoff_max: float = 1800.0
     #: Longest pause any ``Retry-After`` may impose.
-    max_retry_after: float = 3600.0
+    max_retry_after: float = MAX_RETRY_AFTER_SECONDS
     #: Seconds a probe may stay out before another caller may probe (its holder died).
     probe_lease: float = 120.0
     #: Seconds a permitted request may take to confirm that it left; past that its holder is

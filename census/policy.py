@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from census.gate import clamp_seconds
+from census.limits import MAX_DEFER_SECONDS
 from census.models import Status
 from census.outcomes import Outcome
 
@@ -55,16 +55,16 @@ def decide(
     max_attempts: int,
     delays: Sequence[float],
     retry_after: float | None = None,
-    max_retry_after: float = 3600.0,
     deferred_s: float = 0.0,
-    max_defer: float = 86400.0,
+    max_defer: float = MAX_DEFER_SECONDS,
 ) -> Decision:
     """What to do after attempt ``attempt`` (1-based, within the budget) ended in ``outcome``.
 
-    ``retry_after`` (clamped to ``max_retry_after``) is how long the site or the gate asked
-    to wait; ``deferred_s`` is how long this budget already waited on a closed gate.
+    ``retry_after`` is how long the site or the gate asked to wait, as the attempt report
+    stored it (clamped there: ``census.limits``); ``deferred_s`` is how long this budget
+    already waited on a closed gate.
     """
-    wait = clamp_seconds(retry_after, max_retry_after)
+    wait = retry_after or 0.0
     if outcome is Outcome.DEFERRED:
         if deferred_s + wait > max_defer:
             return Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)

@@ -21,7 +21,7 @@ from census import database, events
 from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
-from census.gate import clamp_seconds
+from census.limits import clamp_seconds
 from census.models import Attempt, CedulaInfo
 from census.outcomes import Outcome
 from census.scraper import LookupResult

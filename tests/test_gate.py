@@ -18,13 +18,13 @@ from census.gate import (
     Retake,
     Slot,
     admit,
-    clamp_seconds,
     confirm,
     peek,
     permit,
     place_deferred,
     record,
 )
+from census.limits import clamp_seconds
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 POLICY = GatePolicy(interval=5.0, backoff=60, backoff_max=1800, max_retry_after=3600)

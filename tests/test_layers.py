@@ -15,7 +15,7 @@ CENSUS = Path(__file__).resolve().parent.parent / "census"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "pure policy and vocabulary",
-        frozenset({"cedula", "events", "outcomes", "gate", "permissions"}),
+        frozenset({"cedula", "events", "outcomes", "gate", "limits", "permissions"}),
     ),
     ("the scraper (no Django)", frozenset({"scraper", "scraper."})),
     ("settings and storage", frozenset({"conf", "logs", "models", "database", "gatestore"})),
@@ -217,3 +217,19 @@ def test_the_cycle_check_sees_a_cycle(tmp_path: Path) -> None:
     modules = {"a", "b"}
     assert _internal_imports(tmp_path / "a.py", modules) == {"b"}
     assert _internal_imports(tmp_path / "b.py", modules) == {"a"}
+
+
+def test_the_limits_on_outside_waits_are_defined_once() -> None:
+    """3600.0 s (Retry-After) and 86400.0 s (deferral) appear in census/limits.py only;
+    every default and clamp refers to it. (Integer durations, such as conf's unit table,
+    are not limits.)"""
+    found = [
+        f"{path.relative_to(CENSUS)}:{node.lineno}"
+        for path in sorted(CENSUS.rglob("*.py"))
+        if "migrations" not in path.parts and path.name != "limits.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, float)
+        and node.value in (3600.0, 86400.0)
+    ]
+    assert found == []

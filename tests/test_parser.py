@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from census.limits import MAX_RETRY_AFTER_SECONDS
 from census.outcomes import Outcome
 from census.scraper.base import Novedad, Place
 from census.scraper.parser import (
@@ -16,7 +17,6 @@ from census.scraper.parser import (
     MAX_BODY_CHARS,
     MAX_FIELD_CHARS,
     MAX_PAGE_CHARS,
-    MAX_RETRY_AFTER_SECONDS,
     is_f5_block,
     parse_answer,
     parse_consulta,

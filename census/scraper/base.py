@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
+from census.limits import MAX_RETRY_AFTER_SECONDS
 from census.outcomes import Outcome
 
 
@@ -63,7 +64,7 @@ class ScraperConfig:
     solver_path: str | None = None
     headless: bool = True
     #: Longest wait a Retry-After may ask for, whatever its form.
-    max_retry_after: float = 3600.0
+    max_retry_after: float = MAX_RETRY_AFTER_SECONDS
     #: Browsers at once on this host (every worker and cluster); 0: no limit.
     browsers_per_host: int = 0
     #: Seconds a lookup waits for a free browser before it is deferred (not charged).

@@ -15,7 +15,6 @@ in the number of tags; every place and novedad field is cut to ``MAX_FIELD_CHARS
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from census.cedula import scrub
+from census.limits import MAX_RETRY_AFTER_SECONDS, clamp_seconds
 from census.outcomes import Outcome
 from census.scraper.base import LookupResult, Novedad, Place
 
@@ -39,7 +39,6 @@ MAX_PAGE_CHARS = 1024 * 1024
 #: Characters kept of each place and novedad field (the database columns are shorter still).
 MAX_FIELD_CHARS = 200
 #: Longest wait a ``Retry-After`` header can ask for; longer (or infinite) asks are cut to it.
-MAX_RETRY_AFTER_SECONDS = 3600.0
 #: Longest ``Retry-After`` value read at all (an HTTP date is 29 characters).
 _MAX_RETRY_AFTER_CHARS = 64
 #: Characters of the ``Content-Type`` header that are read.
@@ -222,9 +221,8 @@ def parse_retry_after(
     value = value.strip()
     if not value or len(value) > _MAX_RETRY_AFTER_CHARS:
         return None
-    ceiling = max(0.0, max_seconds) if math.isfinite(max_seconds) else MAX_RETRY_AFTER_SECONDS
     if _DELAY_SECONDS.fullmatch(value) or _INFINITY.fullmatch(value):
-        return _clamp(float(value), ceiling)
+        return clamp_seconds(float(value), max_seconds)
     try:
         moment = parsedate_to_datetime(value)
         if moment.tzinfo is None:
@@ -232,17 +230,12 @@ def parse_retry_after(
         seconds = moment.timestamp() - (time.time() if now is None else now)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return _clamp(seconds, ceiling)
+    return clamp_seconds(seconds, max_seconds)
 
 
 def is_f5_block(html: str) -> bool:
     """True for the F5 BIG-IP rejection page (never because of the word "challenge")."""
     return _read_html(html).is_f5_block
-
-
-def _clamp(seconds: float, ceiling: float) -> float:
-    """``seconds`` within ``[0, ceiling]``; infinities go to the nearer end."""
-    return min(ceiling, max(0.0, seconds))
 
 
 # --- helpers -----------------------------------------------------------------------------
