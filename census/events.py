@@ -8,6 +8,8 @@ member). The app never configures logging; the project decides where these go
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
@@ -108,3 +110,12 @@ def emit(event: Event, **fields: Any) -> None:
         logger.exception(event.value, **fields)
     else:
         getattr(logger, event.level)(event.value, **fields)
+
+
+@contextmanager
+def about(lookup_id: int, attempt: int) -> Iterator[None]:
+    """Every line logged inside names this lookup and attempt, and none after it (structlog's
+    contextvars, restored on exit): the one way the task, the hook and the sweeper say what
+    they work on. Threads started inside carry it only if given a copy of the context."""
+    with structlog.contextvars.bound_contextvars(lookup_id=lookup_id, attempt=attempt):
+        yield

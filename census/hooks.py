@@ -8,7 +8,6 @@ hook did.
 
 from __future__ import annotations
 
-import structlog
 from django_q.models import Task
 
 from census import events
@@ -24,11 +23,8 @@ def attempt_finished(task: Task) -> None:
     except (TypeError, ValueError):
         events.emit(Event.ATTEMPT_IGNORED, reason="task arguments are not (lookup, attempt)")
         return
-    structlog.contextvars.bind_contextvars(lookup_id=lookup_id, attempt=attempt)
-    try:
+    with events.about(lookup_id, attempt):
         task_id = str(task.id)
         if not task.success:
             record_failure(lookup_id, attempt, task_id, str(task.result or "task failed"))
         conclude_attempt(lookup_id, attempt, task_id=task_id)
-    finally:
-        structlog.contextvars.unbind_contextvars("lookup_id", "attempt")

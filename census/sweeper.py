@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
-import structlog
 from django.db.models import F
 from django.utils import timezone
 from django_q.models import Task
@@ -93,8 +92,7 @@ def stalled_after(known: bool = True) -> float:
 def _each(items: Iterable[tuple[int, int]], handle: Callable[[int, int], bool]) -> int:
     moved = 0
     for lookup_id, attempt in list(items):
-        # Every line about this lookup carries its ids, as in the task and the hook.
-        with structlog.contextvars.bound_contextvars(lookup_id=lookup_id, attempt=attempt):
+        with events.about(lookup_id, attempt):
             try:
                 moved += bool(handle(lookup_id, attempt))
             except Exception:

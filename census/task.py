@@ -13,7 +13,6 @@ from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
-import structlog
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -39,12 +38,8 @@ class ScraperCrashed(RuntimeError):
 
 def run_attempt(lookup_id: int, attempt: int) -> dict[str, Any]:
     """Django-Q2 task: run one attempt of one lookup; returns a small, JSON-safe summary."""
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(lookup_id=lookup_id, attempt=attempt)
-    try:
+    with events.about(lookup_id, attempt):
         return _run_attempt(lookup_id, attempt, current_task_id.get())
-    finally:  # the worker's later log lines are not about this lookup
-        structlog.contextvars.clear_contextvars()
 
 
 def _run_attempt(lookup_id: int, attempt: int, task_id: str) -> dict[str, Any]:

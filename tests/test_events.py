@@ -63,3 +63,26 @@ def test_emit_logs_at_the_event_level(event: Event) -> None:
     [entry] = logs
     assert entry["event"] == event.value and entry["log_level"] == event.level
     assert ("exc_info" in entry) == (event.level == "error")
+
+
+def test_lines_about_a_lookup_name_it_and_later_lines_do_not() -> None:
+    """``events.about``: inside, every line carries ``lookup_id`` and ``attempt``; after it
+    (even after an error), the worker's lines are about nothing, and an outer binding is
+    back."""
+    from structlog.testing import capture_logs
+
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        with events.about(7, 1):
+            events.emit(Event.ATTEMPT_IGNORED, reason="outer")
+            with pytest.raises(RuntimeError), events.about(8, 2):
+                events.emit(Event.ATTEMPT_IGNORED, reason="inner")
+                raise RuntimeError
+            events.emit(Event.ATTEMPT_IGNORED, reason="outer again")
+        events.emit(Event.ATTEMPT_IGNORED, reason="after")
+    ids = [(e["reason"], e.get("lookup_id"), e.get("attempt")) for e in logs]
+    assert ids == [
+        ("outer", 7, 1),
+        ("inner", 8, 2),
+        ("outer again", 7, 1),
+        ("after", None, None),
+    ]
