@@ -20,7 +20,7 @@ from census.events import Event
 from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
 from census.outcomes import Outcome, own_slowness
 from census.queue import schedule_attempt
-from census.ratelimit import RateGate
+from census.ratelimit import GateWaiter
 from census.reports import raw_cedula
 from census.results import changed_fields, result_of
 from census.transitions import locked, transition
@@ -114,7 +114,7 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
         # (it sent nothing and holds no place in the site's line).
         waited: float | None = delay if delay <= left else None
     else:
-        waited = RateGate().place_deferred(delay, at_most=left)
+        waited = GateWaiter().place_deferred(delay, at_most=left)
     if waited is None:
         return False
     # The place is on the gate's clock; the schedule's due time is on this host's, as every

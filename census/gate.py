@@ -2,7 +2,7 @@
 
 Pure policy: a ``GateState`` and a clock value in, a decision and the next state out. The
 store (``census.gatestore``) applies these to the shared row under its lock, with ``now`` read
-from the database's clock; the waiter (``census.ratelimit.RateGate``) sleeps between them; the
+from the database's clock; the waiter (``census.ratelimit.GateWaiter``) sleeps between them; the
 scraper sees only the ``Gate`` protocol, which speaks in relative seconds. No Django, no I/O.
 
 - **Spacing, measured at the send.** Requests get consecutive slots ``interval`` apart

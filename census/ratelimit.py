@@ -4,7 +4,7 @@ Three pieces, each in its own place:
 
 - the pure policy, ``census.gate`` (what a state and a time allow);
 - the store, ``census.gatestore`` (the row, the database's clock, the transaction);
-- this waiter, ``RateGate``: reserve a slot, sleep to it on this host's monotonic clock, ask
+- this waiter, ``GateWaiter``: reserve a slot, sleep to it on this host's monotonic clock, ask
   the store whether the request may go now (``permit``: the breaker, the previous request's
   confirmed send, lateness), and confirm the send (``sent``). It also logs the breaker's
   changes, and keeps a block it could not record from letting this process send again.
@@ -53,7 +53,7 @@ def policy_from_settings(interval: float | None = None) -> GatePolicy:
     )
 
 
-class RateGate:
+class GateWaiter:
     """One named gate (a ``RateGate`` row); safe to use from any thread or process.
 
     ``ticketed``: the caller is a deferred lookup coming back at its place on the cursor.
@@ -275,4 +275,4 @@ def _paused_here() -> Closed | None:
     return Closed(timezone.now() + timedelta(seconds=left), "breaker_open", wait=left)
 
 
-__all__ = ["DEFAULT_NAME", "RateGate", "policy_from_settings"]
+__all__ = ["DEFAULT_NAME", "GateWaiter", "policy_from_settings"]

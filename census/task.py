@@ -22,7 +22,7 @@ from census.conf import settings
 from census.events import Event
 from census.models import Attempt, Status
 from census.outcomes import Outcome
-from census.ratelimit import RateGate, policy_from_settings
+from census.ratelimit import GateWaiter, policy_from_settings
 from census.scraper import LookupResult, Scraper
 from census.transitions import TransitionRefused, locked, transition
 
@@ -127,7 +127,7 @@ def _lookup(raw_cedula: str, ticketed: bool, on_sent: Callable[[], None]) -> Loo
         cedula = normalize(raw_cedula)
     except InvalidCedula as invalid:
         return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
-    gate = RateGate(policy=policy_from_settings(), ticketed=ticketed, on_sent=on_sent)
+    gate = GateWaiter(policy=policy_from_settings(), ticketed=ticketed, on_sent=on_sent)
     scraper: Scraper = import_string(settings.scraper_path)(
         gate=gate, config=settings.scraper_config()
     )

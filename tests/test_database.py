@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from census import database, ratelimit
 from census.gate import Closed, GatePolicy, Slot
 from census.gatestore import GateInTransaction, GateStore
-from census.ratelimit import RateGate
+from census.ratelimit import GateWaiter
 
 
 def test_a_dropped_connection_is_retried_until_the_step_succeeds() -> None:
@@ -115,7 +115,7 @@ def _setting(name: str) -> str:
 @pytest.mark.django_db(transaction=True)
 def test_reserving_inside_a_transaction_is_refused() -> None:
     """A reservation made in the caller's transaction would be invisible to other workers."""
-    gate = RateGate("in-transaction", interval=1.0, store=GateStore("in-transaction"))
+    gate = GateWaiter("in-transaction", interval=1.0, store=GateStore("in-transaction"))
     with transaction.atomic(), pytest.raises(GateInTransaction):
         gate.reserve()
 
@@ -136,7 +136,7 @@ def test_a_block_that_cannot_be_recorded_stops_this_process_sending(monkeypatch:
     """The breaker row could not be written: this process sends nothing for the pause."""
     monkeypatch.setattr(ratelimit, "_local_pause", {"until": 0.0})
     store = BrokenStore()
-    gate = RateGate("broken", policy=GatePolicy(interval=1.0, backoff=60.0), store=store)
+    gate = GateWaiter("broken", policy=GatePolicy(interval=1.0, backoff=60.0), store=store)
     with capture_logs() as logs:
         gate.record(Slot(at=timezone.now()), blocked=True, answered=False)
     assert [e["event"] for e in logs] == ["gate_record_failed"]
@@ -146,4 +146,4 @@ def test_a_block_that_cannot_be_recorded_stops_this_process_sending(monkeypatch:
     assert refused.wait > 50  # the first block's pause (60 s by default)
     assert store.applied == applied  # refused here, without asking the database
     # Another gate object in this process (the next lookup) is refused too.
-    assert isinstance(RateGate("broken", interval=1.0, store=store).peek(10.0), Closed)
+    assert isinstance(GateWaiter("broken", interval=1.0, store=store).peek(10.0), Closed)

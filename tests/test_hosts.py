@@ -71,7 +71,7 @@ _TURNS = """
 import select, sys, time
 import django
 django.setup()
-from census.ratelimit import RateGate
+from census.ratelimit import GateWaiter
 
 
 def nap(seconds):  # time.sleep fails under libfaketime (EINVAL): select's timeout does not
@@ -79,7 +79,7 @@ def nap(seconds):  # time.sleep fails under libfaketime (EINVAL): select's timeo
 
 
 limit, turns, start_at = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-gate = RateGate("skew", interval=limit)
+gate = GateWaiter("skew", interval=limit)
 print(repr(time.time()), flush=True)  # this process's wall clock, to show its skew
 while time.monotonic() < start_at:  # the monotonic clock is the host's, not faked
     nap(0.01)

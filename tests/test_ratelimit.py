@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from census.gate import SEND_MARGIN, Closed, GatePolicy, Slot
 from census.models import RateGate as RateGateRow
-from census.ratelimit import RateGate
+from census.ratelimit import GateWaiter
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ def seconds(value: float) -> timedelta:
 @pytest.mark.django_db(transaction=True)
 def test_first_use_creates_the_row_and_goes_at_once() -> None:
     """The first caller gets a slot now and the row holds the next one an interval later."""
-    gate = RateGate("first", interval=5.0)
+    gate = GateWaiter("first", interval=5.0)
     before = datetime.now(UTC)
     admission = gate.wait_turn()
     assert isinstance(admission, Slot) and not admission.probe
@@ -42,7 +42,7 @@ def test_first_use_creates_the_row_and_goes_at_once() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_turns_in_one_process_are_spaced() -> None:
     """Consecutive turns are at least one interval apart."""
-    gate = RateGate("spaced", interval=0.3)
+    gate = GateWaiter("spaced", interval=0.3)
     times = []
     for _ in range(4):
         slot = gate.wait_turn()
@@ -56,7 +56,7 @@ def test_turns_in_one_process_are_spaced() -> None:
 @override_settings(CENSUS_RATE_LIMIT_SECONDS=0.4)
 def test_interval_comes_from_settings_at_call_time() -> None:
     """Without a frozen policy the gate reads CENSUS_RATE_LIMIT_SECONDS on each use."""
-    gate = RateGate("settings")
+    gate = GateWaiter("settings")
     assert gate.interval == 0.4
     with override_settings(CENSUS_RATE_LIMIT_SECONDS=2.5):
         assert gate.interval == 2.5
@@ -65,7 +65,7 @@ def test_interval_comes_from_settings_at_call_time() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_slot_past_the_deadline_is_refused_and_not_taken() -> None:
     """A caller whose deadline comes before the next slot is told when it opens."""
-    gate = RateGate("deadline", interval=10.0)
+    gate = GateWaiter("deadline", interval=10.0)
     gate.wait_turn()
     before = gate.next_allowed_at()
     admission = gate.wait_turn(within=2.0)
@@ -79,7 +79,7 @@ def test_a_slot_past_the_deadline_is_refused_and_not_taken() -> None:
 def test_block_opens_the_breaker_for_everyone_then_a_probe_closes_it() -> None:
     """A recorded block closes the gate for all callers; the answered probe reopens it."""
     policy = GatePolicy(interval=0.0, backoff=0.5, backoff_max=10)
-    gate, other = RateGate("breaker", policy=policy), RateGate("breaker", policy=policy)
+    gate, other = GateWaiter("breaker", policy=policy), GateWaiter("breaker", policy=policy)
     with capture_logs() as logs:
         slot = gate.wait_turn()
         assert isinstance(slot, Slot)
@@ -99,7 +99,7 @@ def test_block_opens_the_breaker_for_everyone_then_a_probe_closes_it() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_deferrals_take_consecutive_places() -> None:
     """place_deferred hands out one slot per deferred lookup from the opening on."""
-    gate = RateGate("cursor", interval=2.0)
+    gate = GateWaiter("cursor", interval=2.0)
     waits = [gate.place_deferred(30.0) for _ in range(3)]
     assert None not in waits
     assert waits[0] == pytest.approx(30.0, abs=0.5)
@@ -111,7 +111,7 @@ def test_deferrals_take_consecutive_places() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_deferral_past_its_bound_takes_no_place() -> None:
     """However long the cursor, a place past the lookup's bound is refused and not taken."""
-    gate = RateGate("bounded", interval=60.0)
+    gate = GateWaiter("bounded", interval=60.0)
     assert gate.place_deferred(0.0, at_most=100.0) is not None
     assert gate.place_deferred(0.0, at_most=100.0) is not None  # 60 s on
     cursor = gate.state().defer_cursor
@@ -124,7 +124,7 @@ def test_usable_where_an_asyncio_loop_runs() -> None:
     """The Playwright thread runs a loop: inline ORM calls there raise SynchronousOnlyOperation."""
 
     async def inside_loop() -> object:
-        return RateGate("loop", interval=0.1).wait_turn()
+        return GateWaiter("loop", interval=0.1).wait_turn()
 
     assert isinstance(asyncio.run(inside_loop()), Slot)
     assert RateGateRow.objects.filter(name="loop").exists()
@@ -134,9 +134,9 @@ _TURNS_SCRIPT = """
 import sys, time
 import django
 django.setup()
-from census.ratelimit import RateGate
+from census.ratelimit import GateWaiter
 interval, turns, start_at = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-gate = RateGate("cross-process", interval=interval)
+gate = GateWaiter("cross-process", interval=interval)
 time.sleep(max(0.0, start_at - time.time()))
 for _ in range(turns):
     # The moment the gate let the request go (on the database's clock), then the "send".

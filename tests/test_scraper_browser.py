@@ -27,7 +27,7 @@ from census.conf import settings as census_settings
 from census.gate import OpenGate
 from census.models import RateGate as RateGateRow
 from census.outcomes import Outcome
-from census.ratelimit import RateGate
+from census.ratelimit import GateWaiter
 from census.scraper import playwright as scraper_module
 from census.scraper.base import LookupResult, Novedad
 from census.scraper.playwright import PlaywrightScraper
@@ -303,7 +303,7 @@ def test_invalid_cedulas_are_never_sent(site: CensusSimulator, cedula: str) -> N
 def test_retry_after_holds_the_next_request_back(site: CensusSimulator) -> None:
     """A 429's Retry-After opens the breaker: the next lookup is deferred, then probes."""
     scraper = PlaywrightScraper(
-        gate=RateGate(interval=0.5), config=census_settings.scraper_config()
+        gate=GateWaiter(interval=0.5), config=census_settings.scraper_config()
     )
     blocked = scraper.lookup("4200000003")
     assert blocked.outcome is Outcome.BLOCKED and blocked.retry_after == RETRY_AFTER
@@ -326,12 +326,12 @@ import django
 django.setup()
 from census.conf import settings
 from census.gate import OpenGate
-from census.ratelimit import RateGate
+from census.ratelimit import GateWaiter
 from census.scraper.playwright import PlaywrightScraper
 mode, cedulas = sys.argv[1], sys.argv[2:]
 config = settings.scraper_config()
 if mode == "turns":
-    scraper = PlaywrightScraper(gate=RateGate(), config=config)
+    scraper = PlaywrightScraper(gate=GateWaiter(), config=config)
     for cedula in cedulas:
         result = scraper.lookup(cedula)
         print("RESULT " + json.dumps([result.outcome.value, result.detail]), flush=True)
