@@ -13,6 +13,8 @@ from typing import Any
 from census.events import Event
 from census.outcomes import Outcome
 
+__version__ = "0.2.0"
+
 __all__ = ["Attempt", "CedulaInfo", "Event", "Outcome", "Status", "request_refresh"]
 
 _LAZY = {

@@ -17,6 +17,8 @@ apt_install() {
 [ -x /usr/bin/chromium ] || apt_install chromium
 # libfaketime: the multi-host tests run one qcluster with its clock seconds off.
 command -v faketime >/dev/null || apt_install faketime
+# gettext's msgfmt: Django's compilemessages (the translation tests compile the catalog).
+command -v msgfmt >/dev/null || apt_install gettext
 
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
   echo "==> creating $ROOT/.venv"

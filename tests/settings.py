@@ -26,6 +26,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_q",
     "census",
+    # The census_simulator command (tests/test_simulator.py runs it).
+    "census.testing",
     "portal",
 ]
 AUTH_USER_MODEL = "portal.Member"

@@ -99,6 +99,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "census",
+    # The census_simulator command (the demo and docs/example.md run it).
+    "census.testing",
     "portal",
 ]
 MIDDLEWARE = [
@@ -191,7 +193,7 @@ if _throttle := _env("PORTAL_REFRESH_THROTTLE"):
             ) from None
         PORTAL_REFRESH_THROTTLE = None
 
-LANGUAGE_CODE = "es"
+LANGUAGE_CODE = "es-co"
 TIME_ZONE = "America/Bogota"
 USE_I18N = True
 USE_TZ = True

@@ -25,7 +25,6 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from census import bulk
 from census.conf import parse_duration, settings
@@ -150,7 +149,8 @@ class Command(BaseCommand):
         # SIGTERM as Ctrl-C: stop feeding, say how to go on.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         bar = None
-        if sys.stdout.isatty():
+        tqdm = _progress_bar_class() if sys.stdout.isatty() else None
+        if tqdm is not None:
             # The terminal's size, or 80 x 24 where it reports none (a pty with no size, in
             # which tqdm would otherwise hide the bar).
             size = shutil.get_terminal_size()
@@ -196,3 +196,12 @@ class Command(BaseCommand):
             self.stdout.write(f"run {run.pk} was cancelled")
         elif state.finished:
             self.stdout.write(f"run {run.pk} finished: {state.done} lookup(s) final")
+
+
+def _progress_bar_class() -> Any:
+    """``tqdm.tqdm``, or None without the ``progress`` extra (plain lines instead)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm

@@ -1,0 +1,13 @@
+"""``census.testing`` as a Django app: add it to ``INSTALLED_APPS`` to get the
+``census_simulator`` management command (a development or test project's choice; a portal
+that only installs ``census`` gets no simulator command)."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class CensusTestingConfig(AppConfig):
+    name = "census.testing"
+    label = "census_testing"
+    verbose_name = "Census testing tools"
