@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from census import bulk, refresh
@@ -41,7 +42,7 @@ class AttemptInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description=_("traza"))
+    @admin.display(description=_("traceback"))
     def crash_traceback(self, attempt: Attempt) -> str:
         """The crash's traceback (already scrubbed and bounded), preformatted."""
         if not attempt.traceback:
@@ -90,11 +91,11 @@ class CedulaInfoAdmin(admin.ModelAdmin):
                 else:
                     skipped += 1
             except PermissionDenied:
-                self.message_user(request, _("Only leaders may refresh."), messages.ERROR)
+                self.message_user(request, gettext("Only leaders may refresh."), messages.ERROR)
                 return
         self.message_user(
             request,
-            _("%(queued)d lookup(s) queued; %(skipped)d still in flight were left alone.")
+            gettext("%(queued)d lookup(s) queued; %(skipped)d still in flight were left alone.")
             % {"queued": queued, "skipped": skipped},
             messages.SUCCESS,
         )
@@ -124,8 +125,13 @@ class BulkRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description=_("progreso"))
+    @admin.display(description=_("progress"))
     def progress(self, run: BulkRun) -> str:
         """Done of total, and how many are in flight or not yet fed (one count per row)."""
         state = bulk.progress(run)
-        return f"{state.done}/{state.total} ({state.in_flight} en curso, {state.unfed} en espera)"
+        return gettext("%(done)d/%(total)d (%(in_flight)d in flight, %(unfed)d waiting)") % {
+            "done": state.done,
+            "total": state.total,
+            "in_flight": state.in_flight,
+            "unfed": state.unfed,
+        }

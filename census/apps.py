@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CensusConfig(AppConfig):
     name = "census"
-    verbose_name = "Censo electoral"
+    verbose_name = _("Electoral census")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

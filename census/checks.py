@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from census.conf import settings
 
@@ -26,10 +27,14 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[Warning | Er
     if retry is not None and retry <= task_timeout:
         found.append(
             Warning(
-                f"Q_CLUSTER['retry'] ({retry}s) must exceed the census task timeout "
-                f"({task_timeout}s = CENSUS_SCRAPE_TIMEOUT + margin): the broker would deliver "
-                "a running lookup again and run it twice in parallel.",
-                hint=f"Set Q_CLUSTER['retry'] to at least {task_timeout + 30}.",
+                _(
+                    "Q_CLUSTER['retry'] (%(retry)ss) must exceed the census task timeout "
+                    "(%(timeout)ss = CENSUS_SCRAPE_TIMEOUT + margin): the broker would deliver "
+                    "a running lookup again and run it twice in parallel."
+                )
+                % {"retry": retry, "timeout": task_timeout},
+                hint=_("Set Q_CLUSTER['retry'] to at least %(seconds)s.")
+                % {"seconds": task_timeout + 30},
                 id="census.W001",
             )
         )
@@ -39,39 +44,57 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[Warning | Er
     if retry is not None and task_timeout < retry < backlog:
         found.append(
             Warning(
-                f"Q_CLUSTER['retry'] ({retry}s) is shorter than (queue_limit {queue_limit} + "
-                f"workers {workers}) x the census task timeout ({task_timeout}s) = {backlog}s: "
-                "the ORM broker starts a task's retry clock when the cluster prefetches it, so "
-                "under a backlog of slow lookups a prefetched task is delivered again.",
-                hint=f"Raise 'retry' to at least {backlog}, or lower 'queue_limit'.",
+                _(
+                    "Q_CLUSTER['retry'] (%(retry)ss) is shorter than (queue_limit "
+                    "%(queue_limit)s + workers %(workers)s) x the census task timeout "
+                    "(%(timeout)ss) = %(backlog)ss: the ORM broker starts a task's retry clock "
+                    "when the cluster prefetches it, so under a backlog of slow lookups a "
+                    "prefetched task is delivered again."
+                )
+                % {
+                    "retry": retry,
+                    "queue_limit": queue_limit,
+                    "workers": workers,
+                    "timeout": task_timeout,
+                    "backlog": backlog,
+                },
+                hint=_("Raise 'retry' to at least %(seconds)s, or lower 'queue_limit'.")
+                % {"seconds": backlog},
                 id="census.W005",
             )
         )
     if timeout is not None and retry is not None and retry <= timeout:
         found.append(
             Warning(
-                f"Q_CLUSTER['retry'] ({retry}s) is not above Q_CLUSTER['timeout'] ({timeout}s): "
-                "a task still running is delivered again.",
-                hint="Keep retry > timeout > CENSUS_SCRAPE_TIMEOUT.",
+                _(
+                    "Q_CLUSTER['retry'] (%(retry)ss) is not above Q_CLUSTER['timeout'] "
+                    "(%(timeout)ss): a task still running is delivered again."
+                )
+                % {"retry": retry, "timeout": timeout},
+                hint=_("Keep retry > timeout > CENSUS_SCRAPE_TIMEOUT."),
                 id="census.W002",
             )
         )
     if not conf.get("ack_failures") and not conf.get("max_attempts"):
         found.append(
             Warning(
-                "Q_CLUSTER has neither 'ack_failures' nor 'max_attempts': Django-Q2 re-runs a "
-                "failing task every 'retry' seconds forever. Census tasks opt out per task, "
-                "other tasks of the project do not.",
-                hint="Set Q_CLUSTER['ack_failures'] = True (or 'max_attempts': 1).",
+                _(
+                    "Q_CLUSTER has neither 'ack_failures' nor 'max_attempts': Django-Q2 re-runs "
+                    "a failing task every 'retry' seconds forever. Census tasks opt out per "
+                    "task, other tasks of the project do not."
+                ),
+                hint=_("Set Q_CLUSTER['ack_failures'] = True (or 'max_attempts': 1)."),
                 id="census.W004",
             )
         )
     if conf.get("save_limit", 250) < 0 or conf.get("cached") or conf.get("sync"):
         found.append(
             Error(
-                "Q_CLUSTER 'save_limit' < 0, 'cached' or 'sync' stops Django-Q2 from calling "
-                "result hooks as census needs them.",
-                hint="Remove 'cached' and 'sync'; keep save_limit >= 0.",
+                _(
+                    "Q_CLUSTER 'save_limit' < 0, 'cached' or 'sync' stops Django-Q2 from "
+                    "calling result hooks as census needs them."
+                ),
+                hint=_("Remove 'cached' and 'sync'; keep save_limit >= 0."),
                 id="census.E001",
             )
         )
@@ -80,10 +103,13 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[Warning | Er
     if backend in _LOCAL_CACHES or not backend:
         found.append(
             Warning(
-                f"The cache {cache_alias!r} is process-local ({backend or 'missing'}): qinfo and "
-                "qmonitor will say no cluster is running, and workers cannot share the "
-                "scheduler tick.",
-                hint="Use a database cache (createcachetable) or Redis.",
+                _(
+                    "The cache %(alias)r is process-local (%(backend)s): qinfo and qmonitor "
+                    "will say no cluster is running, and workers cannot share the scheduler "
+                    "tick."
+                )
+                % {"alias": cache_alias, "backend": backend or _("missing")},
+                hint=_("Use a database cache (createcachetable) or Redis."),
                 id="census.W003",
             )
         )
@@ -91,14 +117,14 @@ def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[Warning | Er
 
 
 @register()
-def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    found: list[Error] = []
+def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    found: list[Error | Warning] = []
     if settings.max_attempts < 1:
-        found.append(Error("CENSUS_MAX_ATTEMPTS must be at least 1.", id="census.E002"))
+        found.append(Error(_("CENSUS_MAX_ATTEMPTS must be at least 1."), id="census.E002"))
     delays = settings.retry_delays
     if not delays or min(delays) < 0:
         found.append(
-            Error("CENSUS_RETRY_DELAYS needs at least one delay >= 0 s.", id="census.E003")
+            Error(_("CENSUS_RETRY_DELAYS needs at least one delay >= 0 s."), id="census.E003")
         )
     for setting, path in (
         ("CENSUS_SCRAPER", settings.scraper_path),
@@ -110,9 +136,30 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]
         try:
             import_string(path)
         except ImportError as exc:
-            found.append(Error(f"{setting} = {path!r} cannot be imported: {exc}", id="census.E004"))
+            no_browser = isinstance(exc, ModuleNotFoundError) and exc.name == "playwright"
+            if setting == "CENSUS_SCRAPER" and no_browser:
+                # A web-only host needs no browser; a qcluster host does.
+                found.append(
+                    Warning(
+                        _(
+                            "CENSUS_SCRAPER is the Playwright scraper but Playwright is not "
+                            "installed: this host can queue lookups but a qcluster here "
+                            "cannot run them."
+                        ),
+                        hint=_('On hosts that run qcluster: pip install "django-census[browser]".'),
+                        id="census.W006",
+                    )
+                )
+                continue
+            found.append(
+                Error(
+                    _("%(setting)s = %(path)r cannot be imported: %(error)s")
+                    % {"setting": setting, "path": path, "error": exc},
+                    id="census.E004",
+                )
+            )
     try:
-        _ = settings.recheck_after_seconds
+        _after = settings.recheck_after_seconds  # a malformed value raises
     except ValueError as exc:
         found.append(Error(f"CENSUS_RECHECK_AFTER: {exc}", id="census.E005"))
     return found

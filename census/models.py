@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from census.outcomes import Outcome
@@ -14,17 +15,17 @@ class Status(models.TextChoices):
     """The only vocabulary of lookup states. Written only by ``census.transitions``."""
 
     #: Created with the user; the first attempt is queued once the registration commits.
-    PENDING = "pending", _("Pendiente")
+    PENDING = "pending", _("Pending")
     #: An attempt is running: the browser is on the census site.
-    SCRAPING = "scraping", _("Consultando")
+    SCRAPING = "scraping", _("Looking up")
     #: The last attempt failed transiently; the next one is scheduled.
-    RETRYING = "retrying", _("Reintentando")
+    RETRYING = "retrying", _("Retrying")
     #: Final: the cédula is in the census, with its polling place.
-    FOUND = "found", _("Encontrada")
+    FOUND = "found", _("Found")
     #: Final: the census does not list the cédula for this election.
-    NOT_FOUND = "not_found", _("No encontrada")
+    NOT_FOUND = "not_found", _("Not found")
     #: Final: the cédula carries a novedad (cancelled).
-    CANCELLED = "cancelled", _("Cancelada")
+    CANCELLED = "cancelled", _("Cancelled")
     #: Final: attempts exhausted, or the cédula is not valid; details in ``raw_response``.
     ERROR = "error", _("Error")
 
@@ -33,8 +34,26 @@ class Status(models.TextChoices):
         return self in FINAL_STATUSES
 
 
+#: The label of each outcome (``census.outcomes`` is the vocabulary; the labels are the
+#: admin's). Every outcome has one: ``OUTCOME_CHOICES`` fails to build without it.
+OUTCOME_LABELS = {
+    Outcome.FOUND: _("Found"),
+    Outcome.NOT_FOUND: _("Not found"),
+    Outcome.CANCELLED: _("Cancelled"),
+    Outcome.INVALID_CEDULA: _("Invalid cédula"),
+    Outcome.MISSING_CEDULA: _("No cédula"),
+    Outcome.TIMEOUT: _("Timed out"),
+    Outcome.CONNECTION_ERROR: _("Connection error"),
+    Outcome.CAPTCHA_FAILED: _("Captcha failed"),
+    Outcome.BLOCKED: _("Blocked by the site"),
+    Outcome.UNEXPECTED_PAGE: _("Unexpected page"),
+    Outcome.TASK_FAILED: _("Task failed"),
+    Outcome.LOST: _("Lost"),
+    Outcome.DEFERRED: _("Deferred"),
+}
+
 #: Choices for the fields that hold an outcome: one vocabulary, ``census.outcomes``.
-OUTCOME_CHOICES = [(outcome.value, outcome.value) for outcome in Outcome]
+OUTCOME_CHOICES = [(outcome.value, OUTCOME_LABELS[outcome]) for outcome in Outcome]
 
 FINAL_STATUSES = frozenset({Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR})
 
@@ -58,60 +77,61 @@ class CedulaInfo(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="cedula_info",
-        verbose_name=_("usuario"),
+        verbose_name=_("user"),
     )
     status = models.CharField(
-        _("estado"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
     )
-    status_changed_at = models.DateTimeField(_("último cambio de estado"), default=timezone.now)
+    status_changed_at = models.DateTimeField(_("status changed at"), default=timezone.now)
     #: Retries scheduled in the current budget: 0 on the first attempt.
-    retry_count = models.PositiveSmallIntegerField(_("reintentos"), default=0)
+    retry_count = models.PositiveSmallIntegerField(_("retries"), default=0)
     #: Number of the current attempt over the lookup's whole life (refreshes included).
     #: Tasks carry it; work for any other number is stale and ignored.
-    attempt = models.PositiveIntegerField(_("intento actual"), default=1)
-    last_retry_scheduled_at = models.DateTimeField(
-        _("reintento programado el"), null=True, blank=True
-    )
-    next_attempt_at = models.DateTimeField(_("próximo intento"), null=True, blank=True)
+    attempt = models.PositiveIntegerField(_("current attempt"), default=1)
+    last_retry_scheduled_at = models.DateTimeField(_("retry scheduled at"), null=True, blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     #: The attempt number that opened the current budget (1, or the one a refresh queued).
-    budget_start = models.PositiveIntegerField(_("primer intento del ciclo"), default=1)
+    budget_start = models.PositiveIntegerField(_("first attempt of the budget"), default=1)
     #: Seconds this budget has waited on a closed gate (deferrals spend no attempt).
-    deferred_s = models.FloatField(_("espera por bloqueo (s)"), default=0.0)
+    deferred_s = models.FloatField(_("waited on the closed gate (s)"), default=0.0)
     #: The lookup holds a place on the gate's deferral cursor (deferred by the closed gate,
     #: not by this host's busy browsers): its next attempt is admitted ahead of fresh ones.
     #: Set by the deferral that placed it, kept while that attempt runs, cleared by every
     #: other move (``census.transitions``).
-    ticketed = models.BooleanField(_("con turno en la fila del bloqueo"), default=False)
+    ticketed = models.BooleanField(_("holds a place in the gate's queue"), default=False)
 
-    departamento = models.CharField(max_length=100, blank=True)
-    municipio = models.CharField(max_length=100, blank=True)
-    puesto = models.CharField(max_length=200, blank=True)
-    direccion = models.CharField(_("dirección"), max_length=200, blank=True)
-    mesa = models.CharField(max_length=20, blank=True)
+    departamento = models.CharField(_("department"), max_length=100, blank=True)
+    municipio = models.CharField(_("municipality"), max_length=100, blank=True)
+    puesto = models.CharField(_("polling place"), max_length=200, blank=True)
+    direccion = models.CharField(_("address"), max_length=200, blank=True)
+    mesa = models.CharField(_("table"), max_length=20, blank=True)
 
-    novedad = models.CharField(max_length=200, blank=True)
-    resolucion = models.CharField(_("resolución"), max_length=100, blank=True)
-    fecha_novedad = models.CharField(_("fecha novedad"), max_length=50, blank=True)
+    novedad = models.CharField(_("census notice"), max_length=200, blank=True)
+    resolucion = models.CharField(_("resolution"), max_length=100, blank=True)
+    fecha_novedad = models.CharField(_("notice date"), max_length=50, blank=True)
 
     #: Error details kept when the lookup ends in ``error`` (bounded, cédula scrubbed).
-    raw_response = models.TextField(_("respuesta / detalle"), blank=True)
+    raw_response = models.TextField(_("response / details"), blank=True)
     #: The outcome that ended the lookup, or why it gave up.
     final_reason = models.CharField(
-        _("motivo final"), max_length=32, blank=True, choices=OUTCOME_CHOICES
+        _("final reason"), max_length=32, blank=True, choices=OUTCOME_CHOICES
     )
-    created_at = models.DateTimeField(_("creado"), auto_now_add=True)
-    finished_at = models.DateTimeField(_("finalizado"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     #: The final result this lookup had before its current budget (a refresh or re-check):
     #: status, reason, the census fields and when it ended. Empty before any refresh.
-    previous_result = models.JSONField(_("resultado anterior"), default=dict, blank=True)
+    previous_result = models.JSONField(_("previous result"), default=dict, blank=True)
 
     class Meta:
-        verbose_name = _("consulta de cédula")
-        verbose_name_plural = _("consultas de cédula")
+        verbose_name = _("census lookup")
+        verbose_name_plural = _("census lookups")
         permissions = [("refresh_cedulainfo", _("Can request a new census lookup"))]
 
     def __str__(self) -> str:
-        return f"lookup {self.pk} ({self.status})"
+        return gettext("lookup %(id)s (%(status)s)") % {
+            "id": self.pk,
+            "status": self.get_status_display(),
+        }
 
     @property
     def current_status(self) -> Status:
@@ -121,41 +141,46 @@ class CedulaInfo(models.Model):
 class Attempt(models.Model):
     """One attempt of a lookup: the history the admin shows inline."""
 
-    lookup = models.ForeignKey(CedulaInfo, on_delete=models.CASCADE, related_name="attempts")
-    number = models.PositiveIntegerField(_("intento"))
+    lookup = models.ForeignKey(
+        CedulaInfo, on_delete=models.CASCADE, related_name="attempts", verbose_name=_("lookup")
+    )
+    number = models.PositiveIntegerField(_("attempt"))
     #: Empty while the attempt runs, then its outcome.
-    outcome = models.CharField(_("resultado"), max_length=32, blank=True, choices=OUTCOME_CHOICES)
+    outcome = models.CharField(_("outcome"), max_length=32, blank=True, choices=OUTCOME_CHOICES)
     #: When the attempt became due (scheduled retries) or was queued.
-    due_at = models.DateTimeField(_("previsto"), null=True, blank=True)
-    started_at = models.DateTimeField(_("inicio"), default=timezone.now)
-    finished_at = models.DateTimeField(_("fin"), null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(_("duración (ms)"), null=True, blank=True)
+    due_at = models.DateTimeField(_("due at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("start"), default=timezone.now)
+    finished_at = models.DateTimeField(_("end"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), null=True, blank=True)
     error = models.CharField(_("error"), max_length=500, blank=True)
     #: The Django-Q2 task that claimed this attempt; only it may conclude the attempt.
-    task_id = models.CharField(_("tarea Django-Q2"), max_length=32, blank=True)
+    task_id = models.CharField(_("Django-Q2 task"), max_length=32, blank=True)
     #: True once the consulta request left the browser for the census site.
-    sent = models.BooleanField(_("consulta enviada"), default=False)
+    sent = models.BooleanField(_("request sent"), default=False)
     #: When the request was confirmed sent, on the database's clock.
-    sent_at = models.DateTimeField(_("enviada el"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     #: Census data of an answer (place or novedad fields), written by the task.
-    answer = models.JSONField(_("respuesta"), default=dict, blank=True)
+    answer = models.JSONField(_("answer"), default=dict, blank=True)
     #: Seconds the site (or the closed gate) asked to wait, clamped.
-    retry_after = models.FloatField(_("esperar (s)"), null=True, blank=True)
+    retry_after = models.FloatField(_("retry after (s)"), null=True, blank=True)
     #: A crash (a bug, not a site failure): the exception's class and its traceback,
     #: scrubbed of the cédula and bounded.
-    error_class = models.CharField(_("clase del error"), max_length=200, blank=True)
-    traceback = models.TextField(_("traza"), blank=True)
+    error_class = models.CharField(_("error class"), max_length=200, blank=True)
+    traceback = models.TextField(_("traceback"), blank=True)
 
     class Meta:
-        verbose_name = _("intento")
-        verbose_name_plural = _("intentos")
+        verbose_name = _("attempt")
+        verbose_name_plural = _("attempts")
         ordering = ["lookup", "number"]
         constraints = [
             models.UniqueConstraint(fields=["lookup", "number"], name="census_attempt_unique")
         ]
 
     def __str__(self) -> str:
-        return f"attempt {self.number} of lookup {self.lookup_id}"
+        return gettext("attempt %(number)s of lookup %(id)s") % {
+            "number": self.number,
+            "id": self.lookup_id,
+        }
 
     @property
     def late_by(self) -> float | None:
@@ -187,7 +212,8 @@ class RateGate(models.Model):
     sending_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = _("límite de consultas")
+        verbose_name = _("request rate limit")
+        verbose_name_plural = _("request rate limits")
 
     def __str__(self) -> str:
         return f"{self.name}: next at {self.next_allowed_at:%H:%M:%S}"
@@ -198,10 +224,10 @@ class BulkRun(models.Model):
     window at a time, so it survives Ctrl-C and killed processes and resumes where it was."""
 
     class Kind(models.TextChoices):
-        COMMAND = "command", _("census_lookup")
-        RECHECK = "recheck", _("re-check periódico")
+        COMMAND = "command", _("census_lookup command")
+        RECHECK = "recheck", _("periodic re-check")
 
-    kind = models.CharField(_("tipo"), max_length=16, choices=Kind.choices, default=Kind.COMMAND)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.COMMAND)
     #: The leader it runs for (None: the app's periodic re-check).
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -209,20 +235,20 @@ class BulkRun(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        verbose_name=_("solicitado por"),
+        verbose_name=_("requested by"),
     )
     #: The selection, normalised (no cédula): a run with the same key resumes this one.
-    selection = models.CharField(_("selección"), max_length=300)
+    selection = models.CharField(_("selection"), max_length=300)
     #: Fed by a Django-Q2 schedule (``census-bulk-<id>``) instead of the terminal.
-    background = models.BooleanField(_("en segundo plano"), default=False)
-    total = models.PositiveIntegerField(_("miembros"), default=0)
-    created_at = models.DateTimeField(_("creado"), auto_now_add=True)
-    finished_at = models.DateTimeField(_("finalizado"), null=True, blank=True)
-    cancelled_at = models.DateTimeField(_("cancelado"), null=True, blank=True)
+    background = models.BooleanField(_("in the background"), default=False)
+    total = models.PositiveIntegerField(_("members"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    cancelled_at = models.DateTimeField(_("cancelled"), null=True, blank=True)
 
     class Meta:
-        verbose_name = _("consulta masiva")
-        verbose_name_plural = _("consultas masivas")
+        verbose_name = _("bulk lookup")
+        verbose_name_plural = _("bulk lookups")
         constraints = [
             # At most one open run per selection: a second one resumes it (census.bulk).
             models.UniqueConstraint(
@@ -233,7 +259,10 @@ class BulkRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"bulk run {self.pk} ({self.selection})"
+        return gettext("bulk lookup %(id)s (%(selection)s)") % {
+            "id": self.pk,
+            "selection": self.selection,
+        }
 
     @property
     def is_open(self) -> bool:
@@ -244,21 +273,32 @@ class BulkMember(models.Model):
     """A user selected by a bulk run; ``fed_at`` is set when its lookup was started."""
 
     class Fed(models.TextChoices):
-        STARTED = "started", _("iniciada")
+        STARTED = "started", _("started")
         #: Its lookup was already in flight: that one counts, nothing new was queued.
-        IN_FLIGHT = "in_flight", _("ya en curso")
+        IN_FLIGHT = "in_flight", _("already in flight")
 
-    run = models.ForeignKey(BulkRun, on_delete=models.CASCADE, related_name="members")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    fed_at = models.DateTimeField(_("iniciada el"), null=True, blank=True)
-    fed = models.CharField(_("inicio"), max_length=16, choices=Fed.choices, blank=True)
+    run = models.ForeignKey(
+        BulkRun, on_delete=models.CASCADE, related_name="members", verbose_name=_("bulk lookup")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("member"),
+    )
+    fed_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    fed = models.CharField(_("start"), max_length=16, choices=Fed.choices, blank=True)
 
     class Meta:
-        verbose_name = _("miembro de consulta masiva")
+        verbose_name = _("bulk lookup member")
+        verbose_name_plural = _("bulk lookup members")
         constraints = [
             models.UniqueConstraint(fields=["run", "user"], name="census_bulkmember_unique")
         ]
         indexes = [models.Index(fields=["run", "fed_at"])]
 
     def __str__(self) -> str:
-        return f"member {self.user_id} of bulk run {self.run_id}"
+        return gettext("member %(user)s of bulk lookup %(run)s") % {
+            "user": self.user_id,
+            "run": self.run_id,
+        }

@@ -31,6 +31,9 @@ INSTALLED_APPS = [
     "portal",
 ]
 AUTH_USER_MODEL = "portal.Member"
+# As the example portal: Colombian Spanish, from census's es catalog (English msgids).
+LANGUAGE_CODE = "es-co"
+USE_I18N = True
 CENSUS_IS_LEADER = "portal.leaders.is_leader"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

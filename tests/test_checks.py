@@ -58,3 +58,24 @@ def test_bad_census_settings_are_errors() -> None:
     """Zero attempts, no delays and an unimportable scraper are errors."""
     found = ids(SAFE, CENSUS_MAX_ATTEMPTS=0, CENSUS_RETRY_DELAYS=[], CENSUS_SCRAPER="no.such.Cls")
     assert found == ["census.E002", "census.E003", "census.E004"]
+
+
+def test_a_host_without_playwright_is_warned_not_stopped(monkeypatch: Any) -> None:
+    """The browser extra missing (a web-only host): a warning saying where it is needed,
+    not an error that would stop migrate or runserver. Another missing module stays E004."""
+    import builtins
+    import sys
+
+    real_import = builtins.__import__
+
+    def no_playwright(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "playwright" or name.startswith("playwright."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name="playwright")
+        return real_import(name, *args, **kwargs)
+
+    for module in [m for m in sys.modules if m.split(".")[0] == "playwright"]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.delitem(sys.modules, "census.scraper.playwright", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_playwright)
+    scraper = "census.scraper.playwright.PlaywrightScraper"
+    assert ids(SAFE, CENSUS_SCRAPER=scraper) == ["census.W006"]
