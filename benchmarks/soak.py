@@ -42,7 +42,7 @@ from benchmarks.rate import browser_env
 from census.models import FINAL_STATUSES, CedulaInfo, Status
 from census.testing.simulator import CensusSimulator
 
-_TASK = re.compile(r"processing census-lookup-(\d+)-attempt-\d+")
+_TASK = re.compile(r"processing census-lookup-(\d+)-step-\d+")
 #: Lookups queued ahead of the worker, so that it never waits for work.
 AHEAD = 2
 

@@ -22,7 +22,7 @@ class AttemptInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = (
-        "number",
+        "step",
         "outcome",
         "sent",
         "due_at",
@@ -34,13 +34,17 @@ class AttemptInline(admin.TabularInline):
         "crash_traceback",
     )
     readonly_fields = fields
-    ordering = ("number",)
+    ordering = ("step",)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The history is part of the lookup: whoever may view the lookup sees its attempts.
+        return request.user.has_perm("census.view_cedulainfo")
 
     @admin.display(description=_("traceback"))
     def crash_traceback(self, attempt: Attempt) -> str:

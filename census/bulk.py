@@ -290,7 +290,7 @@ def in_flight_window(now: datetime | None = None) -> int:
     now = now or timezone.now()
     horizon = now + timedelta(seconds=settings.bulk_window_seconds)
     deferred = Attempt.objects.filter(
-        lookup=OuterRef("pk"), number=OuterRef("attempt") - 1, outcome=Outcome.DEFERRED.value
+        lookup=OuterRef("pk"), step=OuterRef("step") - 1, outcome=Outcome.DEFERRED.value
     )
     return CedulaInfo.objects.filter(
         Q(status__in=(Status.PENDING, Status.SCRAPING))

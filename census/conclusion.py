@@ -26,20 +26,20 @@ from census.results import changed_fields, result_of
 from census.transitions import locked, transition
 
 
-def conclude_attempt(lookup_id: int, attempt: int, *, task_id: str | None = None) -> bool:
+def conclude_attempt(lookup_id: int, step: int, *, task_id: str | None = None) -> bool:
     """Apply the retry policy to a reported attempt; idempotent. True if it moved the lookup.
 
     ``task_id``: the hook's task, which must be the one that claimed the attempt; the sweeper
     passes None.
     """
     with locked(lookup_id) as info:
-        row = Attempt.objects.filter(lookup_id=lookup_id, number=attempt).first()
-        refused = _not_concludable(info, row, attempt, task_id)
+        row = Attempt.objects.filter(lookup_id=lookup_id, step=step).first()
+        refused = _not_concludable(info, row, step, task_id)
         if refused:
             events.emit(
                 Event.ATTEMPT_IGNORED,
                 lookup_id=lookup_id,
-                attempt=attempt,
+                step=step,
                 reason=refused,
                 status=info.status if info else None,
             )
@@ -51,7 +51,7 @@ def conclude_attempt(lookup_id: int, attempt: int, *, task_id: str | None = None
             outcome = Outcome.TIMEOUT
         decision = policy.decide(
             outcome,
-            info.retry_count + 1,
+            info.budget_try,
             max_attempts=settings.max_attempts,
             delays=settings.retry_delays,
             retry_after=row.retry_after,
@@ -68,10 +68,10 @@ def conclude_attempt(lookup_id: int, attempt: int, *, task_id: str | None = None
 
 
 def _not_concludable(
-    info: CedulaInfo | None, row: Attempt | None, attempt: int, task_id: str | None
+    info: CedulaInfo | None, row: Attempt | None, step: int, task_id: str | None
 ) -> str:
     """Why this attempt cannot be concluded now ("" when it can)."""
-    if info is None or info.attempt != attempt or info.status != Status.SCRAPING:
+    if info is None or info.step != step or info.status != Status.SCRAPING:
         return "not the attempt in flight"
     if row is None:
         return "no attempt row"
@@ -85,21 +85,21 @@ def _not_concludable(
 def _retry(info: CedulaInfo, delay: float) -> None:
     now = timezone.now()
     due = now + timedelta(seconds=delay)
-    next_attempt = info.attempt + 1
+    next_step = info.step + 1
     transition(
         info,
         Status.RETRYING,
-        attempt=info.attempt,
+        step=info.step,
         fields={
-            "attempt": next_attempt,
-            "retry_count": info.retry_count + 1,
+            "step": next_step,
+            "budget_try": info.budget_try + 1,
             "last_retry_scheduled_at": now,
             "next_attempt_at": due,
         },
         log={"delay_s": delay, "due_at": due.isoformat()},
     )
     # Same transaction as the status: with the ORM broker both commit or neither does.
-    schedule_attempt(info.pk, next_attempt, due)
+    schedule_attempt(info.pk, next_step, due)
 
 
 def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
@@ -122,13 +122,13 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
     now = timezone.now()
     due = now + timedelta(seconds=waited)
     reason = row.error.split(":", 1)[0] or "gate_closed"
-    next_attempt = info.attempt + 1
+    next_step = info.step + 1
     transition(
         info,
         Status.RETRYING,
-        attempt=info.attempt,
+        step=info.step,
         fields={
-            "attempt": next_attempt,
+            "step": next_step,
             "next_attempt_at": due,
             "deferred_s": info.deferred_s + waited,
             "ticketed": not own_slowness(row.error),
@@ -140,20 +140,20 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
             events.emit,
             Event.ATTEMPT_DEFERRED,
             lookup_id=info.pk,
-            attempt=row.number,
+            step=row.step,
             until=due.isoformat(),
             reason=reason,
         ),
         robust=True,
     )
-    schedule_attempt(info.pk, next_attempt, due)
+    schedule_attempt(info.pk, next_step, due)
     return True
 
 
 def _slow_too_often(info: CedulaInfo) -> bool:
     """More uncharged own-slowness deferrals in this budget than it has attempts."""
     rows = Attempt.objects.filter(
-        lookup=info, number__gte=info.budget_start, outcome=Outcome.DEFERRED
+        lookup=info, step__gte=info.budget_start, outcome=Outcome.DEFERRED
     ).values_list("error", flat=True)
     return sum(own_slowness(error) for error in rows) > settings.max_attempts
 
@@ -174,7 +174,7 @@ def _finish(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> None:
     transition(
         info,
         decision.status,
-        attempt=info.attempt,
+        step=info.step,
         fields=fields,
         log={
             "reason": decision.reason,
@@ -210,7 +210,7 @@ def _report_change(info: CedulaInfo) -> None:
 
 def _error_details(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> str:
     """Every counted attempt of the budget, one line each, bounded by the settings' limit."""
-    rows = Attempt.objects.filter(lookup=info, number__gte=info.budget_start).order_by("number")
+    rows = Attempt.objects.filter(lookup=info, step__gte=info.budget_start).order_by("step")
     counted = [r for r in rows if r.outcome != Outcome.DEFERRED]
     deferred = len(rows) - len(counted)
     if row.outcome == Outcome.DEFERRED:
@@ -219,11 +219,11 @@ def _error_details(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> s
             " while the census site blocked automated traffic"
         )
     elif decision.exhausted:
-        head = f"gave up after {info.retry_count + 1} attempt(s): {decision.reason}"
+        head = f"gave up after {info.budget_try} attempt(s): {decision.reason}"
     else:
         head = f"permanent error: {decision.reason}"
     lines = [head]
-    lines += [f"attempt {r.number}: {r.outcome or '?'} {r.error}".rstrip() for r in counted]
+    lines += [f"step {r.step}: {r.outcome or '?'} {r.error}".rstrip() for r in counted]
     if deferred:
         lines.append(f"deferred {deferred} time(s), {info.deferred_s:.0f} s in total")
     text = scrub("\n".join(lines), raw_cedula(info))

@@ -113,9 +113,9 @@ def emit(event: Event, **fields: Any) -> None:
 
 
 @contextmanager
-def about(lookup_id: int, attempt: int) -> Iterator[None]:
-    """Every line logged inside names this lookup and attempt, and none after it (structlog's
+def about(lookup_id: int, step: int) -> Iterator[None]:
+    """Every line logged inside names this lookup and step, and none after it (structlog's
     contextvars, restored on exit): the one way the task, the hook and the sweeper say what
     they work on. Threads started inside carry it only if given a copy of the context."""
-    with structlog.contextvars.bound_contextvars(lookup_id=lookup_id, attempt=attempt):
+    with structlog.contextvars.bound_contextvars(lookup_id=lookup_id, step=step):
         yield

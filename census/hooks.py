@@ -19,12 +19,12 @@ from census.reports import record_failure
 def attempt_finished(task: Task) -> None:
     """Classify a finished attempt and finalise the lookup, schedule a retry, or defer it."""
     try:
-        lookup_id, attempt = (int(arg) for arg in task.args)
+        lookup_id, step = (int(arg) for arg in task.args)
     except (TypeError, ValueError):
         events.emit(Event.ATTEMPT_IGNORED, reason="task arguments are not (lookup, attempt)")
         return
-    with events.about(lookup_id, attempt):
+    with events.about(lookup_id, step):
         task_id = str(task.id)
         if not task.success:
-            record_failure(lookup_id, attempt, task_id, str(task.result or "task failed"))
-        conclude_attempt(lookup_id, attempt, task_id=task_id)
+            record_failure(lookup_id, step, task_id, str(task.result or "task failed"))
+        conclude_attempt(lookup_id, step, task_id=task_id)

@@ -83,15 +83,16 @@ class CedulaInfo(models.Model):
         _("status"), max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
     )
     status_changed_at = models.DateTimeField(_("status changed at"), default=timezone.now)
-    #: Retries scheduled in the current budget: 0 on the first attempt.
-    retry_count = models.PositiveSmallIntegerField(_("retries"), default=0)
-    #: Number of the current attempt over the lookup's whole life (refreshes included).
-    #: Tasks carry it; work for any other number is stale and ignored.
-    attempt = models.PositiveIntegerField(_("current attempt"), default=1)
+    #: Which step of the lookup is current, over its whole life: every attempt, deferral and
+    #: refresh moves it on. Tasks carry it; work for any other step is stale and ignored.
+    step = models.PositiveIntegerField(_("current step"), default=1)
+    #: Which request to the site the current step is within this budget (1-based, at most
+    #: ``CENSUS_MAX_ATTEMPTS``): a retry moves it on, a deferral does not (it charges nothing).
+    budget_try = models.PositiveSmallIntegerField(_("try of the budget"), default=1)
     last_retry_scheduled_at = models.DateTimeField(_("retry scheduled at"), null=True, blank=True)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
-    #: The attempt number that opened the current budget (1, or the one a refresh queued).
-    budget_start = models.PositiveIntegerField(_("first attempt of the budget"), default=1)
+    #: The step that opened the current budget (1, or the one a refresh queued).
+    budget_start = models.PositiveIntegerField(_("first step of the budget"), default=1)
     #: Seconds this budget has waited on a closed gate (deferrals spend no attempt).
     deferred_s = models.FloatField(_("waited on the closed gate (s)"), default=0.0)
     #: The lookup holds a place on the gate's deferral cursor (deferred by the closed gate,
@@ -144,7 +145,8 @@ class Attempt(models.Model):
     lookup = models.ForeignKey(
         CedulaInfo, on_delete=models.CASCADE, related_name="attempts", verbose_name=_("lookup")
     )
-    number = models.PositiveIntegerField(_("attempt"))
+    #: The lookup's step this attempt ran for (``CedulaInfo.step`` when it was claimed).
+    step = models.PositiveIntegerField(_("step"))
     #: Empty while the attempt runs, then its outcome.
     outcome = models.CharField(_("outcome"), max_length=32, blank=True, choices=OUTCOME_CHOICES)
     #: When the attempt became due (scheduled retries) or was queued.
@@ -171,14 +173,14 @@ class Attempt(models.Model):
     class Meta:
         verbose_name = _("attempt")
         verbose_name_plural = _("attempts")
-        ordering = ["lookup", "number"]
+        ordering = ["lookup", "step"]
         constraints = [
-            models.UniqueConstraint(fields=["lookup", "number"], name="census_attempt_unique")
+            models.UniqueConstraint(fields=["lookup", "step"], name="census_attempt_unique")
         ]
 
     def __str__(self) -> str:
-        return gettext("attempt %(number)s of lookup %(id)s") % {
-            "number": self.number,
+        return gettext("step %(step)s of lookup %(id)s") % {
+            "step": self.step,
             "id": self.lookup_id,
         }
 

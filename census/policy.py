@@ -1,4 +1,4 @@
-"""The retry policy: pure, (outcome, attempt) -> finish, retry after N seconds, or defer."""
+"""The retry policy: pure, (outcome, budget try) -> finish, retry after N seconds, or defer."""
 
 from __future__ import annotations
 
@@ -43,14 +43,14 @@ class Defer:
 Decision = Finish | Retry | Defer
 
 
-def retry_delay(attempt: int, delays: Sequence[float]) -> float:
-    """Seconds between attempt ``attempt`` (1-based) and the next: ``delays[min(n-1, len-1)]``."""
-    return float(delays[min(attempt - 1, len(delays) - 1)])
+def retry_delay(budget_try: int, delays: Sequence[float]) -> float:
+    """Seconds between try ``budget_try`` (1-based) and the next: ``delays[min(n-1, len-1)]``."""
+    return float(delays[min(budget_try - 1, len(delays) - 1)])
 
 
 def decide(
     outcome: Outcome,
-    attempt: int,
+    budget_try: int,
     *,
     max_attempts: int,
     delays: Sequence[float],
@@ -58,7 +58,7 @@ def decide(
     deferred_s: float = 0.0,
     max_defer: float = MAX_DEFER_SECONDS,
 ) -> Decision:
-    """What to do after attempt ``attempt`` (1-based, within the budget) ended in ``outcome``.
+    """What to do after try ``budget_try`` (1-based, within the budget) ended in ``outcome``.
 
     ``retry_after`` is how long the site or the gate asked to wait, as the attempt report
     stored it (clamped there: ``census.limits``); ``deferred_s`` is how long this budget
@@ -73,7 +73,7 @@ def decide(
         return Finish(status=_ANSWER_STATUS[outcome], reason=outcome)
     if not outcome.retriable:
         return Finish(status=Status.ERROR, reason=outcome)
-    if attempt >= max_attempts:
+    if budget_try >= max_attempts:
         return Finish(status=Status.ERROR, reason=outcome, exhausted=True)
     # A 429 that asks for a longer pause than the ladder gets its pause.
-    return Retry(delay=max(retry_delay(attempt, delays), wait))
+    return Retry(delay=max(retry_delay(budget_try, delays), wait))

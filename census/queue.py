@@ -1,7 +1,7 @@
 """Every Django-Q2 call of the app: queue an attempt, schedule one, see what is waiting, and
 the schedules of bulk runs (``census-bulk-<id>``) and of the daily re-check.
 
-Tasks carry ``(lookup_id, attempt)`` only, named ``census-lookup-<id>-attempt-<n>`` in group
+Tasks carry ``(lookup_id, step)`` only, named ``census-lookup-<id>-step-<n>`` in group
 ``census-lookup``; their hook is ``census.hooks.attempt_finished``.
 """
 
@@ -27,14 +27,14 @@ HOOK = "census.hooks.attempt_finished"
 GROUP = "census-lookup"
 
 
-def task_name(lookup_id: int, attempt: int) -> str:
-    """Readable in qinfo, qmonitor and the admin: which lookup and attempt, never the cédula."""
-    return f"census-lookup-{lookup_id}-attempt-{attempt}"
+def task_name(lookup_id: int, step: int) -> str:
+    """Readable in qinfo, qmonitor and the admin: which lookup and step, never the cédula."""
+    return f"census-lookup-{lookup_id}-step-{step}"
 
 
-def _q_options(lookup_id: int, attempt: int) -> dict[str, Any]:
+def _q_options(lookup_id: int, step: int) -> dict[str, Any]:
     return {
-        "task_name": task_name(lookup_id, attempt),
+        "task_name": task_name(lookup_id, step),
         "group": GROUP,
         "hook": HOOK,
         # Our retries replace the broker's: a failed attempt must not be delivered again.
@@ -45,38 +45,38 @@ def _q_options(lookup_id: int, attempt: int) -> dict[str, Any]:
     }
 
 
-def enqueue_attempt(lookup_id: int, attempt: int) -> str:
-    """Queue ``attempt`` of a lookup now; returns the Django-Q2 task id.
+def enqueue_attempt(lookup_id: int, step: int) -> str:
+    """Queue ``step`` of a lookup now; returns the Django-Q2 task id.
 
     Called in autocommit mode (on commit of a registration), the ORM broker would first close
     the caller's database connection (``close_old_connections``, which with the default
     ``CONN_MAX_AGE = 0`` closes it), and the registration's request would reconnect for its
     next query: a transaction of our own around the insert keeps the connection.
     """
-    options = _q_options(lookup_id, attempt)
+    options = _q_options(lookup_id, step)
     if Conf.ORM and transaction.get_autocommit(using=Conf.ORM):  # the ORM broker, no atomic
         with transaction.atomic(using=Conf.ORM):
-            return str(async_task(TASK_FUNC, lookup_id, attempt, q_options=options))
-    return str(async_task(TASK_FUNC, lookup_id, attempt, q_options=options))
+            return str(async_task(TASK_FUNC, lookup_id, step, q_options=options))
+    return str(async_task(TASK_FUNC, lookup_id, step, q_options=options))
 
 
-def schedule_attempt(lookup_id: int, attempt: int, due: datetime) -> Schedule:
+def schedule_attempt(lookup_id: int, step: int, due: datetime) -> Schedule:
     """Record the next attempt as a ONCE schedule (shown in the admin's Scheduled tasks)."""
     # Only literals: Django-Q2 stores args/kwargs as text and reads them with literal_eval.
     return schedule(
         TASK_FUNC,
         lookup_id,
-        attempt,
-        name=task_name(lookup_id, attempt),
+        step,
+        name=task_name(lookup_id, step),
         hook=HOOK,
         schedule_type=Schedule.ONCE,
         next_run=due,
-        q_options=_q_options(lookup_id, attempt),
+        q_options=_q_options(lookup_id, step),
     )
 
 
-def is_scheduled(lookup_id: int, attempt: int) -> bool:
-    return Schedule.objects.filter(name=task_name(lookup_id, attempt)).exists()
+def is_scheduled(lookup_id: int, step: int) -> bool:
+    return Schedule.objects.filter(name=task_name(lookup_id, step)).exists()
 
 
 def broker_lists_taken_tasks() -> bool:
@@ -125,12 +125,12 @@ def queued_task_names() -> set[str] | None:
     }
 
 
-def queue_now(lookup_id: int, attempt: int) -> bool:
+def queue_now(lookup_id: int, step: int) -> bool:
     """Queue an attempt; on failure log it (the sweeper resumes the lookup) and return False."""
     try:
-        enqueue_attempt(lookup_id, attempt)
+        enqueue_attempt(lookup_id, step)
     except Exception:
-        events.emit(Event.ENQUEUE_FAILED, lookup_id=lookup_id, attempt=attempt)
+        events.emit(Event.ENQUEUE_FAILED, lookup_id=lookup_id, step=step)
         return False
     return True
 

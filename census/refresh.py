@@ -58,18 +58,18 @@ def restart(lookup_id: int, *, requester_id: int | None) -> bool:
         transition(
             current,
             Status.PENDING,
-            attempt=current.attempt,
+            step=current.step,
             fields={
-                "attempt": current.attempt + 1,
-                "budget_start": current.attempt + 1,
-                "retry_count": 0,
+                "step": current.step + 1,
+                "budget_start": current.step + 1,
+                "budget_try": 1,
                 "deferred_s": 0.0,
                 "next_attempt_at": None,
                 "previous_result": result_of(current),
             },
             log={"requested_by": requester_id},
         )
-        transaction.on_commit(partial(queue_now, current.pk, current.attempt), robust=True)
+        transaction.on_commit(partial(queue_now, current.pk, current.step), robust=True)
         _log_requested_on_commit(current, requester_id)
     return True
 
@@ -81,7 +81,7 @@ def _log_requested_on_commit(info: CedulaInfo, requester_id: int | None) -> None
             Event.REFRESH_REQUESTED,
             lookup_id=info.pk,
             requested_by=requester_id,
-            attempt=info.attempt,
+            step=info.step,
         ),
         robust=True,
     )

@@ -23,4 +23,4 @@ def start_lookup(user: Any) -> CedulaInfo:
 def _queue_first_attempt(info: CedulaInfo) -> None:
     # Logged here, not in the transaction: a rolled-back registration must leave no event.
     log_created(info)
-    queue_now(info.pk, info.attempt)
+    queue_now(info.pk, info.step)

@@ -40,25 +40,25 @@ def raw_cedula(info: CedulaInfo) -> str:
     return "" if raw is None else str(raw)
 
 
-def mark_sent(lookup_id: int, attempt: int, task_id: str) -> None:
+def mark_sent(lookup_id: int, step: int, task_id: str) -> None:
     """The consulta left: say so on the attempt row at once, not only in the report."""
-    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
+    Attempt.objects.filter(lookup_id=lookup_id, step=step, task_id=task_id, outcome="").update(
         sent=True, sent_at=Now()
     )
 
 
 def write_report(
     lookup_id: int,
-    attempt: int,
+    step: int,
     task_id: str,
     result: LookupResult,
-    raw_cedula: str,
+    cedula_text: str,
     started: float,
 ) -> None:
     """Store the attempt's whole outcome on its row, which only its claiming task may fill."""
     duration_ms = int((time.monotonic() - started) * 1000)
     outcome = result.outcome
-    detail = scrub(result.detail, raw_cedula)
+    detail = scrub(result.detail, cedula_text)
     answer: dict[str, Any] = {}
     if result.place is not None:
         answer.update(asdict(result.place))
@@ -69,15 +69,13 @@ def write_report(
         if result.retry_after is None
         else clamp_seconds(result.retry_after, settings.max_retry_after_seconds)
     )
-    report = Attempt.objects.filter(
-        lookup_id=lookup_id, number=attempt, task_id=task_id, outcome=""
-    )
+    report = Attempt.objects.filter(lookup_id=lookup_id, step=step, task_id=task_id, outcome="")
     fields: dict[str, Any] = {
         "outcome": outcome.value,
         "finished_at": timezone.now(),
         "duration_ms": duration_ms,
         "error": "" if outcome.is_answer else detail[:ERROR_CHARS],
-        "answer": {key: scrub(str(value), raw_cedula)[:200] for key, value in answer.items()},
+        "answer": {key: scrub(str(value), cedula_text)[:200] for key, value in answer.items()},
         "retry_after": retry_after,
     }
     if result.meta.get("sent"):
@@ -98,18 +96,18 @@ def class_path(exc: BaseException) -> str:
 
 
 def store_crash(
-    lookup_id: int, attempt: int, task_id: str, exc: BaseException, raw_cedula: str
+    lookup_id: int, step: int, task_id: str, exc: BaseException, cedula_text: str
 ) -> None:
     """The exception's class and its scrubbed, bounded traceback on the attempt row."""
-    text = scrub("".join(traceback.format_exception(exc)), raw_cedula)
+    text = scrub("".join(traceback.format_exception(exc)), cedula_text)
     if len(text) > TRACEBACK_CHARS:  # keep the end: the innermost frames and the message
         text = "…" + text[-(TRACEBACK_CHARS - 1) :]
-    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id).update(
+    Attempt.objects.filter(lookup_id=lookup_id, step=step, task_id=task_id).update(
         error_class=class_path(exc)[:200], traceback=text
     )
 
 
-def record_failure(lookup_id: int, attempt: int, task_id: str, message: str) -> None:
+def record_failure(lookup_id: int, step: int, task_id: str, message: str) -> None:
     """The task failed without writing its report (Django-Q2's timeout, a crash of ours)."""
     info = CedulaInfo.objects.filter(pk=lookup_id).select_related("user").first()
     if info is None:
@@ -117,7 +115,7 @@ def record_failure(lookup_id: int, attempt: int, task_id: str, message: str) -> 
     # On failure Django-Q2 stores "message : traceback"; keep the message's last line.
     text = message.split(" : Traceback", 1)[0].strip()
     line = text.splitlines()[-1] if text else "task failed"
-    Attempt.objects.filter(lookup_id=lookup_id, number=attempt, task_id=task_id, outcome="").update(
+    Attempt.objects.filter(lookup_id=lookup_id, step=step, task_id=task_id, outcome="").update(
         outcome=Outcome.TASK_FAILED.value,
         finished_at=timezone.now(),
         error=scrub(line, raw_cedula(info))[:ERROR_CHARS],

@@ -86,7 +86,7 @@ def breaker_state(now: datetime | None = None) -> BreakerState:
     until = gate.phase_until(now)
     waiting = Attempt.objects.filter(
         lookup__status=Status.RETRYING,
-        number=F("lookup__attempt") - 1,
+        step=F("lookup__step") - 1,
         outcome=Outcome.DEFERRED.value,
     ).count()
     return BreakerState(
@@ -104,8 +104,8 @@ class CensusStats:
     lookups: int
     #: Lookups per status, every status listed (zeros included), in lifecycle order.
     by_status: dict[str, int]
-    #: Attempt number -> outcome -> attempts (``running`` for attempts not finished yet).
-    outcomes_by_attempt: dict[int, dict[str, int]]
+    #: Step -> outcome -> attempts (``running`` for attempts not finished yet).
+    outcomes_by_step: dict[int, dict[str, int]]
     #: ``final_reason`` -> lookups, for lookups that ended in ``error``.
     error_reasons: dict[str, int]
     #: Attempts a lookup has had -> lookups.
@@ -125,8 +125,8 @@ class CensusStats:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: nested dicts, keys as strings."""
         data = asdict(self)
-        data["outcomes_by_attempt"] = {
-            str(number): outcomes for number, outcomes in self.outcomes_by_attempt.items()
+        data["outcomes_by_step"] = {
+            str(number): outcomes for number, outcomes in self.outcomes_by_step.items()
         }
         data["attempts_used"] = {str(n): count for n, count in self.attempts_used.items()}
         return data
@@ -143,7 +143,7 @@ def compute(
     by_status = {status.value: status_counts.get(status.value, 0) for status in Status}
 
     outcomes: dict[int, dict[str, int]] = defaultdict(dict)
-    rows = attempts.values_list("number", "outcome").annotate(n=Count("pk")).order_by("number")
+    rows = attempts.values_list("step", "outcome").annotate(n=Count("pk")).order_by("step")
     for number, outcome, count in rows:
         key = outcome or RUNNING
         outcomes[number][key] = outcomes[number].get(key, 0) + count
@@ -180,7 +180,7 @@ def compute(
     return CensusStats(
         lookups=sum(by_status.values()),
         by_status=by_status,
-        outcomes_by_attempt=dict(outcomes),
+        outcomes_by_step=dict(outcomes),
         error_reasons=dict(error_reasons.most_common()),
         attempts_used=dict(sorted(used.items())),
         retry_lateness=Distribution.of(lateness),
@@ -220,14 +220,14 @@ def render_table(stats: CensusStats) -> str:
     lines = [f"Census lookups: {stats.lookups}", ""]
     lines += _rows(["Status", "Lookups"], stats.by_status.items())
 
-    lines += ["", "Outcomes per attempt number"]
-    seen = sorted({o for counts in stats.outcomes_by_attempt.values() for o in counts})
+    lines += ["", "Outcomes per step"]
+    seen = sorted({o for counts in stats.outcomes_by_step.values() for o in counts})
     if seen:
         lines += _rows(
-            ["Attempt", *seen, "total"],
+            ["Step", *seen, "total"],
             (
                 [number, *(counts.get(o, 0) for o in seen), sum(counts.values())]
-                for number, counts in sorted(stats.outcomes_by_attempt.items())
+                for number, counts in sorted(stats.outcomes_by_step.items())
             ),
         )
     else:

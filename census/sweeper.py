@@ -50,17 +50,17 @@ def sweep_reported(now: datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - timedelta(seconds=REPORT_GRACE_SECONDS)
     rows = Attempt.objects.filter(
         lookup__status=Status.SCRAPING,
-        number=F("lookup__attempt"),
+        step=F("lookup__step"),
         finished_at__lt=cutoff,
     ).exclude(outcome="")
-    return _each(rows.values_list("lookup_id", "number"), _conclude)
+    return _each(rows.values_list("lookup_id", "step"), _conclude)
 
 
 def sweep_stuck(now: datetime | None = None) -> int:
     """Conclude attempts running well past the task timeout, as lost (retriable)."""
     cutoff = (now or timezone.now()) - timedelta(seconds=settings.task_timeout + GRACE_SECONDS)
     stuck = CedulaInfo.objects.filter(status=Status.SCRAPING, status_changed_at__lt=cutoff)
-    return _each(stuck.values_list("pk", "attempt"), _conclude_lost)
+    return _each(stuck.values_list("pk", "step"), _conclude_lost)
 
 
 def sweep_stalled(now: datetime | None = None) -> int:
@@ -70,10 +70,10 @@ def sweep_stalled(now: datetime | None = None) -> int:
     grace = timedelta(seconds=stalled_after(known=waiting is not None))
     pending = CedulaInfo.objects.filter(status=Status.PENDING, status_changed_at__lt=now - grace)
     retrying = CedulaInfo.objects.filter(status=Status.RETRYING, next_attempt_at__lt=now - grace)
-    stalled = [*pending.values_list("pk", "attempt"), *retrying.values_list("pk", "attempt")]
+    stalled = [*pending.values_list("pk", "step"), *retrying.values_list("pk", "step")]
 
-    def resume(lookup_id: int, attempt: int) -> bool:
-        return _resume(lookup_id, attempt, waiting or set())
+    def resume(lookup_id: int, step: int) -> bool:
+        return _resume(lookup_id, step, waiting or set())
 
     return _each(stalled, resume)
 
@@ -91,52 +91,52 @@ def stalled_after(known: bool = True) -> float:
 
 def _each(items: Iterable[tuple[int, int]], handle: Callable[[int, int], bool]) -> int:
     moved = 0
-    for lookup_id, attempt in list(items):
-        with events.about(lookup_id, attempt):
+    for lookup_id, step in list(items):
+        with events.about(lookup_id, step):
             try:
-                moved += bool(handle(lookup_id, attempt))
+                moved += bool(handle(lookup_id, step))
             except Exception:
-                events.emit(Event.SWEEP_FAILED, lookup_id=lookup_id, attempt=attempt)
+                events.emit(Event.SWEEP_FAILED, lookup_id=lookup_id, step=step)
     return moved
 
 
-def _conclude(lookup_id: int, attempt: int) -> bool:
-    return conclude_attempt(lookup_id, attempt)
+def _conclude(lookup_id: int, step: int) -> bool:
+    return conclude_attempt(lookup_id, step)
 
 
-def _conclude_lost(lookup_id: int, attempt: int) -> bool:
-    row = Attempt.objects.filter(lookup_id=lookup_id, number=attempt).first()
+def _conclude_lost(lookup_id: int, step: int) -> bool:
+    row = Attempt.objects.filter(lookup_id=lookup_id, step=step).first()
     if row is not None and not row.outcome:
         task = Task.objects.filter(id=row.task_id).first() if row.task_id else None
         if task is not None and not task.success:
-            record_failure(lookup_id, attempt, row.task_id, str(task.result or "task failed"))
+            record_failure(lookup_id, step, row.task_id, str(task.result or "task failed"))
         else:
-            events.emit(Event.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt)
+            events.emit(Event.ATTEMPT_LOST, lookup_id=lookup_id, step=step)
             Attempt.objects.filter(pk=row.pk, outcome="").update(
                 outcome=Outcome.LOST.value,
                 finished_at=timezone.now(),
                 error="the attempt never reported back (worker stopped?)",
             )
     elif row is None:
-        events.emit(Event.ATTEMPT_LOST, lookup_id=lookup_id, attempt=attempt)
+        events.emit(Event.ATTEMPT_LOST, lookup_id=lookup_id, step=step)
         Attempt.objects.create(
             lookup_id=lookup_id,
-            number=attempt,
+            step=step,
             outcome=Outcome.LOST.value,
             finished_at=timezone.now(),
             error="the attempt never reported back (worker stopped?)",
         )
-    return conclude_attempt(lookup_id, attempt)
+    return conclude_attempt(lookup_id, step)
 
 
-def _resume(lookup_id: int, attempt: int, waiting: set[str]) -> bool:
-    if queue.task_name(lookup_id, attempt) in waiting or queue.is_scheduled(lookup_id, attempt):
+def _resume(lookup_id: int, step: int, waiting: set[str]) -> bool:
+    if queue.task_name(lookup_id, step) in waiting or queue.is_scheduled(lookup_id, step):
         return False
     with locked(lookup_id) as info:
-        if info is None or info.attempt != attempt:
+        if info is None or info.step != step:
             return False
         if info.status not in (Status.PENDING, Status.RETRYING):
             return False
         status = info.status
-    events.emit(Event.LOOKUP_RESUMED, lookup_id=lookup_id, attempt=attempt, status=status)
-    return queue_now(lookup_id, attempt)
+    events.emit(Event.LOOKUP_RESUMED, lookup_id=lookup_id, step=step, status=status)
+    return queue_now(lookup_id, step)

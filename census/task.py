@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
+import structlog
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -29,6 +30,14 @@ from census.transitions import TransitionRefused, locked, transition
 current_task_id: ContextVar[str] = ContextVar("census_current_task_id", default="")
 
 
+class Claimed(NamedTuple):
+    """What a claimed step needs: the raw cédula, its place on the gate, its try number."""
+
+    raw_cedula: str
+    ticketed: bool
+    budget_try: int
+
+
 class ScraperCrashed(RuntimeError):
     """The scraper raised; the message is scrubbed of the cédula before Django-Q2 stores it."""
 
@@ -36,50 +45,56 @@ class ScraperCrashed(RuntimeError):
 # -- the task -------------------------------------------------------------------------------
 
 
-def run_attempt(lookup_id: int, attempt: int) -> dict[str, Any]:
+def run_attempt(lookup_id: int, step: int) -> dict[str, Any]:
     """Django-Q2 task: run one attempt of one lookup; returns a small, JSON-safe summary."""
-    with events.about(lookup_id, attempt):
-        return _run_attempt(lookup_id, attempt, current_task_id.get())
+    with events.about(lookup_id, step):
+        return _run_attempt(lookup_id, step, current_task_id.get())
 
 
-def _run_attempt(lookup_id: int, attempt: int, task_id: str) -> dict[str, Any]:
-    summary: dict[str, Any] = {"lookup_id": lookup_id, "attempt": attempt}
+def _run_attempt(lookup_id: int, step: int, task_id: str) -> dict[str, Any]:
+    summary: dict[str, Any] = {"lookup_id": lookup_id, "step": step}
     # Every database step survives a dropped connection (reconnect, bounded retries): a
     # drop must neither lose the claim nor an answer the site gave.
     tries: list[int] = []
 
-    def claim() -> tuple[str, bool] | None:
+    def claim() -> Claimed | None:
         tries.append(1)  # a retry may find the claim its lost connection committed
-        return _claim(lookup_id, attempt, task_id, again=len(tries) > 1)
+        return _claim(lookup_id, step, task_id, again=len(tries) > 1)
 
     claimed = database.retrying(claim, step="claim")
     if claimed is None:
         return {**summary, "outcome": None, "skipped": True}
-    raw_cedula, ticketed = claimed
+    # Every line from here on says which request of the budget this is, beside the step.
+    with structlog.contextvars.bound_contextvars(budget_try=claimed.budget_try):
+        return _run_claimed(lookup_id, step, task_id, claimed, summary)
+
+
+def _run_claimed(
+    lookup_id: int, step: int, task_id: str, claimed: Claimed, summary: dict[str, Any]
+) -> dict[str, Any]:
+    raw_cedula = claimed.raw_cedula
     started = time.monotonic()
     try:
         result = _lookup(
-            raw_cedula, ticketed, partial(reports.mark_sent, lookup_id, attempt, task_id)
+            raw_cedula, claimed.ticketed, partial(reports.mark_sent, lookup_id, step, task_id)
         )
     except Exception as exc:  # a bug, not a site failure: kept as data, logged, retried
         detail = scrub(f"{type(exc).__name__}: {exc}", raw_cedula)
         crashed = LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
-        reports.write_report(lookup_id, attempt, task_id, crashed, raw_cedula, started)
-        reports.store_crash(lookup_id, attempt, task_id, exc, raw_cedula)
+        reports.write_report(lookup_id, step, task_id, crashed, raw_cedula, started)
+        reports.store_crash(lookup_id, step, task_id, exc, raw_cedula)
         with logs.scrubbing(raw_cedula):
             events.emit(Event.ATTEMPT_CRASHED, error_class=reports.class_path(exc))
         # from None: the cause may echo the cédula
         raise ScraperCrashed(detail[: reports.ERROR_CHARS]) from None
-    reports.write_report(lookup_id, attempt, task_id, result, raw_cedula, started)
+    reports.write_report(lookup_id, step, task_id, result, raw_cedula, started)
     return {**summary, "outcome": result.outcome.value}
 
 
-def _claim(
-    lookup_id: int, attempt: int, task_id: str, *, again: bool = False
-) -> tuple[str, bool] | None:
-    """Move the lookup to SCRAPING for ``attempt``; its raw cédula and whether it was deferred.
+def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> Claimed | None:
+    """Move the lookup to SCRAPING for ``step``; its raw cédula and whether it was deferred.
 
-    None when the work is stale, or this task already claimed the attempt (a redelivery).
+    None when the work is stale, or this task already claimed the step (a redelivery).
     ``again``: this process retries a claim whose connection dropped, perhaps after its
     commit: finding its own unreported claim, it goes on with it.
     """
@@ -87,25 +102,25 @@ def _claim(
         if info is None:
             events.emit(Event.ATTEMPT_IGNORED, reason="lookup_deleted")
             return None
-        row = Attempt.objects.filter(lookup=info, number=attempt).first()
+        row = Attempt.objects.filter(lookup=info, step=step).first()
         # A lookup coming back from the gate's cursor keeps its place in line (stored by
         # the deferral that placed it); one that only waited for this host's browser has none.
         ticketed = info.ticketed
         if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
             if again and not row.outcome and not row.sent:
-                return reports.raw_cedula(info), ticketed
+                return Claimed(reports.raw_cedula(info), ticketed, info.budget_try)
             events.emit(Event.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
             return None
         try:
-            transition(info, Status.SCRAPING, attempt=attempt)
+            transition(info, Status.SCRAPING, step=step)
         except TransitionRefused as refused:
             events.emit(Event.ATTEMPT_IGNORED, reason=str(refused), status=info.status)
             return None
         # Only scheduled attempts have a due time; lateness is measured against it.
-        due = info.next_attempt_at if (info.retry_count or ticketed) else None
+        due = info.next_attempt_at if (info.budget_try > 1 or ticketed) else None
         Attempt.objects.update_or_create(
             lookup=info,
-            number=attempt,
+            step=step,
             defaults={
                 "due_at": due,
                 "started_at": timezone.now(),
@@ -116,8 +131,13 @@ def _claim(
             },
         )
         raw_text = reports.raw_cedula(info)
-    events.emit(Event.ATTEMPT_STARTED, user_id=info.user_id, cedula=mask(raw_text))
-    return raw_text, ticketed
+    events.emit(
+        Event.ATTEMPT_STARTED,
+        user_id=info.user_id,
+        budget_try=info.budget_try,
+        cedula=mask(raw_text),
+    )
+    return Claimed(raw_text, ticketed, info.budget_try)
 
 
 def _lookup(raw_cedula: str, ticketed: bool, on_sent: Callable[[], None]) -> LookupResult:

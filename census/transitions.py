@@ -36,11 +36,11 @@ def locked(lookup_id: int) -> Iterator[CedulaInfo | None]:
         yield CedulaInfo.objects.select_for_update().filter(pk=lookup_id).first()
 
 
-def check(info: CedulaInfo, to: Status, *, attempt: int) -> None:
+def check(info: CedulaInfo, to: Status, *, step: int) -> None:
     """Raise ``TransitionRefused`` unless ``info`` may move to ``to`` for ``attempt``."""
     current = info.current_status
-    if info.attempt != attempt:
-        raise TransitionRefused(f"attempt {attempt} is stale: lookup is at {info.attempt}")
+    if info.step != step:
+        raise TransitionRefused(f"step {step} is stale: lookup is at {info.step}")
     if to not in ALLOWED[current]:
         raise TransitionRefused(f"{current.value} -> {to.value} is not allowed")
 
@@ -49,7 +49,7 @@ def transition(
     info: CedulaInfo,
     to: Status,
     *,
-    attempt: int,
+    step: int,
     fields: dict[str, Any] | None = None,
     log: dict[str, Any] | None = None,
 ) -> None:
@@ -57,7 +57,7 @@ def transition(
 
     ``fields`` are other model fields saved with the move; ``log`` adds event fields.
     """
-    check(info, to, attempt=attempt)
+    check(info, to, step=step)
     from_status = info.current_status
     now = timezone.now()
     changes: dict[str, Any] = {"status": to.value, "status_changed_at": now, **(fields or {})}
@@ -76,8 +76,8 @@ def transition(
             Event.LOOKUP_STATUS_CHANGED,
             lookup_id=info.pk,
             user_id=info.user_id,
-            attempt=info.attempt,
-            retry_count=info.retry_count,
+            step=info.step,
+            budget_try=info.budget_try,
             from_status=from_status.value,
             to_status=to.value,
             **(log or {}),
@@ -92,8 +92,8 @@ def log_created(info: CedulaInfo) -> None:
         Event.LOOKUP_STATUS_CHANGED,
         lookup_id=info.pk,
         user_id=info.user_id,
-        attempt=info.attempt,
-        retry_count=info.retry_count,
+        step=info.step,
+        budget_try=info.budget_try,
         from_status=None,
         to_status=Status.PENDING.value,
     )

@@ -47,7 +47,7 @@ def run_and_hook(lookup_id: int, attempt: int, task_id: str | None = None) -> Ta
 def drive(info: CedulaInfo, capture: Any) -> CedulaInfo:
     """Run the lookup's current attempt with ``run_and_hook`` until the lookup is final.
 
-    Each pass runs ``info.attempt`` at once, inside ``capture(execute=True)`` (pytest-django's
+    Each pass runs ``info.step`` at once, inside ``capture(execute=True)`` (pytest-django's
     ``django_capture_on_commit_callbacks``) so the hook's on-commit callbacks run. It does not
     fire schedules: a retry's or deferral's due time (``next_attempt_at``) is not waited for,
     and its ONCE ``Schedule`` row, like any task package in the broker, stays where it is.
@@ -58,5 +58,5 @@ def drive(info: CedulaInfo, capture: Any) -> CedulaInfo:
         if info.current_status.is_final:
             return info
         with capture(execute=True):
-            run_and_hook(info.pk, info.attempt)
+            run_and_hook(info.pk, info.step)
     raise AssertionError("lookup never finished")

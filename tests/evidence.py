@@ -72,7 +72,7 @@ def send_lags(site: CensusSimulator) -> list[float]:
     lags = []
     for info in CedulaInfo.objects.select_related("user"):
         key = key_of(info.user.username)
-        sends = Attempt.objects.filter(lookup=info, sent_at__isnull=False).order_by("number")
+        sends = Attempt.objects.filter(lookup=info, sent_at__isnull=False).order_by("step")
         for attempt, arrived in zip(sends, arrivals.get(key or "", []), strict=False):
             assert attempt.sent_at is not None
             lags.append(arrived - attempt.sent_at.timestamp())

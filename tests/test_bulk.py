@@ -382,9 +382,9 @@ def test_a_member_deleted_mid_run_does_not_keep_the_run_open(
 def _deferred_lookup(due_in: timedelta, outcome: str = Outcome.DEFERRED.value) -> CedulaInfo:
     """A member's lookup in ``retrying`` after an attempt with ``outcome``, due in ``due_in``."""
     info = CedulaInfo.objects.get(user=factories.member())
-    Attempt.objects.create(lookup=info, number=1, outcome=outcome, finished_at=timezone.now())
+    Attempt.objects.create(lookup=info, step=1, outcome=outcome, finished_at=timezone.now())
     CedulaInfo.objects.filter(pk=info.pk).update(
-        status=Status.RETRYING, attempt=2, next_attempt_at=timezone.now() + due_in
+        status=Status.RETRYING, step=2, next_attempt_at=timezone.now() + due_in
     )
     return info
 
@@ -588,7 +588,7 @@ def test_workers_slower_than_the_gate_get_a_smaller_window(
         [("found", 5), ("timeout", 20), ("not_found", 50), ("deferred", 10), ("found", 90)], 1
     ):
         Attempt.objects.create(
-            lookup=info, number=number, outcome=outcome, finished_at=now - timedelta(seconds=ago)
+            lookup=info, step=number, outcome=outcome, finished_at=now - timedelta(seconds=ago)
         )
     for _ in range(8):
         factories.member_without_lookup()

@@ -139,7 +139,7 @@ def test_backfill_is_paced_resumable_and_lets_registrations_first(
         first=Min("started_at")
     )["first"]
     for pk in newcomers:
-        started = Attempt.objects.get(lookup_id=pk, number=1).started_at
+        started = Attempt.objects.get(lookup_id=pk, step=1).started_at
         assert started <= first_later
         assert run_lookups_ahead(numbers, registered_at, started) <= window_bound(registered_at)
 

@@ -53,18 +53,18 @@ def test_blocked_then_timeout_then_found_on_time(qcluster: Any) -> None:
     info = register(number, events)
     [info] = wait_until_final([info.pk], cluster)
     assert info.status == Status.FOUND
-    assert info.retry_count == 2
-    attempts = list(info.attempts.order_by("number"))
+    assert info.budget_try == 3
+    attempts = list(info.attempts.order_by("step"))
     assert [a.outcome for a in attempts] == ["blocked", "timeout", "found"]
     for retry in attempts[1:]:
         # Django-Q2's own scheduler alone would start these up to 30 s late.
         assert retry.due_at is not None and retry.late_by is not None
         # Django-Q2's own scheduler ticks every 30 s; the census ticker every 0.25 s here. The
         # bound only tells the two apart (a loaded machine adds seconds); ./bench measures it.
-        assert -0.5 < retry.late_by < 20, f"attempt {retry.number} late by {retry.late_by:.2f}s"
+        assert -0.5 < retry.late_by < 20, f"attempt {retry.step} late by {retry.late_by:.2f}s"
     events += cluster.events()
     retrying = [e for e in events if e.get("to_status") == "retrying"]
-    assert [e["attempt"] for e in retrying] == [2, 3]
+    assert [e["step"] for e in retrying] == [2, 3]
     assert all("due_at" in e and "delay_s" in e for e in retrying)
     assert transitions(events, info.pk) == [
         (None, "pending"),
@@ -99,8 +99,8 @@ def test_exception_inside_the_scraper_is_retried(qcluster: Any) -> None:
     info = register(number)
     [info] = wait_until_final([info.pk], cluster)
     assert info.status == Status.FOUND
-    assert [a.outcome for a in info.attempts.order_by("number")] == ["task_failed", "found"]
-    failed = Task.objects.get(id=info.attempts.get(number=1).task_id)
+    assert [a.outcome for a in info.attempts.order_by("step")] == ["task_failed", "found"]
+    failed = Task.objects.get(id=info.attempts.get(step=1).task_id)
     assert failed.success is False
     assert "ScriptedFailure" in failed.result
     for task in Task.objects.all():
@@ -145,7 +145,7 @@ def test_busy_worker_names_its_lookup_in_its_process_title(qcluster: Any) -> Non
     number = factories.cedula()
     cluster = qcluster({number: ["sleep:4"]})
     info = register(number)
-    expected = f"census-lookup-{info.pk}-attempt-1"
+    expected = f"census-lookup-{info.pk}-step-1"
     titles: list[str] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not any(expected in t for t in titles):

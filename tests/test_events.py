@@ -79,7 +79,7 @@ def test_lines_about_a_lookup_name_it_and_later_lines_do_not() -> None:
                 raise RuntimeError
             events.emit(Event.ATTEMPT_IGNORED, reason="outer again")
         events.emit(Event.ATTEMPT_IGNORED, reason="after")
-    ids = [(e["reason"], e.get("lookup_id"), e.get("attempt")) for e in logs]
+    ids = [(e["reason"], e.get("lookup_id"), e.get("step")) for e in logs]
     assert ids == [
         ("outer", 7, 1),
         ("inner", 8, 2),

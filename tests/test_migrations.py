@@ -1,11 +1,34 @@
-"""The models and their migrations agree."""
+"""The models and their migrations agree, and data migrations keep what rows held."""
 
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
+
+
+def migrate_to(name: str | None) -> Any:
+    """Migrate census to ``name`` (None: the latest); the historical apps at that state."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    target = [("census", name)] if name else executor.loader.graph.leaf_nodes("census")
+    executor.migrate(target)
+    return executor.loader.project_state(target).apps
+
+
+def user_ids(count: int, prefix: str) -> list[int]:
+    """``count`` users made in bulk, so no receiver gives them a lookup of today's shape."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects
+    users.bulk_create([users.model(username=f"{prefix}{i}") for i in range(count)])
+    return list(
+        users.filter(username__startswith=prefix).order_by("pk").values_list("pk", flat=True)
+    )
 
 
 @pytest.mark.django_db
@@ -20,29 +43,37 @@ def test_no_model_change_is_missing_a_migration() -> None:
 def test_lookups_deferred_before_the_upgrade_keep_their_ticket() -> None:
     """0008 stores the deferral ticket the claim used to infer: a lookup waiting on the
     gate's cursor keeps its place, one waiting for this host's browsers gets none."""
-    from django.contrib.auth import get_user_model
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    before, after = [("census", "0007_attempt_sent_at")], [("census", "0008_cedulainfo_ticketed")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    old = executor.loader.project_state(before).apps
+    old = migrate_to("0007_attempt_sent_at")
     CedulaInfo, Attempt = old.get_model("census", "CedulaInfo"), old.get_model("census", "Attempt")
-    users = get_user_model().objects
-    users.bulk_create([users.model(username=f"10000000{i}") for i in range(3)])  # no receiver
-    user_ids = list(users.order_by("pk").values_list("pk", flat=True))
     errors = ["breaker_open: the site blocked", "browsers_busy: 2 of 2 in use", ""]
     outcomes = ["deferred", "deferred", "timeout"]
     lookups = []
-    for user_id, error, outcome in zip(user_ids, errors, outcomes, strict=True):
+    for user_id, error, outcome in zip(user_ids(3, "10000000"), errors, outcomes, strict=True):
         info = CedulaInfo.objects.create(user_id=user_id, status="retrying", attempt=2)
         Attempt.objects.create(lookup=info, number=1, outcome=outcome, error=error)
         lookups.append(info.pk)
-    executor = MigrationExecutor(connection)
-    executor.migrate(after)
-    new = executor.loader.project_state(after).apps.get_model("census", "CedulaInfo")
+    new = migrate_to("0008_cedulainfo_ticketed").get_model("census", "CedulaInfo")
     tickets = [new.objects.get(pk=pk).ticketed for pk in lookups]
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes("census"))
+    migrate_to(None)
     assert tickets == [True, False, False]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_counters_rename_keeps_every_lookups_place() -> None:
+    """0010 renames the counters: ``attempt`` and ``Attempt.number`` become ``step`` with their
+    values, and ``retry_count`` (0-based) becomes ``budget_try`` (1-based), each one up."""
+    old = migrate_to("0009_english_msgids")
+    CedulaInfo, Attempt = old.get_model("census", "CedulaInfo"), old.get_model("census", "Attempt")
+    first, second = user_ids(2, "20000000")
+    fresh = CedulaInfo.objects.create(user_id=first, status="pending", attempt=1, retry_count=0)
+    deep = CedulaInfo.objects.create(user_id=second, status="retrying", attempt=7, retry_count=1)
+    Attempt.objects.create(lookup=deep, number=6, outcome="deferred")
+    new = migrate_to("0010_steps_and_budget_tries")
+    lookups, rows = new.get_model("census", "CedulaInfo"), new.get_model("census", "Attempt")
+    counters = [
+        lookups.objects.values_list("step", "budget_try").get(pk=pk) for pk in (fresh.pk, deep.pk)
+    ]
+    steps = list(rows.objects.filter(lookup_id=deep.pk).values_list("step", flat=True))
+    migrate_to(None)
+    assert counters == [(1, 1), (7, 2)]
+    assert steps == [6]

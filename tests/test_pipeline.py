@@ -26,9 +26,9 @@ def test_found_at_once(new_lookup: Any, django_capture_on_commit_callbacks: Any)
     info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
     assert info.status == Status.FOUND
     assert info.final_reason == "found"
-    assert info.retry_count == 0
+    assert info.budget_try == 1
     assert info.puesto.startswith("PUESTO") and info.mesa
-    assert list(info.attempts.values_list("number", "outcome")) == [(1, "found")]
+    assert list(info.attempts.values_list("step", "outcome")) == [(1, "found")]
 
 
 def test_blocked_then_timeout_then_found(
@@ -39,14 +39,14 @@ def test_blocked_then_timeout_then_found(
     with capture_logs() as logs:
         info = drive(info, django_capture_on_commit_callbacks)
     assert info.status == Status.FOUND
-    assert info.retry_count == 2
-    assert list(info.attempts.values_list("number", "outcome")) == [
+    assert info.budget_try == 3
+    assert list(info.attempts.values_list("step", "outcome")) == [
         (1, "blocked"),
         (2, "timeout"),
         (3, "found"),
     ]
     retrying = [e for e in logs if e.get("to_status") == "retrying"]
-    assert [(e["attempt"], e["delay_s"]) for e in retrying] == [(2, 2.0), (3, 3.0)]
+    assert [(e["step"], e["delay_s"]) for e in retrying] == [(2, 2.0), (3, 3.0)]
     assert all(e["due_at"] for e in retrying)
     moves = [
         (e["from_status"], e["to_status"]) for e in logs if e["event"] == "lookup_status_changed"
@@ -71,10 +71,10 @@ def test_retry_is_a_once_schedule_due_after_the_delay(
         run_and_hook(info.pk, 1)
     info.refresh_from_db()
     assert info.status == Status.RETRYING
-    assert (info.attempt, info.retry_count) == (2, 1)
+    assert (info.step, info.budget_try) == (2, 2)
     [entry] = Schedule.objects.all()
     assert entry.schedule_type == Schedule.ONCE
-    assert entry.name == f"census-lookup-{info.pk}-attempt-2"
+    assert entry.name == f"census-lookup-{info.pk}-step-2"
     assert entry.hook == queue.HOOK
     assert 1.5 <= (entry.next_run - before).total_seconds() <= 3
     assert entry.next_run == info.next_attempt_at
@@ -90,7 +90,7 @@ def test_three_failures_end_in_error_with_details(
         info = drive(info, django_capture_on_commit_callbacks)
     assert info.status == Status.ERROR
     assert info.final_reason == "connection_error"
-    assert info.retry_count == 2
+    assert info.budget_try == 3
     assert "gave up after 3 attempt(s)" in info.raw_response
     for outcome in ("blocked", "captcha_failed", "connection_error"):
         assert outcome in info.raw_response
@@ -99,8 +99,8 @@ def test_three_failures_end_in_error_with_details(
     assert final["age_s"] >= 0  # registration to final, for time-to-final charts
     # Attempts 2 and 3 were scheduled; nothing after the last one.
     assert sorted(Schedule.objects.values_list("name", flat=True)) == [
-        f"census-lookup-{info.pk}-attempt-2",
-        f"census-lookup-{info.pk}-attempt-3",
+        f"census-lookup-{info.pk}-step-2",
+        f"census-lookup-{info.pk}-step-3",
     ]
 
 
@@ -125,7 +125,7 @@ def test_scraper_exception_is_retried_and_scrubbed(
     assert task.success is False
     info.refresh_from_db()
     assert info.status == Status.RETRYING
-    attempt = info.attempts.get(number=1)
+    attempt = info.attempts.get(step=1)
     assert attempt.outcome == "task_failed"
     assert "ScriptedFailure" in attempt.error
     assert info.user.username not in task.result
@@ -140,7 +140,7 @@ def test_invalid_cedula_is_a_permanent_error_without_retry(
     info = drive(new_lookup(username="ana.perez"), django_capture_on_commit_callbacks)
     assert info.status == Status.ERROR
     assert info.final_reason == "invalid_cedula"
-    assert info.retry_count == 0
+    assert info.budget_try == 1
     assert "3 to 10 digits" in info.raw_response
 
 
@@ -154,7 +154,7 @@ def test_duplicate_hook_changes_nothing(
     with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
         hooks.attempt_finished(task)
     info.refresh_from_db()
-    assert (info.status, info.attempt, info.retry_count) == (Status.RETRYING, 2, 1)
+    assert (info.status, info.step, info.budget_try) == (Status.RETRYING, 2, 2)
     assert Schedule.objects.count() == 1
     assert [e["event"] for e in logs] == [Event.ATTEMPT_IGNORED]
 

@@ -12,7 +12,7 @@ DELAYS = (60, 300, 900)
 
 
 @pytest.mark.parametrize(
-    ("outcome", "attempt", "expected"),
+    ("outcome", "budget_try", "expected"),
     [
         (Outcome.FOUND, 1, Finish(status=Status.FOUND, reason="found")),
         (Outcome.NOT_FOUND, 2, Finish(status=Status.NOT_FOUND, reason="not_found")),
@@ -30,15 +30,15 @@ DELAYS = (60, 300, 900)
         (Outcome.BLOCKED, 3, Finish(status=Status.ERROR, reason="blocked", exhausted=True)),
     ],
 )
-def test_decide_default_budget(outcome: Outcome, attempt: int, expected: object) -> None:
+def test_decide_default_budget(outcome: Outcome, budget_try: int, expected: object) -> None:
     """Answers finish, retriable failures retry on the ladder, the third failure gives up."""
-    assert decide(outcome, attempt, max_attempts=3, delays=DELAYS) == expected
+    assert decide(outcome, budget_try, max_attempts=3, delays=DELAYS) == expected
 
 
-@pytest.mark.parametrize(("attempt", "delay"), [(1, 60), (2, 300), (3, 900), (4, 900), (9, 900)])
-def test_retry_delay_uses_last_step_past_the_ladder(attempt: int, delay: float) -> None:
-    """The delay before attempt n+1 is delays[min(n-1, len-1)]."""
-    assert retry_delay(attempt, DELAYS) == delay
+@pytest.mark.parametrize(("budget_try", "delay"), [(1, 60), (2, 300), (3, 900), (4, 900), (9, 900)])
+def test_retry_delay_uses_last_step_past_the_ladder(budget_try: int, delay: float) -> None:
+    """The delay after try n is delays[min(n-1, len-1)]."""
+    assert retry_delay(budget_try, DELAYS) == delay
 
 
 def test_raised_maximum_reaches_the_fifteen_minute_step() -> None:

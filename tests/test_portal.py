@@ -200,7 +200,7 @@ def test_member_cannot_refresh(client: Client) -> None:
     assert response.status_code == 403
     info.refresh_from_db()
     assert info.status == Status.ERROR
-    assert info.attempt == 1
+    assert info.step == 1
 
 
 def test_leader_refresh_starts_a_new_lookup(
@@ -221,9 +221,9 @@ def test_leader_refresh_starts_a_new_lookup(
     assert "Pedimos una nueva consulta del censo." in response.content.decode()
     info.refresh_from_db()
     assert info.status == Status.PENDING
-    assert info.attempt == 2
+    assert info.step == 2
     # Attempt 2 goes to the cluster's queue when the request commits.
-    assert [task["name"] for task in queued()] == [f"census-lookup-{info.pk}-attempt-2"]
+    assert [task["name"] for task in queued()] == [f"census-lookup-{info.pk}-step-2"]
 
 
 def test_leader_refresh_of_a_lookup_in_flight_changes_nothing(client: Client) -> None:
@@ -234,7 +234,7 @@ def test_leader_refresh_of_a_lookup_in_flight_changes_nothing(client: Client) ->
     response = client.post(reverse("portal:refresh", args=[leader.pk]), follow=True)
 
     assert "Ya hay una consulta en curso" in response.content.decode()
-    assert CedulaInfo.objects.get(user=leader).attempt == 1
+    assert CedulaInfo.objects.get(user=leader).step == 1
 
 
 def test_refresh_is_post_only(client: Client) -> None:
@@ -287,7 +287,7 @@ def test_leader_cannot_refresh_someone_elses_referral(client: Client) -> None:
     assert response.status_code == 403
     assert _lookup_queries(queries) == []
     info.refresh_from_db()
-    assert (info.status, info.attempt) == (Status.ERROR, 1)
+    assert (info.status, info.step) == (Status.ERROR, 1)
 
 
 def test_leader_cannot_refresh_a_member_nobody_referred(client: Client) -> None:
@@ -330,7 +330,7 @@ def test_non_leader_gets_403_before_any_lookup_is_read(client: Client) -> None:
     assert existing.content == own.content == missing.content
     assert _lookup_queries(queries) == []
     info.refresh_from_db()
-    assert (info.status, info.attempt) == (Status.ERROR, 1)
+    assert (info.status, info.step) == (Status.ERROR, 1)
 
 
 @pytest.mark.parametrize(
@@ -355,7 +355,7 @@ def test_superuser_and_permission_holder_may_refresh_anyone(
     assert [r.status_code for r in responses] == [302, 302]
     for info in infos:
         info.refresh_from_db()
-        assert (info.status, info.attempt) == (Status.PENDING, 2)
+        assert (info.status, info.step) == (Status.PENDING, 2)
 
 
 def test_superuser_refresh_of_an_unknown_id_is_404(client: Client) -> None:
@@ -421,7 +421,7 @@ def test_throttle_answers_429_after_n_requests(
     assert "se permiten como máximo 3 cada 10 minutos." in page
     assert "Vuelve a intentarlo en 9 minutos" in page
     info.refresh_from_db()
-    assert info.attempt == 2
+    assert info.step == 2
 
 
 def test_throttle_counts_refused_and_unknown_targets(

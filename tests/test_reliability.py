@@ -70,9 +70,9 @@ def test_a_block_defers_the_next_lookup_without_spending_its_attempt(
     with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
         run_and_hook(other.pk, 1)
     other.refresh_from_db()
-    assert (other.status, other.retry_count, other.attempt) == (Status.RETRYING, 0, 2)
+    assert (other.status, other.budget_try, other.step) == (Status.RETRYING, 1, 2)
     assert other.next_attempt_at is not None and other.next_attempt_at >= opens
-    row = Attempt.objects.get(lookup=other, number=1)
+    row = Attempt.objects.get(lookup=other, step=1)
     assert (row.outcome, row.sent) == (Outcome.DEFERRED, False)
     assert fake._memory_counts.get(other.user.username) is None  # no step used: nothing sent
     deferred = [e for e in logs if e["event"] == Event.ATTEMPT_DEFERRED]
@@ -103,7 +103,7 @@ def test_deferred_lookup_comes_back_as_the_probe_and_finishes(
     RateGate.objects.update(defer_cursor=None, next_allowed_at=timezone.now())
     with capture_logs() as logs:
         other = drive(other, django_capture_on_commit_callbacks)
-    assert other.status == Status.FOUND and other.retry_count == 0
+    assert other.status == Status.FOUND and other.budget_try == 1
     names = [e["event"] for e in logs]
     assert Event.BREAKER_PROBE in names and Event.BREAKER_CLOSED in names
     assert RateGate.objects.get().breaker_until is None
@@ -128,7 +128,7 @@ def test_the_report_lives_on_the_attempt_row(new_lookup: Any) -> None:
     info = new_lookup("found")
     attempt_task.current_task_id.set("t-own")
     attempt_task.run_attempt(info.pk, 1)
-    row = Attempt.objects.get(lookup=info, number=1)
+    row = Attempt.objects.get(lookup=info, step=1)
     assert (row.outcome, row.task_id, row.sent) == ("found", "t-own", True)
     assert row.answer["departamento"] == "BOGOTA D.C."
 
@@ -147,7 +147,7 @@ def test_a_hook_concludes_only_the_attempt_its_task_claimed(
         hooks.attempt_finished(failed_before_claiming)
     info.refresh_from_db()
     assert info.status == Status.SCRAPING
-    assert Attempt.objects.get(lookup=info, number=1).outcome == "found"
+    assert Attempt.objects.get(lookup=info, step=1).outcome == "found"
     assert logs[-1]["reason"] == "claimed by another task"
     with django_capture_on_commit_callbacks(execute=True):
         hooks.attempt_finished(Task(id="t-real", args=(info.pk, 1), success=True))
@@ -192,7 +192,7 @@ def test_a_task_killed_by_django_q2_timeout_is_concluded_from_its_failure(
         hooks.attempt_finished(task)
     info.refresh_from_db()
     assert info.status == Status.RETRYING
-    row = Attempt.objects.get(lookup=info, number=1)
+    row = Attempt.objects.get(lookup=info, step=1)
     assert (row.outcome, row.error) == ("task_failed", "TimeoutException")
 
 
@@ -290,7 +290,7 @@ def test_infinite_retry_after_is_clamped(
         run_and_hook(info.pk, 1)
     info.refresh_from_db()
     assert info.status == Status.RETRYING
-    assert Attempt.objects.get(lookup=info, number=1).retry_after == 3600.0
+    assert Attempt.objects.get(lookup=info, step=1).retry_after == 3600.0
     wait = (info.next_attempt_at - info.last_retry_scheduled_at).total_seconds()
     assert wait == pytest.approx(3600.0)
 
@@ -365,7 +365,7 @@ def test_a_crash_keeps_its_traceback_once_in_the_log_and_on_the_attempt(
     assert "Traceback" in crashed[0]["exception"] and "_parse" in crashed[0]["exception"]
     assert number not in out.getvalue()
 
-    row = Attempt.objects.get(lookup=info, number=1)
+    row = Attempt.objects.get(lookup=info, step=1)
     assert (row.outcome, row.error_class) == ("task_failed", "builtins.KeyError")
     assert "in _parse" in row.traceback and "KeyError" in row.traceback
     assert number not in row.traceback and "*******" + number[-3:] in row.traceback

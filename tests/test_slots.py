@@ -84,10 +84,10 @@ def _report_own_slowness(info: Any, number: int) -> None:
 
     with locked(info.pk) as row:
         assert row is not None
-        transition(row, S.SCRAPING, attempt=number)
+        transition(row, S.SCRAPING, step=number)
     Attempt.objects.create(
         lookup_id=info.pk,
-        number=number,
+        step=number,
         outcome=Outcome.DEFERRED.value,
         error="browser_slow: step fill: TimeoutError: Locator.press_sequentially: Timeout",
         retry_after=5.0,
@@ -110,7 +110,7 @@ def test_own_slowness_is_not_charged_and_stays_off_the_cursor(
         _report_own_slowness(info, number)
         assert conclude_attempt(info.pk, number)
         info = CedulaInfo.objects.get(pk=info.pk)
-        assert (info.status, info.retry_count, info.attempt) == (Status.RETRYING, 0, number + 1)
+        assert (info.status, info.budget_try, info.step) == (Status.RETRYING, 1, number + 1)
         assert info.next_attempt_at is not None
         wait = (info.next_attempt_at - timezone.now()).total_seconds()
         assert 3.0 < wait <= 5.0
@@ -118,4 +118,4 @@ def test_own_slowness_is_not_charged_and_stays_off_the_cursor(
     _report_own_slowness(info, 3)  # a third in a budget of two attempts: charged
     assert conclude_attempt(info.pk, 3)
     info = CedulaInfo.objects.get(pk=info.pk)
-    assert (info.status, info.retry_count) == (Status.RETRYING, 1)
+    assert (info.status, info.budget_try) == (Status.RETRYING, 2)

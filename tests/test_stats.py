@@ -49,7 +49,7 @@ def _attempt(
         )
     Attempt.objects.create(
         lookup_id=lookup_id,
-        number=number,
+        step=number,
         outcome=outcome,
         # The pipeline gives only scheduled retries a due time.
         due_at=T0 + timedelta(seconds=due) if number > 1 else None,
@@ -109,7 +109,7 @@ def test_compute_on_known_lookups(known_lookups: None) -> None:
         "cancelled": 0,
         "error": 1,
     }
-    assert stats.outcomes_by_attempt == {
+    assert stats.outcomes_by_step == {
         1: {"found": 1, "blocked": 1, "captcha_failed": 1, "not_found": 1, "running": 1},
         2: {"timeout": 1, "captcha_failed": 1},
         3: {"found": 1, "captcha_failed": 1},
@@ -133,7 +133,7 @@ def test_compute_on_a_subset(known_lookups: None) -> None:
     stats = compute(CedulaInfo.objects.filter(status=Status.ERROR))
 
     assert stats.lookups == 1
-    assert stats.outcomes_by_attempt == {n: {"captcha_failed": 1} for n in (1, 2, 3)}
+    assert stats.outcomes_by_step == {n: {"captcha_failed": 1} for n in (1, 2, 3)}
 
 
 def test_command_prints_a_table(known_lookups: None) -> None:
@@ -144,8 +144,8 @@ def test_command_prints_a_table(known_lookups: None) -> None:
 
     assert lines[0] == "Census lookups: 6"
     assert "found            2" in lines
-    assert "Attempt  blocked  captcha_failed  found  not_found  running  timeout  total" in lines
-    assert "1              1               1      1          1        1        0      5" in lines
+    assert "Step  blocked  captcha_failed  found  not_found  running  timeout  total" in lines
+    assert "1           1               1      1          1        1        0      5" in lines
     assert "captcha_failed        1" in lines
     assert "retries 4   median 0.45 s   p95 2.62 s   max 3.00 s   late (> 2 s) 1" in lines, lines
     assert "retries 3   median 0.30 s   p95 0.84 s   max 0.90 s" in lines
@@ -160,7 +160,7 @@ def test_command_prints_json(known_lookups: None) -> None:
 
     assert data["lookups"] == 6
     assert data["by_status"]["error"] == 1
-    assert data["outcomes_by_attempt"]["3"] == {"found": 1, "captcha_failed": 1}
+    assert data["outcomes_by_step"]["3"] == {"found": 1, "captcha_failed": 1}
     assert data["error_reasons"] == {"captcha_failed": 1}
     assert data["attempts_used"] == {"0": 1, "1": 3, "3": 2}
     assert data["late_retries"] == 1
@@ -194,8 +194,8 @@ def test_breaker_state_and_the_lookups_waiting_on_it() -> None:
         consecutive_blocks=2,
     )
     info = CedulaInfo.objects.get(user=factories.member())
-    CedulaInfo.objects.filter(pk=info.pk).update(status=Status.RETRYING, attempt=2)
-    Attempt.objects.create(lookup=info, number=1, outcome="deferred")
+    CedulaInfo.objects.filter(pk=info.pk).update(status=Status.RETRYING, step=2)
+    Attempt.objects.create(lookup=info, step=1, outcome="deferred")
     state = breaker_state(now)
     assert (state.state, state.consecutive_blocks, state.waiting) == ("open", 2, 1)
     assert compute().attempts_used == {0: 1}  # a deferral sent nothing: no attempt used

@@ -32,7 +32,7 @@ def test_lost_attempt_is_swept_and_retried(
         assert sweeper.sweep() == 1
     info.refresh_from_db()
     assert info.status == Status.RETRYING
-    assert Attempt.objects.get(lookup=info, number=1).outcome == "lost"
+    assert Attempt.objects.get(lookup=info, step=1).outcome == "lost"
 
 
 def test_retry_whose_task_failed_before_claiming_is_queued_again(

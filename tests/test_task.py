@@ -52,7 +52,7 @@ def test_task_result_is_plain_data_without_the_cedula(new_lookup: Any) -> None:
     """The task returns a small dict of literals (no class to unpickle), and no cédula."""
     info = new_lookup("not_found")
     report = attempt_task.run_attempt(info.pk, 1)
-    assert report == {"lookup_id": info.pk, "attempt": 1, "outcome": "not_found"}
+    assert report == {"lookup_id": info.pk, "step": 1, "outcome": "not_found"}
     assert info.user.username.encode() not in pickle.dumps(report)
 
 
@@ -73,7 +73,7 @@ def test_first_attempt_is_queued_with_ids_only(new_lookup: Any) -> None:
     [package] = queued()
     assert package["func"] == queue.TASK_FUNC
     assert package["args"] == (info.pk, 1)
-    assert package["name"] == f"census-lookup-{info.pk}-attempt-1"
+    assert package["name"] == f"census-lookup-{info.pk}-step-1"
     assert package["group"] == "census-lookup"
     assert package["hook"] == "census.hooks.attempt_finished"
     assert package["ack_failure"] is True
@@ -114,7 +114,7 @@ def test_the_deferral_ticket_is_stored_and_read_by_the_next_claim(
     monkeypatch.setattr(attempt_task, "_lookup", spy)
     RateGate.objects.filter(pk=gate.pk).update(breaker_until=None, defer_cursor=None)
     with django_capture_on_commit_callbacks(execute=True):
-        run_and_hook(info.pk, info.attempt)
+        run_and_hook(info.pk, info.step)
     info = CedulaInfo.objects.get(pk=info.pk)
     assert seen == [True]
     assert (info.status, info.ticketed) == (Status.FOUND, False)

@@ -30,10 +30,10 @@ def test_only_allowed_moves_happen(source: Status, target: Status) -> None:
     with locked(info.pk) as row:
         assert row is not None
         if target in ALLOWED[source]:
-            transition(row, target, attempt=row.attempt)
+            transition(row, target, step=row.step)
         else:
             with pytest.raises(TransitionRefused, match="not allowed"):
-                transition(row, target, attempt=row.attempt)
+                transition(row, target, step=row.step)
     info.refresh_from_db()
     assert info.status == (target if target in ALLOWED[source] else source)
 
@@ -51,7 +51,7 @@ def test_stale_attempt_is_refused() -> None:
     """A move for an attempt number that is not current is refused and saves nothing."""
     info = lookup_in(Status.PENDING)
     with locked(info.pk) as row, pytest.raises(TransitionRefused, match="stale"):
-        transition(row, Status.SCRAPING, attempt=row.attempt + 1)
+        transition(row, Status.SCRAPING, step=row.step + 1)
     info.refresh_from_db()
     assert info.status == Status.PENDING
 
@@ -64,7 +64,7 @@ def test_event_is_emitted_after_commit_only(django_capture_on_commit_callbacks: 
             django_capture_on_commit_callbacks(execute=False) as callbacks,
             locked(info.pk) as row,
         ):
-            transition(row, Status.SCRAPING, attempt=1)
+            transition(row, Status.SCRAPING, step=1)
         assert logs == []
         for callback in callbacks:
             callback()
@@ -74,8 +74,8 @@ def test_event_is_emitted_after_commit_only(django_capture_on_commit_callbacks: 
             "log_level": "info",
             "lookup_id": info.pk,
             "user_id": info.user_id,
-            "attempt": 1,
-            "retry_count": 0,
+            "step": 1,
+            "budget_try": 1,
             "from_status": "pending",
             "to_status": "scraping",
         }
@@ -86,10 +86,10 @@ def test_final_status_stamps_finished_at() -> None:
     """Reaching a final status records when; going back to PENDING clears it."""
     info = lookup_in(Status.SCRAPING)
     with locked(info.pk) as row:
-        transition(row, Status.FOUND, attempt=1)
+        transition(row, Status.FOUND, step=1)
     info.refresh_from_db()
     assert info.finished_at is not None
     with locked(info.pk) as row:
-        transition(row, Status.PENDING, attempt=1)
+        transition(row, Status.PENDING, step=1)
     info.refresh_from_db()
     assert info.finished_at is None

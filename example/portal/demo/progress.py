@@ -34,7 +34,7 @@ class Row:
     member: Tracked
     status: str
     #: Attempt within the current budget (1 = first try), as the retry ladder counts.
-    attempt: int
+    budget_try: int
     next_attempt_at: datetime | None
     reason: str
 
@@ -54,7 +54,7 @@ def snapshot(members: Sequence[Tracked]) -> list[Row]:
         Attempt.objects.filter(
             lookup__in=infos.values(),
             lookup__status=Status.RETRYING,
-            number=F("lookup__attempt") - 1,
+            step=F("lookup__step") - 1,
             outcome=Outcome.DEFERRED.value,
         ).values_list("lookup_id", flat=True)
     )
@@ -68,7 +68,7 @@ def snapshot(members: Sequence[Tracked]) -> list[Row]:
             Row(
                 member=member,
                 status=info.status if info else "-",
-                attempt=info.retry_count + 1 if info else 0,
+                budget_try=info.budget_try if info else 0,
                 next_attempt_at=info.next_attempt_at if info else None,
                 reason=reason,
             )
@@ -95,7 +95,7 @@ def table_lines(rows: Sequence[Row], now: datetime) -> list[str]:
             mask(row.member.cedula),
             row.member.case.label,
             row.status,
-            str(row.attempt) if row.attempt else "",
+            str(row.budget_try) if row.budget_try else "",
             _next(row, now),
             row.reason,
         )
@@ -131,7 +131,7 @@ class LiveTable:
 
 
 class LineLog:
-    """One line per change of a lookup's status or attempt: for logs, CI and pipes."""
+    """One line per change of a lookup's status or try: for logs, CI and pipes."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -139,7 +139,7 @@ class LineLog:
 
     def update(self, heading: str, rows: Sequence[Row], now: datetime) -> None:
         for row in rows:
-            state = (row.status, row.attempt, row.reason)
+            state = (row.status, row.budget_try, row.reason)
             if self.seen.get(row.member.user_id) == state:
                 continue
             self.seen[row.member.user_id] = state
@@ -149,6 +149,6 @@ class LineLog:
             self.out.write(
                 f"{timezone.localtime(now):%H:%M:%S} #{row.member.number} "
                 f"{mask(row.member.cedula)} [{row.member.case.label}] "
-                f"{row.status} (try {row.attempt}){extra}\n"
+                f"{row.status} (try {row.budget_try}){extra}\n"
             )
         self.out.flush()
