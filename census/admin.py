@@ -12,9 +12,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from census import bulk, refresh
+from census import bulk, followups, refresh
 from census.conf import settings
-from census.models import Attempt, BulkRun, CedulaInfo
+from census.models import Attempt, BulkRun, CedulaInfo, FollowUp
 
 
 class AttemptInline(admin.TabularInline):
@@ -54,6 +54,40 @@ class AttemptInline(admin.TabularInline):
         return format_html("<pre style='white-space: pre-wrap'>{}</pre>", attempt.traceback)
 
 
+FOLLOW_UP_FIELDS = (
+    "step",
+    "position",
+    "path",
+    "status",
+    "state",
+    "tries",
+    "due_at",
+    "started_at",
+    "finished_at",
+    "error",
+)
+
+
+class FollowUpInline(admin.TabularInline):
+    """The lookup's follow-up chains, read-only (run a failed one again from Follow-ups)."""
+
+    model = FollowUp
+    extra = 0
+    can_delete = False
+    fields = FOLLOW_UP_FIELDS
+    readonly_fields = fields
+    ordering = ("step", "position")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("census.view_cedulainfo")
+
+
 @admin.register(CedulaInfo)
 class CedulaInfoAdmin(admin.ModelAdmin):
     list_display = (
@@ -69,7 +103,7 @@ class CedulaInfoAdmin(admin.ModelAdmin):
     list_filter = ("status", "final_reason", "departamento")
     search_fields = ("user__username", "municipio", "puesto")
     date_hierarchy = "created_at"
-    inlines = [AttemptInline]
+    inlines = [AttemptInline, FollowUpInline]
     actions = ["refresh_lookup"]
     readonly_fields = [f.name for f in CedulaInfo._meta.fields]
 
@@ -101,6 +135,45 @@ class CedulaInfoAdmin(admin.ModelAdmin):
             request,
             gettext("%(queued)d lookup(s) queued; %(skipped)d still in flight were left alone.")
             % {"queued": queued, "skipped": skipped},
+            messages.SUCCESS,
+        )
+
+
+@admin.register(FollowUp)
+class FollowUpAdmin(admin.ModelAdmin):
+    """Every follow-up, read-only; leaders may run a failed one again."""
+
+    list_display = ("id", "lookup", "step", "position", "path", "state", "tries", "finished_at")
+    list_filter = ("state", "status", "path")
+    readonly_fields = ("lookup", *FOLLOW_UP_FIELDS)
+    actions = ["run_again"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Part of the lookup: whoever may view lookups sees their follow-ups.
+        return request.user.has_perm("census.view_cedulainfo")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_run_again_permission(self, request: HttpRequest) -> bool:
+        return settings.is_leader(request.user)
+
+    @admin.action(description=_("Run the failed follow-up again"), permissions=["run_again"])
+    def run_again(self, request: HttpRequest, queryset: QuerySet[FollowUp]) -> None:
+        queued = sum(followups.run_again(row.pk) for row in queryset)
+        self.message_user(
+            request,
+            gettext("%(queued)d follow-up(s) queued again; %(skipped)d had not failed.")
+            % {"queued": queued, "skipped": len(queryset) - queued},
             messages.SUCCESS,
         )
 

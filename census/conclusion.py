@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from census import events, policy
+from census import events, followups, policy
 from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
@@ -185,6 +185,8 @@ def _finish(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> None:
     )
     if info.previous_result:
         _report_change(info)
+    # Same transaction as the final status: the chain exists if and only if the status does.
+    followups.plan(info)
 
 
 def _report_change(info: CedulaInfo) -> None:

@@ -61,6 +61,13 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_RECHECK_AFTER": None,
     # Local hour (TIME_ZONE) at which the daily re-check starts, when re-checks are on.
     "CENSUS_RECHECK_HOUR": 3,
+    # Final status ("found", "not_found", "cancelled", "error", or "any") -> dotted paths of
+    # callables run in order once a lookup reaches it: func(lookup_id=..., key=...).
+    "CENSUS_FOLLOW_UPS": {},
+    # Seconds before follow-up try n+1 is delays[n-1]; a follow-up gets len + 1 tries.
+    "CENSUS_FOLLOW_UP_RETRY_DELAYS": [30, 120, 600],
+    # Seconds one follow-up may run (its Django-Q2 task timeout; at most the lookup's).
+    "CENSUS_FOLLOW_UP_TIMEOUT": 60,
 }
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -203,6 +210,20 @@ class CensusSettings:
     @property
     def recheck_hour(self) -> int:
         return int(self._get("CENSUS_RECHECK_HOUR")) % 24
+
+    def follow_ups_for(self, status: str) -> tuple[str, ...]:
+        """The chain for a final status: its own entries, then those for ``"any"``."""
+        chains = self._get("CENSUS_FOLLOW_UPS") or {}
+        return (*chains.get(status, ()), *chains.get("any", ()))
+
+    @property
+    def follow_up_retry_delays(self) -> tuple[float, ...]:
+        return tuple(float(d) for d in self._get("CENSUS_FOLLOW_UP_RETRY_DELAYS"))
+
+    @property
+    def follow_up_timeout(self) -> int:
+        """Bounded by the lookup's task timeout, which the broker's ``retry`` is sized for."""
+        return max(1, min(int(self._get("CENSUS_FOLLOW_UP_TIMEOUT")), self.task_timeout))
 
     @property
     def raw_response_limit(self) -> int:

@@ -79,6 +79,17 @@ class Event(StrEnum):
     REFRESH_SKIPPED = "refresh_skipped"
     #: Someone who is not a leader asked for a new lookup.
     REFRESH_DENIED = "refresh_denied"
+    #: A receiver of a census signal raised; with its traceback. The others still ran.
+    RECEIVER_FAILED = "receiver_failed"
+    #: A follow-up's try was queued (now, or scheduled for ``due_at``).
+    FOLLOW_UP_QUEUED = "follow_up_queued"
+    #: A follow-up ran to success; the next one in its chain is queued.
+    FOLLOW_UP_SUCCEEDED = "follow_up_succeeded"
+    #: A follow-up's try raised: retried on its ladder (``will_retry``) or failed for good.
+    FOLLOW_UP_FAILED = "follow_up_failed"
+    #: The sweeper found a follow-up whose task was lost (killed worker, lost message,
+    #: failed enqueue) and queued it again.
+    FOLLOW_UP_RESUMED = "follow_up_resumed"
 
     @property
     def level(self) -> str:
@@ -99,6 +110,9 @@ _LEVELS: dict[Event, str] = {
     Event.DATABASE_RETRY: "warning",
     Event.BROWSER_KILLED: "warning",
     Event.REFRESH_DENIED: "warning",
+    Event.RECEIVER_FAILED: "error",
+    Event.FOLLOW_UP_FAILED: "error",
+    Event.FOLLOW_UP_RESUMED: "warning",
 }
 
 logger = structlog.get_logger("census")

@@ -304,3 +304,76 @@ class BulkMember(models.Model):
             "user": self.user_id,
             "run": self.run_id,
         }
+
+
+class FollowUp(models.Model):
+    """One step of a lookup's follow-up chain (``CENSUS_FOLLOW_UPS``), planned in the
+    transaction that gave the lookup its final status and run once, in order.
+
+    ``census.followups`` is the only writer of ``state``.
+    """
+
+    class State(models.TextChoices):
+        #: Its turn comes when the follow-up before it has succeeded.
+        WAITING = "waiting", _("waiting for the one before")
+        #: Due (at ``due_at``): a task is queued or scheduled for it.
+        QUEUED = "queued", _("queued")
+        #: A task has claimed it and runs it.
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        #: Every try failed; the chain stops here until someone runs it again.
+        FAILED = "failed", _("failed")
+
+    lookup = models.ForeignKey(
+        CedulaInfo, on_delete=models.CASCADE, related_name="follow_ups", verbose_name=_("lookup")
+    )
+    #: The lookup's step that reached the final status: one chain per final status reached
+    #: (a refresh that ends again plans a new chain, with new keys).
+    step = models.PositiveIntegerField(_("step"))
+    #: 1-based place in the chain.
+    position = models.PositiveSmallIntegerField(_("position"))
+    #: The final status that planned the chain.
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices)
+    #: Dotted path of the callable: ``func(lookup_id=..., key=...)``.
+    path = models.CharField(_("task"), max_length=200)
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.WAITING, db_index=True
+    )
+    #: Tries claimed so far (a worker killed mid-run counts).
+    tries = models.PositiveSmallIntegerField(_("tries"), default=0)
+    due_at = models.DateTimeField(_("due at"), null=True, blank=True)
+    #: The Django-Q2 task that claimed the current try.
+    task_id = models.CharField(_("Django-Q2 task"), max_length=32, blank=True)
+    started_at = models.DateTimeField(_("start"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("end"), null=True, blank=True)
+    #: The last failure: exception class and message, cédula scrubbed, bounded.
+    error = models.CharField(_("error"), max_length=500, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("follow-up")
+        verbose_name_plural = _("follow-ups")
+        ordering = ["lookup", "step", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lookup", "step", "position"], name="census_followup_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return gettext("follow-up %(position)s (%(name)s) of lookup %(id)s") % {
+            "position": self.position,
+            "name": self.name,
+            "id": self.lookup_id,
+        }
+
+    @property
+    def name(self) -> str:
+        """The callable's own name: the last part of its path."""
+        return self.path.rsplit(".", 1)[-1]
+
+    @property
+    def key(self) -> str:
+        """The idempotency key given to the callable: the same for every try of this
+        follow-up, different for every other (another chain gets another step)."""
+        return f"census-followup-{self.lookup_id}-{self.step}-{self.position}"

@@ -113,16 +113,13 @@ def queued_packages() -> list[dict[str, Any]] | None:
     return packages
 
 
-def queued_task_names() -> set[str] | None:
-    """Names of census tasks waiting in the broker; None when it cannot tell."""
+def queued_task_names(prefix: str = "census-lookup-") -> set[str] | None:
+    """Names of census tasks (lookups, or ``prefix``) waiting in the broker; None when it
+    cannot tell."""
     packages = queued_packages()
     if packages is None:
         return None
-    return {
-        str(task["name"])
-        for task in packages
-        if str(task.get("name", "")).startswith("census-lookup-")
-    }
+    return {str(task["name"]) for task in packages if str(task.get("name", "")).startswith(prefix)}
 
 
 def queue_now(lookup_id: int, step: int) -> bool:
@@ -133,6 +130,53 @@ def queue_now(lookup_id: int, step: int) -> bool:
         events.emit(Event.ENQUEUE_FAILED, lookup_id=lookup_id, step=step)
         return False
     return True
+
+
+# -- follow-ups -----------------------------------------------------------------------------
+
+FOLLOW_UP_FUNC = "census.followups.run_follow_up"
+FOLLOW_UP_GROUP = "census-followup"
+
+
+def follow_up_name(lookup_id: int, step: int, position: int, name: str, tries: int) -> str:
+    """``census-followup-<lookup>-<step>.<position>-<name>``, ``-try-<n>`` from the second
+    try: which lookup, which chain and link, never the cédula (Django-Q2 cuts it to 100)."""
+    base = f"census-followup-{lookup_id}-{step}.{position}-{name}"
+    return (base if tries <= 1 else f"{base}-try-{tries}")[:100]
+
+
+def _follow_up_options(task_name: str) -> dict[str, Any]:
+    return {
+        "task_name": task_name,
+        "group": FOLLOW_UP_GROUP,
+        "ack_failure": True,  # census retries a follow-up on its own ladder
+        "timeout": settings.follow_up_timeout,
+    }
+
+
+def enqueue_follow_up(follow_up_id: int, task_name: str) -> str:
+    """Queue a follow-up's try now (see ``enqueue_attempt`` on the ORM broker's connection)."""
+    options = _follow_up_options(task_name)
+    if Conf.ORM and transaction.get_autocommit(using=Conf.ORM):
+        with transaction.atomic(using=Conf.ORM):
+            return str(async_task(FOLLOW_UP_FUNC, follow_up_id, q_options=options))
+    return str(async_task(FOLLOW_UP_FUNC, follow_up_id, q_options=options))
+
+
+def schedule_follow_up(follow_up_id: int, task_name: str, due: datetime) -> Schedule:
+    """A follow-up's next try as a ONCE schedule."""
+    return schedule(
+        FOLLOW_UP_FUNC,
+        follow_up_id,
+        name=task_name,
+        schedule_type=Schedule.ONCE,
+        next_run=due,
+        q_options=_follow_up_options(task_name),
+    )
+
+
+def follow_up_is_scheduled(task_name: str) -> bool:
+    return Schedule.objects.filter(name=task_name).exists()
 
 
 # -- bulk runs and re-checks ----------------------------------------------------------------

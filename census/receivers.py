@@ -19,7 +19,7 @@ def user_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **k
 
 
 def task_starting(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:
-    if task.get("func") == queue.TASK_FUNC:
+    if task.get("func") in (queue.TASK_FUNC, queue.FOLLOW_UP_FUNC):
         census_task.current_task_id.set(str(task.get("id", "")))
 
 

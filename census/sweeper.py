@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.models import Task
 
-from census import events, queue
+from census import events, followups, queue
 from census.conclusion import conclude_attempt
 from census.conf import settings
 from census.events import Event
@@ -40,9 +40,9 @@ REPORT_GRACE_SECONDS = 5
 
 
 def sweep(now: datetime | None = None) -> int:
-    """Run every pass; returns how many lookups were moved."""
+    """Run every pass; returns how many lookups (and follow-ups) were moved."""
     now = now or timezone.now()
-    return sweep_reported(now) + sweep_stuck(now) + sweep_stalled(now)
+    return sweep_reported(now) + sweep_stuck(now) + sweep_stalled(now) + sweep_follow_ups(now)
 
 
 def sweep_reported(now: datetime | None = None) -> int:
@@ -76,6 +76,20 @@ def sweep_stalled(now: datetime | None = None) -> int:
         return _resume(lookup_id, step, waiting or set())
 
     return _each(stalled, resume)
+
+
+def sweep_follow_ups(now: datetime | None = None) -> int:
+    """Follow-ups whose run or queued task was lost are queued again (``census.followups``)."""
+    waiting = queue.queued_task_names(prefix="census-followup-")
+    try:
+        return followups.sweep(
+            now or timezone.now(),
+            stalled_after=stalled_after(known=waiting is not None),
+            waiting=waiting,
+        )
+    except Exception:
+        events.emit(Event.SWEEP_FAILED, follow_ups=True)
+        return 0
 
 
 def stalled_after(known: bool = True) -> float:

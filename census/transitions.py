@@ -10,8 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from census import events
-from census.events import Event
+from census import announce
 from census.models import FINAL_STATUSES, CedulaInfo, Status
 
 #: Allowed moves. A final status goes back to PENDING only through a leader's refresh.
@@ -70,30 +69,25 @@ def transition(
     for name, value in changes.items():
         setattr(info, name, value)
     info.save(update_fields=list(changes))
-    transaction.on_commit(
-        partial(
-            events.emit,
-            Event.LOOKUP_STATUS_CHANGED,
-            lookup_id=info.pk,
-            user_id=info.user_id,
-            step=info.step,
-            budget_try=info.budget_try,
-            from_status=from_status.value,
-            to_status=to.value,
-            **(log or {}),
-        ),
-        robust=True,
-    )
+    fields = _event_fields(info, from_status.value, to.value, log)
+    # robust: a failure here is logged by Django and must not undo or stop the pipeline.
+    transaction.on_commit(partial(announce.status_changed, info, fields), robust=True)
 
 
 def log_created(info: CedulaInfo) -> None:
-    """The event for a lookup's birth in PENDING (called after the registration commits)."""
-    events.emit(
-        Event.LOOKUP_STATUS_CHANGED,
-        lookup_id=info.pk,
-        user_id=info.user_id,
-        step=info.step,
-        budget_try=info.budget_try,
-        from_status=None,
-        to_status=Status.PENDING.value,
-    )
+    """The event and signal of a lookup's birth in PENDING (after the registration commits)."""
+    announce.status_changed(info, _event_fields(info, None, Status.PENDING.value, None))
+
+
+def _event_fields(
+    info: CedulaInfo, from_status: str | None, to_status: str, log: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "lookup_id": info.pk,
+        "user_id": info.user_id,
+        "step": info.step,
+        "budget_try": info.budget_try,
+        "from_status": from_status,
+        "to_status": to_status,
+        **(log or {}),
+    }

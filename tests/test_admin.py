@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from census.models import Attempt, CedulaInfo, Status
+from census.models import Attempt, CedulaInfo, FollowUp, Status
 from tests import factories
 from tests.driving import clear_queue, queued
 
@@ -83,3 +83,49 @@ def test_refresh_action_is_not_offered_to_members(client: Any) -> None:
     )
     info.refresh_from_db()
     assert info.status == Status.FOUND
+
+
+def failed_follow_up(info: CedulaInfo) -> FollowUp:
+    return FollowUp.objects.create(
+        lookup=info,
+        step=info.step,
+        position=1,
+        status=Status.FOUND,
+        path="portal.followups.notify_leader",
+        state=FollowUp.State.FAILED,
+        tries=4,
+        error="builtins.RuntimeError: the mail server said no",
+    )
+
+
+def test_the_lookup_page_lists_its_follow_ups(client: Any) -> None:
+    """A lookup's follow-ups are shown on its page, to whoever may view the lookup."""
+    info = finished_lookup()
+    failed_follow_up(info)
+    client.force_login(staff())
+    page = client.get(reverse("admin:census_cedulainfo_change", args=[info.pk])).content.decode()
+    assert 'id="follow_ups-group"' in page
+    assert "portal.followups.notify_leader" in page and "the mail server said no" in page
+
+
+def test_a_leader_runs_a_failed_follow_up_again(
+    client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The "run again" action queues a failed follow-up with a fresh ladder; staff who are
+    not leaders are not offered it, and posting it changes nothing."""
+    info = finished_lookup()
+    row = failed_follow_up(info)
+    url = reverse("admin:census_followup_changelist")
+    action = {"action": "run_again", "_selected_action": [row.pk]}
+    client.force_login(staff())
+    assert "run_again" not in client.get(url).content.decode()
+    client.post(url, action)
+    assert FollowUp.objects.get(pk=row.pk).state == FollowUp.State.FAILED
+
+    client.force_login(staff(role="leader"))
+    clear_queue()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(url, action).status_code == 302
+    row.refresh_from_db()
+    assert (row.state, row.tries) == (FollowUp.State.QUEUED, 0)
+    assert [t["name"] for t in queued()] == [f"census-followup-{info.pk}-1.1-notify_leader"]

@@ -15,20 +15,23 @@ CENSUS = Path(__file__).resolve().parent.parent / "census"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "pure policy and vocabulary",
-        frozenset({"cedula", "events", "outcomes", "gate", "limits", "permissions"}),
+        frozenset({"cedula", "events", "outcomes", "gate", "limits", "permissions", "signals"}),
     ),
     ("the scraper (no Django)", frozenset({"scraper", "scraper."})),
     ("settings and storage", frozenset({"conf", "logs", "models", "database", "gatestore"})),
-    ("services", frozenset({"ratelimit", "queue", "transitions", "policy"})),
+    (
+        "services",
+        frozenset({"ratelimit", "queue", "results", "announce", "transitions", "policy"}),
+    ),
     (
         "the pipeline's steps",
         frozenset(
             {
                 "registration",
-                "results",
                 "reports",
                 "task",
                 "conclusion",
+                "followups",
                 "refresh",
                 "sweeper",
                 "ticker",
