@@ -76,15 +76,16 @@ class ClusterProcess:
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")
 
-    def busy_workers(self) -> list[Any]:
-        """Worker processes whose title says they run a census lookup (setproctitle)."""
+    def busy_workers(self, prefix: str = "census-lookup") -> list[Any]:
+        """Worker processes whose title says they run a census task whose name starts
+        with ``prefix`` (setproctitle): a lookup, or ``census-followup`` a follow-up."""
         import psutil
 
         assert self.process is not None
         busy = []
         for child in psutil.Process(self.process.pid).children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if "processing census-lookup" in " ".join(child.cmdline()):
+                if f"processing {prefix}" in " ".join(child.cmdline()):
                     busy.append(child)
         return busy
 

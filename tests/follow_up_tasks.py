@@ -4,6 +4,7 @@ counts what every run left behind (``RECORDS``, made by ``make_records_table``).
 from __future__ import annotations
 
 import os
+import time
 
 from django.db import connection
 
@@ -46,6 +47,13 @@ def record(lookup_id: int, key: str) -> None:
 def second(lookup_id: int, key: str) -> None:
     """Succeeds too: a second link, to see the order."""
     _write(lookup_id, key, "second")
+
+
+def slow(lookup_id: int, key: str) -> None:
+    """Writes its row, then works on for a second (a worker killed now leaves the row
+    uncommitted: it must not count)."""
+    _write(lookup_id, key, "slow")
+    time.sleep(1.0)
 
 
 def fail(lookup_id: int, key: str) -> None:

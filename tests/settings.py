@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -142,6 +143,13 @@ else:
 
 CENSUS_SCRAPER = os.environ.get("CENSUS_SCRAPER", "census.testing.fake.FakeScraper")
 CENSUS_RETRY_DELAYS = [float(d) for d in os.environ.get("CENSUS_RETRY_DELAYS", "2,3,4").split(",")]
+# Follow-up chains for real-process tests (tests/test_followups_cluster.py); none otherwise.
+if os.environ.get("CENSUS_TEST_FOLLOW_UPS_JSON"):
+    CENSUS_FOLLOW_UPS = json.loads(os.environ["CENSUS_TEST_FOLLOW_UPS_JSON"])
+CENSUS_FOLLOW_UP_RETRY_DELAYS = [
+    float(d) for d in os.environ.get("CENSUS_FOLLOW_UP_RETRY_DELAYS", "1,2,3").split(",") if d
+]
+CENSUS_FOLLOW_UP_TIMEOUT = int(os.environ.get("CENSUS_FOLLOW_UP_TIMEOUT", 60))
 CENSUS_RATE_LIMIT_SECONDS = float(os.environ.get("CENSUS_RATE_LIMIT_SECONDS", "0"))
 CENSUS_SCRAPE_TIMEOUT = float(os.environ.get("CENSUS_SCRAPE_TIMEOUT", "10"))
 CENSUS_SCHEDULER_TICK = float(os.environ.get("CENSUS_SCHEDULER_TICK", "0.25"))
