@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from census import events, queue
+from census import database, events, queue
 from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
@@ -104,7 +104,15 @@ def _fields(row: FollowUp) -> dict[str, Any]:
 def run_follow_up(follow_up_id: int) -> dict[str, Any]:
     """Django-Q2 task: run one try of a follow-up; returns a small summary."""
     task_id = current_task_id.get()
-    row = _claim(follow_up_id, task_id)
+    claims: list[int] = []
+
+    def claim() -> FollowUp | None:
+        claims.append(1)  # a retry may find the claim its lost connection committed
+        return _claim(follow_up_id, task_id, again=len(claims) > 1)
+
+    # The bookkeeping survives a dropped connection (reconnect, bounded retries); the run
+    # itself is one transaction, rolled back by a drop and retried on the ladder.
+    row = database.retrying(claim, step="follow_up_claim")
     if row is None:
         return {"follow_up_id": follow_up_id, "skipped": True}
     try:
@@ -118,7 +126,7 @@ def run_follow_up(follow_up_id: int) -> dict[str, Any]:
             _succeed(mine)
     except Exception as exc:
         detail = _detail(row, exc)
-        _fail(follow_up_id, task_id, detail)
+        database.retrying(partial(_fail, follow_up_id, task_id, detail), step="follow_up_fail")
         raise FollowUpFailed(detail) from None  # from None: the cause may echo the cédula
     return {"follow_up_id": follow_up_id, "succeeded": True}
 
@@ -132,11 +140,14 @@ def _locked_run(follow_up_id: int, task_id: str) -> FollowUp | None:
     )
 
 
-def _claim(follow_up_id: int, task_id: str) -> FollowUp | None:
+def _claim(follow_up_id: int, task_id: str, *, again: bool = False) -> FollowUp | None:
     """QUEUED -> RUNNING for this task, the try counted; None when it is not queued (a
-    second delivery, a replayed schedule, a follow-up already done)."""
+    second delivery, a replayed schedule, a follow-up already done). ``again``: this
+    process retries a claim whose connection dropped, perhaps after its commit."""
     with transaction.atomic():
         row = FollowUp.objects.select_for_update().filter(pk=follow_up_id).first()
+        if again and row is not None and row.state == State.RUNNING and row.task_id == task_id:
+            return row
         if row is None or row.state != State.QUEUED:
             return None
         row.state, row.task_id = State.RUNNING, task_id

@@ -3,7 +3,8 @@
 ``ClusterProcess`` starts one cluster on the test database (its JSON log, its output, its
 busy workers); ``browser_cluster`` starts one that drives Chromium against the simulator;
 ``register`` registers members (each queues its lookup) and ``wait_until_final`` polls until
-their lookups are final. ``ROOT`` is the repository's root. The ``qcluster`` fixture
+their lookups are final; ``ConnectionCutter`` terminates every PostgreSQL connection to the
+test database on a timer. ``ROOT`` is the repository's root. The ``qcluster`` fixture
 (tests/conftest.py) starts clusters with ``ClusterProcess`` and stops them after the test;
 benchmarks/harness.py uses ``ClusterProcess`` too.
 """
@@ -16,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,46 @@ def wait_until_final(
         time.sleep(0.2)
     states = list(CedulaInfo.objects.filter(pk__in=lookup_ids).values_list("pk", "status"))
     raise AssertionError(f"not final after {timeout}s: {states}\n{cluster.output()[-3000:]}")
+
+
+class ConnectionCutter:
+    """Terminates every connection to the test database (but the test's own) on a timer."""
+
+    def __init__(self, every: float, times: int) -> None:
+        self.every, self.times = every, times
+        self.cut: list[int] = []
+        self._stop = threading.Event()
+        settings = connection.settings_dict
+        self._dsn = {
+            "host": settings["HOST"] or None,
+            "port": settings["PORT"] or None,
+            "user": settings["USER"] or None,
+            "password": settings["PASSWORD"] or None,
+            "dbname": settings["NAME"],
+        }
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self._spare = cursor.fetchone()[0]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> ConnectionCutter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(**{k: v for k, v in self._dsn.items() if v}, autocommit=True) as db:
+            for _ in range(self.times):
+                if self._stop.wait(self.every):
+                    return
+                rows = db.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid NOT IN (pg_backend_pid(), %s)",
+                    [self._dsn["dbname"], self._spare],
+                ).fetchone()
+                self.cut.append(int(rows[0]) if rows else 0)

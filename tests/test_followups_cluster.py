@@ -1,6 +1,7 @@
 """Follow-up chains under real faults, in real qcluster processes (both passes): workers
-SIGKILLed during follow-ups, a queued follow-up task deleted, an enqueue that fails at
-commit. Every follow-up's side effect is counted in the table its task writes."""
+SIGKILLed during follow-ups, a queued follow-up task deleted (on Redis: a lost message), an
+enqueue that fails at commit, and on PostgreSQL every connection cut every few seconds.
+Every follow-up's side effect is counted in the table its task writes."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import time
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.db.models import Sum
 
 from census.models import CedulaInfo, FollowUp, Status
 from census.task import current_task_id
 from tests import factories
-from tests.clusters import ClusterProcess, register
+from tests.clusters import ClusterProcess, ConnectionCutter, register
 from tests.driving import clear_queue, run_and_hook
 from tests.follow_up_tasks import RECORDS, make_records_table, records
 
@@ -55,8 +57,6 @@ def test_killed_workers_a_deleted_task_and_a_failed_enqueue_run_each_follow_up_o
 ) -> None:
     """Each follow-up's side effect is recorded exactly once, in chain order."""
     make_records_table()
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {RECORDS}")
     settings.CENSUS_FOLLOW_UPS = CHAIN
@@ -79,6 +79,9 @@ def test_killed_workers_a_deleted_task_and_a_failed_enqueue_run_each_follow_up_o
         CENSUS_RATE_LIMIT_SECONDS="0.2",
     )
     ids = [deleted, refused, *register([factories.cedula("10") for _ in range(MEMBERS)])]
+    drops = (
+        ConnectionCutter(every=4, times=5).start() if connection.vendor == "postgresql" else None
+    )
     kills = 0
     deadline = time.monotonic() + 120
     while kills < KILLS and time.monotonic() < deadline:
@@ -90,6 +93,8 @@ def test_killed_workers_a_deleted_task_and_a_failed_enqueue_run_each_follow_up_o
         time.sleep(0.1)
     assert kills == KILLS
     wait_for_chains(ids, cluster, timeout=300)
+    if drops is not None:
+        drops.stop()
 
     expected = {f.key: f for f in FollowUp.objects.filter(lookup_id__in=ids)}
     written = [key for _, key, _ in records()]
@@ -101,7 +106,8 @@ def test_killed_workers_a_deleted_task_and_a_failed_enqueue_run_each_follow_up_o
     print(
         f"\nfollow-ups expected {len(expected)}, recorded {len(set(written))}, "
         f"run twice {len(twice)}, lost {len(lost)}; tries {tries}, kills {kills}, "
-        f"resumed {len(resumed)} ({sorted(e['reason'] for e in resumed)})"
+        f"resumed {len(resumed)} ({sorted(e['reason'] for e in resumed)}), "
+        f"connections cut {sum(drops.cut if drops else [])}"
     )
     assert (len(expected), twice, lost) == (len(ids) * 2, set(), set())
     assert sorted(written) == sorted(expected)

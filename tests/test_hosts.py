@@ -20,14 +20,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 
 from census.models import Attempt, Status
 from census.testing.simulator import CensusSimulator, cedula_key
 from tests import factories
-from tests.clusters import browser_cluster, register, wait_until_final
+from tests.clusters import ConnectionCutter, browser_cluster, register, wait_until_final
 from tests.evidence import (
     STAMP_ALLOWANCE,
     assert_attempts_match_requests,
@@ -132,47 +131,6 @@ def test_a_host_whose_clock_is_two_seconds_fast_sends_nothing_early() -> None:
 
 
 # -- the database drops its connections ------------------------------------------------------
-
-
-class ConnectionCutter:
-    """Terminates every connection to the test database (but the test's own) on a timer."""
-
-    def __init__(self, every: float, times: int) -> None:
-        self.every, self.times = every, times
-        self.cut: list[int] = []
-        self._stop = threading.Event()
-        settings = connection.settings_dict
-        self._dsn = {
-            "host": settings["HOST"] or None,
-            "port": settings["PORT"] or None,
-            "user": settings["USER"] or None,
-            "password": settings["PASSWORD"] or None,
-            "dbname": settings["NAME"],
-        }
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            self._spare = cursor.fetchone()[0]
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> ConnectionCutter:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        with psycopg.connect(**{k: v for k, v in self._dsn.items() if v}, autocommit=True) as db:
-            for _ in range(self.times):
-                if self._stop.wait(self.every):
-                    return
-                rows = db.execute(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid NOT IN (pg_backend_pid(), %s)",
-                    [self._dsn["dbname"], self._spare],
-                ).fetchone()
-                self.cut.append(int(rows[0]) if rows else 0)
 
 
 #: (prefix, final status, requests the site must receive, how many members): 20 in all.
