@@ -68,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_FOLLOW_UP_RETRY_DELAYS": [30, 120, 600],
     # Seconds one follow-up may run (its Django-Q2 task timeout; at most the lookup's).
     "CENSUS_FOLLOW_UP_TIMEOUT": 60,
+    # Census's successful Django-Q2 task rows older than this are deleted ("3d", "12h",
+    # seconds); None keeps them all. Failed rows are always kept.
+    "CENSUS_TASK_RETENTION": "3d",
 }
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -205,6 +208,11 @@ class CensusSettings:
     @property
     def recheck_after_seconds(self) -> float | None:
         value = self._get("CENSUS_RECHECK_AFTER")
+        return None if value in (None, "", 0) else parse_duration(value)
+
+    @property
+    def task_retention_seconds(self) -> float | None:
+        value = self._get("CENSUS_TASK_RETENTION")
         return None if value in (None, "", 0) else parse_duration(value)
 
     @property

@@ -87,6 +87,8 @@ class Event(StrEnum):
     FOLLOW_UP_SUCCEEDED = "follow_up_succeeded"
     #: A follow-up's try raised: retried on its ladder (``will_retry``) or failed for good.
     FOLLOW_UP_FAILED = "follow_up_failed"
+    #: Census's successful Django-Q2 task rows past CENSUS_TASK_RETENTION were deleted.
+    TASKS_PRUNED = "tasks_pruned"
     #: The sweeper found a follow-up whose task was lost (killed worker, lost message,
     #: failed enqueue) and queued it again.
     FOLLOW_UP_RESUMED = "follow_up_resumed"

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ, Schedule, Task
 from django_q.signing import SignedPackage
 from django_q.tasks import async_task, schedule
 
@@ -177,6 +177,27 @@ def schedule_follow_up(follow_up_id: int, task_name: str, due: datetime) -> Sche
 
 def follow_up_is_scheduled(task_name: str) -> bool:
     return Schedule.objects.filter(name=task_name).exists()
+
+
+# -- the task table -------------------------------------------------------------------------
+
+#: Task rows deleted per statement: short locks on a large table.
+DELETE_BATCH = 500
+
+
+def delete_succeeded_tasks(*, before: datetime, keep: set[str]) -> int:
+    """Delete census's successful task rows (attempts, follow-ups) that stopped before
+    ``before``, but those named in ``keep``; returns how many. Other apps' rows and failed
+    ones are never touched."""
+    rows = (
+        Task.objects.filter(func__in=(TASK_FUNC, FOLLOW_UP_FUNC), success=True, stopped__lt=before)
+        .exclude(name__in=keep)
+        .order_by("stopped")
+    )
+    deleted = 0
+    while batch := list(rows.values_list("id", flat=True)[:DELETE_BATCH]):
+        deleted += Task.objects.filter(id__in=batch).delete()[0]
+    return deleted
 
 
 # -- bulk runs and re-checks ----------------------------------------------------------------

@@ -4,7 +4,8 @@ Django-Q2's scheduler ticks every 30 s in the sentinel, so a retry due in 60 s c
 90 s. Each worker therefore starts a daemon thread (on Django-Q2's ``post_spawn``) that runs
 ``django_q.scheduler.scheduler()`` every ``CENSUS_SCHEDULER_TICK`` seconds; a cache key lets
 one worker of those sharing the cache run it per tick. A schedule fired twice is harmless: the
-second task finds its attempt no longer current. The same thread runs the sweeper now and then.
+second task finds its attempt no longer current. The same thread runs the sweeper now and then,
+and prunes old task rows hourly (``census.upkeep``).
 
 The thread lives in workers, never in the qcluster parent; it does ORM work only, no browser.
 """
@@ -21,7 +22,7 @@ from django.db import close_old_connections
 from django_q.scheduler import scheduler
 from django_q.signals import post_spawn
 
-from census import database, events, sweeper
+from census import database, events, sweeper, upkeep
 from census.conf import settings
 from census.events import Event
 
@@ -32,6 +33,9 @@ REPORTED_EVERY = 5.0
 _TICK_KEY = "census:scheduler-tick"
 _SWEEP_KEY = "census:sweep"
 _REPORTED_KEY = "census:sweep-reported"
+#: Seconds between prunings of census's old task rows (census.upkeep).
+PRUNE_EVERY = 3600  # an hour
+_PRUNE_KEY = "census:prune-tasks"
 
 
 def _claim(key: str, seconds: float) -> bool:
@@ -61,6 +65,8 @@ def tick() -> None:
         sweeper.sweep()
     elif _claim(_REPORTED_KEY, REPORTED_EVERY):
         sweeper.sweep_reported()
+    elif _claim(_PRUNE_KEY, PRUNE_EVERY):
+        upkeep.prune_tasks()
 
 
 def _run(interval: float) -> None:

@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "followups",
                 "refresh",
                 "sweeper",
+                "upkeep",
                 "ticker",
                 "stats",
                 "bulk",
