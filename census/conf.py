@@ -71,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
     # Census's successful Django-Q2 task rows older than this are deleted ("3d", "12h",
     # seconds); None keeps them all. Failed rows are always kept.
     "CENSUS_TASK_RETENTION": "3d",
+    # Bearer token that lets Prometheus read census.metrics.metrics_view (None: only users
+    # who may view lookups).
+    "CENSUS_METRICS_TOKEN": None,
 }
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -214,6 +217,10 @@ class CensusSettings:
     def task_retention_seconds(self) -> float | None:
         value = self._get("CENSUS_TASK_RETENTION")
         return None if value in (None, "", 0) else parse_duration(value)
+
+    @property
+    def metrics_token(self) -> str | None:
+        return self._get("CENSUS_METRICS_TOKEN") or None
 
     @property
     def recheck_hour(self) -> int:

@@ -45,7 +45,17 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "entry points",
         frozenset(
-            {"", "pipeline", "receivers", "admin", "apps", "checks", "management.", "testing."}
+            {
+                "",
+                "pipeline",
+                "receivers",
+                "admin",
+                "apps",
+                "checks",
+                "metrics",
+                "management.",
+                "testing.",
+            }
         ),
     ),
 )

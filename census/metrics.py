@@ -1,0 +1,175 @@
+"""Prometheus metrics, derived from the database at each scrape.
+
+Every figure is read from census's tables, so it is the same whichever host, cluster or
+worker made the change and whichever web process answers the scrape: no per-process
+registry to merge (prometheus_client's multiprocess mode only merges one host's processes
+and loses a dead worker's counts on restart). Counters are counts of rows that are never
+deleted (``Attempt``), so they only grow. No label is ever a cédula or a user id.
+
+Mount the view and give it a token or a permission::
+
+    path("metrics/census", census.metrics.metrics_view)   # urls.py
+    CENSUS_METRICS_TOKEN = "..."   # Prometheus sends "Authorization: Bearer ..."
+
+Without a token, only users who may view lookups (``census.view_cedulainfo``) get it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+
+from census.conf import settings
+from census.gate import BreakerPhase
+from census.models import Attempt, CedulaInfo, FollowUp, Status
+from census.outcomes import Outcome
+from census.stats import breaker_state
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Seconds: an attempt in the browser (the scrape timeout is 90 s by default).
+DURATION_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0)
+#: Seconds from an attempt's start to its request leaving: the gate's wait and the page.
+SEND_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+#: Seconds a scheduled attempt started after its due time.
+LATENESS_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The metrics in Prometheus's text format, for a bearer token or a permitted user."""
+    if not _allowed(request):
+        return HttpResponse("forbidden\n", status=403, content_type="text/plain")
+    return HttpResponse(render(), content_type=CONTENT_TYPE)
+
+
+def _allowed(request: HttpRequest) -> bool:
+    token = settings.metrics_token
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer "):
+        return hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode())
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.has_perm("census.view_cedulainfo"))
+
+
+def render() -> str:
+    """Every census metric, one family after the other."""
+    lines: list[str] = []
+    by_status = dict(CedulaInfo.objects.values_list("status").annotate(n=Count("pk")))
+    lines += _family(
+        "census_lookups",
+        "gauge",
+        "Lookups by current status.",
+        ((f'status="{s.value}"', by_status.get(s.value, 0)) for s in Status),
+    )
+    finished = Attempt.objects.exclude(outcome="")
+    by_outcome = dict(finished.values_list("outcome").annotate(n=Count("pk")))
+    lines += _family(
+        "census_attempts_total",
+        "counter",
+        "Attempts that ended, by outcome (deferred: nothing was sent).",
+        ((f'outcome="{o.value}"', by_outcome.get(o.value, 0)) for o in Outcome),
+    )
+    lines += _histogram(
+        "census_attempt_duration_seconds",
+        "Time an attempt took, from its claim to its report.",
+        finished.exclude(outcome=Outcome.DEFERRED.value).filter(duration_ms__isnull=False),
+        F("duration_ms"),
+        DURATION_BUCKETS,
+        scale=1000.0,
+    )
+    sent = Attempt.objects.filter(sent_at__isnull=False)
+    lines += _histogram(
+        "census_attempt_send_delay_seconds",
+        "Time from an attempt's start to its request leaving (the gate's wait and the page).",
+        sent,
+        _seconds("sent_at", "started_at"),
+        SEND_BUCKETS,
+    )
+    lines += _histogram(
+        "census_retry_lateness_seconds",
+        "How late a scheduled attempt started after it was due.",
+        Attempt.objects.filter(due_at__isnull=False),
+        _seconds("started_at", "due_at"),
+        LATENESS_BUCKETS,
+    )
+    breaker = breaker_state()
+    lines += _family(
+        "census_breaker_phase",
+        "gauge",
+        "The cluster-wide breaker's phase: 1 for the current one.",
+        ((f'phase="{p.value}"', int(breaker.state is p)) for p in BreakerPhase),
+    )
+    lines += _family(
+        "census_breaker_consecutive_blocks",
+        "gauge",
+        "Blocks in a row without an answer in between.",
+        [("", breaker.consecutive_blocks)],
+    )
+    lines += _family(
+        "census_deferred_lookups",
+        "gauge",
+        "Lookups waiting on the closed gate (their last attempt was deferred).",
+        [("", breaker.waiting)],
+    )
+    follow_ups = dict(FollowUp.objects.values_list("state").annotate(n=Count("pk")))
+    lines += _family(
+        "census_follow_ups",
+        "gauge",
+        "Follow-ups by state.",
+        ((f'state="{s.value}"', follow_ups.get(s.value, 0)) for s in FollowUp.State),
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _family(
+    name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]
+) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        lines.append(
+            f"{name}{{{labels}}} {_number(value)}" if labels else f"{name} {_number(value)}"
+        )
+    return lines
+
+
+def _seconds(later: str, earlier: str) -> ExpressionWrapper:
+    return ExpressionWrapper(F(later) - F(earlier), output_field=DurationField())
+
+
+def _histogram(
+    name: str,
+    help_text: str,
+    rows: QuerySet[Attempt],
+    value: Any,
+    buckets: Sequence[float],
+    *,
+    scale: float | None = None,
+) -> list[str]:
+    """Cumulative buckets counted in one query (``le`` in seconds); ``scale`` turns a
+    number column into seconds (milliseconds: 1000), else the value is a duration."""
+    annotated = rows.annotate(_v=value)
+
+    def bound(limit: float) -> Any:
+        return limit * scale if scale else timedelta(seconds=limit)
+
+    counts = annotated.aggregate(
+        _n=Count("pk"),
+        **{f"_b{i}": Count("pk", filter=Q(_v__lte=bound(b))) for i, b in enumerate(buckets)},
+    )
+    values = annotated.values_list("_v", flat=True)
+    total = sum((v / scale if scale else v.total_seconds()) for v in values if v is not None)
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    for i, b in enumerate(buckets):
+        lines.append(f'{name}_bucket{{le="{float(b)!r}"}} {counts[f"_b{i}"]}')
+    lines.append(f'{name}_bucket{{le="+Inf"}} {counts["_n"]}')
+    lines.append(f"{name}_sum {_number(round(total, 6))}")
+    lines.append(f"{name}_count {counts['_n']}")
+    return lines
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -1,0 +1,95 @@
+"""census.metrics: Prometheus text from the database, for a token or a permitted user."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from census.models import Attempt, CedulaInfo, FollowUp, Status
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+URL = "/metrics/census"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample, parsed by Prometheus's own parser: (name, labels) -> value."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def lookups() -> list[CedulaInfo]:
+    """Three lookups: found after a timeout and a late retry, one deferred, one pending."""
+    now = timezone.now()
+    found, deferred, pending = (CedulaInfo.objects.get(user=factories.member()) for _ in range(3))
+    CedulaInfo.objects.filter(pk=found.pk).update(status=Status.FOUND, step=2)
+    Attempt.objects.create(lookup=found, step=1, outcome="timeout", duration_ms=3000)
+    Attempt.objects.create(
+        lookup=found,
+        step=2,
+        outcome="found",
+        duration_ms=12500,
+        due_at=now - timedelta(seconds=4),
+        started_at=now - timedelta(seconds=1),  # 3 s late
+        sent_at=now,
+    )
+    CedulaInfo.objects.filter(pk=deferred.pk).update(status=Status.RETRYING, step=2)
+    Attempt.objects.create(lookup=deferred, step=1, outcome="deferred")
+    FollowUp.objects.create(
+        lookup=found, step=2, position=1, status="found", path="a.b", state="succeeded"
+    )
+    return [found, deferred, pending]
+
+
+def test_the_figures_match_the_database(client: Any, settings: Any) -> None:
+    """Gauges, counters and histograms say what the tables hold, in valid Prometheus text."""
+    settings.CENSUS_METRICS_TOKEN = "s3cret"
+    found, deferred, pending = lookups()
+    response = client.get(URL, headers={"Authorization": "Bearer s3cret"})
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    got = samples(response.content.decode())
+    assert got[("census_lookups", (("status", "found"),))] == 1
+    assert got[("census_lookups", (("status", "retrying"),))] == 1
+    assert got[("census_lookups", (("status", "pending"),))] == 1
+    assert got[("census_lookups", (("status", "error"),))] == 0
+    assert got[("census_attempts_total", (("outcome", "timeout"),))] == 1
+    assert got[("census_attempts_total", (("outcome", "deferred"),))] == 1
+    assert got[("census_attempt_duration_seconds_count", ())] == 2  # deferred: no duration
+    assert got[("census_attempt_duration_seconds_bucket", (("le", "5.0"),))] == 1
+    assert got[("census_attempt_duration_seconds_bucket", (("le", "20.0"),))] == 2
+    assert got[("census_attempt_duration_seconds_sum", ())] == pytest.approx(15.5)
+    assert got[("census_retry_lateness_seconds_bucket", (("le", "2.0"),))] == 0
+    assert got[("census_retry_lateness_seconds_bucket", (("le", "5.0"),))] == 1
+    assert got[("census_retry_lateness_seconds_sum", ())] == pytest.approx(3.0)
+    assert got[("census_attempt_send_delay_seconds_sum", ())] == pytest.approx(1.0)
+    assert got[("census_breaker_phase", (("phase", "closed"),))] == 1
+    assert got[("census_breaker_phase", (("phase", "open"),))] == 0
+    assert got[("census_deferred_lookups", ())] == 1
+    assert got[("census_follow_ups", (("state", "succeeded"),))] == 1
+    text = response.content.decode()
+    for info in (found, deferred, pending):  # no cédula, no user id as a label
+        assert info.user.username not in text
+        assert f'="{info.user_id}"' not in text
+
+
+def test_only_the_token_or_a_permitted_user_reads_them(client: Any, settings: Any) -> None:
+    """A wrong token, no token and a member are refused; staff who view lookups are not."""
+    settings.CENSUS_METRICS_TOKEN = "s3cret"
+    assert client.get(URL, headers={"Authorization": "Bearer nope"}).status_code == 403
+    assert client.get(URL).status_code == 403
+    member = factories.member()
+    client.force_login(member)
+    assert client.get(URL).status_code == 403
+    member.user_permissions.add(Permission.objects.get(codename="view_cedulainfo"))
+    client.force_login(type(member).objects.get(pk=member.pk))
+    assert client.get(URL).status_code == 200
