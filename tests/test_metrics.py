@@ -93,3 +93,29 @@ def test_only_the_token_or_a_permitted_user_reads_them(client: Any, settings: An
     member.user_permissions.add(Permission.objects.get(codename="view_cedulainfo"))
     client.force_login(type(member).objects.get(pk=member.pk))
     assert client.get(URL).status_code == 200
+
+
+def test_the_grafana_dashboard_charts_only_metrics_census_serves(
+    client: Any, settings: Any
+) -> None:
+    """Every metric a panel of docs/grafana-census.json queries is one the view serves."""
+    import json
+    import re
+
+    from tests.clusters import ROOT
+
+    settings.CENSUS_METRICS_TOKEN = "t"
+    served = {
+        name
+        for name, _ in samples(
+            client.get(URL, headers={"Authorization": "Bearer t"}).content.decode()
+        )
+    }
+    dashboard = json.loads((ROOT / "docs" / "grafana-census.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bcensus_[a-z_]+", target["expr"])
+    }
+    assert queried and queried <= served, queried - served
