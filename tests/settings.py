@@ -176,6 +176,16 @@ if "CENSUS_FAKE_SCRIPT" in os.environ:
 
     CENSUS_FAKE_SCRIPT = json.loads(os.environ["CENSUS_FAKE_SCRIPT"])
 
+# The portal's leader notices as a follow-up, for the processes of the tests that ask for it
+# (tests/test_profile_browser.py's qcluster): set globally, every test that lists queued
+# tasks would see follow-ups too. Their emails go to files in CENSUS_TEST_EMAIL_DIR.
+if os.environ.get("CENSUS_TEST_FOLLOW_UPS"):
+    CENSUS_FOLLOW_UPS = {
+        status: ["portal.followups.notify_leader"] for status in ("found", "cancelled", "error")
+    }
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = os.environ.get("CENSUS_TEST_EMAIL_DIR", str(VAR_DIR / "test-mail"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

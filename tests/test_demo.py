@@ -91,6 +91,12 @@ def test_demo_exits_zero_with_a_summary(demo_run: DemoRun) -> None:
     assert f"for {MEMBERS}/{MEMBERS} lookups" in output
     assert "qinfo" in output and "qmonitor" in output and "/admin/" in output
     assert "CENSUS_RATE_LIMIT_SECONDS=1 (production default 5)" in output
+    # The example settings run portal.followups.notify_leader for found, cancelled and
+    # error: 5 of the first 6 cases (not the not-found one). No demo member has a leader.
+    assert (
+        "Follow-ups (CENSUS_FOLLOW_UPS): 5 planned, 5 succeeded, 0 failed; "
+        "0 leader notices written." in output
+    )
 
 
 def test_demo_leaves_every_lookup_in_its_expected_state(demo_run: DemoRun) -> None:

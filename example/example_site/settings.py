@@ -193,6 +193,11 @@ if _throttle := _env("PORTAL_REFRESH_THROTTLE"):
             ) from None
         PORTAL_REFRESH_THROTTLE = None
 
+# Leader notices (portal.followups.notify_leader) are emailed through Django's email API; the
+# example prints them on the console of the process that sends them (the qcluster).
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = "Portal de miembros <portal@localhost>"
+
 LANGUAGE_CODE = "es-co"
 TIME_ZONE = "America/Bogota"
 USE_I18N = True
@@ -201,6 +206,13 @@ STATIC_URL = "static/"
 
 # -- census -----------------------------------------------------------------------------------
 CENSUS_IS_LEADER = "portal.leaders.is_leader"
+# When a referred member's lookup ends found, cancelled or error, their leader gets a notice
+# on their profile and an email: a follow-up, run once, after the status committed.
+CENSUS_FOLLOW_UPS = {
+    "found": ["portal.followups.notify_leader"],
+    "cancelled": ["portal.followups.notify_leader"],
+    "error": ["portal.followups.notify_leader"],
+}
 CENSUS_SCRAPER = _env("CENSUS_SCRAPER") or DEFAULTS["CENSUS_SCRAPER"]
 CENSUS_SITE_URL = _env("CENSUS_SITE_URL") or "http://127.0.0.1:8765/consultar/"
 CENSUS_BROWSER_EXECUTABLE = _env("CENSUS_BROWSER_EXECUTABLE")

@@ -22,3 +22,37 @@ class Member(AbstractUser):
     @property
     def is_leader(self) -> bool:
         return self.role == self.Role.LEADER
+
+
+class Notice(models.Model):
+    """An in-app notice to a leader: a member they referred got a census answer.
+
+    Written by ``portal.followups.notify_leader`` (a census follow-up); ``key`` is the
+    follow-up's idempotency key, so a repeated try finds its notice instead of adding one.
+    The text shows the member's name and masked cédula, never the full cédula.
+    """
+
+    leader = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="notices", verbose_name=_("líder")
+    )
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="+", verbose_name=_("miembro")
+    )
+    #: The census lookup (``census.CedulaInfo``) whose final status this reports.
+    lookup_id = models.BigIntegerField(_("consulta"), db_index=True)
+    #: The final status the notice reports: found, cancelled or error.
+    status = models.CharField(_("estado"), max_length=16)
+    key = models.CharField(_("clave"), max_length=100, unique=True)
+    text = models.TextField(_("texto"))
+    created_at = models.DateTimeField(_("creado"), auto_now_add=True)
+    #: When the email to the leader went out (after the notice committed); empty: not sent
+    #: (the leader has no email address, or the sending failed or never happened).
+    emailed_at = models.DateTimeField(_("correo enviado"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("aviso")
+        verbose_name_plural = _("avisos")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.text

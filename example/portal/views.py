@@ -27,8 +27,13 @@ from portal.models import Member
 
 logger = structlog.get_logger("portal")
 
-#: How often the profile page asks for news while the lookup runs (milliseconds).
+#: How often the profile page first asks for news while the lookup runs (milliseconds); it
+#: waits 1.5 times longer after each unchanged answer, up to POLL_MAX_INTERVAL_MS, and starts
+#: over when the status changes.
 POLL_INTERVAL_MS = 2000
+POLL_MAX_INTERVAL_MS = 15000
+#: The most recent leader notices the profile lists.
+NOTICES_SHOWN = 20
 
 
 def _lookup_of(member: Member) -> CedulaInfo | None:
@@ -70,6 +75,7 @@ def profile(request: HttpRequest) -> HttpResponse:
             (referral, census_card(_lookup_of(referral)))
             for referral in member.referrals.order_by("first_name", "last_name")
         ]
+    notices = list(member.notices.all()[:NOTICES_SHOWN])
     return render(
         request,
         "portal/profile.html",
@@ -78,7 +84,9 @@ def profile(request: HttpRequest) -> HttpResponse:
             "card": card,
             "card_html": render_card(card),
             "referrals": referrals,
+            "notices": notices,
             "poll_interval_ms": POLL_INTERVAL_MS,
+            "poll_max_interval_ms": POLL_MAX_INTERVAL_MS,
         },
     )
 

@@ -8,9 +8,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from census.models import FINAL_STATUSES, Status
+from django.db.models import Q
+from django.utils import timezone
+
+from census.models import FINAL_STATUSES, FollowUp, Status
 from census.stats import CensusStats
 from portal.demo.progress import Row
+from portal.models import Notice
 
 STATUS_CHANGED = "lookup_status_changed"
 
@@ -66,6 +70,73 @@ def check_log(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class FollowUpCheck:
+    """The follow-ups (``CENSUS_FOLLOW_UPS``) census planned for the demo's lookups."""
+
+    #: Rows per state (waiting, queued, running, succeeded, failed).
+    states: dict[str, int]
+    #: Dotted path -> how many of its follow-ups failed (every try used).
+    failed_paths: dict[str, int]
+    #: Notices ``portal.followups.notify_leader`` wrote to leaders for these lookups.
+    notices: int
+
+    @property
+    def planned(self) -> int:
+        return sum(self.states.values())
+
+    def count(self, state: str) -> int:
+        return self.states.get(state, 0)
+
+
+def check_follow_ups(lookup_ids: Iterable[int]) -> FollowUpCheck:
+    """Read the follow-up rows and leader notices of the lookups ``lookup_ids``."""
+    ids = list(lookup_ids)
+    rows = FollowUp.objects.filter(lookup_id__in=ids)
+    return FollowUpCheck(
+        states=dict(Counter(rows.values_list("state", flat=True))),
+        failed_paths=dict(
+            Counter(rows.filter(state=FollowUp.State.FAILED).values_list("path", flat=True))
+        ),
+        notices=Notice.objects.filter(lookup_id__in=ids).count(),
+    )
+
+
+def follow_ups_due(lookup_ids: Iterable[int]) -> int:
+    """Follow-ups of these lookups a worker runs now: running, or queued and due (a retry
+    scheduled for later does not count)."""
+    state = FollowUp.State
+    return (
+        FollowUp.objects.filter(lookup_id__in=list(lookup_ids))
+        .filter(Q(state=state.RUNNING) | Q(state=state.QUEUED, due_at__lte=timezone.now()))
+        .count()
+    )
+
+
+def follow_ups_lines(check: FollowUpCheck) -> list[str]:
+    """What the summary says about the follow-ups."""
+    if not check.planned:
+        return ["Follow-ups (CENSUS_FOLLOW_UPS): none planned."]
+    state = FollowUp.State
+    lines = [
+        f"Follow-ups (CENSUS_FOLLOW_UPS): {check.planned} planned, "
+        f"{check.count(state.SUCCEEDED)} succeeded, {check.count(state.FAILED)} failed; "
+        f"{_plural(check.notices, 'leader notice')} written."
+    ]
+    lines += [
+        f"  FAILED: {path} x{count} (the admin's lookup page can run it again)"
+        for path, count in sorted(check.failed_paths.items())
+    ]
+    unfinished = {name: check.count(name) for name in (state.QUEUED, state.RUNNING, state.WAITING)}
+    if any(unfinished.values()):
+        lines.append(
+            "  not run yet: "
+            + ", ".join(f"{name} {count}" for name, count in unfinished.items() if count)
+            + " (the next qcluster runs them)"
+        )
+    return lines
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -95,6 +166,7 @@ def render(
     rows: Sequence[Row],
     stats: CensusStats,
     log: LogCheck,
+    follow_ups: FollowUpCheck,
     elapsed: float,
     consultas: int,
     closest_spacing: float | None,
@@ -147,6 +219,7 @@ def render(
         f"Time to final state: median {_seconds(stats.time_to_final.median)}, "
         f"p95 {_seconds(stats.time_to_final.p95)} (from registration).",
         _retries_line(stats),
+        *follow_ups_lines(follow_ups),
         f"Census requests seen by the simulator: {consultas}"
         + (
             f", the closest two {closest_spacing:.2f} s apart."

@@ -45,6 +45,9 @@ REFRESH_EVERY = 0.5
 #: About how long one attempt keeps a worker busy: a retry due within this many seconds
 #: needs a worker, so no new member registers in front of it.
 ATTEMPT_SECONDS = 6.0
+#: Once every lookup is final, how long the demo waits at most for the follow-ups they
+#: queued (CENSUS_FOLLOW_UPS: the portal's leader notices) before it stops the cluster.
+FOLLOW_UP_GRACE = 20.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -304,6 +307,7 @@ class Demo:
         view = LiveTable(sys.stdout) if self.live else LineLog(sys.stdout)
         to_register = list(enumerate(mix.cases(self.config.members), start=1))
         deadline = started + self.config.deadline
+        settled: float | None = None  # when every lookup was final
         while True:
             tick = time.monotonic()
             rows = snapshot(self.members)
@@ -312,7 +316,11 @@ class Demo:
                 rows = snapshot(self.members)
             view.update(self.heading(rows, cluster, tick - started), rows, timezone.now())
             if not to_register and all(row.final for row in rows):
-                return
+                # The follow-ups the last statuses queued run before the cluster stops.
+                if settled is None:
+                    settled = tick
+                if tick - settled > FOLLOW_UP_GRACE or not self.follow_ups_due():
+                    return
             if tick > deadline:
                 self.say(f"\nDeadline of {self.config.deadline:.0f} s reached.\n")
                 return
@@ -320,6 +328,10 @@ class Demo:
                 self.say(f"\nqcluster exited; see {_relative(cluster.output)}\n")
                 return
             time.sleep(max(REFRESH_EVERY - (time.monotonic() - tick), 0))
+
+    def follow_ups_due(self) -> int:
+        lookups = CedulaInfo.objects.filter(user_id__in=[m.user_id for m in self.members])
+        return summary.follow_ups_due(lookups.values_list("pk", flat=True))
 
     def has_room(self, rows: list[Row]) -> bool:
         """Whether a worker is free for one more member, retries due soon counted first.
@@ -368,6 +380,7 @@ class Demo:
             rows=rows,
             stats=compute(lookups),
             log=summary.check_log(self.log_file, rows, moves, ids),
+            follow_ups=summary.check_follow_ups(ids.values()),
             elapsed=elapsed,
             consultas=len(consultas),
             closest_spacing=min(gaps) if gaps else None,
