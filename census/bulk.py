@@ -364,8 +364,9 @@ class Feed:
     #: Lookups in the window before this feed, and the window's capacity (``window_size``).
     queued_before: int = 0
     capacity: int = 0
-    #: "" or why nothing was fed: "breaker_open", "deferred_ahead" (deferred lookups
-    #: still wait for their places on the gate's cursor), "window_full", "closed".
+    #: "" or why nothing was fed: "paused" (census_pause), "breaker_open", "deferred_ahead"
+    #: (deferred lookups still wait for their places on the gate's cursor), "window_full",
+    #: "closed".
     paused: str = ""
 
 
@@ -382,6 +383,8 @@ def feed(run_id: int, *, now: datetime | None = None) -> Feed:
         capacity = window_capacity(now)
         gate, gate_time = gate_now(now)
         queued = in_flight_window(now)
+        if gate.paused_at is not None:  # an operator stopped all census traffic
+            return Feed(paused="paused", queued_before=queued, capacity=capacity)
         if gate.phase(gate_time).holds_traffic:
             return Feed(paused="breaker_open", queued_before=queued, capacity=capacity)
         # Both guards: the pause keeps the run off the cursor altogether (a member fed now

@@ -87,6 +87,13 @@ class Event(StrEnum):
     FOLLOW_UP_SUCCEEDED = "follow_up_succeeded"
     #: A follow-up's try raised: retried on its ladder (``will_retry``) or failed for good.
     FOLLOW_UP_FAILED = "follow_up_failed"
+    #: An operator paused all census traffic (census_pause): nothing is sent until resumed.
+    CENSUS_PAUSED = "census_paused"
+    #: The pause was lifted; the waiting lookups are queued again.
+    CENSUS_RESUMED = "census_resumed"
+    #: A task started while census is paused: it claimed and sent nothing; the lookup is
+    #: queued again on resume.
+    ATTEMPT_HELD = "attempt_held"
     #: Census's successful Django-Q2 task rows past CENSUS_TASK_RETENTION were deleted.
     TASKS_PRUNED = "tasks_pruned"
     #: The sweeper found a follow-up whose task was lost (killed worker, lost message,
@@ -113,6 +120,7 @@ _LEVELS: dict[Event, str] = {
     Event.BROWSER_KILLED: "warning",
     Event.REFRESH_DENIED: "warning",
     Event.RECEIVER_FAILED: "error",
+    Event.CENSUS_PAUSED: "warning",
     Event.FOLLOW_UP_FAILED: "error",
     Event.FOLLOW_UP_RESUMED: "warning",
 }

@@ -43,7 +43,12 @@ SEND_MARGIN = 0.04
 
 #: Why a gate refused: its breaker is open, a probe is out, its slots are taken past the
 #: caller's deadline, or deferred lookups are ahead of a fresh caller.
-ClosedReason = Literal["breaker_open", "probe_in_flight", "rate_backlog", "deferred_ahead"]
+ClosedReason = Literal[
+    "breaker_open", "probe_in_flight", "rate_backlog", "deferred_ahead", "paused"
+]
+
+#: Seconds a refusal for a pause asks the caller to wait before it looks again.
+PAUSE_RECHECK = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +114,8 @@ class GateState:
     last_sent_at: datetime | None = None
     #: While set and in the future, a permitted request is leaving (its send lease).
     sending_until: datetime | None = None
+    #: Set while an operator has paused all census traffic (``census.pause``).
+    paused_at: datetime | None = None
 
     def phase(self, now: datetime) -> BreakerPhase:
         if self.breaker_until is None:
@@ -190,6 +197,8 @@ def admit(
     ticketed: bool = False,
 ) -> tuple[Admission, GateState]:
     """Reserve the next slot for a request, or say why not; ``ticketed``: a deferred lookup."""
+    if state.paused_at is not None:
+        return _closed(now + timedelta(seconds=PAUSE_RECHECK), "paused", now), state
     phase = state.phase(now)
     if phase is BreakerPhase.OPEN:
         assert state.breaker_until is not None
@@ -227,6 +236,8 @@ def permit(
     ``Retake``: this request woke too late for its slot. ``Closed``: a block opened the
     breaker meanwhile, or the deadline comes before the request could go.
     """
+    if state.paused_at is not None:  # paused since its admission: not even a probe goes
+        return _closed(now + timedelta(seconds=PAUSE_RECHECK), "paused", now), state
     if not slot.probe and state.phase(now) is BreakerPhase.OPEN:
         assert state.breaker_until is not None
         return _closed(state.breaker_until, "breaker_open", now), state

@@ -126,6 +126,7 @@ def _state(row: RateGateRow) -> GateState:
         defer_cursor=row.defer_cursor,
         last_sent_at=row.last_sent_at,
         sending_until=row.sending_until,
+        paused_at=row.paused_at,
     )
 
 

@@ -212,6 +212,10 @@ class RateGate(models.Model):
     last_sent_at = models.DateTimeField(null=True, blank=True)
     #: While set and in the future, a request is leaving (its send lease, until confirmed).
     sending_until = models.DateTimeField(null=True, blank=True)
+    #: Set by ``census_pause``: nothing goes to the site until ``census_resume``.
+    paused_at = models.DateTimeField(_("paused at"), null=True, blank=True)
+    paused_by = models.CharField(_("paused by"), max_length=150, blank=True)
+    pause_reason = models.CharField(_("pause reason"), max_length=300, blank=True)
 
     class Meta:
         verbose_name = _("request rate limit")

@@ -23,6 +23,7 @@ from typing import Any
 from django.db.models import Count, F, Q, QuerySet
 from django_q.models import Task
 
+from census import pause
 from census.gate import BreakerPhase
 from census.gatestore import GateStore
 from census.models import FINAL_STATUSES, Attempt, CedulaInfo, Status
@@ -121,6 +122,8 @@ class CensusStats:
     time_to_final: Distribution
     #: The cluster-wide gate's breaker: state, until, consecutive blocks, lookups waiting on it.
     breaker: BreakerState
+    #: The operator's pause in force (``since`` ISO time, ``by``, ``reason``), or None.
+    paused: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: nested dicts, keys as strings."""
@@ -189,6 +192,7 @@ def compute(
         late_retries=sum(1 for late in lateness if late > late_after),
         time_to_final=Distribution.of(to_final),
         breaker=breaker_state(),
+        paused=_paused(),
     )
 
 
@@ -260,4 +264,17 @@ def render_table(stats: CensusStats) -> str:
         + f"   consecutive blocks {stats.breaker.consecutive_blocks}"
         + f"   lookups waiting on it {stats.breaker.waiting}",
     ]
+    if stats.paused:
+        lines.append(
+            f"PAUSED since {stats.paused['since']} by {stats.paused['by'] or '?'}"
+            + (f": {stats.paused['reason']}" if stats.paused["reason"] else "")
+            + " (nothing is sent; census_resume lifts it)"
+        )
     return "\n".join(lines)
+
+
+def _paused() -> dict[str, str] | None:
+    current = pause.current()
+    if current is None:
+        return None
+    return {"since": current.since.isoformat(), "by": current.by, "reason": current.reason}

@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.models import Task
 
-from census import events, followups, queue
+from census import events, followups, pause, queue
 from census.conclusion import conclude_attempt
 from census.conf import settings
 from census.events import Event
@@ -64,7 +64,10 @@ def sweep_stuck(now: datetime | None = None) -> int:
 
 
 def sweep_stalled(now: datetime | None = None) -> int:
-    """Queue again PENDING/RETRYING lookups whose task is neither scheduled nor queued."""
+    """Queue again PENDING/RETRYING lookups whose task is neither scheduled nor queued
+    (not while census is paused: ``census_resume`` queues them all)."""
+    if pause.current() is not None:
+        return 0
     now = now or timezone.now()
     waiting = queue.queued_task_names()
     grace = timedelta(seconds=stalled_after(known=waiting is not None))
@@ -76,6 +79,20 @@ def sweep_stalled(now: datetime | None = None) -> int:
         return _resume(lookup_id, step, waiting or set())
 
     return _each(stalled, resume)
+
+
+def requeue_waiting() -> int:
+    """After a pause: queue again every PENDING/RETRYING lookup with no queued task and no
+    schedule due, oldest due first (the gate spaces them at the site's pace)."""
+    waiting = queue.queued_task_names() or set()
+    lookups = CedulaInfo.objects.filter(status__in=(Status.PENDING, Status.RETRYING)).order_by(
+        F("next_attempt_at").asc(nulls_first=True), "status_changed_at"
+    )
+
+    def resume(lookup_id: int, step: int) -> bool:
+        return _resume(lookup_id, step, waiting)
+
+    return _each(lookups.values_list("pk", "step"), resume)
 
 
 def sweep_follow_ups(now: datetime | None = None) -> int:

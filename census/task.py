@@ -17,7 +17,7 @@ import structlog
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from census import database, events, logs, reports
+from census import database, events, logs, pause, reports
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
 from census.events import Event
@@ -53,6 +53,10 @@ def run_attempt(lookup_id: int, step: int) -> dict[str, Any]:
 
 def _run_attempt(lookup_id: int, step: int, task_id: str) -> dict[str, Any]:
     summary: dict[str, Any] = {"lookup_id": lookup_id, "step": step}
+    if database.retrying(pause.current, step="pause") is not None:
+        # Nothing claimed, nothing sent: the lookup waits as it is for census_resume.
+        events.emit(Event.ATTEMPT_HELD, reason="paused")
+        return {**summary, "outcome": None, "skipped": True, "paused": True}
     # Every database step survives a dropped connection (reconnect, bounded retries): a
     # drop must neither lose the claim nor an answer the site gave.
     tries: list[int] = []

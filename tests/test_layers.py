@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("settings and storage", frozenset({"conf", "logs", "models", "database", "gatestore"})),
     (
         "services",
-        frozenset({"ratelimit", "queue", "results", "announce", "transitions", "policy"}),
+        frozenset({"ratelimit", "queue", "results", "announce", "transitions", "policy", "pause"}),
     ),
     (
         "the pipeline's steps",

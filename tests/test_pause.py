@@ -1,0 +1,103 @@
+"""census.pause: nothing goes to the site while paused; resuming loses no lookup."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from structlog.testing import capture_logs
+
+from census import bulk, gate, pause, sweeper
+from census.gate import Closed, GatePolicy, GateState, Slot
+from census.models import CedulaInfo, Status
+from tests import factories
+from tests.driving import clear_queue, queued, run_and_hook
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+POLICY = GatePolicy(interval=5.0)
+
+
+def test_a_paused_gate_admits_nothing_and_lets_nothing_leave() -> None:
+    """admit refuses (reason "paused"), and a slot admitted before the pause may not go,
+    not even the breaker's probe."""
+    paused = GateState(next_allowed_at=T0 - timedelta(seconds=30), paused_at=T0)
+    admission, after = gate.admit(paused, T0, POLICY, deadline=None)
+    assert isinstance(admission, Closed) and admission.reason == "paused"
+    assert after == paused  # nothing reserved
+    for probe in (False, True):
+        permission, _ = gate.permit(paused, T0, POLICY, Slot(T0, probe=probe), deadline=None)
+        assert isinstance(permission, Closed) and permission.reason == "paused"
+    running = GateState(next_allowed_at=T0 - timedelta(seconds=30))
+    assert isinstance(gate.admit(running, T0, POLICY, deadline=None)[0], Slot)
+
+
+@pytest.mark.django_db
+def test_a_task_started_while_paused_claims_and_sends_nothing(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The lookup stays pending with its budget whole, and no attempt row is written."""
+    info = new_lookup("found")
+    pause.pause(by="ops", reason="legal notice")
+    with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
+        run_and_hook(info.pk, info.step)
+    info.refresh_from_db()
+    assert (info.status, info.step, info.budget_try) == (Status.PENDING, 1, 1)
+    assert not info.attempts.exists()
+    assert [e["reason"] for e in logs if e["event"] == "attempt_held"] == ["paused"]
+
+
+@pytest.mark.django_db
+def test_the_sweeper_waits_and_resume_queues_every_waiting_lookup_oldest_first(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """While paused the stalled pass queues nothing; resume queues each waiting lookup once,
+    in the order they became due."""
+    first, second = new_lookup("found"), new_lookup("found")
+    pause.pause(by="ops")
+    clear_queue()  # their tasks ran while paused and were held
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert sweeper.sweep_stalled(later) == 0
+    assert queued() == []
+    assert pause.resume(by="ops") is not None
+    assert pause.resume(by="ops") is None  # not paused any more
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweeper.requeue_waiting() == 2
+        assert sweeper.requeue_waiting() == 0  # queued already: nothing twice
+    assert [t["name"] for t in queued()] == [
+        f"census-lookup-{first.pk}-step-1",
+        f"census-lookup-{second.pk}-step-1",
+    ]
+
+
+@pytest.mark.django_db
+def test_bulk_runs_stop_feeding_while_paused(settings: Any) -> None:
+    """A feeder finds the pause and starts no member."""
+    leader = factories.leader()
+    CedulaInfo.objects.filter(user=leader).update(status=Status.FOUND)
+    factories.member_without_lookup()
+    run, _ = bulk.open_run(bulk.Selection(missing=True), requested_by=leader)
+    assert run is not None
+    pause.pause(by="ops")
+    assert bulk.feed(run.pk).paused == "paused"
+    assert run.members.exclude(fed_at=None).count() == 0
+
+
+@pytest.mark.django_db
+def test_the_commands_and_census_stats_show_who_paused_and_why() -> None:
+    """census_pause records who and why, census_stats shows it, census_resume clears it."""
+    out = StringIO()
+    call_command("census_pause", "--reason", "captcha budget spent", "--by", "ana", stdout=out)
+    assert "census paused" in out.getvalue() and "ana" in out.getvalue()
+    table = StringIO()
+    call_command("census_stats", stdout=table)
+    assert "PAUSED since" in table.getvalue() and "by ana: captcha budget spent" in table.getvalue()
+    data = StringIO()
+    call_command("census_stats", "--json", stdout=data)
+    assert '"reason": "captcha budget spent"' in data.getvalue()
+    out = StringIO()
+    call_command("census_resume", "--by", "ana", stdout=out)
+    assert "census resumed (paused by ana" in out.getvalue()
+    assert pause.current() is None
