@@ -12,9 +12,9 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from census import bulk, followups, refresh
+from census import bulk, followups, pause, refresh, sweeper
 from census.conf import settings
-from census.models import Attempt, BulkRun, CedulaInfo, FollowUp
+from census.models import Attempt, BulkRun, CedulaInfo, FollowUp, RateGate
 
 
 class AttemptInline(admin.TabularInline):
@@ -174,6 +174,53 @@ class FollowUpAdmin(admin.ModelAdmin):
             request,
             gettext("%(queued)d follow-up(s) queued again; %(skipped)d had not failed.")
             % {"queued": queued, "skipped": len(queryset) - queued},
+            messages.SUCCESS,
+        )
+
+
+@admin.register(RateGate)
+class RateGateAdmin(admin.ModelAdmin):
+    """The gate in front of the census site, read-only; operators may pause all traffic."""
+
+    list_display = (
+        "name",
+        "next_allowed_at",
+        "breaker_until",
+        "consecutive_blocks",
+        "paused_at",
+        "paused_by",
+        "pause_reason",
+    )
+    readonly_fields = list_display
+    actions = ["pause_traffic", "resume_traffic"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("census.change_rategate")
+
+    @admin.action(description=_("Pause all census traffic"), permissions=["operate"])
+    def pause_traffic(self, request: HttpRequest, queryset: QuerySet[RateGate]) -> None:
+        pause.pause(by=request.user.get_username(), reason=gettext("paused from the admin"))
+        self.message_user(
+            request, gettext("Census traffic is paused; nothing is sent."), messages.WARNING
+        )
+
+    @admin.action(description=_("Resume census traffic"), permissions=["operate"])
+    def resume_traffic(self, request: HttpRequest, queryset: QuerySet[RateGate]) -> None:
+        pause.resume(by=request.user.get_username())
+        queued = sweeper.requeue_waiting()
+        self.message_user(
+            request,
+            gettext("Census traffic resumed; %(queued)d waiting lookup(s) queued.")
+            % {"queued": queued},
             messages.SUCCESS,
         )
 

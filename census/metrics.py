@@ -24,6 +24,7 @@ from typing import Any
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from census import pause
 from census.conf import settings
 from census.gate import BreakerPhase
 from census.models import Attempt, CedulaInfo, FollowUp, Status
@@ -114,6 +115,12 @@ def render() -> str:
         "gauge",
         "Lookups waiting on the closed gate (their last attempt was deferred).",
         [("", breaker.waiting)],
+    )
+    lines += _family(
+        "census_paused",
+        "gauge",
+        "1 while an operator has paused all census traffic (census_pause).",
+        [("", int(pause.current() is not None))],
     )
     follow_ups = dict(FollowUp.objects.values_list("state").annotate(n=Count("pk")))
     lines += _family(

@@ -101,3 +101,51 @@ def test_the_commands_and_census_stats_show_who_paused_and_why() -> None:
     call_command("census_resume", "--by", "ana", stdout=out)
     assert "census resumed (paused by ana" in out.getvalue()
     assert pause.current() is None
+
+
+@pytest.mark.django_db
+def test_an_operator_pauses_and_resumes_from_the_admin(
+    client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Staff with change_rategate get the two actions; others are not offered them."""
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    from census.models import RateGate
+    from census.ratelimit import DEFAULT_NAME
+
+    RateGate.objects.create(name=DEFAULT_NAME, next_allowed_at=datetime.now(UTC))
+    url = reverse("admin:census_rategate_changelist")
+    viewer = factories.member(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_rategate"))
+    client.force_login(viewer)
+    assert "pause_traffic" not in client.get(url).content.decode()
+    client.post(url, {"action": "pause_traffic", "_selected_action": [DEFAULT_NAME]})
+    assert pause.current() is None
+
+    operator = factories.member(is_staff=True)
+    for codename in ("view_rategate", "change_rategate"):
+        operator.user_permissions.add(Permission.objects.get(codename=codename))
+    client.force_login(operator)
+    client.post(url, {"action": "pause_traffic", "_selected_action": [DEFAULT_NAME]})
+    paused = pause.current()
+    assert paused is not None and paused.by == operator.username
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(url, {"action": "resume_traffic", "_selected_action": [DEFAULT_NAME]})
+    assert pause.current() is None
+
+
+@pytest.mark.django_db
+def test_the_metrics_show_the_pause(client: Any, settings: Any) -> None:
+    """census_paused is 1 while paused and 0 after."""
+    from tests.test_metrics import URL, samples
+
+    settings.CENSUS_METRICS_TOKEN = "t"
+
+    def paused() -> float:
+        text = client.get(URL, headers={"Authorization": "Bearer t"}).content.decode()
+        return samples(text)[("census_paused", ())]
+
+    assert paused() == 0
+    pause.pause(by="ops")
+    assert paused() == 1
