@@ -10,6 +10,7 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
 from census.conf import settings
+from census.models import FINAL_STATUSES
 
 _LOCAL_CACHES = {
     "django.core.cache.backends.locmem.LocMemCache",
@@ -162,4 +163,36 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error 
         _after = settings.recheck_after_seconds  # a malformed value raises
     except ValueError as exc:
         found.append(Error(f"CENSUS_RECHECK_AFTER: {exc}", id="census.E005"))
+    found += _follow_up_errors(getattr(django_settings, "CENSUS_FOLLOW_UPS", None) or {})
+    return found
+
+
+def _follow_up_errors(chains: Any) -> list[Error | Warning]:
+    """A chain keyed by a status that never ends a lookup, or naming a task that cannot be
+    imported, would fail only when a lookup finishes: say so at startup."""
+    finals = {status.value for status in FINAL_STATUSES} | {"any"}
+    if not isinstance(chains, dict):
+        return [Error(_("CENSUS_FOLLOW_UPS must map final statuses to lists."), id="census.E006")]
+    found: list[Error | Warning] = []
+    for status, paths in chains.items():
+        if status not in finals or not isinstance(paths, (list, tuple)):
+            found.append(
+                Error(
+                    _("CENSUS_FOLLOW_UPS[%(key)r]: keys are %(finals)s, values lists of paths.")
+                    % {"key": status, "finals": ", ".join(sorted(finals))},
+                    id="census.E006",
+                )
+            )
+            continue
+        for path in paths:
+            try:
+                import_string(str(path))
+            except ImportError as exc:
+                found.append(
+                    Error(
+                        _("CENSUS_FOLLOW_UPS[%(key)r]: %(path)r cannot be imported: %(error)s")
+                        % {"key": status, "path": path, "error": exc},
+                        id="census.E007",
+                    )
+                )
     return found

@@ -79,3 +79,12 @@ def test_a_host_without_playwright_is_warned_not_stopped(monkeypatch: Any) -> No
     monkeypatch.setattr(builtins, "__import__", no_playwright)
     scraper = "census.scraper.playwright.PlaywrightScraper"
     assert ids(SAFE, CENSUS_SCRAPER=scraper) == ["census.W006"]
+
+
+def test_follow_ups_that_could_never_run_are_errors() -> None:
+    """A key that is not a final status and a path that does not import are reported at
+    startup, not when the first lookup finishes."""
+    good = {"found": ["tests.follow_up_tasks.record"], "any": ["tests.follow_up_tasks.second"]}
+    assert ids(SAFE, CENSUS_FOLLOW_UPS=good) == []
+    bad = {"finished": ["tests.follow_up_tasks.record"], "error": ["portal.nope.notify"]}
+    assert ids(SAFE, CENSUS_FOLLOW_UPS=bad) == ["census.E006", "census.E007"]
