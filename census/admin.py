@@ -16,11 +16,41 @@ from census import bulk, followups, pause, refresh, sweeper
 from census.conf import settings
 from census.models import Attempt, BulkRun, CedulaInfo, FollowUp, RateGate
 
+LOOKUP_VIEW = "census.view_cedulainfo"
 
-class AttemptInline(admin.TabularInline):
-    model = Attempt
+
+class LookupPartInline(admin.TabularInline):
+    """A read-only part of a lookup (its attempts, its follow-ups): whoever may view the
+    lookup sees it; nothing is added, changed or deleted here."""
+
     extra = 0
     can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(LOOKUP_VIEW)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that change only through census itself: no add, change or delete here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AttemptInline(LookupPartInline):
+    model = Attempt
     fields = (
         "step",
         "outcome",
@@ -35,16 +65,6 @@ class AttemptInline(admin.TabularInline):
     )
     readonly_fields = fields
     ordering = ("step",)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # The history is part of the lookup: whoever may view the lookup sees its attempts.
-        return request.user.has_perm("census.view_cedulainfo")
 
     @admin.display(description=_("traceback"))
     def crash_traceback(self, attempt: Attempt) -> str:
@@ -68,28 +88,17 @@ FOLLOW_UP_FIELDS = (
 )
 
 
-class FollowUpInline(admin.TabularInline):
+class FollowUpInline(LookupPartInline):
     """The lookup's follow-up chains, read-only (run a failed one again from Follow-ups)."""
 
     model = FollowUp
-    extra = 0
-    can_delete = False
     fields = FOLLOW_UP_FIELDS
     readonly_fields = fields
     ordering = ("step", "position")
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("census.view_cedulainfo")
-
 
 @admin.register(CedulaInfo)
-class CedulaInfoAdmin(admin.ModelAdmin):
+class CedulaInfoAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "user",
@@ -106,15 +115,6 @@ class CedulaInfoAdmin(admin.ModelAdmin):
     inlines = [AttemptInline, FollowUpInline]
     actions = ["refresh_lookup"]
     readonly_fields = [f.name for f in CedulaInfo._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_refresh_permission(self, request: HttpRequest) -> bool:
         return settings.is_leader(request.user)
@@ -140,7 +140,7 @@ class CedulaInfoAdmin(admin.ModelAdmin):
 
 
 @admin.register(FollowUp)
-class FollowUpAdmin(admin.ModelAdmin):
+class FollowUpAdmin(ReadOnlyAdmin):
     """Every follow-up, read-only; leaders may run a failed one again."""
 
     list_display = ("id", "lookup", "step", "position", "path", "state", "tries", "finished_at")
@@ -148,18 +148,9 @@ class FollowUpAdmin(admin.ModelAdmin):
     readonly_fields = ("lookup", *FOLLOW_UP_FIELDS)
     actions = ["run_again"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Part of the lookup: whoever may view lookups sees their follow-ups.
-        return request.user.has_perm("census.view_cedulainfo")
+        return request.user.has_perm(LOOKUP_VIEW)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
@@ -179,7 +170,7 @@ class FollowUpAdmin(admin.ModelAdmin):
 
 
 @admin.register(RateGate)
-class RateGateAdmin(admin.ModelAdmin):
+class RateGateAdmin(ReadOnlyAdmin):
     """The gate in front of the census site, read-only; operators may pause all traffic."""
 
     list_display = (
@@ -193,15 +184,6 @@ class RateGateAdmin(admin.ModelAdmin):
     )
     readonly_fields = list_display
     actions = ["pause_traffic", "resume_traffic"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("census.change_rategate")

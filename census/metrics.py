@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 
 from census import pause
@@ -156,8 +156,8 @@ def _histogram(
     *,
     scale: float | None = None,
 ) -> list[str]:
-    """Cumulative buckets counted in one query (``le`` in seconds); ``scale`` turns a
-    number column into seconds (milliseconds: 1000), else the value is a duration."""
+    """Cumulative buckets, count and sum in one query (``le`` in seconds); ``scale`` turns
+    a number column into seconds (milliseconds: 1000), else the value is a duration."""
     annotated = rows.annotate(_v=value)
 
     def bound(limit: float) -> Any:
@@ -165,10 +165,11 @@ def _histogram(
 
     counts = annotated.aggregate(
         _n=Count("pk"),
+        _sum=Sum("_v"),
         **{f"_b{i}": Count("pk", filter=Q(_v__lte=bound(b))) for i, b in enumerate(buckets)},
     )
-    values = annotated.values_list("_v", flat=True)
-    total = sum((v / scale if scale else v.total_seconds()) for v in values if v is not None)
+    raw = counts["_sum"]
+    total = 0.0 if raw is None else (raw / scale if scale else raw.total_seconds())
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
     for i, b in enumerate(buckets):
         lines.append(f'{name}_bucket{{le="{float(b)!r}"}} {counts[f"_b{i}"]}')
