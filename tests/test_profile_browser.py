@@ -131,10 +131,10 @@ def test_profile_follows_the_lookup_and_stops_polling(
     loaded = page.evaluate("performance.timeOrigin")
 
     _move(member, Status.SCRAPING)
-    status.filter(has_text="Consultando").wait_for(timeout=10_000)
+    status.filter(has_text="Consultando").wait_for(timeout=60_000)
 
     _move(member, Status.FOUND, puesto="COLEGIO SAN JOSE", municipio="MEDELLIN", mesa="12")
-    status.filter(has_text="Encontrada").wait_for(timeout=10_000)
+    status.filter(has_text="Encontrada").wait_for(timeout=60_000)
     place = page.get_by_test_id("census-place")
     assert "COLEGIO SAN JOSE" in place.inner_text()
     assert "MEDELLIN" in place.inner_text()
@@ -187,13 +187,13 @@ def test_profile_backs_off_while_nothing_changes_and_through_network_errors(
     page.wait_for_function("document.getElementById('censo').dataset.nextPoll === '1350'")
     # Failed requests: on to the cap, and still asking.
     page.route(status_url, lambda route: route.abort())
-    page.wait_for_function("window.__polls.length >= 6", timeout=15_000)
+    page.wait_for_function("window.__polls.length >= 6", timeout=60_000)
     assert status.inner_text() == "Pendiente"
     page.unroute(status_url)
     _move(member, Status.SCRAPING)
-    status.filter(has_text="Consultando").wait_for(timeout=10_000)
+    status.filter(has_text="Consultando").wait_for(timeout=60_000)
     _move(member, Status.FOUND, puesto="COLEGIO SAN JOSE", municipio="MEDELLIN", mesa="12")
-    status.filter(has_text="Encontrada").wait_for(timeout=10_000)
+    status.filter(has_text="Encontrada").wait_for(timeout=60_000)
 
     waits = page.evaluate("window.__waits")
     assert waits[:5] == ["600", "900", "1350", "1400", "1400"], waits
