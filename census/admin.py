@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from django.contrib import admin, messages
@@ -14,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from census import bulk, followups, pause, refresh, sweeper
 from census.conf import settings
-from census.models import Attempt, BulkRun, CedulaInfo, FollowUp, RateGate
+from census.models import Attempt, BulkRun, CedulaInfo, FollowUp, PageSnapshot, RateGate
 
 LOOKUP_VIEW = "census.view_cedulainfo"
 
@@ -178,6 +179,9 @@ class RateGateAdmin(ReadOnlyAdmin):
         "next_allowed_at",
         "breaker_until",
         "consecutive_blocks",
+        "site_changed_at",
+        "site_signature",
+        "unexpected_streak",
         "paused_at",
         "paused_by",
         "pause_reason",
@@ -204,6 +208,54 @@ class RateGateAdmin(ReadOnlyAdmin):
             gettext("Census traffic resumed; %(queued)d waiting lookup(s) queued.")
             % {"queued": queued},
             messages.SUCCESS,
+        )
+
+
+@admin.register(PageSnapshot)
+class PageSnapshotAdmin(ReadOnlyAdmin):
+    """Answers in no known shape, one row per signature: how often, since when, and the page
+    as it looked the first time (screenshot with the cédula's input masked, scrubbed HTML)."""
+
+    list_display = ("signature", "count", "first_seen_at", "last_seen_at", "path", "has_picture")
+    search_fields = ("signature",)
+    fields = (
+        "signature",
+        "count",
+        "first_seen_at",
+        "last_seen_at",
+        "lookup",
+        "step",
+        "path",
+        "detail",
+        "picture",
+        "html",
+        "body",
+    )
+    readonly_fields = fields
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(LOOKUP_VIEW)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Deleting a signature forgets it: its next occurrence keeps a new snapshot.
+        return request.user.has_perm("census.delete_pagesnapshot")
+
+    @admin.display(boolean=True, description=_("screenshot"))
+    def has_picture(self, row: PageSnapshot) -> bool:
+        return bool(row.screenshot)
+
+    @admin.display(description=_("screenshot"))
+    def picture(self, row: PageSnapshot) -> str:
+        if not row.screenshot:
+            return "-"
+        data = base64.b64encode(bytes(row.screenshot)).decode()
+        return format_html(
+            '<img src="data:image/png;base64,{}" alt="{}" style="max-width: 100%">',
+            data,
+            row.signature,
         )
 
 

@@ -60,6 +60,11 @@ def conclude_attempt(lookup_id: int, step: int, *, task_id: str | None = None) -
         )
         if isinstance(decision, policy.Defer) and not _defer(info, row, decision.delay):
             decision = policy.Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
+        if isinstance(decision, policy.Finish) and _site_changed(row):
+            # Deferred past the bound because the site's pages changed, not because it blocked.
+            decision = policy.Finish(
+                status=decision.status, reason=Outcome.UNEXPECTED_PAGE, exhausted=True
+            )
         if isinstance(decision, policy.Retry):
             _retry(info, decision.delay)
         elif isinstance(decision, policy.Finish):
@@ -150,6 +155,11 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
     return True
 
 
+def _site_changed(row: Attempt) -> bool:
+    """Was this attempt deferred because the site counts as changed?"""
+    return row.outcome == Outcome.DEFERRED and row.error.startswith("site_changed:")
+
+
 def _slow_too_often(info: CedulaInfo) -> bool:
     """More uncharged own-slowness deferrals in this budget than it has attempts."""
     rows = Attempt.objects.filter(
@@ -216,9 +226,14 @@ def _error_details(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> s
     counted = [r for r in rows if r.outcome != Outcome.DEFERRED]
     deferred = len(rows) - len(counted)
     if row.outcome == Outcome.DEFERRED:
+        why = (
+            "the census site's pages had changed"
+            if _site_changed(row)
+            else "the census site blocked automated traffic"
+        )
         head = (
             f"gave up: deferred {info.deferred_s:.0f} s in total (over CENSUS_MAX_DEFER_SECONDS)"
-            " while the census site blocked automated traffic"
+            f" while {why}"
         )
     elif decision.exhausted:
         head = f"gave up after {info.budget_try} attempt(s): {decision.reason}"

@@ -71,6 +71,15 @@ DEFAULTS: dict[str, Any] = {
     # Census's successful Django-Q2 task rows older than this are deleted ("3d", "12h",
     # seconds); None keeps them all. Failed rows are always kept.
     "CENSUS_TASK_RETENTION": "3d",
+    # Answers in no known shape in a row after which the site counts as changed: lookups
+    # are deferred, not charged, and one probe goes out per CENSUS_SITE_PROBE_SECONDS
+    # (0: never).
+    "CENSUS_SITE_CHANGED_AFTER": 5,
+    # Seconds between two probes while the site counts as changed.
+    "CENSUS_SITE_PROBE_SECONDS": 300,
+    # Snapshots of unexpected pages (one per signature) not seen for this long are deleted
+    # ("14d", "12h", seconds); None keeps them.
+    "CENSUS_SNAPSHOT_RETENTION": "14d",
     # Bearer token that lets Prometheus read census.metrics.metrics_view (None: only users
     # who may view lookups).
     "CENSUS_METRICS_TOKEN": None,
@@ -216,6 +225,19 @@ class CensusSettings:
     @property
     def task_retention_seconds(self) -> float | None:
         value = self._get("CENSUS_TASK_RETENTION")
+        return None if value in (None, "", 0) else parse_duration(value)
+
+    @property
+    def site_changed_after(self) -> int:
+        return max(int(self._get("CENSUS_SITE_CHANGED_AFTER") or 0), 0)
+
+    @property
+    def site_probe_seconds(self) -> float:
+        return max(float(self._get("CENSUS_SITE_PROBE_SECONDS")), 1.0)
+
+    @property
+    def snapshot_retention_seconds(self) -> float | None:
+        value = self._get("CENSUS_SNAPSHOT_RETENTION")
         return None if value in (None, "", 0) else parse_duration(value)
 
     @property

@@ -48,6 +48,15 @@ class Event(StrEnum):
     BREAKER_PROBE = "breaker_probe"
     #: The probe was answered: requests flow again.
     BREAKER_CLOSED = "breaker_closed"
+    #: Answers in no known shape came in a row: the site has changed; lookups are deferred
+    #: (not charged) and one probe goes out per period.
+    SITE_CHANGED = "site_changed"
+    #: A probe was answered in a known shape: the site-changed breaker closed.
+    SITE_RECOVERED = "site_recovered"
+    #: An answer in no known shape was seen with a new signature: its page was kept.
+    SNAPSHOT_KEPT = "snapshot_kept"
+    #: Storing an unexpected page's snapshot failed; the attempt's report is written.
+    SNAPSHOT_FAILED = "snapshot_failed"
     #: The gate could not record a request's fate (database trouble); the lookup goes on.
     GATE_RECORD_FAILED = "gate_record_failed"
     #: The gate could not confirm a request's send (database trouble); its lease expires.
@@ -114,6 +123,9 @@ _LEVELS: dict[Event, str] = {
     Event.SWEEP_FAILED: "error",
     Event.SCHEDULER_TICK_FAILED: "error",
     Event.BREAKER_OPENED: "warning",
+    Event.SITE_CHANGED: "warning",
+    Event.SNAPSHOT_KEPT: "warning",
+    Event.SNAPSHOT_FAILED: "error",
     Event.GATE_RECORD_FAILED: "error",
     Event.GATE_CONFIRM_FAILED: "error",
     Event.DATABASE_RETRY: "warning",

@@ -15,6 +15,13 @@ scraper sees only the ``Gate`` protocol, which speaks in relative seconds. No Dj
   ``backoff_max``. While it is open nothing is admitted. When the pause is over exactly one
   request, the probe, is admitted; the others wait for it. An answered probe closes the
   breaker (and resets the pause); a blocked probe reopens it with the next pause.
+- **Site changed.** An answer in no known shape (``unexpected_page``) counts; an answer in
+  a known shape (found, not found, cancelled) resets the count. ``site_changed_after`` of
+  them in a row open the breaker for ``site_probe_every`` seconds, with the signature of
+  the answer that opened it: the site has changed and attempts would only be spent on it.
+  Then one probe goes out per period; a probe answered in a known shape closes the breaker, one
+  answered in no known shape keeps it open another period, and a blocked one hands over
+  to the block pause. Requests refused meanwhile are deferred (not charged) as with a block.
 - **Deferral.** A caller that cannot be admitted before its deadline is told when the gate
   opens (``Closed``). The pipeline then places the lookup on the deferral cursor, one slot per
   deferred lookup, so that they do not all fire at once when the breaker closes; fresh callers
@@ -44,7 +51,7 @@ SEND_MARGIN = 0.04
 #: Why a gate refused: its breaker is open, a probe is out, its slots are taken past the
 #: caller's deadline, or deferred lookups are ahead of a fresh caller.
 ClosedReason = Literal[
-    "breaker_open", "probe_in_flight", "rate_backlog", "deferred_ahead", "paused"
+    "breaker_open", "probe_in_flight", "rate_backlog", "deferred_ahead", "paused", "site_changed"
 ]
 
 #: Seconds a refusal for a pause asks the caller to wait before it looks again.
@@ -69,6 +76,10 @@ class GatePolicy:
     send_lease: float = 10.0
     #: A request later than this past the moment it could have gone takes a new turn.
     late_after: float = 0.5
+    #: Answers in no known shape in a row that make the site count as changed (0: never).
+    site_changed_after: int = 5
+    #: Seconds between two probes while the site counts as changed.
+    site_probe_every: float = 300.0
 
     @property
     def spacing(self) -> timedelta:
@@ -116,6 +127,12 @@ class GateState:
     sending_until: datetime | None = None
     #: Set while an operator has paused all census traffic (``census.pause``).
     paused_at: datetime | None = None
+    #: Answers in no known shape since the last answer in a known shape.
+    unexpected_streak: int = 0
+    #: Set while the site counts as changed: the breaker is open for that, not for a block.
+    site_changed_at: datetime | None = None
+    #: The signature of the answer that opened the site-changed breaker.
+    site_signature: str = ""
 
     def phase(self, now: datetime) -> BreakerPhase:
         if self.breaker_until is None:
@@ -180,6 +197,10 @@ Admission = Slot | Closed
 Permission = Slot | Hold | Retake | Closed
 
 
+def _open_reason(state: GateState) -> ClosedReason:
+    return "site_changed" if state.site_changed_at is not None else "breaker_open"
+
+
 def _closed(until: datetime, reason: ClosedReason, now: datetime) -> Closed:
     return Closed(until, reason, wait=max((until - now).total_seconds(), 0.0))
 
@@ -202,7 +223,7 @@ def admit(
     phase = state.phase(now)
     if phase is BreakerPhase.OPEN:
         assert state.breaker_until is not None
-        return _closed(state.breaker_until, "breaker_open", now), state
+        return _closed(state.breaker_until, _open_reason(state), now), state
     if phase is BreakerPhase.PROBING:
         assert state.probe_until is not None
         return _closed(state.probe_until, "probe_in_flight", now), state
@@ -240,7 +261,7 @@ def permit(
         return _closed(now + timedelta(seconds=PAUSE_RECHECK), "paused", now), state
     if not slot.probe and state.phase(now) is BreakerPhase.OPEN:
         assert state.breaker_until is not None
-        return _closed(state.breaker_until, "breaker_open", now), state
+        return _closed(state.breaker_until, _open_reason(state), now), state
     if policy.interval <= 0:
         return replace(slot, wait=0.0, lease_until=None), state
     earliest = slot.at
@@ -308,7 +329,9 @@ def peek(
 _SENDING_POLL = 0.02
 
 #: What a request's answer did to the breaker.
-BreakerChange = Literal["opened", "closed", "probe_released"] | None
+BreakerChange = (
+    Literal["opened", "closed", "probe_released", "site_changed", "site_recovered"] | None
+)
 
 
 def record(
@@ -320,8 +343,10 @@ def record(
     answered: bool,
     probe: bool,
     retry_after: float | None = None,
+    unexpected: str = "",
 ) -> tuple[GateState, BreakerChange]:
-    """Apply one request's fate: ``blocked`` by the site, ``answered`` by it, or neither."""
+    """Apply one request's fate: ``blocked`` by the site, ``answered`` by it, answered in no
+    known shape (``unexpected``: its signature), or none of these."""
     if blocked:
         if state.phase(now) is BreakerPhase.OPEN and not probe:
             return state, None  # a straggler admitted before the breaker opened
@@ -329,20 +354,81 @@ def record(
         until = now + timedelta(seconds=policy.pause(blocks, retry_after))
         if state.breaker_until is not None and state.breaker_until > until:
             until = state.breaker_until
+        # A block is the site's protection, not a change of its pages: the block pause
+        # takes over (the count of unexpected answers stays, for when it is over).
         return replace(
-            state, breaker_until=until, consecutive_blocks=blocks, probe_until=None
+            state,
+            breaker_until=until,
+            consecutive_blocks=blocks,
+            probe_until=None,
+            site_changed_at=None,
+            site_signature="",
         ), "opened"
     if answered:
         if state.breaker_until is None:
-            return replace(state, consecutive_blocks=0), None
+            return replace(state, consecutive_blocks=0, unexpected_streak=0), None
         if probe:
+            recovered = state.site_changed_at is not None
             return replace(
-                state, breaker_until=None, consecutive_blocks=0, probe_until=None
-            ), "closed"
+                state,
+                breaker_until=None,
+                consecutive_blocks=0,
+                probe_until=None,
+                unexpected_streak=0,
+                site_changed_at=None,
+                site_signature="",
+            ), "site_recovered" if recovered else "closed"
         return state, None
+    if unexpected:
+        return _record_unexpected(state, now, policy, probe=probe, signature=unexpected)
     if probe and state.probe_until is not None:
         return replace(state, probe_until=None), "probe_released"
     return state, None
+
+
+def _record_unexpected(
+    state: GateState, now: datetime, policy: GatePolicy, *, probe: bool, signature: str
+) -> tuple[GateState, BreakerChange]:
+    """An answer in no known shape: count it; enough in a row mean the site has changed."""
+    streak = state.unexpected_streak + 1
+    period = timedelta(seconds=max(policy.site_probe_every, 0.0))
+    if state.site_changed_at is not None:
+        if probe:  # the site is still changed: the next probe one period from now
+            return replace(
+                state, unexpected_streak=streak, breaker_until=now + period, probe_until=None
+            ), None
+        return replace(state, unexpected_streak=streak), None
+    threshold = policy.site_changed_after
+    if (
+        threshold <= 0
+        or streak < threshold
+        or (state.phase(now) is not BreakerPhase.CLOSED and not probe)
+    ):
+        released = probe and state.probe_until is not None
+        after = replace(
+            state, unexpected_streak=streak, probe_until=None if released else state.probe_until
+        )
+        return after, "probe_released" if released else None
+    until = now + period
+    if state.breaker_until is not None and state.breaker_until > until:
+        until = state.breaker_until
+    return replace(
+        state,
+        unexpected_streak=streak,
+        breaker_until=until,
+        probe_until=None,
+        site_changed_at=now,
+        site_signature=signature,
+    ), "site_changed"
+
+
+def site_changed_wait(state: GateState, now: datetime) -> float | None:
+    """Seconds until the gate opens again while the site counts as changed, else None."""
+    if state.site_changed_at is None:
+        return None
+    if state.breaker_until is None:
+        return 0.0
+    return max((state.breaker_until - now).total_seconds(), 0.0)
 
 
 def place_deferred(
@@ -390,9 +476,21 @@ class Gate(Protocol):
         ...
 
     def record(
-        self, slot: Slot, *, blocked: bool, answered: bool, retry_after: float | None = None
-    ) -> None:
-        """Tell the gate what became of the request sent in ``slot``."""
+        self,
+        slot: Slot,
+        *,
+        blocked: bool,
+        answered: bool,
+        retry_after: float | None = None,
+        unexpected: str = "",
+    ) -> float | None:
+        """Tell the gate what became of the request sent in ``slot``; ``unexpected``: the
+        signature of an answer in no known shape.
+
+        Returns the seconds until the gate opens again when, after this answer, the site
+        counts as changed (the site-changed breaker is open): such an answer is not the
+        member's to pay for. None otherwise.
+        """
         ...
 
 
@@ -418,6 +516,13 @@ class OpenGate:
         self.sends += left
 
     def record(
-        self, slot: Slot, *, blocked: bool, answered: bool, retry_after: float | None = None
-    ) -> None:
+        self,
+        slot: Slot,
+        *,
+        blocked: bool,
+        answered: bool,
+        retry_after: float | None = None,
+        unexpected: str = "",
+    ) -> float | None:
         self.recorded.append((blocked, answered, retry_after))
+        return None

@@ -127,6 +127,9 @@ def _state(row: RateGateRow) -> GateState:
         last_sent_at=row.last_sent_at,
         sending_until=row.sending_until,
         paused_at=row.paused_at,
+        unexpected_streak=row.unexpected_streak,
+        site_changed_at=row.site_changed_at,
+        site_signature=row.site_signature,
     )
 
 

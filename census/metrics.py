@@ -27,7 +27,7 @@ from django.http import HttpRequest, HttpResponse
 from census import pause
 from census.conf import settings
 from census.gate import BreakerPhase
-from census.models import Attempt, CedulaInfo, FollowUp, Status
+from census.models import Attempt, CedulaInfo, FollowUp, PageSnapshot, Status
 from census.outcomes import Outcome
 from census.stats import breaker_state
 
@@ -109,6 +109,31 @@ def render() -> str:
         "gauge",
         "Blocks in a row without an answer in between.",
         [("", breaker.consecutive_blocks)],
+    )
+    lines += _family(
+        "census_site_changed",
+        "gauge",
+        "1 while the site counts as changed (answers in no known shape in a row).",
+        [("", int(breaker.site_changed_since is not None))],
+    )
+    lines += _family(
+        "census_unexpected_streak",
+        "gauge",
+        "Answers in no known shape since the last one in a known shape.",
+        [("", breaker.unexpected_streak)],
+    )
+    seen = PageSnapshot.objects.aggregate(n=Count("pk"), total=Sum("count"))
+    lines += _family(
+        "census_unexpected_signatures",
+        "gauge",
+        "Distinct signatures of answers in no known shape kept (one snapshot each).",
+        [("", seen["n"] or 0)],
+    )
+    lines += _family(
+        "census_unexpected_pages_total",
+        "counter",
+        "Answers in no known shape, over the signatures kept.",
+        [("", seen["total"] or 0)],
     )
     lines += _family(
         "census_deferred_lookups",

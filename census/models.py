@@ -216,6 +216,11 @@ class RateGate(models.Model):
     paused_at = models.DateTimeField(_("paused at"), null=True, blank=True)
     paused_by = models.CharField(_("paused by"), max_length=150, blank=True)
     pause_reason = models.CharField(_("pause reason"), max_length=300, blank=True)
+    #: Answers in no known shape since the last one in a known shape.
+    unexpected_streak = models.PositiveIntegerField(_("unexpected answers in a row"), default=0)
+    #: Set while the site counts as changed (the breaker is open for that, not a block).
+    site_changed_at = models.DateTimeField(_("site changed at"), null=True, blank=True)
+    site_signature = models.CharField(_("site change signature"), max_length=80, blank=True)
 
     class Meta:
         verbose_name = _("request rate limit")
@@ -381,3 +386,41 @@ class FollowUp(models.Model):
         """The idempotency key given to the callable: the same for every try of this
         follow-up, different for every other (another chain gets another step)."""
         return f"census-followup-{self.lookup_id}-{self.step}-{self.position}"
+
+
+class PageSnapshot(models.Model):
+    """One kind of answer in no known shape (its signature): how often it came, and the page
+    as it looked the first time (HTML and screenshot, the cédula scrubbed and masked)."""
+
+    #: Which shape check failed (``census.scraper.parser``'s vocabulary).
+    signature = models.CharField(_("signature"), max_length=80, unique=True)
+    count = models.PositiveIntegerField(_("times seen"), default=1)
+    first_seen_at = models.DateTimeField(_("first seen"), default=timezone.now)
+    last_seen_at = models.DateTimeField(_("last seen"), default=timezone.now, db_index=True)
+    #: The lookup and step that saw it first (the lookup may since have been deleted).
+    lookup = models.ForeignKey(
+        CedulaInfo,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("first lookup"),
+    )
+    step = models.PositiveIntegerField(_("step"), null=True, blank=True)
+    #: The first occurrence's detail, scrubbed and bounded like an attempt's error.
+    detail = models.CharField(_("detail"), max_length=500, blank=True)
+    #: The URL path of the page (no query string).
+    path = models.CharField(_("page path"), max_length=200, blank=True)
+    #: The rendered page's HTML and the consulta answer's body, scrubbed and bounded.
+    html = models.TextField(_("page HTML"), blank=True)
+    body = models.TextField(_("answer body"), blank=True)
+    #: A PNG of the page with the cédula's input masked, or None.
+    screenshot = models.BinaryField(_("screenshot"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("unexpected page")
+        verbose_name_plural = _("unexpected pages")
+        ordering = ["-last_seen_at"]
+
+    def __str__(self) -> str:
+        return self.signature

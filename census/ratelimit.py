@@ -50,6 +50,8 @@ def policy_from_settings(interval: float | None = None) -> GatePolicy:
         backoff_max=settings.block_backoff_max_seconds,
         max_retry_after=settings.max_retry_after_seconds,
         probe_lease=float(settings.task_timeout),
+        site_changed_after=settings.site_changed_after,
+        site_probe_every=settings.site_probe_seconds,
     )
 
 
@@ -161,17 +163,27 @@ class GateWaiter:
                 events.emit(Event.GATE_CONFIRM_FAILED, gate=self.name, what="attempt_sent")
 
     def record(
-        self, slot: Slot, *, blocked: bool, answered: bool, retry_after: float | None = None
-    ) -> None:
-        """Apply the request's fate to the breaker; never raises.
+        self,
+        slot: Slot,
+        *,
+        blocked: bool,
+        answered: bool,
+        retry_after: float | None = None,
+        unexpected: str = "",
+    ) -> float | None:
+        """Apply the request's fate to the breaker; never raises. Returns the seconds until
+        the gate opens again when, after it, the site counts as changed (else None).
 
         A block is retried for ``RECORD_SECONDS``; if it still cannot be written, this
         process sends nothing for the block's pause (the other workers cannot know).
         """
         policy = self.policy
         changed: list[gate.BreakerChange] = []
+        before: list[GateState] = []
 
-        def change(state: GateState, now: datetime) -> tuple[tuple[GateState, float], GateState]:
+        def change(
+            state: GateState, now: datetime
+        ) -> tuple[tuple[GateState, float, float | None], GateState]:
             after, what = gate.record(
                 state,
                 now,
@@ -180,21 +192,51 @@ class GateWaiter:
                 answered=answered,
                 probe=slot.probe,
                 retry_after=retry_after,
+                unexpected=unexpected,
             )
             changed.append(what)
+            before.append(state)
             pause = (after.breaker_until - now).total_seconds() if after.breaker_until else 0.0
-            return (after, pause), after
+            return (after, pause, gate.site_changed_wait(after, now)), after
 
         seconds = RECORD_SECONDS if blocked else CONFIRM_SECONDS
         try:
-            after, pause = self.store.apply(change, step="gate_record", seconds=seconds)
+            after, pause, opens_in = self.store.apply(change, step="gate_record", seconds=seconds)
         except Exception:
             events.emit(Event.GATE_RECORD_FAILED, gate=self.name, blocked=blocked)
             if blocked:
                 _pause_here(policy.pause(1, retry_after))
-            return
+            return None
         what = changed[-1] if changed else None
-        if what == "opened" and after.breaker_until is not None:
+        self._announce(what, after, pause, before[-1] if before else None)
+        return opens_in
+
+    def _announce(
+        self,
+        what: gate.BreakerChange,
+        after: GateState,
+        pause: float,
+        before: GateState | None,
+    ) -> None:
+        """Log what the record did to the breaker."""
+        if what == "site_changed" and after.breaker_until is not None:
+            events.emit(
+                Event.SITE_CHANGED,
+                gate=self.name,
+                signature=after.site_signature,
+                count=after.unexpected_streak,
+                probe_in_s=round(pause, 3),
+                until=after.breaker_until.isoformat(),
+            )
+        elif what == "site_recovered":
+            since = before.site_changed_at if before is not None else None
+            events.emit(
+                Event.SITE_RECOVERED,
+                gate=self.name,
+                signature=before.site_signature if before is not None else "",
+                changed_since=since.isoformat() if since else None,
+            )
+        elif what == "opened" and after.breaker_until is not None:
             events.emit(
                 Event.BREAKER_OPENED,
                 gate=self.name,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from django_q.models import Task
 from census import pause
 from census.gate import BreakerPhase
 from census.gatestore import GateStore
-from census.models import FINAL_STATUSES, Attempt, CedulaInfo, Status
+from census.models import FINAL_STATUSES, Attempt, CedulaInfo, PageSnapshot, Status
 from census.outcomes import Outcome
 from census.ratelimit import DEFAULT_NAME as DEFAULT_GATE
 
@@ -77,6 +77,11 @@ class BreakerState:
     consecutive_blocks: int
     #: Lookups in ``retrying`` whose last attempt was deferred by the closed gate.
     waiting: int
+    #: Answers in no known shape since the last one in a known shape.
+    unexpected_streak: int = 0
+    #: While the site counts as changed: since when (ISO time) and the signature.
+    site_changed_since: str | None = None
+    site_signature: str = ""
 
 
 def breaker_state(now: datetime | None = None) -> BreakerState:
@@ -95,6 +100,9 @@ def breaker_state(now: datetime | None = None) -> BreakerState:
         until=until.isoformat() if until else None,
         consecutive_blocks=gate.consecutive_blocks,
         waiting=waiting,
+        unexpected_streak=gate.unexpected_streak,
+        site_changed_since=gate.site_changed_at.isoformat() if gate.site_changed_at else None,
+        site_signature=gate.site_signature,
     )
 
 
@@ -124,6 +132,8 @@ class CensusStats:
     breaker: BreakerState
     #: The operator's pause in force (``since`` ISO time, ``by``, ``reason``), or None.
     paused: dict[str, str] | None = None
+    #: Answers in no known shape, one entry per signature, most recently seen first.
+    unexpected_pages: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: nested dicts, keys as strings."""
@@ -193,6 +203,7 @@ def compute(
         time_to_final=Distribution.of(to_final),
         breaker=breaker_state(),
         paused=_paused(),
+        unexpected_pages=_unexpected_pages(),
     )
 
 
@@ -262,15 +273,49 @@ def render_table(stats: CensusStats) -> str:
         f"state {stats.breaker.state}"
         + (f" until {stats.breaker.until}" if stats.breaker.until else "")
         + f"   consecutive blocks {stats.breaker.consecutive_blocks}"
-        + f"   lookups waiting on it {stats.breaker.waiting}",
+        + f"   lookups waiting on it {stats.breaker.waiting}"
+        + f"   unexpected answers in a row {stats.breaker.unexpected_streak}",
     ]
+    if stats.breaker.site_changed_since:
+        lines.append(
+            f"SITE CHANGED since {stats.breaker.site_changed_since}: "
+            f"{stats.breaker.site_signature} (lookups are deferred, not charged; one probe "
+            "per CENSUS_SITE_PROBE_SECONDS)"
+        )
     if stats.paused:
         lines.append(
             f"PAUSED since {stats.paused['since']} by {stats.paused['by'] or '?'}"
             + (f": {stats.paused['reason']}" if stats.paused["reason"] else "")
             + " (nothing is sent; census_resume lifts it)"
         )
+    lines += ["", "Unexpected pages (one per signature; snapshots in the admin)"]
+    lines += (
+        _rows(
+            ["Signature", "Seen", "First seen", "Last seen"],
+            (
+                [page["signature"], page["count"], page["first_seen"], page["last_seen"]]
+                for page in stats.unexpected_pages
+            ),
+        )
+        if stats.unexpected_pages
+        else ["(none)"]
+    )
     return "\n".join(lines)
+
+
+def _unexpected_pages(limit: int = 20) -> list[dict[str, Any]]:
+    rows = PageSnapshot.objects.order_by("-last_seen_at").values(
+        "signature", "count", "first_seen_at", "last_seen_at"
+    )[:limit]
+    return [
+        {
+            "signature": row["signature"],
+            "count": row["count"],
+            "first_seen": row["first_seen_at"].isoformat(timespec="seconds"),
+            "last_seen": row["last_seen_at"].isoformat(timespec="seconds"),
+        }
+        for row in rows
+    ]
 
 
 def _paused() -> dict[str, str] | None:

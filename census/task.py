@@ -17,7 +17,7 @@ import structlog
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from census import database, events, logs, pause, reports
+from census import database, events, logs, pause, reports, snapshots
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
 from census.events import Event
@@ -92,7 +92,22 @@ def _run_claimed(
         # from None: the cause may echo the cédula
         raise ScraperCrashed(detail[: reports.ERROR_CHARS]) from None
     reports.write_report(lookup_id, step, task_id, result, raw_cedula, started)
+    if snapshots.signature_of(result):
+        _keep_snapshot(result, lookup_id, step, raw_cedula)
     return {**summary, "outcome": result.outcome.value}
+
+
+def _keep_snapshot(result: LookupResult, lookup_id: int, step: int, raw_cedula: str) -> None:
+    """Count the answer's signature (and keep its page the first time); never fails the
+    attempt, whose report is already written."""
+    try:
+        database.retrying(
+            lambda: snapshots.keep(result, lookup_id=lookup_id, step=step, cedula=raw_cedula),
+            step="snapshot",
+            seconds=5.0,
+        )
+    except Exception:
+        events.emit(Event.SNAPSHOT_FAILED, signature=snapshots.signature_of(result))
 
 
 def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> Claimed | None:

@@ -66,7 +66,7 @@ def tick() -> None:
     elif _claim(_REPORTED_KEY, REPORTED_EVERY):
         sweeper.sweep_reported()
     elif _claim(_PRUNE_KEY, PRUNE_EVERY):
-        upkeep.prune_tasks()
+        upkeep.prune()
 
 
 def _run(interval: float) -> None:

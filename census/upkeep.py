@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from census import events, queue
+from census import events, queue, snapshots
 from census.conf import settings
 from census.events import Event
 from census.models import CedulaInfo, Status
@@ -35,3 +35,8 @@ def prune_tasks(now: datetime | None = None) -> int:
     if deleted:
         events.emit(Event.TASKS_PRUNED, deleted=deleted, before=cutoff.isoformat())
     return deleted
+
+
+def prune(now: datetime | None = None) -> int:
+    """The hourly upkeep: old task rows, then snapshots of pages not seen for a while."""
+    return prune_tasks(now) + snapshots.prune(now=now)

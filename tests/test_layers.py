@@ -21,7 +21,18 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("settings and storage", frozenset({"conf", "logs", "models", "database", "gatestore"})),
     (
         "services",
-        frozenset({"ratelimit", "queue", "results", "announce", "transitions", "policy", "pause"}),
+        frozenset(
+            {
+                "ratelimit",
+                "queue",
+                "results",
+                "announce",
+                "transitions",
+                "policy",
+                "pause",
+                "snapshots",
+            }
+        ),
     ),
     (
         "the pipeline's steps",

@@ -30,6 +30,30 @@ class Novedad:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    """What the page looked like when its answer had no known shape (``unexpected_page``).
+
+    Every text is scrubbed of the cédula and bounded by the scraper; the screenshot was taken
+    with the cédula's input masked. Kept once per signature (``census.snapshots``).
+    """
+
+    #: The rendered page's HTML, scrubbed, at most ``SNAPSHOT_HTML_CHARS`` characters.
+    html: str = ""
+    #: The consulta response's body (when one was read), scrubbed and bounded the same way.
+    body: str = ""
+    #: A PNG screenshot of the viewport, or None (too large, or the page could not be shot).
+    png: bytes | None = None
+    #: The page's URL path (no query string: it may carry the number).
+    path: str = ""
+
+
+#: Characters of a snapshot's HTML (and of its response body) that are kept.
+SNAPSHOT_HTML_CHARS = 256 * 1024
+#: Bytes of a screenshot that are kept; a larger PNG is dropped (the HTML is kept).
+SNAPSHOT_PNG_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
 class LookupResult:
     """What one lookup found out. Carries no cédula: ``detail`` is scrubbed by the scraper."""
 
@@ -40,8 +64,11 @@ class LookupResult:
     detail: str = ""
     #: Seconds the site asked us to wait (HTTP 429 ``Retry-After``), if any.
     retry_after: float | None = None
-    #: Extra facts for debugging (HTTP status, URL path, ...): literals only.
+    #: Extra facts for debugging (HTTP status, URL path, ...): literals only. An
+    #: ``unexpected_page`` carries ``meta["signature"]``: which shape check failed.
     meta: dict[str, str | int | float | None] = field(default_factory=dict)
+    #: For an ``unexpected_page`` from a browser: the page as the scraper saw it.
+    snapshot: Snapshot | None = field(default=None, repr=False, compare=False)
 
     def with_detail(self, detail: str) -> LookupResult:
         return replace(self, detail=detail)
@@ -85,3 +112,17 @@ class Scraper(Protocol):
     """
 
     def lookup(self, cedula: str) -> LookupResult: ...
+
+
+def site_changed(result: LookupResult, opens_in: float) -> LookupResult:
+    """An answer in no known shape while the site counts as changed: not the member's to pay
+    for. Deferred like a block (whether or not it was sent), keeping its signature, detail
+    and snapshot; the gate opens for a probe in ``opens_in`` s."""
+    wait = max(opens_in, 0.0)
+    signature = result.meta.get("signature") or "unknown"
+    return replace(
+        result,
+        outcome=Outcome.DEFERRED,
+        detail=f"site_changed: {signature}; the gate opens in {wait:.0f} s; {result.detail}",
+        retry_after=wait,
+    )

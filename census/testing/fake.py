@@ -29,8 +29,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from census.gate import Closed, Gate, Slot
 from census.outcomes import Outcome
-from census.scraper.base import LookupResult, Novedad, Place, ScraperConfig
+from census.scraper.base import LookupResult, Novedad, Place, ScraperConfig, site_changed
 
+#: The signature of a scripted ``unexpected_page`` step.
+SCRIPTED_SIGNATURE = "scripted:unexpected_page"
 #: The fake's "scrape timeout": a gate slot further away than this is a deferral.
 DEADLINE_SECONDS = 10.0
 
@@ -104,12 +106,16 @@ class FakeScraper:
             step = "found"
         result = self._answer(cedula, Outcome(step))
         if self.gate is not None and slot is not None:
-            self.gate.record(
+            unexpected = result.outcome is Outcome.UNEXPECTED_PAGE
+            opens_in = self.gate.record(
                 slot,
                 blocked=result.outcome is Outcome.BLOCKED,
                 answered=result.outcome.is_answer,
                 retry_after=result.retry_after,
+                unexpected=str(result.meta.get("signature", "")) if unexpected else "",
             )
+            if unexpected and opens_in is not None:
+                return site_changed(result, opens_in)
         return result
 
     @staticmethod
@@ -127,6 +133,8 @@ class FakeScraper:
                 ),
                 meta=sent,
             )
+        if outcome is Outcome.UNEXPECTED_PAGE:
+            sent["signature"] = SCRIPTED_SIGNATURE
         return LookupResult(outcome=outcome, detail=f"scripted {outcome.value}", meta=sent)
 
     def _next_step(self, cedula: str) -> str:
