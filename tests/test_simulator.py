@@ -1,4 +1,5 @@
-"""The census site simulator, over real HTTP with urllib (the Chromium tests live elsewhere)."""
+"""The census site simulator, over real HTTP with urllib; one Chromium test renders the page
+under each layout change (the scraper's Chromium tests live elsewhere)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from census.testing.simulator import (
     DEEP_HTML_LEVELS,
     DEEP_JSON_LEVELS,
     HUGE_BODY_BYTES,
+    LAYOUT_KINDS,
+    LAYOUT_PATH,
     SITE_KEY,
     UNBLOCK_PATH,
     AccessRecord,
@@ -672,6 +675,221 @@ def test_control_endpoint_is_for_loopback_clients_only(sim: CensusSimulator) -> 
     assert not _is_loopback_client("10.0.0.1")
 
 
+# -- layout changes ---------------------------------------------------------------------------
+
+#: One cédula per application answer: found (lower and UPPER keys), not found, cancelled.
+APPLICATION_CEDULAS = ["1012345678", "1212345678", "2012345678", "3012345678", "8812345678"]
+
+
+def test_layout_is_normal_until_changed(sim: CensusSimulator) -> None:
+    """layout is None by default, names the kind change_layout set, and None again after it."""
+    assert sim.layout is None
+    for kind in LAYOUT_KINDS:
+        sim.change_layout(kind)
+        assert sim.layout == kind
+    sim.change_layout(None)
+    assert sim.layout is None
+    assert set(LAYOUT_KINDS) == {"renamed_field", "wrapper", "form_renamed"}
+
+
+def test_renamed_field_says_hallado_instead_of_encontrado(sim: CensusSimulator) -> None:
+    """renamed_field: found, not-found and cancelled answers carry hallado (same value, same
+    place) and no encontrado; change_layout(None) brings encontrado back."""
+    normal = {cedula: consulta(sim, cedula) for cedula in APPLICATION_CEDULAS}
+    sim.change_layout("renamed_field")
+    for cedula, before in normal.items():
+        res = consulta(sim, cedula)
+        assert res.status == 200
+        assert "encontrado" not in res.json
+        expected = {("hallado" if k == "encontrado" else k): v for k, v in before.json.items()}
+        assert list(res.json.items()) == list(expected.items())
+        assert res.json["hallado"] is before.json["encontrado"]
+    sim.change_layout(None)
+    for cedula, before in normal.items():
+        assert consulta(sim, cedula).json == before.json
+
+
+def test_renamed_field_leaves_errors_and_front_answers_alone(sim: CensusSimulator) -> None:
+    """renamed_field changes only answers that had encontrado: errors, blocks and the
+    malformed body are as in the normal layout."""
+    sim.change_layout("renamed_field")
+    assert consulta(sim, "1012345678", "").json == {
+        "ok": False,
+        "error": "Token de captcha inválido o expirado",
+    }
+    assert consulta(sim, "4112345678").status == 403
+    assert consulta(sim, "6312345678").body == b'{"ok": true, "encontrado": tr'
+
+
+def test_wrapper_wraps_every_application_answer(sim: CensusSimulator) -> None:
+    """wrapper: answers, the token error, the documento error and the 400 for a non-JSON body
+    come as {"respuesta": <the normal answer>}; change_layout(None) unwraps them again."""
+
+    def application_answers() -> list[Response]:
+        return [
+            *(consulta(sim, cedula) for cedula in APPLICATION_CEDULAS),
+            consulta(sim, "1012345678", ""),
+            consulta(sim, "5112345678"),
+            consulta(sim, "12"),
+            fetch(f"{sim.base_url}/back/api/consulta", raw=b"not json"),
+        ]
+
+    normal = application_answers()
+    assert normal[len(APPLICATION_CEDULAS)].json["ok"] is False
+    assert normal[-1].status == 400
+    sim.change_layout("wrapper")
+    wrapped = application_answers()
+    for before, res in zip(normal, wrapped, strict=True):
+        assert res.status == before.status
+        assert res.json == {"respuesta": before.json}
+    sim.change_layout(None)
+    assert [r.json for r in application_answers()] == [r.json for r in normal]
+
+
+def test_wrapper_leaves_the_front_and_the_other_endpoints_alone(sim: CensusSimulator) -> None:
+    """wrapper: blocks and the malformed body (the front layer), elecciones, the checkbox and
+    the control endpoints answer as in the normal layout."""
+    sim.change_layout("wrapper")
+    assert b'class="blocked"' in consulta(sim, "4012345678").body
+    assert consulta(sim, "6312345678").body == b'{"ok": true, "encontrado": tr'
+    assert fetch(f"{sim.base_url}/back/api/elecciones").json["ok"] is True
+    assert token_for(sim, "1012345678").startswith("03A")
+    assert fetch(sim.base_url + UNBLOCK_PATH, {}).json == {"ok": True}
+
+
+def test_form_renamed_serves_numero_documento(sim: CensusSimulator) -> None:
+    """form_renamed: the form page's input (id, name, label) is numeroDocumento, not documento;
+    the consulta API is unchanged; change_layout(None) serves #documento again."""
+    found = consulta(sim, "1012345678").json
+    sim.change_layout("form_renamed")
+    for path in ("/consultar/", "/"):
+        html = fetch(sim.base_url + path).body.decode()
+        assert '<input id="numeroDocumento" name="numeroDocumento"' in html
+        assert '<label for="numeroDocumento">' in html
+        assert '"documento"' not in html
+        assert 'id="consultaForm"' in html and 'id="submitBtn"' in html
+    assert consulta(sim, "1012345678").json == found
+    sim.change_layout(None)
+    html = fetch(sim.url).body.decode()
+    assert '<input id="documento" name="documento"' in html and "numeroDocumento" not in html
+
+
+def test_page_scripts_follow_the_layouts(sim: CensusSimulator) -> None:
+    """The page script reads hallado, unwraps respuesta and finds #numeroDocumento; the
+    checkbox frame reads the parent's #numeroDocumento too (Chromium test below)."""
+    script = fetch(f"{sim.base_url}/static/consulta.js").body.decode()
+    for marker in ("r.hallado", "r.respuesta", '"numeroDocumento"'):
+        assert marker in script
+    anchor = fetch(f"{sim.base_url}/recaptcha/api2/anchor").body.decode()
+    assert 'padre("numeroDocumento")' in anchor
+
+
+@pytest.mark.parametrize("kind", LAYOUT_KINDS)
+def test_reset_restores_the_normal_layout(sim: CensusSimulator, kind: str) -> None:
+    """reset() ends any layout change: the answer and the page are the normal ones again."""
+    sim.change_layout(kind)
+    sim.reset()
+    assert sim.layout is None
+    assert consulta(sim, "1012345678").json["encontrado"] is True
+    assert '<input id="documento"' in fetch(sim.url).body.decode()
+
+
+@pytest.mark.parametrize("kind", ["bogus", "WRAPPER", "", "f5", 1, ["wrapper"]])
+def test_change_layout_refuses_unknown_kinds(kind: Any) -> None:
+    """change_layout wants None or one of LAYOUT_KINDS; the error lists them; nothing changes."""
+    simulator = CensusSimulator()
+    simulator.change_layout("wrapper")
+    with pytest.raises(ValueError, match="renamed_field, wrapper, form_renamed"):
+        simulator.change_layout(kind)
+    assert simulator.layout == "wrapper"
+
+
+def test_control_endpoint_changes_and_restores_the_layout(sim: CensusSimulator) -> None:
+    """POST /__simulator__/layout {"kind": K} changes the layout, {"kind": null} restores it;
+    both are recorded as control, not as consultas."""
+    res = fetch(sim.base_url + LAYOUT_PATH, {"kind": "wrapper"})
+    assert (res.status, res.json) == (200, {"ok": True, "kind": "wrapper"})
+    assert sim.layout == "wrapper"
+    assert consulta(sim, "1012345678").json["respuesta"]["encontrado"] is True
+    res = fetch(sim.base_url + LAYOUT_PATH, {"kind": None})
+    assert (res.status, res.json) == (200, {"ok": True, "kind": None})
+    assert sim.layout is None
+    assert consulta(sim, "1012345678").json["encontrado"] is True
+    assert [r.scenario for r in sim.consultas()] == ["found", "found"]
+    control = [r for r in sim.access_log if r.scenario == "control"]
+    assert [(r.path, r.status) for r in control] == [(LAYOUT_PATH, 200), (LAYOUT_PATH, 200)]
+    assert all(r.cedula_masked == "" and r.cedula_key == "" for r in control)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b"{}", b'{"layout": "wrapper"}', b'{"kind": "bogus"}', b'{"kind": 1}'],
+)
+def test_control_endpoint_refuses_bad_layout_bodies(sim: CensusSimulator, body: bytes) -> None:
+    """A body that is not {"kind": null | a layout kind} is 400 and leaves the layout as it is."""
+    sim.change_layout("renamed_field")
+    res = fetch(sim.base_url + LAYOUT_PATH, raw=body)
+    assert res.status == 400
+    assert res.json["ok"] is False and "renamed_field, wrapper, form_renamed" in res.json["error"]
+    assert sim.layout == "renamed_field"
+    assert sim.access_log[-1].scenario == "control"
+
+
+def test_layout_control_is_for_loopback_clients_only(sim: CensusSimulator) -> None:
+    """A layout control request from a non-loopback address gets 403 and changes nothing."""
+    body = json.dumps({"kind": "wrapper"}).encode()
+    _, scenario, reply = sim._route("POST", LAYOUT_PATH, body, "192.168.1.5")
+    assert (scenario, reply.status) == ("control", 403)
+    assert sim.layout is None
+
+
+def test_records_carry_the_layout_in_force(tmp_path: Path) -> None:
+    """Every record (page, checkbox, consulta, blocked consulta, control) carries the layout
+    it was answered under, "" for the normal one; the JSON lines too."""
+    path = tmp_path / "access.jsonl"
+    with CensusSimulator(access_log_path=path) as simulator:
+        fetch(simulator.url)
+        consulta(simulator, "1012345678")
+        fetch(simulator.base_url + LAYOUT_PATH, {"kind": "form_renamed"})
+        fetch(simulator.url)
+        consulta(simulator, "1012345678")
+        simulator.block_for(60)
+        consulta(simulator, "1012345678")
+        simulator.unblock()
+        simulator.change_layout("renamed_field")
+        consulta(simulator, "2012345678")
+        fetch(simulator.base_url + LAYOUT_PATH, {"kind": None})
+        consulta(simulator, "1012345678")
+        records = simulator.access_log
+    got = [(r.path, r.scenario, r.layout) for r in records]
+    assert got == [
+        ("/consultar/", "", ""),
+        ("/recaptcha/api2/userverify", "found", ""),
+        ("/back/api/consulta", "found", ""),
+        (LAYOUT_PATH, "control", "form_renamed"),
+        ("/consultar/", "", "form_renamed"),
+        ("/recaptcha/api2/userverify", "found", "form_renamed"),
+        ("/back/api/consulta", "found", "form_renamed"),
+        ("/recaptcha/api2/userverify", "found", "form_renamed"),
+        ("/back/api/consulta", "spell_f5", "form_renamed"),
+        ("/recaptcha/api2/userverify", "not_found", "renamed_field"),
+        ("/back/api/consulta", "not_found", "renamed_field"),
+        (LAYOUT_PATH, "control", ""),
+        ("/recaptcha/api2/userverify", "found", ""),
+        ("/back/api/consulta", "found", ""),
+    ]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["layout"] for line in lines] == [r.layout for r in records]
+
+
+def test_access_record_layout_defaults_to_empty() -> None:
+    """AccessRecord built without layout (as existing callers do) has layout ""."""
+    record = AccessRecord(
+        time=0.0, monotonic=0.0, method="GET", path="/", cedula_masked="", scenario="", status=200
+    )
+    assert record.layout == ""
+
+
 # -- captcha ----------------------------------------------------------------------------------
 
 
@@ -870,6 +1088,7 @@ def test_no_full_cedula_in_log_file_or_output(
         "cedula_key": cedula_key(cedulas[0]),
         "scenario": "found",
         "status": 200,
+        "layout": "",
     }
     out, err = capfd.readouterr()
     everything = repr(records) + path.read_text() + out + err
@@ -933,6 +1152,7 @@ def test_access_log_file_counts_requests_per_key_while_serving(tmp_path: Path) -
         "cedula_key",
         "scenario",
         "status",
+        "layout",
     }
     assert "1012345678" not in path.read_text()
 
@@ -1063,3 +1283,89 @@ def test_management_command_refuses_a_negative_block_first() -> None:
     )
     assert done.returncode != 0
     assert "spell seconds must be a finite number" in done.stderr
+
+
+def test_management_command_layout_starts_with_a_changed_layout(tmp_path: Path) -> None:
+    """--layout wrapper serves wrapped answers from the start, says so in the banner and in
+    each printed line; POST /__simulator__/layout {"kind": null} restores the layout."""
+    log = tmp_path / "access.jsonl"
+    proc, base, banner = _start_command("--layout", "wrapper", "--access-log", str(log), banner=3)
+    try:
+        assert consulta(base, "1012345678").json["respuesta"]["encontrado"] is True
+        assert fetch(base + LAYOUT_PATH, {"kind": None}).json == {"ok": True, "kind": None}
+        assert consulta(base, "1012345678").json["encontrado"] is True
+    finally:
+        out = _stop_command(proc)
+    assert proc.returncode == 0
+    assert banner.splitlines()[-1] == 'Serving the changed layout "wrapper".'
+    assert "POST /back/api/consulta *******678 found -> 200 [layout wrapper]" in out
+    assert f"POST {LAYOUT_PATH} control -> 200\n" in out
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    consultas = [line for line in lines if line["path"] == "/back/api/consulta"]
+    assert [c["layout"] for c in consultas] == ["wrapper", ""]
+
+
+def test_management_command_refuses_an_unknown_layout() -> None:
+    """--layout with a kind not in LAYOUT_KINDS is an error naming the kinds, not a server."""
+    done = subprocess.run(
+        [sys.executable, "-m", "django", "census_simulator", "--port", "0", "--layout", "bogus"],
+        cwd=ROOT,
+        env=_command_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "--layout" in done.stderr and "renamed_field" in done.stderr
+    assert "Census simulator serving" not in done.stdout
+
+
+# -- the real page in Chromium ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_page_renders_a_found_answer_under_every_layout(sim: CensusSimulator) -> None:
+    """In real Chromium, the page (its script and the checkbox frame) gets a token and shows
+    the found table under the normal layout and under each layout change."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    cedula = "1012345678"
+    data = answers.found(cedula)["data"]
+    expected = [
+        data[key] for key in ("nuip", "nom_depto", "nom_mun", "nom_puesto", "direccion", "mesa")
+    ]
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        try:
+            for kind in (None, *LAYOUT_KINDS):
+                sim.reset()
+                sim.change_layout(kind)
+                page = browser.new_page()
+                page.set_default_timeout(30_000)
+                page.goto(sim.url)
+                field = "#numeroDocumento" if kind == "form_renamed" else "#documento"
+                assert page.locator("#documento, #numeroDocumento").count() == 1
+                page.fill(field, cedula)
+                page.wait_for_function("document.getElementById('eleccion').value === '0'")
+                frame = page.frame_locator('iframe[title="reCAPTCHA"]')
+                frame.locator("#recaptcha-anchor").click()
+                page.wait_for_function(
+                    "(document.getElementById('g-recaptcha-response') || {}).value"
+                )
+                page.click("#submitBtn")
+                page.locator("#resultado table").wait_for()
+                cells = page.locator("#resultado tbody td").all_inner_texts()
+                assert cells == expected, kind
+                assert page.locator("#mensaje").is_hidden(), kind
+                page.close()
+                # The checkbox read the cédula from the (renamed) input; the answer was in kind.
+                verify, answer = [r for r in sim.access_log if r.method == "POST"]
+                assert verify.cedula_key == cedula_key(cedula), kind
+                assert (answer.path, answer.scenario, answer.layout) == (
+                    "/back/api/consulta",
+                    "found",
+                    kind or "",
+                )
+        finally:
+            browser.close()

@@ -3,7 +3,9 @@
 Same page structure, element ids, JSON endpoints and answer shapes as the real site (see
 docs/simulator.md); the cédula's leading digits pick a scenario (found, blocked, reset, ...).
 A blocking spell (``block_for``, or ``POST /__simulator__/block``) makes every consulta get a
-block answer for a while. Standard library only, so that the pytest plugin stays light.
+block answer for a while; a layout change (``change_layout``, or ``POST /__simulator__/layout``)
+makes the site change its answer or page layout until restored. Standard library only, so that
+the pytest plugin stays light.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from census.testing.scenarios import (
 __all__ = [
     "BLOCK_PATH",
     "CONSULTA_PATH",
+    "LAYOUT_KINDS",
+    "LAYOUT_PATH",
     "SITE_KEY",
     "SPELL_KINDS",
     "UNBLOCK_PATH",
@@ -69,6 +73,14 @@ TOKEN_REJECTED_ERROR = "Token de captcha inválido o expirado"
 #: Control endpoints (loopback clients only): start a blocking spell, end it.
 BLOCK_PATH = "/__simulator__/block"
 UNBLOCK_PATH = "/__simulator__/unblock"
+#: Control endpoint (loopback clients only): change the site's layout, or restore it.
+LAYOUT_PATH = "/__simulator__/layout"
+_CONTROL_PATHS = (BLOCK_PATH, UNBLOCK_PATH, LAYOUT_PATH)
+#: Layout changes (``change_layout``), as the real site makes them without notice:
+#: ``renamed_field``: the consulta's answers say ``hallado`` instead of ``encontrado``;
+#: ``wrapper``: the consulta's JSON answers come wrapped as ``{"respuesta": <answer>}``;
+#: ``form_renamed``: the form's ``#documento`` input is ``#numeroDocumento`` (id and name).
+LAYOUT_KINDS: tuple[str, ...] = ("renamed_field", "wrapper", "form_renamed")
 #: The access-log scenario of a control request.
 CONTROL_SCENARIO = "control"
 #: Size of the ``huge_body`` answer: 8 MiB.
@@ -137,6 +149,9 @@ class AccessRecord:
     scenario: str
     #: The HTTP status sent, or 0 when the connection was reset without an answer.
     status: int
+    #: The layout change in force when the request was answered (``LAYOUT_KINDS``), or "" for
+    #: the normal layout.
+    layout: str = ""
 
 
 @dataclass(kw_only=True)
@@ -150,6 +165,8 @@ class _Reply:
     #: A streamed body of ``length`` bytes, sent instead of ``body`` (the huge_body scenario).
     chunks: Callable[[], Iterator[bytes]] | None = None
     length: int = 0
+    #: The layout the request was answered under ("" for the normal one), for its record.
+    layout: str = ""
 
 
 @cache
@@ -261,6 +278,8 @@ class CensusSimulator:
         self._clock = clock
         #: The current blocking spell, (kind, end on ``clock``), or None.
         self._spell: tuple[str, float] | None = None
+        #: The layout change in force (one of ``LAYOUT_KINDS``), or None for the normal layout.
+        self._layout: str | None = None
         self._lock = threading.Lock()
         self._log: list[AccessRecord] = []
         self._counts: dict[str, int] = {}
@@ -343,11 +362,12 @@ class CensusSimulator:
 
     def reset(self) -> None:
         """Forget the per-cédula counters (flaky scenarios start over), the access log and any
-        blocking spell."""
+        blocking spell, and restore the normal layout."""
         with self._lock:
             self._counts.clear()
             self._log.clear()
             self._spell = None
+            self._layout = None
 
     # -- blocking spells ----------------------------------------------------------------------
 
@@ -382,6 +402,30 @@ class CensusSimulator:
             if self._spell is not None and self._clock() >= self._spell[1]:
                 self._spell = None
             return self._spell[0] if self._spell is not None else None
+
+    # -- layout changes -----------------------------------------------------------------------
+
+    def change_layout(self, kind: str | None) -> None:
+        """From now on, serve the changed layout ``kind``; None restores the normal layout.
+
+        ``kind`` is one of ``LAYOUT_KINDS``: "renamed_field" (consulta answers carry
+        ``hallado`` instead of ``encontrado``), "wrapper" (consulta JSON answers come as
+        ``{"respuesta": <answer>}``) or "form_renamed" (the form's ``#documento`` input is
+        ``#numeroDocumento``). The page's own scripts follow the change, as the real site's
+        would. A new kind replaces the current one; ``reset()`` restores the normal layout.
+        """
+        if kind is not None and (not isinstance(kind, str) or kind not in LAYOUT_KINDS):
+            raise ValueError(
+                f"layout kind must be None or one of {', '.join(LAYOUT_KINDS)}; got {kind!r}"
+            )
+        with self._lock:
+            self._layout = kind
+
+    @property
+    def layout(self) -> str | None:
+        """The layout change in force (one of ``LAYOUT_KINDS``), or None for the normal one."""
+        with self._lock:
+            return self._layout
 
     def issue_token(self) -> str:
         """A fresh single-use captcha token, as the checkbox would get."""
@@ -425,13 +469,26 @@ class CensusSimulator:
     def _route(
         self, method: str, path: str, body: bytes, client: str = "127.0.0.1"
     ) -> tuple[str, str, _Reply]:
-        """(cédula, scenario, reply) for one request from the ``client`` address."""
+        """(cédula, scenario, reply) for one request from the ``client`` address.
+
+        The reply's ``layout`` is the layout the request was answered under ("" for the normal
+        one): read once, so that the answer and its record agree.
+        """
+        layout = self.layout or ""
+        cedula, scenario, reply = self._dispatch(method, path, body, client, layout)
+        # A layout control request is answered under the layout it leaves in force.
+        reply.layout = (self.layout or "") if path == LAYOUT_PATH else layout
+        return cedula, scenario, reply
+
+    def _dispatch(
+        self, method: str, path: str, body: bytes, client: str, layout: str
+    ) -> tuple[str, str, _Reply]:
         if method == "GET":
-            return "", "", self._get(path)
-        if path in (BLOCK_PATH, UNBLOCK_PATH):
+            return "", "", self._get(path, layout)
+        if path in _CONTROL_PATHS:
             return "", CONTROL_SCENARIO, self._control(path, body, client)
         if path == CONSULTA_PATH:
-            return self._consulta(body)
+            return self._consulta(body, layout)
         if path == USERVERIFY_PATH:
             return self._userverify(body)
         if path == SOLVE_PATH:
@@ -439,13 +496,16 @@ class CensusSimulator:
             if payload is None or payload.get("k") != SITE_KEY:
                 return "", "", _json(400, {"ok": False, "error": "invalid site key"})
             return "", "", _json(200, {"ok": True, "token": self.issue_token()})
-        if self._get(path).status == 200:
+        if self._get(path, layout).status == 200:
             return "", "", _html(405, "<h1>405 Method Not Allowed</h1>", Allow="GET")
         return "", "", _html(404, _asset("not-found.html"))
 
-    def _get(self, path: str) -> _Reply:
+    def _get(self, path: str, layout: str = "") -> _Reply:
         if path in ("/", "/consultar", "/consultar/"):
-            return _html(200, _asset("consultar.html").replace("{{SITE_KEY}}", SITE_KEY))
+            page = _asset("consultar.html").replace("{{SITE_KEY}}", SITE_KEY)
+            if layout == "form_renamed":
+                page = _rename_document_input(page)
+            return _html(200, page)
         if path == ELECCIONES_PATH:
             return _json(200, ELECCIONES)
         static = {
@@ -473,12 +533,15 @@ class CensusSimulator:
         return cedula, scenario, _json(200, reply)
 
     def _control(self, path: str, body: bytes, client: str) -> _Reply:
-        """``POST /__simulator__/block`` ``{"seconds": 20, "kind": "f5"}``, or ``/unblock``."""
+        """``POST /__simulator__/block`` ``{"seconds": 20, "kind": "f5"}``, ``/unblock``, or
+        ``/layout`` ``{"kind": "wrapper"}`` (``{"kind": null}`` restores the layout)."""
         if not _is_loopback_client(client):
             return _json(403, {"ok": False, "error": "control endpoints are for loopback only"})
         if path == UNBLOCK_PATH:
             self.unblock()
             return _json(200, {"ok": True})
+        if path == LAYOUT_PATH:
+            return self._control_layout(body)
         payload = _parse(body)
         if payload is None:
             return _json(400, {"ok": False, "error": 'expected {"seconds": N, "kind": "f5"}'})
@@ -491,12 +554,31 @@ class CensusSimulator:
             return _json(400, {"ok": False, "error": str(exc)})
         return _json(200, {"ok": True, "kind": kind, "seconds": seconds})
 
+    def _control_layout(self, body: bytes) -> _Reply:
+        """``POST /__simulator__/layout`` ``{"kind": "wrapper"}`` or ``{"kind": null}``."""
+        payload = _parse(body)
+        if payload is None or "kind" not in payload:
+            expected = (
+                f'expected {{"kind": KIND}} with KIND null or one of {", ".join(LAYOUT_KINDS)}'
+            )
+            return _json(400, {"ok": False, "error": expected})
+        kind = payload["kind"]
+        try:
+            self.change_layout(kind)
+        except ValueError as exc:
+            return _json(400, {"ok": False, "error": str(exc)})
+        return _json(200, {"ok": True, "kind": kind})
+
     def _count(self, cedula: str) -> int:
         with self._lock:
             count = self._counts[cedula] = self._counts.get(cedula, 0) + 1
         return count
 
-    def _consulta(self, body: bytes) -> tuple[str, str, _Reply]:
+    def _consulta(self, body: bytes, layout: str = "") -> tuple[str, str, _Reply]:
+        def app(status: int, answer: dict[str, Any]) -> _Reply:
+            # The application's JSON answers, in the layout in force (not F5's, not blocks).
+            return _json(status, _in_layout(answer, layout))
+
         payload = _parse(body)
         spell = self.blocking
         if spell is not None:
@@ -506,10 +588,10 @@ class CensusSimulator:
                 self._count(documento)
             return documento, spell_scenario_name(spell), self._block(SPELL_KINDS[spell])
         if payload is None:
-            return "", "bad_request", _json(400, answers.error("Solicitud inválida"))
+            return "", "bad_request", app(400, answers.error("Solicitud inválida"))
         cedula = str(payload.get("documento") or "")
         if not _CEDULA.fullmatch(cedula):
-            reply = _json(200, answers.error("El número de documento no es válido"))
+            reply = app(200, answers.error("El número de documento no es válido"))
             return cedula, "invalid_document", reply
         scenario = scenario_for(cedula)
         count = self._count(cedula)
@@ -523,12 +605,12 @@ class CensusSimulator:
         if front is not None:
             return cedula, scenario, front
         if not self._redeem(payload.get("captchaToken")):
-            return cedula, scenario, _json(200, answers.error(TOKEN_REJECTED_ERROR))
+            return cedula, scenario, app(200, answers.error(TOKEN_REJECTED_ERROR))
         if effective is Scenario.TOKEN_REJECTED:
-            return cedula, scenario, _json(200, answers.error(TOKEN_REJECTED_ERROR))
+            return cedula, scenario, app(200, answers.error(TOKEN_REJECTED_ERROR))
         if payload.get("eleccionId") not in (0, "0"):
-            return cedula, scenario, _json(200, answers.error("La elección no es válida"))
-        reply = _json(200, answers.answer(cedula, effective))
+            return cedula, scenario, app(200, answers.error("La elección no es válida"))
+        reply = app(200, answers.answer(cedula, effective))
         if effective is Scenario.SLOW:
             reply.delay = self.slow_seconds
         return cedula, scenario, reply
@@ -569,6 +651,27 @@ class CensusSimulator:
         if scenario is Scenario.DEEP_JSON:
             return _Reply(status=200, body=_deep_json())
         return None
+
+
+def _in_layout(answer: dict[str, Any], layout: str) -> dict[str, Any]:
+    """An application answer of the consulta as the site sends it under ``layout``."""
+    if layout == "renamed_field" and "encontrado" in answer:
+        # Same place in the object, new name, same value.
+        return {("hallado" if key == "encontrado" else key): v for key, v in answer.items()}
+    if layout == "wrapper":
+        return {"respuesta": answer}
+    return answer
+
+
+_DOCUMENT_INPUT = re.compile(r'(\b(?:id|name|for)=")documento(")')
+
+
+def _rename_document_input(page: str) -> str:
+    """The form page with its ``#documento`` input (id, name, label) as ``#numeroDocumento``."""
+    renamed, count = _DOCUMENT_INPUT.subn(r"\1numeroDocumento\2", page)
+    if count != 3:  # the input's id and name, and its label's for
+        raise RuntimeError(f"consultar.html: expected 3 documento attributes, renamed {count}")
+    return renamed
 
 
 def _parse(body: bytes) -> dict[str, Any] | None:
@@ -648,6 +751,7 @@ class _Handler(BaseHTTPRequestHandler):
                 cedula_key=_key_or_blank(cedula),
                 scenario=str(scenario),
                 status=reply.status,
+                layout=reply.layout,
             )
         )
         if reply.delay and simulator._stopping.wait(reply.delay):

@@ -42,12 +42,26 @@
     return v == null ? "" : v;
   }
 
+  // The document input: #documento, or #numeroDocumento in the "form_renamed" layout.
+  function campoDocumento() {
+    return document.getElementById("documento") || document.getElementById("numeroDocumento");
+  }
+
+  // The answer itself: the "wrapper" layout sends it as {"respuesta": {...}}.
+  function desenvolver(r) {
+    if (r && typeof r === "object" && !("ok" in r) && r.respuesta && typeof r.respuesta === "object") {
+      return r.respuesta;
+    }
+    return r;
+  }
+
   function mostrar(r) {
+    r = desenvolver(r);
     if (!r || typeof r !== "object" || typeof r.ok !== "boolean") {
       aviso("Respuesta inesperada del servidor. Intente nuevamente.", true);
     } else if (!r.ok) {
       aviso(r.error || "No fue posible realizar la consulta.", true);
-    } else if (r.encontrado) {
+    } else if (r.encontrado || r.hallado) {  // "hallado": the "renamed_field" layout
       var d = r.data;
       tabla(["NUIP", "DEPARTAMENTO", "MUNICIPIO", "PUESTO", "DIRECCIÓN", "MESA"], [
         campo(d, "nuip"), campo(d, "nom_depto"), campo(d, "nom_mun"),
@@ -79,7 +93,7 @@
   form.addEventListener("submit", function (ev) {
     ev.preventDefault();
     limpiar();
-    var documento = document.getElementById("documento").value.replace(/[.\s-]/g, "");
+    var documento = campoDocumento().value.replace(/[.\s-]/g, "");
     if (!/^\d{3,10}$/.test(documento)) {
       aviso("Ingrese un número de documento válido.", true);
       return;

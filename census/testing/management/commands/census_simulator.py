@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from census.testing.simulator import SPELL_KINDS, AccessRecord, CensusSimulator
+from census.testing.simulator import LAYOUT_KINDS, SPELL_KINDS, AccessRecord, CensusSimulator
 
 
 class Command(BaseCommand):
@@ -40,6 +40,13 @@ class Command(BaseCommand):
             default="f5",
             help="answer of that spell: the F5 page (HTTP 200), 403 or 429 (default f5)",
         )
+        parser.add_argument(
+            "--layout",
+            choices=LAYOUT_KINDS,
+            default=None,
+            metavar="KIND",
+            help=f"serve this changed layout from the start: {', '.join(LAYOUT_KINDS)}",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         on_access = None if options["quiet"] else self._print_access
@@ -54,6 +61,8 @@ class Command(BaseCommand):
             )
             if options["block_first"]:
                 simulator.block_for(options["block_first"], options["block_kind"])
+            if options["layout"] is not None:
+                simulator.change_layout(options["layout"])
             simulator.start()
         except (ValueError, OSError) as exc:
             raise CommandError(str(exc)) from exc
@@ -72,6 +81,8 @@ class Command(BaseCommand):
                     f"Blocking every consulta ({options['block_kind']}) for the first "
                     f"{options['block_first']:g} s."
                 )
+            if options["layout"] is not None:
+                self.stdout.write(f'Serving the changed layout "{options["layout"]}".')
             self.stdout.flush()
             while not stop.wait(0.5):
                 pass
@@ -85,5 +96,6 @@ class Command(BaseCommand):
         # Records carry masked cédulas only, so printing them is safe.
         status = record.status or "reset"
         who = "".join(f" {part}" for part in (record.cedula_masked, record.scenario) if part)
-        self.stdout.write(f"{record.method} {record.path}{who} -> {status}")
+        layout = f" [layout {record.layout}]" if record.layout else ""
+        self.stdout.write(f"{record.method} {record.path}{who} -> {status}{layout}")
         self.stdout.flush()
