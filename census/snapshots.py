@@ -30,7 +30,8 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def signature_of(result: LookupResult) -> str:
-    """The result's shape signature ("" when it has none)."""
+    """The shape signature a result carries, whatever its outcome: an ``unexpected_page``,
+    or the deferral it became while the site counts as changed ("" when none)."""
     return str(result.meta.get("signature") or "")[:SIGNATURE_CHARS]
 
 

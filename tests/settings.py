@@ -162,6 +162,8 @@ for _name in (
     "CENSUS_BLOCK_BACKOFF_MAX_SECONDS",
     "CENSUS_MAX_RETRY_AFTER_SECONDS",
     "CENSUS_MAX_DEFER_SECONDS",
+    "CENSUS_SITE_CHANGED_AFTER",
+    "CENSUS_SITE_PROBE_SECONDS",
 ):
     if os.environ.get(_name):
         globals()[_name] = float(os.environ[_name])

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from census.limits import MAX_RETRY_AFTER_SECONDS
 from census.outcomes import Outcome
-from census.scraper.base import Novedad, Place
+from census.scraper.base import LookupResult, Novedad, Place
 from census.scraper.parser import (
     EXCERPT_CHARS,
     MAX_BODY_CHARS,
     MAX_FIELD_CHARS,
     MAX_PAGE_CHARS,
+    SIGNATURE_CHARS,
+    SIGNATURE_FIELDS,
     is_f5_block,
     parse_answer,
     parse_consulta,
     parse_rendered_page,
     parse_retry_after,
+    signature_of,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "responses"
@@ -617,3 +624,503 @@ def test_rendered_table_cells_are_cut() -> None:
     assert result.place is not None
     assert len(result.place.puesto) == MAX_FIELD_CHARS
     assert result.place.departamento == "BOGOTA D.C."
+
+
+# -- signatures: which shape check an unexpected answer failed -------------------------------
+
+CEDULA = "1012345678"
+FOUND_BODY = json.dumps(
+    {"ok": True, "encontrado": True, "data": {"nom_depto": "META", "nom_mun": "ACACIAS"}}
+)
+
+
+def _error_hash(normal_text: str) -> str:
+    """The documented error hash, computed here from the already normalised text."""
+    return hashlib.sha256(normal_text.encode("utf-8")).hexdigest()[:6]
+
+
+def _consulta(status: int, content_type: str, body: str) -> Callable[[str], LookupResult]:
+    return lambda cedula: parse_consulta(status, content_type, body, {}, cedula)
+
+
+def _answer(answer: Any) -> Callable[[str], LookupResult]:
+    return lambda cedula: parse_answer(answer, cedula)
+
+
+def _page(html: str) -> Callable[[str], LookupResult]:
+    return lambda cedula: parse_rendered_page(html, cedula)
+
+
+def _table(header: list[str], row: list[str]) -> str:
+    cells = "".join(f"<th>{cell}</th>" for cell in header)
+    values = "".join(f"<td>{cell}</td>" for cell in row)
+    return f'<div id="resultado"><table><tr>{cells}</tr><tr>{values}</tr></table></div>'
+
+
+class _RecursingMapping(Mapping[str, Any]):
+    """An answer whose reading recurses without end (a stand-in for a hostile structure)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self)  # ``iter`` of itself: RecursionError
+
+    def __len__(self) -> int:
+        return 1
+
+
+SIGNATURE_CASES = [
+    # consulta: the HTTP envelope
+    pytest.param(_consulta(404, HTML, "<p>Not Found</p>"), "consulta:status:404", id="404"),
+    pytest.param(_consulta(418, "text/plain", "teapot"), "consulta:status:418", id="418"),
+    pytest.param(_consulta(400, JSON, FOUND_BODY), "consulta:status:400", id="400-found-json"),
+    pytest.param(_consulta(302, HTML, ""), "consulta:status:302", id="302"),
+    pytest.param(_consulta(0, HTML, ""), "consulta:status:invalid", id="status-0"),
+    pytest.param(_consulta(99, JSON, FOUND_BODY), "consulta:status:invalid", id="status-99"),
+    pytest.param(
+        _consulta(200, HTML, _read("malformed.html")), "consulta:html_page", id="html-page"
+    ),
+    pytest.param(
+        _consulta(200, JSON, "  <html><body>Hola</body></html>"),
+        "consulta:html_page",
+        id="markup-as-json",
+    ),
+    pytest.param(
+        _consulta(200, "text/plain", FOUND_BODY),
+        "consulta:content_type:text/plain",
+        id="text-plain",
+    ),
+    pytest.param(
+        _consulta(200, HTML, FOUND_BODY), "consulta:content_type:text/html", id="json-as-html"
+    ),
+    pytest.param(_consulta(200, "", FOUND_BODY), "consulta:content_type:none", id="no-type"),
+    pytest.param(
+        _consulta(200, "Application/X-Thing; charset=1012345678", FOUND_BODY),
+        "consulta:content_type:application/x-thing",
+        id="parameters-dropped",
+    ),
+    pytest.param(
+        _consulta(200, "text/1012345678", FOUND_BODY),
+        "consulta:content_type:text/0",
+        id="digits-in-type",
+    ),
+    pytest.param(
+        _consulta(200, "TEXT/{évil} <x>", FOUND_BODY),
+        "consulta:content_type:text/vilx",
+        id="junk-in-type",
+    ),
+    pytest.param(
+        _consulta(200, "x" * 100_000, FOUND_BODY),
+        "consulta:content_type:" + "x" * 40,
+        id="long-type",
+    ),
+    pytest.param(
+        _consulta(200, JSON, _huge_found_body(MAX_BODY_CHARS)),
+        "consulta:oversized",
+        id="oversized",
+    ),
+    pytest.param(_consulta(200, JSON, ""), "consulta:empty_body", id="empty"),
+    pytest.param(_consulta(204, JSON, " \n"), "consulta:empty_body", id="blank-204"),
+    pytest.param(
+        _consulta(200, JSON, '{"ok": true, "encontrado": tr'), "consulta:not_json", id="truncated"
+    ),
+    pytest.param(_consulta(200, JSON, "{not json"), "consulta:not_json", id="not-json"),
+    pytest.param(_consulta(200, JSON, "[" * 100_000), "consulta:too_deep", id="too-deep"),
+    pytest.param(_consulta(200, JSON, "[1, 2]"), "consulta:not_object", id="list"),
+    pytest.param(_consulta(200, JSON, "null"), "consulta:not_object", id="null"),
+    pytest.param(_consulta(200, JSON, '"ok"'), "consulta:not_object", id="string"),
+    # answer: the decoded JSON
+    pytest.param(_answer([{"ok": True}]), "answer:not_object", id="answer-list"),
+    pytest.param(
+        _answer({"ok": True, "OK": False, "encontrado": False}),
+        "answer:duplicate_key:ok",
+        id="ok-twice",
+    ),
+    pytest.param(
+        _answer(
+            {"ok": True, "encontrado": True, "data": {"nom_depto": "META", "NOM_DEPTO": "CESAR"}}
+        ),
+        "answer:duplicate_key:nom_depto",
+        id="data-key-twice",
+    ),
+    pytest.param(_answer({"encontrado": True}), "answer:missing_field:ok", id="no-ok"),
+    pytest.param(
+        _answer({"respuesta": {"ok": True, "encontrado": True}}),
+        "answer:missing_field:ok",
+        id="wrapped",
+    ),
+    pytest.param(
+        _answer({"ok": "true", "encontrado": False}), "answer:bad_type:ok", id="ok-string"
+    ),
+    pytest.param(_answer({"ok": 1, "encontrado": False}), "answer:bad_type:ok", id="ok-1"),
+    pytest.param(_answer({"ok": None}), "answer:bad_type:ok", id="ok-null"),
+    pytest.param(_answer({"ok": False}), "answer:missing_field:error", id="no-error"),
+    pytest.param(
+        _answer({"ok": False, "error": ""}), "answer:missing_field:error", id="empty-error"
+    ),
+    pytest.param(
+        _answer({"ok": False, "error": {"code": 7}}), "answer:bad_type:error", id="error-object"
+    ),
+    pytest.param(
+        _consulta(200, JSON, _read("error_other.json")),
+        "answer:unknown_error:" + _error_hash("servicio no disponible para el documento 0"),
+        id="unknown-error",
+    ),
+    pytest.param(
+        _answer({"ok": False, "mensaje": "  Mantenimiento\tPROGRAMADO "}),
+        "answer:unknown_error:" + _error_hash("mantenimiento programado"),
+        id="unknown-mensaje",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": False, "data": "x"}),
+        "answer:bad_type:data",
+        id="data-string",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": True, "data": [{"nom_depto": "META"}]}),
+        "answer:bad_type:data",
+        id="data-list",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": "si"}), "answer:bad_type:encontrado", id="enc-string"
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": 1, "data": {"nom_depto": "META"}}),
+        "answer:bad_type:encontrado",
+        id="enc-1",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": None, "novedad": True}),
+        "answer:bad_type:encontrado",
+        id="enc-null-with-novedad",
+    ),
+    pytest.param(_answer({"ok": True}), "answer:missing_field:encontrado", id="ok-only"),
+    pytest.param(
+        _answer({"ok": True, "hallado": True, "data": {"nom_depto": "META"}}),
+        "answer:missing_field:encontrado",
+        id="renamed",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": True, "data": {"nom_depto": "META", "mesa": {}}}),
+        "answer:bad_type:mesa",
+        id="mesa-object",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": True, "data": {"nom_mun": ["ACACIAS"]}}),
+        "answer:bad_type:nom_mun",
+        id="nom-mun-list",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": True, "data": {"nom_depto": True}}),
+        "answer:bad_type:nom_depto",
+        id="nom-depto-bool",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": True, "data": {"nuip": CEDULA}}),
+        "answer:found_without_place",
+        id="found-no-place",
+    ),
+    pytest.param(_answer(_RecursingMapping()), "answer:too_deep", id="answer-too-deep"),
+    # page: the rendered page
+    pytest.param(
+        _page(_table(["NUIP", "DEPARTAMENTO", "MUNICIPIO", "MESA"], [CEDULA, "", "", "7"])),
+        "page:found_without_place",
+        id="page-found-no-place",
+    ),
+    pytest.param(
+        _page(_table(["NUIP", "DEPTO", "CIUDAD"], [CEDULA, "META", "ACACIAS"])),
+        "page:unknown_table",
+        id="page-renamed-columns",
+    ),
+    pytest.param(
+        _page(
+            _table(["NUIP", "ESTADO"], [CEDULA, "VIGENTE"])
+            + "<p>Si su documento no se encuentra en el censo, acuda a la Registraduría.</p>"
+        ),
+        "page:unknown_table",
+        id="page-unknown-table-over-not-found-text",
+    ),
+    pytest.param(
+        _page("<p>" + "x" * MAX_PAGE_CHARS + "</p>" + _read("rendered_found.html")),
+        "page:oversized",
+        id="page-oversized",
+    ),
+    pytest.param(
+        _page(_read("page_with_captcha_challenge.html")),
+        "page:missing_element:resultado",
+        id="page-no-result",
+    ),
+    pytest.param(
+        _page(_read("server_error.html")), "page:missing_element:resultado", id="page-error"
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "signature"), SIGNATURE_CASES)
+def test_unexpected_signatures(call: Callable[[str], LookupResult], signature: str) -> None:
+    """Each shape check that fails gives unexpected_page with its own documented signature."""
+    result = call(CEDULA)
+    assert result.outcome is Outcome.UNEXPECTED_PAGE, result
+    assert result.meta["signature"] == signature
+    assert signature_of(result) == signature
+    assert len(result.detail) <= EXCERPT_CHARS
+    _assert_scrubbed(result, CEDULA)
+
+
+def test_consulta_signature_keeps_the_http_status() -> None:
+    """A signature from the answer comes back with the consulta's http_status beside it."""
+    result = parse_consulta(200, JSON, '{"ok": true}', {}, CEDULA)
+    assert result.meta == {"http_status": 200, "signature": "answer:missing_field:encontrado"}
+
+
+def test_ok_without_encontrado_is_not_a_not_found() -> None:
+    """``{"ok": true}`` alone was taken as not_found: it is an unknown shape now."""
+    for answer in ({"ok": True}, {"ok": True, "mensaje": "Consulta realizada"}):
+        result = parse_answer(answer, CEDULA)
+        assert result.outcome is Outcome.UNEXPECTED_PAGE
+        assert signature_of(result) == "answer:missing_field:encontrado"
+
+
+@pytest.mark.parametrize("found", [True, False])
+def test_renamed_encontrado_is_never_a_final_answer(found: bool) -> None:
+    """``encontrado`` renamed to ``hallado`` gives unexpected_page, neither found nor
+    not_found, whatever the renamed flag says and whether or not a place comes with it."""
+    answer = {
+        "ok": True,
+        "hallado": found,
+        "data": {"nuip": CEDULA, "nom_depto": "META", "nom_mun": "ACACIAS", "mesa": "3"},
+    }
+    for result in (
+        parse_answer(answer, CEDULA),
+        parse_consulta(200, JSON, json.dumps(answer), {}, CEDULA),
+    ):
+        assert result.outcome is Outcome.UNEXPECTED_PAGE
+        assert not result.outcome.is_answer
+        assert result.place is None
+        assert signature_of(result) == "answer:missing_field:encontrado"
+
+
+def test_wrapped_answer_is_missing_ok() -> None:
+    """A known answer wrapped in another key is unexpected, named ``answer:missing_field:ok``."""
+    inner = {"ok": True, "encontrado": True, "data": {"nom_depto": "META", "nom_mun": "ACACIAS"}}
+    result = parse_consulta(200, JSON, json.dumps({"respuesta": inner}), {}, CEDULA)
+    assert result.outcome is Outcome.UNEXPECTED_PAGE
+    assert result.place is None
+    assert signature_of(result) == "answer:missing_field:ok"
+
+
+@pytest.mark.parametrize(
+    "cedula", ["1012345678", "5512345678", "31234567", "987654", "4321", "777"]
+)
+def test_error_signature_carries_no_cedula_digits(cedula: str) -> None:
+    """An error text echoing the cédula (plain or dotted) gives a signature without its
+    digits: the same signature for every cédula, naming the text with the number as ``0``."""
+    dotted = f"{int(cedula):,}".replace(",", ".")
+    expected = "answer:unknown_error:" + _error_hash(
+        "el documento 0 (0) no está habilitado en este momento"
+    )
+    body = json.dumps(
+        {
+            "ok": False,
+            "error": f"El documento {cedula} ({dotted}) no está habilitado en este momento",
+        }
+    )
+    result = parse_consulta(200, JSON, body, {}, cedula)
+    assert result.outcome is Outcome.UNEXPECTED_PAGE
+    assert signature_of(result) == expected
+    runs = {cedula[i : i + 3] for i in range(len(cedula) - 2)}
+    assert not any(run in expected for run in runs), (cedula, expected)
+    _assert_scrubbed(result, cedula)
+
+
+def test_error_texts_differing_in_digits_share_a_signature() -> None:
+    """Error texts that differ only in their numbers (values and lengths) share one
+    signature; a different text gets a different one."""
+    template = "Error {} del servicio de consulta ({} registros)"
+    signatures = {
+        signature_of(parse_answer({"ok": False, "error": template.format(ms, size)}, CEDULA))
+        for ms, size in [("15008", "0"), ("15001", "0"), ("9998", "12"), ("120000", "1.024")]
+    }
+    assert len(signatures) == 1
+    (signature,) = signatures
+    assert signature.startswith("answer:unknown_error:")
+    other = parse_answer({"ok": False, "error": "Could not resolve host: 15008"}, CEDULA)
+    assert signature_of(other) not in ("", signature)
+
+
+def test_the_backends_own_timeout_is_a_connection_error_not_a_site_change() -> None:
+    """The backend's own "Curl error: Operation timed out ..." (census-site.md: transient) is
+    retried as a connection error: it must never count toward the site-changed breaker."""
+    text = "Curl error: Operation timed out after 15008 milliseconds with 0 bytes received"
+    result = parse_answer({"ok": False, "error": text}, CEDULA)
+    assert result.outcome is Outcome.CONNECTION_ERROR
+    assert signature_of(result) == ""
+
+
+def test_captcha_rejection_keeps_its_meaning_under_a_4xx() -> None:
+    """A captcha rejection sent with a 400 stays captcha_failed (no signature); any other
+    answer under that status is ``consulta:status:400``."""
+    result = parse_consulta(400, JSON, _read("captcha_rejected.json"), {}, CEDULA)
+    assert result.outcome is Outcome.CAPTCHA_FAILED
+    assert "signature" not in result.meta
+    result = parse_consulta(400, JSON, _read("not_found.json"), {}, "2012345678")
+    assert result.outcome is Outcome.UNEXPECTED_PAGE
+    assert signature_of(result) == "consulta:status:400"
+
+
+def test_signature_of_other_outcomes_is_empty() -> None:
+    """``signature_of`` is "" for an outcome other than unexpected_page, even with a stray
+    signature in its meta."""
+    found = parse_consulta(200, JSON, FOUND_BODY, {}, CEDULA)
+    assert found.outcome is Outcome.FOUND
+    assert signature_of(found) == ""
+    stray = LookupResult(outcome=Outcome.BLOCKED, meta={"signature": "consulta:html_page"})
+    assert signature_of(stray) == ""
+
+
+# -- property: every unexpected result is signed, in the vocabulary, cédula-free -------------
+
+#: A signature's shape, and what its last part may hold for each check.
+_SIGNATURE_SHAPE = re.compile(r"(consulta|answer|page):[a-z_]+(?::([a-z0-9./+_-]+))?")
+_HASH = re.compile(r"[0-9a-f]{6}")
+_STATUS = re.compile(r"[1-4][0-9]{2}|invalid")
+
+PLACEHOLDER = "{c}"
+TWO_CEDULAS = ("1012345678", "59876543")
+
+
+def _assert_well_formed(signature: str) -> None:
+    assert len(signature) <= SIGNATURE_CHARS
+    assert signature == signature.lower()
+    match = _SIGNATURE_SHAPE.fullmatch(signature)
+    assert match, signature
+    check = signature.split(":")[1]
+    detail = match.group(2) or ""
+    if check == "status":
+        assert _STATUS.fullmatch(detail), signature
+    elif check == "unknown_error":
+        assert _HASH.fullmatch(detail), signature
+    elif check == "content_type":
+        assert len(detail) <= 40
+        assert not re.search(r"[0-9]{3}", detail), signature
+    else:
+        assert not re.search(r"[0-9]", signature), signature
+        if detail:
+            assert detail in SIGNATURE_FIELDS, signature
+
+
+def _odd_value(rng: random.Random, depth: int = 0) -> Any:
+    """A JSON value of the kinds an answer could carry, cédula placeholders included."""
+    scalars: list[Any] = [
+        True,
+        False,
+        None,
+        0,
+        1,
+        7,
+        "",
+        "true",
+        "META",
+        PLACEHOLDER,
+        f"Error para {PLACEHOLDER} a las 12:30:05",
+        "Captcha inválido",
+        "Curl error: Operation timed out after 15008 milliseconds",
+        "Cancelada por Muerte",
+    ]
+    if depth < 3 and rng.random() < 0.3:
+        if rng.random() < 0.5:
+            return [_odd_value(rng, depth + 1) for _ in range(rng.randint(0, 2))]
+        return _odd_object(rng, depth + 1)
+    return rng.choice(scalars)
+
+
+_TOP_KEYS = [
+    "ok",
+    "OK",
+    "Ok",
+    "encontrado",
+    "ENCONTRADO",
+    "hallado",
+    "data",
+    "DATA",
+    "novedad",
+    "error",
+    "mensaje",
+    "descripcion",
+    "respuesta",
+]
+_DATA_KEYS = ["nuip", "nom_depto", "NOM_DEPTO", "nom_mun", "nom_puesto", "mesa", "novedad"]
+
+
+def _odd_object(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    keys = rng.sample(_TOP_KEYS if depth == 0 else _TOP_KEYS + _DATA_KEYS, rng.randint(0, 5))
+    answer = {key: _odd_value(rng, depth + 1) for key in keys}
+    if "data" in answer and rng.random() < 0.6:
+        data_keys = rng.sample(_DATA_KEYS, rng.randint(0, 4))
+        answer["data"] = {key: _odd_value(rng, depth + 1) for key in data_keys}
+    if rng.random() < 0.5:
+        answer["ok"] = rng.choice([True, False])
+    if rng.random() < 0.3:
+        answer["encontrado"] = rng.choice([True, False])
+    return answer
+
+
+def _odd_page(rng: random.Random) -> str:
+    headers = ["NUIP", "DEPARTAMENTO", "MUNICIPIO", "PUESTO", "NOVEDAD", "DEPTO", "ESTADO"]
+    header = rng.sample(headers, rng.randint(0, 4))
+    row = [rng.choice(["", PLACEHOLDER, "META", "Cancelada por Muerte"]) for _ in header]
+    parts = [
+        _table(header, row) if header else "",
+        rng.choice(["", f"<p>El documento {PLACEHOLDER} no se encuentra en el censo.</p>"]),
+        rng.choice(["", "<div class='blocked'><h3>The requested URL was rejected</h3></div>"]),
+        rng.choice(["", "<p>Mantenimiento</p>", "<a<a<a", "<td>" * 3]),
+    ]
+    rng.shuffle(parts)
+    return "<html><body>" + "".join(parts) + "</body></html>"
+
+
+def _odd_calls(rng: random.Random) -> Iterator[Callable[[str], LookupResult]]:
+    """One odd consulta response, answer and page, each a template for any cédula."""
+    body = json.dumps(_odd_object(rng)) if rng.random() < 0.8 else json.dumps(_odd_value(rng))
+    body = rng.choice([body, body, body, body[: rng.randint(0, len(body))], _odd_page(rng)])
+    status = rng.choice([200, 200, 200, 201, 204, 301, 400, 401, 403, 404, 418, 0, 503])
+    content_type = rng.choice(
+        [JSON, JSON, HTML, "text/plain", "", "application/problem+json", f"text/{PLACEHOLDER}"]
+    )
+    answer = _odd_object(rng)
+    page = _odd_page(rng)
+
+    def fill(template: str, cedula: str) -> str:
+        return template.replace(PLACEHOLDER, cedula)
+
+    yield lambda c: parse_consulta(status, fill(content_type, c), fill(body, c), {}, c)
+    yield lambda c: parse_answer(json.loads(fill(json.dumps(answer), c)), c)
+    yield lambda c: parse_rendered_page(fill(page, c), c)
+
+
+def test_every_unexpected_result_is_signed() -> None:
+    """Over thousands of odd responses, answers and pages: every unexpected_page carries a
+    well-formed signature of the documented vocabulary, with no cédula digit, the same
+    whichever cédula the input echoes; no other outcome carries one."""
+    rng = random.Random(20260101)
+    seen: set[str] = set()
+    unexpected = 0
+    for _ in range(1500):
+        for call in _odd_calls(rng):
+            first, second = (call(cedula) for cedula in TWO_CEDULAS)
+            assert first.outcome is second.outcome
+            if first.outcome is not Outcome.UNEXPECTED_PAGE:
+                assert "signature" not in first.meta
+                assert signature_of(first) == ""
+                continue
+            unexpected += 1
+            signature = first.meta.get("signature")
+            assert isinstance(signature, str) and signature, first
+            assert signature_of(second) == signature
+            _assert_well_formed(signature)
+            for cedula, result in zip(TWO_CEDULAS, (first, second), strict=True):
+                assert cedula not in repr(result)
+            seen.add(signature.rsplit(":", 1)[0] if "unknown_error" in signature else signature)
+    assert unexpected > 1000
+    assert len(seen) > 15, sorted(seen)

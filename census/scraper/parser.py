@@ -4,6 +4,74 @@ Two entry points: ``parse_consulta`` reads the ``POST /back/api/consulta`` respo
 usual path) and ``parse_rendered_page`` reads the page's HTML when no response was captured.
 Every ``detail`` is scrubbed of the cédula: answers echo it (``nuip``, the not-found message).
 
+Every answer is checked against the shapes the site is known to send (``census-site.md``,
+``docs/simulator.md``); anything else is ``unexpected_page``, never a guess: a renamed or
+retyped field must not turn into a wrong final answer. An ``ok: true`` answer needs a boolean
+``encontrado`` (a truthy ``novedad``, at the top or in ``data``, means cancelled whatever
+``encontrado`` says, but a present ``encontrado`` must still be a boolean); an ``ok: false``
+answer is a captcha rejection or unknown. A field is type-checked whenever it is present, and
+required when the outcome depends on it.
+
+Signatures
+----------
+Every ``unexpected_page`` returned by a public function carries ``meta["signature"]``: which
+check failed, ``<where>:<check>[:<detail>]``, lower case, at most ``SIGNATURE_CHARS``. The
+same cause always gives the same signature (no timestamps, support ids, references), and a
+signature never holds a digit of the cédula: its parts are fixed words, HTTP status codes,
+a media type (parameters dropped, only ``[a-z0-9./+-]`` kept, runs of 3+ digits turned to
+``0``, cut to 40 characters), field names from ``SIGNATURE_FIELDS``, and hashes.
+
+==========================================  ================================================
+signature                                   check that failed
+==========================================  ================================================
+``consulta:status:<code>``                  HTTP status not 2xx, 403, 429 nor 5xx (those
+                                            are blocked / connection_error); ``<code>`` is
+                                            the status, ``invalid`` outside 100-599. A
+                                            captcha rejection keeps ``captcha_failed``.
+``consulta:html_page``                      2xx body is markup, and not the F5 block page
+``consulta:content_type:<media type>``      2xx body is not markup and its media type is not
+                                            JSON (``application/json``, ``text/json``,
+                                            ``*/*+json``); ``none`` when absent
+``consulta:oversized``                      JSON body over ``MAX_BODY_CHARS``
+``consulta:empty_body``                     JSON body empty or blank
+``consulta:not_json``                       JSON body does not decode (e.g. truncated)
+``consulta:too_deep``                       JSON body nested deeper than the decoder reads
+``consulta:not_object``                     JSON body is not an object (a list, a number...)
+``answer:not_object``                       ``parse_answer`` was given no mapping
+``answer:duplicate_key:<field>``            two keys differ only in case (``ok``/``OK``)
+``answer:missing_field:ok``                 no ``ok`` (e.g. the answer wrapped in another key)
+``answer:bad_type:ok``                      ``ok`` is not a boolean
+``answer:missing_field:error``              ``ok: false`` without an ``error``/``mensaje``
+``answer:bad_type:error``                   that error is not a string
+``answer:unknown_error:<hash>``             ``ok: false`` with an error that is no captcha
+                                            rejection; ``<hash>``: see below
+``answer:bad_type:data``                    ``data`` is not an object (nor null, nor ``[]``)
+``answer:bad_type:encontrado``              ``encontrado`` is present and not a boolean
+``answer:missing_field:encontrado``         ``ok: true``, no novedad, and no ``encontrado``
+``answer:bad_type:<place field>``           a place field (``nom_depto``, ``nom_mun``,
+                                            ``nom_puesto``, ``direccion``, ``mesa``) of a
+                                            found answer is not a string, number or null
+``answer:found_without_place``              found, but no departamento, municipio or puesto
+``answer:too_deep``                         the answer is nested too deeply to read
+``page:found_without_place``                rendered found table without a place
+``page:unknown_table``                      rendered table with a ``NUIP`` column but neither
+                                            the found nor the cancelled columns
+``page:oversized``                          nothing known in the first ``MAX_PAGE_CHARS`` of
+                                            a longer page
+``page:missing_element:resultado``          the rendered page shows no known result (found
+                                            or cancelled table, not-found message)
+==========================================  ================================================
+
+``<where>`` is the function: ``consulta`` (``parse_consulta``: the HTTP envelope, also used for
+the page load's own response), ``answer`` (the decoded JSON, via either function), ``page``
+(``parse_rendered_page``). Field names in signatures come from ``SIGNATURE_FIELDS``.
+
+The error hash is the first 6 hex digits of the SHA-256 of the error text with every number
+replaced by one ``0`` (a number: digits with single ``census.cedula.SEPARATORS`` between
+them, as ``scrub`` reads an echo: ``15008``, ``31.234.567``, ``1 012 345 678``), whitespace
+squashed and lower-cased: the same error echoing another cédula, of another length, or
+another count of milliseconds hashes the same.
+
 Hostile answers stay cheap and bounded: only the first ``MAX_BODY_CHARS`` of a consulta body
 (``MAX_PAGE_CHARS`` of a rendered page) are read, and a JSON body longer than that is
 ``unexpected_page``; nesting depth never raises ``RecursionError`` and the HTML reader is linear
@@ -14,18 +82,19 @@ in the number of tags; every place and novedad field is cut to ``MAX_FIELD_CHARS
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from html import unescape
 from html.parser import HTMLParser
 from typing import Any
 
-from census.cedula import scrub
+from census.cedula import SEPARATORS, scrub
 from census.limits import MAX_RETRY_AFTER_SECONDS, clamp_seconds
 from census.outcomes import Outcome
 from census.scraper.base import LookupResult, Novedad, Place
@@ -38,18 +107,55 @@ MAX_BODY_CHARS = 256 * 1024
 MAX_PAGE_CHARS = 1024 * 1024
 #: Characters kept of each place and novedad field (the database columns are shorter still).
 MAX_FIELD_CHARS = 200
-#: Longest wait a ``Retry-After`` header can ask for; longer (or infinite) asks are cut to it.
+#: Longest ``meta["signature"]`` (the snapshot table's column).
+SIGNATURE_CHARS = 80
+#: The only field names a signature may name.
+SIGNATURE_FIELDS = frozenset(
+    {
+        "ok",
+        "encontrado",
+        "error",
+        "data",
+        "novedad",
+        "mensaje",
+        "descripcion",
+        "resolucion",
+        "fecha_novedad",
+        "fechanovedad",
+        "fecha",
+        "nom_depto",
+        "nom_mun",
+        "nom_puesto",
+        "direccion",
+        "mesa",
+        "resultado",
+    }
+)
 #: Longest ``Retry-After`` value read at all (an HTTP date is 29 characters).
 _MAX_RETRY_AFTER_CHARS = 64
 #: Characters of the ``Content-Type`` header that are read.
 _MAX_CONTENT_TYPE_CHARS = 200
+#: Characters of a media type kept in a signature.
+_MEDIA_TYPE_CHARS = 40
 
 _DELAY_SECONDS = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _INFINITY = re.compile(r"[+-]?inf(?:inity)?", re.IGNORECASE)
 _CAPTCHA_ERROR = re.compile(r"captcha|token|expir", re.IGNORECASE)
+#: The backend's own downstream call failed ("Curl error: Operation timed out after 15008
+#: milliseconds ..."): transient, retried as a connection error, never a site change.
+_UPSTREAM_ERROR = re.compile(r"curl error|timed out|time-?out", re.IGNORECASE)
 _F5_PHRASE = re.compile(r"the requested url was rejected", re.IGNORECASE)
 _SUPPORT_ID = re.compile(r"support\s+id\s*(?:is)?\s*:?\s*(\d{6,})", re.IGNORECASE)
 _NOT_FOUND_PHRASE = re.compile(r"no se encuentra en el censo", re.IGNORECASE)
+#: A number in an error text (``15008``, ``31.234.567``, ``1 012 345 678``): one ``0`` in its
+#: hash. One separator of ``SEPARATORS`` between two digits, as ``scrub`` reads an echo.
+_NUMBER = re.compile(r"\d+(?:[" + re.escape(SEPARATORS) + r"]\d+)*")
+#: What a media type in a signature may keep; runs of 3+ digits are squeezed to ``0``.
+_MEDIA_TYPE_JUNK = re.compile(r"[^a-z0-9./+-]+")
+_DIGIT_RUN = re.compile(r"[0-9]{3,}")
+_JSON_MEDIA_TYPES = frozenset({"application/json", "text/json"})
+#: The place fields of a found answer's ``data``, in ``Place`` order.
+_PLACE_KEYS = ("nom_depto", "nom_mun", "nom_puesto", "direccion", "mesa")
 _F5_CLASSES = frozenset({"blocked", "authenticate"})
 _VOID_TAGS = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
@@ -59,6 +165,8 @@ _SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript"})
 _TAG_LIKE = re.compile(r"<[^<>]*>")
 #: Longest tail ``HTMLParser.close`` is left to finish (its cost grows with the square).
 _MAX_UNPARSED_TAIL = 4096
+
+_Meta = dict[str, str | int | float | None]
 
 
 def parse_consulta(
@@ -75,9 +183,10 @@ def parse_consulta(
 
     ``now`` and ``max_retry_after`` are for ``Retry-After`` (see ``parse_retry_after``). Only
     the first ``MAX_BODY_CHARS`` of ``body`` are read; a longer body is never taken as a JSON
-    answer (``unexpected_page``, or ``blocked`` with a 403).
+    answer (``unexpected_page``, or ``blocked`` with a 403). Only a 2xx answer is read as the
+    site's answer, except that a captcha rejection is one whatever its status (403 included).
     """
-    meta: dict[str, str | int | float | None] = {"http_status": status}
+    meta: _Meta = {"http_status": status}
     if status == 429:
         retry_after = parse_retry_after(
             _header(headers, "retry-after"), now=now, max_seconds=max_retry_after
@@ -92,70 +201,53 @@ def parse_consulta(
     oversized = len(body) > MAX_BODY_CHARS
     if oversized:
         body = body[:MAX_BODY_CHARS]
-    looks_html = "html" in content_type.lower() or body.lstrip()[:1] == "<"
-    if looks_html:
-        page = _read_html(body)
-        if page.is_f5_block:
-            return _blocked_page(page, meta, cedula)
+    markup = body.lstrip()[:1] == "<"
+    page = _read_html(body) if markup or "html" in content_type.lower() else None
+    if page is not None and page.is_f5_block:
+        return _blocked_page(page, meta, cedula)
+    text = page.text if page is not None else body
     if status >= 500:
-        text = _read_html(body).text if looks_html else body
         return LookupResult(
             outcome=Outcome.CONNECTION_ERROR,
             detail=_excerpt(f"HTTP {status}: {text}", cedula),
             meta=meta,
         )
-    answer = None if oversized else _load_json_object(body)
-    if answer is not None:
-        result = _parse_answer_safely(answer, cedula)
-        if status == 403 and result.outcome is not Outcome.CAPTCHA_FAILED:
-            return LookupResult(outcome=Outcome.BLOCKED, detail="HTTP 403 Forbidden", meta=meta)
-        return _with_meta(result, meta)
-    if status == 403:
-        return LookupResult(outcome=Outcome.BLOCKED, detail="HTTP 403 Forbidden", meta=meta)
-    text = _read_html(body).text if looks_html else body
     size = f" (body over {MAX_BODY_CHARS} characters, not read further)" if oversized else ""
-    return LookupResult(
-        outcome=Outcome.UNEXPECTED_PAGE,
-        detail=_excerpt(f"HTTP {status} {content_type or 'no content type'}{size}: {text}", cedula),
-        meta=meta,
-    )
+    detail = f"HTTP {status} {content_type or 'no content type'}{size}: {text}"
+    if not 200 <= status < 300:
+        answer = None if oversized else _decode(body)[0]
+        if answer is not None:
+            result = parse_answer(answer, cedula)
+            if result.outcome is Outcome.CAPTCHA_FAILED:
+                return _with_meta(result, meta)
+        if status == 403:
+            return LookupResult(outcome=Outcome.BLOCKED, detail="HTTP 403 Forbidden", meta=meta)
+        code = str(status) if 100 <= status <= 599 else "invalid"
+        return _unexpected(_signature("consulta", "status", code), detail, cedula, meta)
+    media_type = _media_type(content_type)
+    if markup:
+        signature = _signature("consulta", "html_page")
+    elif not _is_json_media_type(media_type):
+        signature = _signature("consulta", "content_type", _signature_media_type(media_type))
+    elif oversized:
+        signature = _signature("consulta", "oversized")
+    else:
+        answer, check = _decode(body)
+        if answer is not None:
+            return _with_meta(parse_answer(answer, cedula), meta)
+        signature = _signature("consulta", check)
+    return _unexpected(signature, detail, cedula, meta)
 
 
 def parse_answer(answer: Mapping[str, Any], cedula: str) -> LookupResult:
-    """Classify the decoded JSON answer of the consulta endpoint (keys in any case)."""
-    top = _lower_keys(answer)
-    if "ok" not in top:
-        return LookupResult(
-            outcome=Outcome.UNEXPECTED_PAGE,
-            detail=_excerpt(f"answer without ok: {_dump(answer)}", cedula),
-        )
-    if not top.get("ok"):
-        error = _text(top.get("error") or top.get("mensaje") or "ok is false")
-        outcome = Outcome.CAPTCHA_FAILED if _CAPTCHA_ERROR.search(error) else None
-        return LookupResult(
-            outcome=outcome or Outcome.UNEXPECTED_PAGE,
-            detail=_excerpt(f"site error: {error}", cedula),
-        )
-    data = top.get("data")
-    data = _lower_keys(data) if isinstance(data, Mapping) else {}
-    if top.get("novedad") or data.get("novedad"):
-        return LookupResult(outcome=Outcome.CANCELLED, novedad=_novedad(top, data, cedula))
-    if top.get("encontrado"):
-        place = Place(
-            departamento=_field(data.get("nom_depto")),
-            municipio=_field(data.get("nom_mun")),
-            puesto=_field(data.get("nom_puesto")),
-            direccion=_field(data.get("direccion")),
-            mesa=_field(data.get("mesa")),
-        )
-        if not (place.departamento or place.municipio or place.puesto):
-            return LookupResult(
-                outcome=Outcome.UNEXPECTED_PAGE,
-                detail=_excerpt(f"found answer without a place: {_dump(answer)}", cedula),
-            )
-        return LookupResult(outcome=Outcome.FOUND, place=place)
-    message = _text(top.get("mensaje") or top.get("descripcion"))
-    return LookupResult(outcome=Outcome.NOT_FOUND, detail=_excerpt(message, cedula))
+    """Classify the decoded JSON answer of the consulta endpoint (keys in any case).
+
+    Anything but a known shape is ``unexpected_page`` with its signature (module docstring).
+    """
+    try:
+        return _classify_answer(answer, cedula)
+    except RecursionError:
+        return _unexpected(_signature("answer", "too_deep"), "answer nested too deeply to read")
 
 
 def parse_rendered_page(html: str, cedula: str) -> LookupResult:
@@ -166,6 +258,7 @@ def parse_rendered_page(html: str, cedula: str) -> LookupResult:
     page = _read_html(html)
     if page.is_f5_block:
         return _blocked_page(page, {}, cedula)
+    unknown_table = False
     for table in page.tables:
         header = [_fold(cell) for cell in table[0]] if table else []
         rows = [row for row in table[1:] if any(row)]
@@ -182,25 +275,42 @@ def parse_rendered_page(html: str, cedula: str) -> LookupResult:
                 ),
             )
         if "departamento" in values and "municipio" in values:
-            return LookupResult(
-                outcome=Outcome.FOUND,
-                place=Place(
-                    departamento=_field(values.get("departamento")),
-                    municipio=_field(values.get("municipio")),
-                    puesto=_field(values.get("puesto")),
-                    direccion=_field(values.get("direccion")),
-                    mesa=_field(values.get("mesa")),
-                ),
+            place = Place(
+                departamento=_field(values.get("departamento")),
+                municipio=_field(values.get("municipio")),
+                puesto=_field(values.get("puesto")),
+                direccion=_field(values.get("direccion")),
+                mesa=_field(values.get("mesa")),
             )
+            if not _has_place(place):
+                return _unexpected(
+                    _signature("page", "found_without_place"),
+                    f"rendered found table without a place: {' | '.join(rows[0])}",
+                    cedula,
+                )
+            return LookupResult(outcome=Outcome.FOUND, place=place)
+        unknown_table = unknown_table or "nuip" in header
+    if unknown_table:
+        return _unexpected(
+            _signature("page", "unknown_table"), f"rendered page: {page.text}", cedula
+        )
     match = _NOT_FOUND_PHRASE.search(page.text)
     if match:
         return LookupResult(
             outcome=Outcome.NOT_FOUND, detail=_excerpt(_sentence(page.text, match), cedula)
         )
-    return LookupResult(
-        outcome=Outcome.UNEXPECTED_PAGE,
-        detail=_excerpt(f"rendered page: {page.text}", cedula),
-    )
+    if len(html) > MAX_PAGE_CHARS:
+        signature = _signature("page", "oversized")
+    else:
+        signature = _signature("page", "missing_element", "resultado")
+    return _unexpected(signature, f"rendered page: {page.text}", cedula)
+
+
+def signature_of(result: LookupResult) -> str:
+    """The shape signature of an ``unexpected_page`` result; "" for any other outcome."""
+    if result.outcome is not Outcome.UNEXPECTED_PAGE:
+        return ""
+    return str(result.meta.get("signature") or "")[:SIGNATURE_CHARS]
 
 
 def parse_retry_after(
@@ -364,19 +474,161 @@ def _read_html(html: str) -> _Page:
     return reader.finish()
 
 
-def _parse_answer_safely(answer: Mapping[str, Any], cedula: str) -> LookupResult:
-    """``parse_answer``, with a too deeply nested answer as ``unexpected_page``."""
-    try:
-        return parse_answer(answer, cedula)
-    except RecursionError:
-        return LookupResult(
-            outcome=Outcome.UNEXPECTED_PAGE, detail="answer nested too deeply to read"
+def _classify_answer(answer: Mapping[str, Any], cedula: str) -> LookupResult:
+    if not isinstance(answer, Mapping):
+        return _unexpected(
+            _signature("answer", "not_object"), f"answer is not an object: {_dump(answer)}", cedula
         )
+    top, duplicate = _lower_keys(answer)
+    if duplicate:
+        return _unexpected(
+            _signature("answer", "duplicate_key", duplicate),
+            f"answer with {duplicate} twice (in another case): {_dump(answer)}",
+            cedula,
+        )
+    if "ok" not in top:
+        return _unexpected(
+            _signature("answer", "missing_field", "ok"),
+            f"answer without ok: {_dump(answer)}",
+            cedula,
+        )
+    if not isinstance(top["ok"], bool):
+        return _unexpected(
+            _signature("answer", "bad_type", "ok"),
+            f"answer whose ok is not a boolean: {_dump(answer)}",
+            cedula,
+        )
+    if not top["ok"]:
+        return _error_answer(top, cedula)
+    raw_data = top.get("data")
+    data: dict[str, Any] = {}
+    if isinstance(raw_data, Mapping):
+        data, duplicate = _lower_keys(raw_data)
+        if duplicate:
+            return _unexpected(
+                _signature("answer", "duplicate_key", duplicate),
+                f"answer data with {duplicate} twice (in another case): {_dump(answer)}",
+                cedula,
+            )
+    elif raw_data is not None and not (isinstance(raw_data, list) and not raw_data):
+        # null, absent or [] (how PHP writes an empty array) is no data; anything else is new.
+        return _unexpected(
+            _signature("answer", "bad_type", "data"),
+            f"answer whose data is not an object: {_dump(answer)}",
+            cedula,
+        )
+    if "encontrado" in top and not isinstance(top["encontrado"], bool):
+        return _unexpected(
+            _signature("answer", "bad_type", "encontrado"),
+            f"answer whose encontrado is not a boolean: {_dump(answer)}",
+            cedula,
+        )
+    if top.get("novedad") or data.get("novedad"):
+        return LookupResult(outcome=Outcome.CANCELLED, novedad=_novedad(top, data, cedula))
+    if "encontrado" not in top:
+        return _unexpected(
+            _signature("answer", "missing_field", "encontrado"),
+            f"answer without encontrado: {_dump(answer)}",
+            cedula,
+        )
+    if not top["encontrado"]:
+        message = _text(top.get("mensaje") or top.get("descripcion"))
+        return LookupResult(outcome=Outcome.NOT_FOUND, detail=_excerpt(message, cedula))
+    for key in _PLACE_KEYS:
+        value = data.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, str | int | float)
+        ):
+            return _unexpected(
+                _signature("answer", "bad_type", key),
+                f"found answer whose {key} is not a text: {_dump(answer)}",
+                cedula,
+            )
+    place = Place(
+        departamento=_field(data.get("nom_depto")),
+        municipio=_field(data.get("nom_mun")),
+        puesto=_field(data.get("nom_puesto")),
+        direccion=_field(data.get("direccion")),
+        mesa=_field(data.get("mesa")),
+    )
+    if not _has_place(place):
+        return _unexpected(
+            _signature("answer", "found_without_place"),
+            f"found answer without a place: {_dump(answer)}",
+            cedula,
+        )
+    return LookupResult(outcome=Outcome.FOUND, place=place)
 
 
-def _blocked_page(
-    page: _Page, meta: dict[str, str | int | float | None], cedula: str
+def _error_answer(top: Mapping[str, Any], cedula: str) -> LookupResult:
+    """An ``ok: false`` answer: a captcha rejection, or an error nobody knows."""
+    error = top.get("error") or top.get("mensaje")
+    if not error:
+        return _unexpected(
+            _signature("answer", "missing_field", "error"),
+            f"site error: ok is false, no error text: {_dump(dict(top))}",
+            cedula,
+        )
+    if not isinstance(error, str):
+        return _unexpected(
+            _signature("answer", "bad_type", "error"),
+            f"site error that is not a text: {_dump(error)}",
+            cedula,
+        )
+    if _CAPTCHA_ERROR.search(error):
+        return LookupResult(
+            outcome=Outcome.CAPTCHA_FAILED, detail=_excerpt(f"site error: {error}", cedula)
+        )
+    if _UPSTREAM_ERROR.search(error):
+        return LookupResult(
+            outcome=Outcome.CONNECTION_ERROR,
+            detail=_excerpt(f"site error (its upstream call failed): {error}", cedula),
+        )
+    return _unexpected(
+        _signature("answer", "unknown_error", _error_hash(error)), f"site error: {error}", cedula
+    )
+
+
+def _error_hash(text: str) -> str:
+    """6 hex digits naming an error text whatever numbers it carries (see the docstring)."""
+    normal = _squash(_NUMBER.sub("0", text)).lower()
+    return hashlib.sha256(normal.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+
+
+def _signature(where: str, check: str, detail: str = "") -> str:
+    return ":".join(part for part in (where, check, detail) if part).lower()[:SIGNATURE_CHARS]
+
+
+def _unexpected(
+    signature: str, detail: str, cedula: str = "", meta: _Meta | None = None
 ) -> LookupResult:
+    return LookupResult(
+        outcome=Outcome.UNEXPECTED_PAGE,
+        detail=_excerpt(detail, cedula),
+        meta={**(meta or {}), "signature": signature},
+    )
+
+
+def _media_type(content_type: str) -> str:
+    """``Application/JSON; charset=utf-8`` gives ``application/json``."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _is_json_media_type(media_type: str) -> bool:
+    return media_type in _JSON_MEDIA_TYPES or media_type.endswith("+json")
+
+
+def _signature_media_type(media_type: str) -> str:
+    """A media type fit for a signature: ``[a-z0-9./+-]`` only, no long number, bounded."""
+    clean = _DIGIT_RUN.sub("0", _MEDIA_TYPE_JUNK.sub("", media_type.lower()))
+    return clean[:_MEDIA_TYPE_CHARS] or "none"
+
+
+def _has_place(place: Place) -> bool:
+    return bool(place.departamento or place.municipio or place.puesto)
+
+
+def _blocked_page(page: _Page, meta: _Meta, cedula: str) -> LookupResult:
     heading = page.f5_headings[0] if page.f5_headings else "The requested URL was rejected"
     support_id = page.support_id
     meta = {**meta, "support_id": support_id} if support_id else meta
@@ -404,16 +656,29 @@ def _novedad(top: Mapping[str, Any], data: Mapping[str, Any], cedula: str) -> No
     )
 
 
-def _load_json_object(body: str) -> Mapping[str, Any] | None:
+def _decode(body: str) -> tuple[Mapping[str, Any] | None, str]:
+    """The body's JSON object, or None and the check that failed."""
+    if not body.strip():
+        return None, "empty_body"
     try:
         value = json.loads(body)
-    except (TypeError, ValueError, RecursionError):  # RecursionError: [[[[... nested deep
-        return None
-    return value if isinstance(value, Mapping) else None
+    except RecursionError:  # [[[[... nested deeper than the decoder goes
+        return None, "too_deep"
+    except (TypeError, ValueError):
+        return None, "not_json"
+    return (value, "") if isinstance(value, Mapping) else (None, "not_object")
 
 
-def _lower_keys(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(key).lower(): value for key, value in mapping.items()}
+def _lower_keys(mapping: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """Keys lower-cased, and the first field that came twice (``ok`` and ``OK``) or ""."""
+    lowered: dict[str, Any] = {}
+    duplicate = ""
+    for key, value in mapping.items():
+        name = str(key).lower()
+        if name in lowered and not duplicate and name in SIGNATURE_FIELDS:
+            duplicate = name
+        lowered[name] = value
+    return lowered, duplicate
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -423,15 +688,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def _with_meta(result: LookupResult, meta: dict[str, str | int | float | None]) -> LookupResult:
-    return LookupResult(
-        outcome=result.outcome,
-        place=result.place,
-        novedad=result.novedad,
-        detail=result.detail,
-        retry_after=result.retry_after,
-        meta={**result.meta, **meta},
-    )
+def _with_meta(result: LookupResult, meta: _Meta) -> LookupResult:
+    return replace(result, meta={**result.meta, **meta})
 
 
 def _text(value: Any) -> str:
