@@ -69,29 +69,44 @@ class RecordingGate:
     def sent(self, slot: Slot, *, left: bool = True) -> None:
         self.sends += 1
 
-    def record(self, slot: Slot, **outcome: Any) -> None:
+    def record(self, slot: Slot, **outcome: Any) -> float | None:
         self.records.append(outcome)
+        return None
 
 
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.parametrize(
-    ("cedula", "blocked", "answered", "retry_after"),
+    ("cedula", "blocked", "answered", "retry_after", "unexpected"),
     [
-        ("4000000001", True, False, None),  # F5 block page: the gate picks the pause
-        ("4200000001", True, False, 10.0),  # 429 with Retry-After: 10
-        ("1000000001", False, True, None),  # found
+        ("4000000001", True, False, None, ""),  # F5 block page: the gate picks the pause
+        ("4200000001", True, False, 10.0, ""),  # 429 with Retry-After: 10
+        ("1000000001", False, True, None, ""),  # found
+        ("6300000001", False, False, None, "consulta:not_json"),  # truncated JSON
     ],
 )
 def test_each_sent_request_is_recorded_with_its_fate(
-    census_site: Any, cedula: str, blocked: bool, answered: bool, retry_after: float | None
+    census_site: Any,
+    cedula: str,
+    blocked: bool,
+    answered: bool,
+    retry_after: float | None,
+    unexpected: str,
 ) -> None:
-    """Blocks and answers reach the gate once, so the breaker can open or close."""
+    """Blocks, answers and answers in no known shape (with their signature) reach the gate
+    once, so the breaker can open or close."""
     gate = RecordingGate()
     config = ScraperConfig(site_url=census_site.url, timeout=20)
     result = PlaywrightScraper(gate=gate, config=config).lookup(cedula)
     assert result.meta["sent"] is True, result.detail
-    assert gate.records == [{"blocked": blocked, "answered": answered, "retry_after": retry_after}]
+    assert gate.records == [
+        {
+            "blocked": blocked,
+            "answered": answered,
+            "retry_after": retry_after,
+            "unexpected": unexpected,
+        }
+    ]
     assert gate.sends == 1  # the send was confirmed to the gate
     assert len(census_site.consultas()) == 1
 

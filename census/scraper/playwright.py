@@ -14,6 +14,10 @@ thread) keeps a working ORM, and no browser or driver outlives its lookup:
 
 Finding and killing those processes is ``census.scraper.processes``'s job; this module is the
 page flow.
+
+Each step of the flow can be reported as it ends (``on_step``, a ``StepReport``), and the page
+is kept as a ``Snapshot`` (scrubbed HTML, answer body, masked screenshot) when its answer has
+no known shape, or after every lookup with ``capture="always"`` (``census_check_site``).
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from playwright.sync_api import (
@@ -47,6 +52,7 @@ from census import events
 from census.cedula import (
     MAX_DIGITS,
     MIN_DIGITS,
+    SEPARATORS,
     InvalidCedula,
     is_canonical,
     mask,
@@ -56,18 +62,33 @@ from census.cedula import (
 from census.events import Event
 from census.gate import Closed, Gate, Slot
 from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
-from census.scraper.base import LookupResult, ScraperConfig
+from census.scraper.base import (
+    SNAPSHOT_HTML_CHARS,
+    SNAPSHOT_PNG_BYTES,
+    LookupResult,
+    ScraperConfig,
+    Snapshot,
+    site_changed,
+)
 from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
 from census.scraper.processes import DriverProcesses, retrieve_driver_error
 from census.scraper.slots import NoBrowserSlot, browser_slot
 
 __all__ = [
     "CHROMIUM_ARGS",
+    "FALLBACK_SIGNATURE",
+    "Fact",
+    "STEPS",
+    "Capture",
     "LookupBudget",
+    "OnStep",
     "deferred",
+    "site_changed",
     "PlaywrightScraper",
     "ScraperConfig",
+    "StepReport",
     "launch_browser",
+    "missing_element",
     "new_lookup_context",
     "run_flow",
 ]
@@ -105,6 +126,21 @@ OWN_SLOWNESS_WAIT = 5.0
 TYPING_DELAY_MS = 35
 CONSULTA_PATH = "/back/api/consulta"
 ANCHOR_FRAME = 'iframe[src*="recaptcha"][src*="anchor"], iframe[title="reCAPTCHA"]'
+#: The checkbox inside the anchor frame.
+ANCHOR = "#recaptcha-anchor"
+#: Elements of the form the flow needs once the election list is there: when one is missing
+#: the site has changed (``unexpected_page``), which a locator timeout would hide.
+FORM_ELEMENTS = ("#documento", "#eleccion", "#submitBtn")
+#: The signature of an ``unexpected_page`` whose check gave none.
+FALLBACK_SIGNATURE = "page:unknown"
+#: Inputs hidden in a snapshot's screenshot (their values are also emptied before it).
+MASKED_INPUTS = "#documento, #numeroDocumento, input"
+#: Seconds each part of a snapshot may take (at most; less when the budget is short) and at
+#: least (past the deadline: the browser's close grace covers it).
+CAPTURE_WAIT = 5.0
+CAPTURE_FLOOR = 1.0
+#: Characters kept of a text fact in a ``StepReport``.
+FACT_CHARS = 200
 CHALLENGE_TITLE = "recaptcha challenge expires in two minutes"
 
 _ELECTIONS_READY = """() => {
@@ -142,6 +178,62 @@ _INJECT_TOKEN = """([token, title]) => {
 }"""
 _RESULT_SHOWN = """() => !!document.querySelector('#resultado table')
   || /no se encuentra en el censo/i.test(document.body ? document.body.innerText : '')"""
+_MISSING = """(selectors) => selectors.filter((s) => !document.querySelector(s))"""
+# Before a snapshot's screenshot: every input emptied, and every echo of the number in the
+# page's text masked (``pattern``: census.cedula.scrub's echoes, as a JavaScript regex).
+_BLANK_FOR_SHOT = """([pattern, masked]) => {
+  for (const input of document.querySelectorAll('input, textarea')) {
+    try { input.value = ''; } catch (e) {}
+  }
+  if (!document.body || !pattern) return;
+  const echo = new RegExp(pattern, 'g');
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (echo.test(node.nodeValue)) node.nodeValue = node.nodeValue.replace(echo, masked);
+    echo.lastIndex = 0;
+  }
+}"""
+
+#: Names of the steps a ``StepReport`` can carry, in flow order ("solver" only when one is
+#: configured and was needed).
+STEPS = (
+    "browser",
+    "load",
+    "elections",
+    "form",
+    "captcha",
+    "fill",
+    "token",
+    "solver",
+    "gate",
+    "submit",
+    "answer",
+)
+#: A fact's value: literals only, never the cédula.
+Fact = str | int | float | None
+#: When a lookup keeps its page: only for an answer in no known shape, or always.
+Capture = Literal["unexpected", "always"]
+CAPTURES: tuple[Capture, ...] = ("unexpected", "always")
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One step of a lookup's page flow, as it ended (``ok``) or failed.
+
+    ``seconds``: the time spent in this step (the submit's excludes the gate's wait).
+    ``facts``: what the step saw (HTTP status, URL path, election labels, the gate's wait or
+    why it refused, the answer's shape and the parser's verdict...); scrubbed of the cédula.
+    """
+
+    name: str
+    ok: bool
+    seconds: float
+    facts: dict[str, Fact] = field(default_factory=dict)
+
+
+#: Called with each ``StepReport``, on the Playwright thread (the gate's refusal before any
+#: browser starts: on the caller's). What it raises is swallowed.
+OnStep = Callable[[StepReport], None]
 
 
 def _now() -> datetime:
@@ -154,11 +246,26 @@ class PlaywrightScraper:
     It gets everything from its caller (the gate and a frozen ``ScraperConfig``): this package
     reads no Django settings and touches no database. Site failures come back as outcomes;
     a bug (an unexpected exception in the flow or the parser) is raised, with its traceback.
+
+    ``on_step``: called with a ``StepReport`` as each step ends or fails (see ``STEPS``); it
+    never breaks a lookup. ``capture``: "unexpected" (the default) attaches a ``Snapshot`` to
+    ``unexpected_page`` results only, "always" to every result the page flow produced.
     """
 
-    def __init__(self, *, gate: Gate, config: ScraperConfig) -> None:
+    def __init__(
+        self,
+        *,
+        gate: Gate,
+        config: ScraperConfig,
+        on_step: OnStep | None = None,
+        capture: Capture = "unexpected",
+    ) -> None:
+        if capture not in CAPTURES:
+            raise ValueError(f"capture must be one of {', '.join(CAPTURES)}; got {capture!r}")
         self.gate = gate
         self.config = config
+        self.on_step = on_step
+        self.capture: Capture = capture
 
     def lookup(self, cedula: str) -> LookupResult:
         """Look one cédula up; every site failure comes back as an outcome.
@@ -170,32 +277,47 @@ class PlaywrightScraper:
         if not is_canonical(cedula):
             return _not_canonical(cedula)
         config = self.config
+        peeked = time.monotonic()
         try:
             closed = self.gate.peek(config.timeout - ANSWER_RESERVE)
         except Exception as error:  # the gate's database is down: nothing sent, wait for it
-            return gate_unavailable(error)
+            refused = gate_unavailable(error)
+            _gate_refused(self.on_step, refused, time.monotonic() - peeked, cedula)
+            return refused
         if closed is not None:  # no slot within this lookup: do not even start a browser
-            return deferred(closed)
+            refused = deferred(closed)
+            _gate_refused(self.on_step, refused, time.monotonic() - peeked, cedula)
+            return refused
         started = time.monotonic()
         try:
             # At most CENSUS_BROWSERS_PER_HOST browsers at once on this host; the lookup's
             # budget starts once it has one.
             with browser_slot(config.browsers_per_host, config.browser_wait, config.slots_dir):
-                run = _Run(cedula, config, self.gate)
+                run = _Run(cedula, config, self.gate, on_step=self.on_step, capture=self.capture)
                 result = run.execute()
         except NoBrowserSlot as busy:
+            facts: dict[str, Fact] = {"reason": OWN_SLOWNESS_REASONS[1]}
+            _report(self.on_step, "browser", False, time.monotonic() - started, facts, cedula)
             return own_slowness(str(busy), reason=OWN_SLOWNESS_REASONS[1])
         # Off the Playwright thread, after the browser is gone: the gate's record may retry
         # a dropped database for a while without holding a browser or its deadline.
         slot = run.slot
-        if slot is not None or result.outcome is Outcome.BLOCKED:
-            # A block of the page load itself (no slot taken) opens the breaker too.
-            self.gate.record(
-                slot or Slot(_now()),
+        unexpected = result.outcome is Outcome.UNEXPECTED_PAGE
+        if slot is not None or result.outcome is Outcome.BLOCKED or unexpected:
+            # A block of the page load itself (no slot taken) opens the breaker too; so does
+            # a page in no known shape, sent or not (a changed form is the site's change).
+            signature = str(result.meta.get("signature") or "unknown") if unexpected else ""
+            opens_in = self.gate.record(
+                # A changed form sends nothing and takes no slot: it tests the site as a
+                # probe would (the breaker lets no browser start while it is open).
+                slot or Slot(_now(), probe=unexpected),
                 blocked=result.outcome is Outcome.BLOCKED,
                 answered=result.outcome.is_answer,
                 retry_after=result.retry_after,
+                unexpected=signature,
             )
+            if unexpected and opens_in is not None:
+                result = site_changed(result, opens_in)
         elapsed = round(time.monotonic() - started, 3)
         return replace(result, meta={**result.meta, "elapsed": elapsed})
 
@@ -284,10 +406,20 @@ class LookupBudget:
 class _Run:
     """One lookup: its Playwright thread, its result, and how to abort it."""
 
-    def __init__(self, cedula: str, config: ScraperConfig, gate: Gate) -> None:
+    def __init__(
+        self,
+        cedula: str,
+        config: ScraperConfig,
+        gate: Gate,
+        *,
+        on_step: OnStep | None = None,
+        capture: Capture = "unexpected",
+    ) -> None:
         self.cedula = cedula
         self.config = config
         self.budget = LookupBudget.start(config, gate)
+        self.on_step = on_step
+        self.capture: Capture = capture
         self._done = threading.Event()
         self._result: LookupResult | None = None
         self._error: BaseException | None = None
@@ -339,18 +471,29 @@ class _Run:
         manager = sync_playwright()
         playwright = manager.start()
         self._processes.started(manager)
+        launching = time.monotonic()
         try:
             try:
                 browser = launch_browser(playwright, self.config, self.budget.ms())
             except PlaywrightTimeoutError as error:  # our machine too slow: not the member's
-                return own_slowness(_describe(error, self.cedula, "the browser did not start"))
+                result = own_slowness(_describe(error, self.cedula, "the browser did not start"))
+                self._browser_failed(result, launching)
+                return result
             except PlaywrightError as error:
                 detail = _describe(error, self.cedula, "the browser did not start")
-                return LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
+                result = LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
+                self._browser_failed(result, launching)
+                return result
             try:
                 context = new_lookup_context(browser, self.budget.ms())
                 try:
-                    self._flow = _Flow(context.new_page(), self.cedula, self.budget)
+                    page = context.new_page()
+                    facts: dict[str, Fact] = {"version": browser.version}
+                    seconds = time.monotonic() - launching
+                    _report(self.on_step, "browser", True, seconds, facts, self.cedula)
+                    self._flow = _Flow(
+                        page, self.cedula, self.budget, on_step=self.on_step, capture=self.capture
+                    )
                     return self._flow.run()
                 finally:
                     _quietly(context.close)
@@ -359,6 +502,10 @@ class _Run:
         finally:
             _quietly(playwright.stop)
             retrieve_driver_error(manager)
+
+    def _browser_failed(self, result: LookupResult, started: float) -> None:
+        facts: dict[str, Fact] = {"outcome": result.outcome.value, "detail": result.detail}
+        _report(self.on_step, "browser", False, time.monotonic() - started, facts, self.cedula)
 
     def _abort(self, reason: str) -> None:
         """SIGKILL this lookup's driver and everything under it (Chromium and its helpers)."""
@@ -383,15 +530,35 @@ def _ask_gate(gate: Gate, within: float) -> _GateAnswer:
 class _Flow:
     """The page flow of one lookup, on the Playwright thread."""
 
-    def __init__(self, page: Page, cedula: str, budget: LookupBudget) -> None:
+    def __init__(
+        self,
+        page: Page,
+        cedula: str,
+        budget: LookupBudget,
+        *,
+        on_step: OnStep | None = None,
+        capture: Capture = "unexpected",
+    ) -> None:
         self.page = page
         self.cedula = cedula
         self.budget = budget
+        self.on_step = on_step
+        self.capture: Capture = capture
         self.step = "load"
         self.responses: list[Response] = []
         self.failures: list[str] = []
         #: Recorded by the route handler (``_release``) once the consulta reached the gate.
         self.gate_answer: _GateAnswer | None = None
+        #: The consulta response's body, once read (for a snapshot).
+        self.body: str | None = None
+        # The report being built: the open step (name, start) and its facts so far.
+        self._open: tuple[str, float] | None = None
+        self._facts: dict[str, Fact] = {}
+        # The submit step ends once the click is done and the request left (or was refused).
+        self._clicked = False
+        self._submit_done = False
+        self._gate_seconds = 0.0
+        self._sent_at: float | None = None
 
     @property
     def slot(self) -> Slot | None:
@@ -410,8 +577,14 @@ class _Flow:
             result = self._timed_out(error)
         except PlaywrightError as error:
             result = self._browser_error(error)
+        if result.outcome is Outcome.UNEXPECTED_PAGE and not result.meta.get("signature"):
+            result = replace(result, meta={**result.meta, "signature": FALLBACK_SIGNATURE})
+        self._close_open_step(result)
         meta = {**result.meta, "step": self.step, "sent": self.slot is not None}
-        return replace(result, meta=meta)
+        result = replace(result, meta=meta)
+        if self.capture == "always" or result.outcome is Outcome.UNEXPECTED_PAGE:
+            result = replace(result, snapshot=self.snapshot())
+        return result
 
     def _steps(self) -> LookupResult:
         page, config = self.page, self.budget.config
@@ -419,11 +592,15 @@ class _Flow:
         page.on("requestfailed", self._on_request_failed)
 
         self.step = "load"
+        self._begin("load")
         loaded = page.goto(config.site_url, wait_until="domcontentloaded", timeout=self.budget.ms())
+        self._facts["path"] = _path(page.url)
         if loaded is not None:
+            self._facts["http_status"] = loaded.status
             html = page.content()
             if loaded.status >= 400 or is_f5_block(html):
                 content_type = loaded.headers.get("content-type", "")
+                self._facts["content_type"] = content_type
                 return parse_consulta(
                     loaded.status,
                     content_type,
@@ -432,24 +609,60 @@ class _Flow:
                     self.cedula,
                     max_retry_after=config.max_retry_after,
                 )
+        self._end(True)
 
         self.step = "form"
+        self._begin("elections")
         try:
             page.wait_for_function(_ELECTIONS_READY, timeout=self.budget.ms(FORM_WAIT))
         except PlaywrightTimeoutError:
             if self.budget.remaining() <= 0:
                 raise
+            self._facts["count"] = 0
             found = parse_rendered_page(page.content(), self.cedula)
             return found.with_detail(f"no election list; {found.detail}")
+        choices = page.evaluate(_ELECTION_CHOICES)
+        labels = "; ".join(str(label) for _, label in choices)
+        self._end(True, {"count": len(choices), "labels": labels})
+
+        # The form's shape: a renamed or missing element is the site's change, not a timeout.
+        self._begin("form")
+        missing = [str(name) for name in page.evaluate(_MISSING, list(FORM_ELEMENTS))]
+        if missing:
+            self._facts["missing"] = ", ".join(name.lstrip("#") for name in missing)
+            return missing_element(missing)
+        self._end(True, {"elements": len(FORM_ELEMENTS)})
+
+        self.step = "captcha"
+        self._begin("captcha")
+        anchor = page.frame_locator(ANCHOR_FRAME).first.locator(ANCHOR)
+        widget_until = time.monotonic() + FORM_WAIT
+        try:
+            page.wait_for_selector(
+                ANCHOR_FRAME, state="attached", timeout=self.budget.ms(FORM_WAIT)
+            )
+            anchor.wait_for(
+                state="attached",
+                timeout=self.budget.ms(max(widget_until - time.monotonic(), 0.001)),
+            )
+        except PlaywrightTimeoutError:
+            if self.budget.remaining() <= 0:
+                raise
+            self._facts["present"] = "no"
+            return missing_element([ANCHOR], seconds=FORM_WAIT)
+        self._end(True, {"present": "yes"})
+
         self.step = "fill"
+        self._begin("fill")
         page.locator("#documento").press_sequentially(
             self.cedula, delay=TYPING_DELAY_MS, timeout=self.budget.ms()
         )
-        election = _pick_election(page.evaluate(_ELECTION_CHOICES))
+        election = _pick_election(choices)
         page.select_option("#eleccion", value=election, timeout=self.budget.ms())
+        self._end(True, {"election": election})
 
         self.step = "captcha"
-        anchor = page.frame_locator(ANCHOR_FRAME).first.locator("#recaptcha-anchor")
+        self._begin("token")
         anchor.click(timeout=self.budget.ms(FORM_WAIT))
         clicked = time.monotonic()
         try:
@@ -462,20 +675,29 @@ class _Flow:
         except PlaywrightTimeoutError:
             # A token that never came is the captcha's failure, even at the deadline.
             state = f"no captcha token within {time.monotonic() - clicked:.0f}s"
-        if state != "token":
+        if state == "token":
+            self._end(True, {"got": "token"})
+        else:
+            self._end(False, {"got": "challenge" if state == "challenge" else "nothing"})
+            if config.solver_path:
+                self._begin("solver")
             refused = self._solve(str(state))
             if refused is not None:
                 return refused
+            self._end(True, {"got": "token"})
 
         # The gate holds the query itself, once the page has sent it and before it leaves
         # the browser: gating the click instead left the page's own (load-dependent) delay
         # between the slot and the request, and two workers' requests came closer than the
         # limit on a busy machine.
         self.step = "submit"
+        self._begin("submit")
         page.route(
             lambda url: urlsplit(url).path.rstrip("/").endswith(CONSULTA_PATH), self._release
         )
         page.locator("#submitBtn").click(timeout=self.budget.ms())
+        self._clicked = True
+        self._end_submit()
         self.step = "answer"
         return self._answer()
 
@@ -486,17 +708,38 @@ class _Flow:
             route.continue_()
             return
         self.step = "rate_gate"
+        asked = time.monotonic()
         # Blocking here only pauses this page's event loop: nothing else is due meanwhile.
         answer = _ask_gate(self.budget.gate, self.budget.remaining() - ANSWER_RESERVE)
+        self._gate_seconds = time.monotonic() - asked
         self.gate_answer = answer
         if not isinstance(answer, Slot):
+            self._report("gate", False, self._gate_seconds, _refusal_facts(answer))
             route.abort()
+            self._end_submit()
             return
+        facts: dict[str, Fact] = {"waited_s": round(self._gate_seconds, 3)}
+        if answer.probe:
+            facts["probe"] = "yes"
+        self._report("gate", True, self._gate_seconds, facts)
         self.step = "answer"
         try:
             route.continue_()
         finally:  # even if continuing failed: the next request is spaced from now
             self.budget.gate.sent(answer)
+            self._sent_at = time.monotonic()
+            self._end_submit()
+
+    def _end_submit(self) -> None:
+        """Report the submit once the click is done and the gate let the request go (or
+        refused it); the answer step starts when it left."""
+        if self._submit_done or not self._clicked or self.gate_answer is None:
+            return
+        self._submit_done = True
+        sent = self.slot is not None
+        self._end(sent, {"sent": "yes" if sent else "no"}, minus=self._gate_seconds)
+        if sent:
+            self._begin("answer", started=self._sent_at)
 
     def _solve(self, state: str) -> LookupResult | None:
         """Ask the configured solver for a token; a result means the captcha failed.
@@ -537,6 +780,7 @@ class _Flow:
             if self.responses:
                 return self._read(self.responses[0])
             if self.failures:
+                self._facts["error"] = self.failures[0]
                 return LookupResult(
                     outcome=Outcome.CONNECTION_ERROR,
                     detail=f"the consulta request failed: {self.failures[0]}",
@@ -547,20 +791,24 @@ class _Flow:
             if time.monotonic() >= next_look:
                 # No response seen (another endpoint?) but the page may show the answer.
                 if self.page.evaluate(_RESULT_SHOWN):
+                    self._facts["read"] = "rendered page"
                     return parse_rendered_page(self.page.content(), self.cedula)
                 next_look = time.monotonic() + 0.5
             self.page.wait_for_timeout(min(100.0, max(remaining * 1000, 1.0)))
 
     def _read(self, response: Response) -> LookupResult:
+        headers = response.headers
+        content_type = headers.get("content-type", "")
+        self._facts.update(http_status=response.status, content_type=content_type)
         try:
             body = response.text()
         except PlaywrightError:
             # The body is gone (page replaced): the rendered page still has the answer.
             with contextlib.suppress(PlaywrightTimeoutError):
                 self.page.wait_for_function(_RESULT_SHOWN, timeout=self.budget.ms(3))
+            self._facts["read"] = "rendered page"
             return parse_rendered_page(self.page.content(), self.cedula)
-        headers = response.headers
-        content_type = headers.get("content-type", "")
+        self.body = body
         return parse_consulta(
             response.status,
             content_type,
@@ -597,10 +845,157 @@ class _Flow:
             return LookupResult(outcome=Outcome.CONNECTION_ERROR, detail=detail)
         return LookupResult(outcome=Outcome.TASK_FAILED, detail=f"browser error: {detail}")
 
+    # -- step reports --------------------------------------------------------------------------
 
-def run_flow(page: Page, cedula: str, budget: LookupBudget) -> LookupResult:
-    """Drive one lookup on ``page`` (a fresh context's page) within ``budget``."""
-    return _Flow(page, cedula, budget).run()
+    def _begin(self, name: str, started: float | None = None) -> None:
+        self._open = (name, time.monotonic() if started is None else started)
+        self._facts = {}
+
+    def _end(self, ok: bool, facts: dict[str, Fact] | None = None, *, minus: float = 0.0) -> None:
+        """Report the open step with its facts so far and ``facts``; ``minus``: seconds of it
+        spent elsewhere (the gate's wait, inside the submit)."""
+        if self._open is None:
+            return
+        name, started = self._open
+        merged = {**self._facts, **(facts or {})}
+        self._open, self._facts = None, {}
+        self._report(name, ok, max(time.monotonic() - started - minus, 0.0), merged)
+
+    def _close_open_step(self, result: LookupResult) -> None:
+        """The flow ended in the open step: it failed there, or (the answer) gave its verdict."""
+        if self._open is None:
+            return
+        verdict: dict[str, Fact] = {"outcome": result.outcome.value}
+        unexpected = result.outcome is Outcome.UNEXPECTED_PAGE
+        if unexpected:
+            verdict["signature"] = result.meta.get("signature")
+        name = self._open[0]
+        if name == "answer" and result.outcome not in (Outcome.TIMEOUT, Outcome.TASK_FAILED):
+            verdict["shape"] = "unknown" if unexpected else "known"
+            self._end(result.outcome.is_answer, verdict)
+            return
+        if name == "submit":
+            verdict["sent"] = "yes" if self.slot is not None else "no"
+        self._end(False, {**verdict, "detail": result.detail})
+
+    def _report(self, name: str, ok: bool, seconds: float, facts: dict[str, Fact]) -> None:
+        _report(self.on_step, name, ok, seconds, facts, self.cedula)
+
+    # -- snapshot ------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The page as it is now: scrubbed HTML and answer body, a screenshot with every input
+        emptied and masked and every echo of the number in its text masked. Bounded in time
+        (``CAPTURE_WAIT`` a part); never raises: what could not be got stays empty."""
+        page, cedula = self.page, self.cedula
+        path = html = ""
+        png: bytes | None = None
+        with contextlib.suppress(Exception):
+            path = _path(page.url)
+        with contextlib.suppress(Exception):
+            html = _bounded(page.content(), cedula)
+        body = _bounded(self.body, cedula) if self.body else ""
+        try:
+            page.evaluate(_BLANK_FOR_SHOT, [_echo_pattern(cedula), mask(cedula)])
+            shot = page.screenshot(
+                type="png",
+                mask=[page.locator(MASKED_INPUTS)],
+                timeout=self._capture_ms(),
+                animations="disabled",
+            )
+        except Exception:  # no screenshot rather than one that may show the number
+            shot = None
+        if shot is not None and len(shot) <= SNAPSHOT_PNG_BYTES:
+            png = shot
+        return Snapshot(html=html, body=body, png=png, path=path)
+
+    def _capture_ms(self) -> float:
+        seconds = min(CAPTURE_WAIT, self.budget.remaining())
+        return max(seconds, CAPTURE_FLOOR) * 1000.0
+
+
+def run_flow(
+    page: Page,
+    cedula: str,
+    budget: LookupBudget,
+    *,
+    on_step: OnStep | None = None,
+    capture: Capture = "unexpected",
+) -> LookupResult:
+    """Drive one lookup on ``page`` (a fresh context's page) within ``budget``; ``on_step``
+    and ``capture`` as for ``PlaywrightScraper``."""
+    return _Flow(page, cedula, budget, on_step=on_step, capture=capture).run()
+
+
+def missing_element(selectors: list[str], seconds: float | None = None) -> LookupResult:
+    """``unexpected_page`` for a form that lacks an element the flow needs (``#documento``
+    renamed, ...): the site has changed. Its signature names the first one missing."""
+    names = [selector.lstrip("#") for selector in selectors]
+    waited = f" within {seconds:g}s" if seconds is not None else ""
+    return LookupResult(
+        outcome=Outcome.UNEXPECTED_PAGE,
+        detail=f"the page has no {', '.join(selectors)}{waited}: the form has changed",
+        meta={"signature": f"page:missing_element:{names[0]}"},
+    )
+
+
+def _report(
+    on_step: OnStep | None,
+    name: str,
+    ok: bool,
+    seconds: float,
+    facts: dict[str, Fact],
+    cedula: str,
+) -> None:
+    """Hand one ``StepReport`` to ``on_step``: texts scrubbed and bounded; never raises."""
+    if on_step is None:
+        return
+    clean: dict[str, Fact] = {}
+    for key, value in facts.items():
+        if isinstance(value, str):
+            value = scrub(value, cedula)[:FACT_CHARS]
+        elif value is not None and not isinstance(value, int | float):
+            value = scrub(str(value), cedula)[:FACT_CHARS]
+        clean[key] = value
+    report = StepReport(name=name, ok=ok, seconds=round(seconds, 3), facts=clean)
+    with contextlib.suppress(Exception):  # an observer must not cost the lookup
+        on_step(report)
+
+
+def _gate_refused(
+    on_step: OnStep | None, refused: LookupResult, seconds: float, cedula: str
+) -> None:
+    """The gate's refusal before any browser started, as a failed ``gate`` step."""
+    facts = {**_refusal_facts(refused), "where": "before the browser"}
+    _report(on_step, "gate", False, seconds, facts, cedula)
+
+
+def _refusal_facts(refused: LookupResult) -> dict[str, Fact]:
+    """Why the gate let nothing out (``breaker_open``, ``paused``, ...) and when it opens."""
+    reason = refused.detail.split(":", 1)[0]
+    return {"reason": reason, "opens_in_s": refused.retry_after}
+
+
+def _path(url: str) -> str:
+    """A URL's path, without its query string (which may carry the number)."""
+    return urlsplit(url).path
+
+
+def _bounded(text: str, cedula: str) -> str:
+    """Scrubbed first, then cut: a cut never leaves the number whole."""
+    return scrub(text, cedula)[:SNAPSHOT_HTML_CHARS]
+
+
+def _echo_pattern(cedula: str) -> str:
+    """``census.cedula.scrub``'s echoes of ``cedula`` as a JavaScript regex: its digits with
+    at most one separator between two, leading zeros allowed, not inside a longer number.
+    "" (nothing to mask) when ``cedula`` has fewer than 3 digits."""
+    digits = "".join(char for char in cedula if "0" <= char <= "9").lstrip("0")
+    if len(digits) < MIN_DIGITS:
+        return ""
+    separator = "[" + "".join(f"\\u{ord(char):04x}" for char in SEPARATORS) + "]"
+    core = f"{separator}?".join(digits)
+    return f"(?<![0-9])(?:0{separator}?)*{core}(?![0-9])"
 
 
 def _is_consulta(request: Request) -> bool:

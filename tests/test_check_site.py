@@ -1,0 +1,231 @@
+"""``census_check_site``: one lookup through the real scraper and gate, step by step, and the
+form shape check with its snapshot (``page:missing_element:...``).
+
+Five Chromium runs in all (found, not found, blocked, malformed, a form without #documento);
+the paused and bad-input cases start no browser.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from io import StringIO
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from census import pause
+from census.gate import OpenGate
+from census.management.commands.census_check_site import DEFAULT_CEDULA
+from census.outcomes import Outcome
+from census.scraper.base import ScraperConfig
+from census.scraper.playwright import (
+    LookupBudget,
+    StepReport,
+    launch_browser,
+    new_lookup_context,
+    run_flow,
+)
+from census.testing.simulator import CensusSimulator
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: The steps of a lookup that got an answer, in the order they must be printed.
+ANSWERED_STEPS = ["load", "elections", "captcha", "token", "gate", "submit", "answer"]
+_STEP_LINE = re.compile(r"^  (\w+)\s+(ok|fail)\s+\d+\.\d\d s\b")
+
+
+def _check(*args: str) -> tuple[int, str, str]:
+    """Run the command; its exit code, stdout and stderr."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("census_check_site", *args, stdout=out, stderr=err)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    else:
+        code = 0
+    return code, out.getvalue(), err.getvalue()
+
+
+def _steps(text: str) -> list[tuple[str, str]]:
+    """(name, ok|fail) of each step line, in the order printed."""
+    matches = (_STEP_LINE.match(line) for line in text.splitlines())
+    return [(m.group(1), m.group(2)) for m in matches if m is not None]
+
+
+def _in_order(names: list[str], expected: list[str]) -> bool:
+    """Whether ``expected`` appears in ``names`` in that order (other steps may come between)."""
+    rest = iter(names)
+    return all(name in rest for name in expected)
+
+
+@pytest.fixture
+def site(census_site: CensusSimulator, settings: Any) -> CensusSimulator:
+    """The session simulator; room for a loaded machine; no host-wide browser slots (other
+    test runs on this host hold theirs)."""
+    settings.CENSUS_SCRAPE_TIMEOUT = 25
+    settings.CENSUS_BROWSERS_PER_HOST = 0
+    return census_site
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_found_prints_each_step_in_order_and_keeps_a_masked_page(
+    site: CensusSimulator, tmp_path: Path
+) -> None:
+    """Exit 0 for the default number (found); every step is printed in flow order, then the
+    verdict; the screenshot is a PNG and the HTML of the final page never holds the number."""
+    out_dir = tmp_path / "check"
+    code, out, _ = _check("--site", site.url, "--out", str(out_dir))
+    assert code == 0, out
+    steps = _steps(out)
+    assert _in_order([name for name, _ in steps], ANSWERED_STEPS), out
+    assert all(status == "ok" for _, status in steps), out
+    assert re.search(r"^  load\s+ok\s+\d+\.\d\d s  HTTP 200 /consultar/$", out, re.M), out
+    assert "Answer: found (known shape)" in out
+    assert re.search(r"^Total: \d+\.\d\d s$", out, re.M)
+    screenshot, html = out_dir / "screenshot.png", out_dir / "page.html"
+    assert f"{screenshot}" in out and f"{html}" in out
+    assert screenshot.read_bytes().startswith(PNG_MAGIC)
+    page = html.read_text(encoding="utf-8")
+    assert "DEPARTAMENTO" in page  # the final page, with its answer table
+    assert DEFAULT_CEDULA not in page and "*******678" in page
+    assert DEFAULT_CEDULA not in out
+    assert DEFAULT_CEDULA not in (out_dir / "body.txt").read_text(encoding="utf-8")
+    assert len(site.consultas()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_not_found_is_a_known_shape_and_json_reports_it(site: CensusSimulator) -> None:
+    """A not-found answer (prefix 20) exits 0; --json prints one object with the steps, the
+    outcome and the paths, the number masked."""
+    code, out, err = _check("--cedula", "2012345678", "--site", site.url, "--json")
+    assert code == 0, (out, err)
+    report = json.loads(out)
+    folder = Path(report["paths"]["screenshot"]).parent
+    try:
+        assert report["exit_code"] == 0 and report["outcome"] == "not_found"
+        assert _in_order([step["name"] for step in report["steps"]], ANSWERED_STEPS)
+        assert report["cedula"] == "*******678" and "2012345678" not in out + err
+        assert Path(report["paths"]["screenshot"]).read_bytes().startswith(PNG_MAGIC)
+        assert folder.parent == Path(tempfile.gettempdir())
+        assert folder.name.startswith("census-check-site-")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_blocked_answer_is_a_site_failure(site: CensusSimulator, tmp_path: Path) -> None:
+    """A 429 (prefix 42) exits 4 and says the site failed, after sending the consulta."""
+    code, out, _ = _check("--cedula", "4212345678", "--site", site.url, "--out", str(tmp_path))
+    assert code == 4, out
+    assert "Site failure: blocked (the consulta was sent)" in out
+    assert len(site.consultas()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_malformed_answer_means_the_site_changed(site: CensusSimulator, tmp_path: Path) -> None:
+    """A truncated JSON answer (prefix 63) exits 3 with its signature printed, and its page
+    and body are written."""
+    code, out, _ = _check("--cedula", "6312345678", "--site", site.url, "--out", str(tmp_path))
+    assert code == 3, out
+    verdict = re.search(r"^Answer: unexpected_page, signature (\S+) \(the site may", out, re.M)
+    assert verdict is not None, out
+    assert verdict.group(1) in out.split("Answer:")[0]  # the answer step printed it too
+    assert (tmp_path / "body.txt").read_text(encoding="utf-8").startswith('{"ok": true')
+    assert "6312345678" not in out
+
+
+@pytest.mark.django_db
+def test_a_paused_census_sends_nothing(site: CensusSimulator) -> None:
+    """While census is paused the gate refuses: exit 5, why, and no request to the site."""
+    pause.pause(by="ops", reason="legal notice")
+    code, out, _ = _check("--site", site.url)
+    assert code == 5, out
+    assert "Nothing was sent: census is paused" in out
+    assert "legal notice" in out
+    assert _steps(out) == [("gate", "fail")]
+    assert site.consultas() == [] and site.access_log == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--cedula", "12ab", "--cedula"), ("--site", "ftp://example.org/consultar/", "--site")],
+)
+def test_bad_input_is_refused_before_anything_is_sent(
+    site: CensusSimulator, option: str, value: str, message: str
+) -> None:
+    """An invalid --cedula or a --site that is not http(s): CommandError (exit 1), nothing
+    sent, and the number not echoed."""
+    others = [] if option == "--site" else ["--site", site.url]
+    with pytest.raises(CommandError) as refused:
+        call_command("census_check_site", option, value, *others)
+    assert refused.value.returncode == 1
+    assert message in str(refused.value) and "nothing was sent" in str(refused.value)
+    assert site.access_log == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_a_form_without_documento_is_an_unexpected_page_with_a_snapshot(
+    census_site: CensusSimulator,
+) -> None:
+    """The page's #documento renamed (a route rewrites the served HTML, which also echoes the
+    number): unexpected_page page:missing_element:documento at once, not a fill timeout, with
+    a snapshot whose HTML has the number masked and whose PNG is a PNG; nothing sent. An
+    on_step that raises does not break the lookup."""
+    from playwright.sync_api import Route, sync_playwright
+
+    cedula = "1012345679"
+    config = ScraperConfig(site_url=census_site.url, timeout=25)
+    reports: list[StepReport] = []
+    rewritten: list[int] = []
+
+    def on_step(report: StepReport) -> None:
+        reports.append(report)
+        raise RuntimeError("a broken observer")
+
+    def rename_documento(route: Route) -> None:
+        response = route.fetch()
+        html = response.text()
+        rewritten.append(html.count('id="documento"'))
+        html = html.replace('id="documento" name="documento"', 'id="numeroDocumento"')
+        html = html.replace("</main>", f"<p>Documento {cedula}</p></main>")
+        route.fulfill(response=response, body=html)
+
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright, config, 30_000)
+        try:
+            page = new_lookup_context(browser, 30_000).new_page()
+            page.route(lambda url: urlsplit(url).path == "/consultar/", rename_documento)
+            started = time.monotonic()
+            result = run_flow(page, cedula, LookupBudget.start(config, OpenGate()), on_step=on_step)
+            seconds = time.monotonic() - started
+        finally:
+            browser.close()
+    assert rewritten == [1]
+    assert result.outcome is Outcome.UNEXPECTED_PAGE, result.detail
+    assert result.meta["signature"] == "page:missing_element:documento"
+    assert result.meta["step"] == "form" and result.meta["sent"] is False
+    assert seconds < 15  # no wait for an element that is not there
+    assert [(r.name, r.ok) for r in reports][-1] == ("form", False)
+    assert reports[-1].facts["missing"] == "documento"
+    snapshot = result.snapshot
+    assert snapshot is not None and snapshot.path == "/consultar/"
+    assert 'id="numeroDocumento"' in snapshot.html  # the page as the flow saw it
+    assert cedula not in snapshot.html and "Documento *******679" in snapshot.html
+    assert snapshot.png is not None and snapshot.png.startswith(PNG_MAGIC)
+    assert census_site.consultas() == []

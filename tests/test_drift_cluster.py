@@ -1,0 +1,96 @@
+"""The site changes its answers mid-run (real qcluster, real Chromium, the simulator)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from census.models import Attempt, PageSnapshot, RateGate, Status
+from tests import factories
+from tests.clusters import browser_cluster, register, wait_until_final
+from tests.evidence import assert_attempts_match_requests, assert_no_cedula_stored
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+#: Answers in no known shape in a row that open the breaker, and seconds between probes.
+THRESHOLD = 3
+PERIOD = 6.0
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_renamed_field_mid_run_opens_the_breaker_and_every_member_finishes_right(
+    qcluster: Any, census_site: Any
+) -> None:
+    """Two members are found; then the site renames ``encontrado`` (which the parser used to
+    read as not found) and six register. Only the first THRESHOLD - 1 unexpected answers are
+    charged; the breaker opens once, probes fail without charge, and once the layout is back
+    a probe closes it and all six are found. One snapshot for the signature, counting every
+    unexpected answer; attempts match the site's access log; no cédula stored anywhere."""
+    cluster = browser_cluster(
+        qcluster,
+        census_site,
+        CENSUS_SITE_CHANGED_AFTER=str(THRESHOLD),
+        CENSUS_SITE_PROBE_SECONDS=str(PERIOD),
+    )
+    before_numbers = [factories.cedula("10") for _ in range(2)]
+    before = wait_until_final(register(before_numbers), cluster, timeout=120)
+    assert {i.status for i in before} == {Status.FOUND}
+
+    census_site.change_layout("renamed_field")
+    numbers = [factories.cedula("10") for _ in range(6)]
+    during = register(numbers)
+    deadline = time.monotonic() + 180
+    # Until the breaker has opened and at least one probe met the changed layout.
+    while time.monotonic() < deadline:
+        changed = [r for r in census_site.consultas() if r.layout == "renamed_field"]
+        opened = RateGate.objects.filter(name="census", site_changed_at__isnull=False).exists()
+        if opened and len(changed) >= THRESHOLD + 1:
+            break
+        time.sleep(0.2)
+    assert opened and len(changed) >= THRESHOLD + 1, cluster.output()[-3000:]
+    census_site.change_layout(None)
+    restored = time.time()
+
+    infos = wait_until_final(during, cluster, timeout=240)
+    assert [i.status for i in infos] == [Status.FOUND] * 6, [i.raw_response for i in infos]
+
+    changed = [r for r in census_site.consultas() if r.layout == "renamed_field"]
+    charged = Attempt.objects.filter(lookup_id__in=during, outcome="unexpected_page").count()
+    assert charged == THRESHOLD - 1
+    assert sum(i.budget_try - 1 for i in infos) == THRESHOLD - 1
+    assert max(i.budget_try for i in infos) <= 2
+    assert_attempts_match_requests(census_site, [*before, *infos])
+
+    [snapshot] = PageSnapshot.objects.all()
+    assert snapshot.signature == "answer:missing_field:encontrado"
+    assert snapshot.count == len(changed)  # every unexpected answer counted, one page kept
+    assert bytes(snapshot.screenshot or b"").startswith(PNG_MAGIC)
+    assert "hallado" in snapshot.body
+    assert_no_cedula_stored([*before_numbers, *numbers], cluster)
+
+    names = [e["event"] for e in cluster.events()]
+    assert names.count("site_changed") == 1 and names.count("site_recovered") == 1
+    opened_at = next(
+        datetime.fromisoformat(e["timestamp"]).timestamp()
+        for e in cluster.events()
+        if e["event"] == "site_changed"
+    )
+    # While the site counted as changed: one probe per period, plus what was already in
+    # flight when it opened (one per other worker).
+    inside = [r for r in changed if opened_at + 0.2 < r.time < restored]
+    assert len(inside) <= (restored - opened_at) / PERIOD + 2
+    row = RateGate.objects.get(name="census")
+    assert (row.site_changed_at, row.unexpected_streak) == (None, 0)
+    attempts = Attempt.objects.filter(lookup_id__in=during)
+    print(
+        f"\nDRIFT renamed_field: registered_during={len(infos)} "
+        f"attempts_charged_unexpected={charged} "
+        f"attempts_counted={attempts.exclude(outcome='deferred').count()} "
+        f"deferred={attempts.filter(outcome='deferred').count()} "
+        f"requests_during_change={len(changed)} requests_total={len(census_site.consultas())} "
+        f"probes_while_changed={len(inside)} snapshots={PageSnapshot.objects.count()} "
+        f"changed_for_s={restored - opened_at:.1f}"
+    )
