@@ -119,3 +119,34 @@ def test_the_grafana_dashboard_charts_only_metrics_census_serves(
         for name in re.findall(r"\bcensus_[a-z_]+", target["expr"])
     }
     assert queried and queried <= served, queried - served
+
+
+def test_the_site_changed_gauges_follow_the_gate_row(client: Any, settings: Any) -> None:
+    """census_site_changed is 1 while the gate row says so, with the streak and the kept
+    signatures beside it; 0 once it is over."""
+    from census.models import PageSnapshot, RateGate
+
+    settings.CENSUS_METRICS_TOKEN = "s3cret"
+    now = timezone.now()
+    row = RateGate.objects.create(
+        name="census",
+        next_allowed_at=now,
+        breaker_until=now + timedelta(seconds=300),
+        unexpected_streak=4,
+        site_changed_at=now,
+        site_signature="consulta:not_json",
+    )
+    PageSnapshot.objects.create(signature="consulta:not_json", count=4)
+    PageSnapshot.objects.create(signature="page:missing_element:documento", count=2)
+    auth = {"Authorization": "Bearer s3cret"}
+    got = samples(client.get(URL, headers=auth).content.decode())
+    assert got[("census_site_changed", ())] == 1
+    assert got[("census_unexpected_streak", ())] == 4
+    assert got[("census_unexpected_signatures", ())] == 2
+    assert got[("census_unexpected_pages_total", ())] == 6
+    assert got[("census_breaker_phase", (("phase", "open"),))] == 1
+    RateGate.objects.filter(pk=row.pk).update(
+        site_changed_at=None, breaker_until=None, unexpected_streak=0
+    )
+    got = samples(client.get(URL, headers=auth).content.decode())
+    assert got[("census_site_changed", ())] == 0

@@ -204,3 +204,35 @@ def test_breaker_state_and_the_lookups_waiting_on_it() -> None:
     call_command("census_stats", stdout=out)
     assert "state open until" in out.getvalue()
     assert "lookups waiting on it 1" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_the_site_changed_state_and_the_unexpected_pages() -> None:
+    """census_stats (table and JSON) says since when the site counts as changed, with which
+    signature, and lists each kept signature with its count."""
+    from django.utils import timezone
+
+    from census.models import PageSnapshot, RateGate
+
+    now = timezone.now()
+    RateGate.objects.create(
+        name="census",
+        next_allowed_at=now,
+        breaker_until=now + timedelta(seconds=300),
+        unexpected_streak=5,
+        site_changed_at=now,
+        site_signature="answer:missing_field:encontrado",
+    )
+    PageSnapshot.objects.create(signature="answer:missing_field:encontrado", count=7)
+    out = StringIO()
+    call_command("census_stats", stdout=out)
+    text = out.getvalue()
+    assert "SITE CHANGED since" in text and "answer:missing_field:encontrado" in text
+    assert "unexpected answers in a row 5" in text
+    row = next(line for line in text.splitlines() if line.startswith("answer:missing_field"))
+    assert row.split()[1] == "7"
+    out = StringIO()
+    call_command("census_stats", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["breaker"]["site_signature"] == "answer:missing_field:encontrado"
+    assert data["unexpected_pages"][0]["count"] == 7
