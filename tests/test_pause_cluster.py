@@ -11,7 +11,8 @@ from django.core.management import call_command
 
 from census.models import Attempt, CedulaInfo, Status
 from tests import factories
-from tests.clusters import register, wait_until_final
+from tests.clusters import browser_cluster, register, wait_until_final
+from tests.evidence import assert_attempts_match_requests
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -44,3 +45,30 @@ def test_registrations_while_paused_wait_whole_and_finish_after_resume(qcluster:
     assert {i.status for i in infos} == {Status.FOUND}
     assert [i.attempts.count() for i in infos] == [1] * 6
     assert [i.budget_try for i in infos] == [1] * 6
+
+
+@pytest.mark.browser
+def test_nothing_reaches_the_site_while_paused_and_attempts_match_requests_after(
+    qcluster: Any, census_site: Any
+) -> None:
+    """With Chromium and the simulator: four members register into a paused census and the
+    site receives no request at all (not even a page load) until census_resume; then each
+    is found, and every attempt that says it sent matches one consulta in the access log."""
+    call_command("census_pause", "--reason", "test", "--by", "ops", stdout=StringIO())
+    numbers = [factories.cedula("10") for _ in range(4)]
+    cluster = browser_cluster(qcluster, census_site)
+    ids = register(numbers)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        held = {e["lookup_id"] for e in cluster.events() if e["event"] == "attempt_held"}
+        if held >= set(ids):
+            break
+        time.sleep(0.2)
+    assert held >= set(ids), cluster.output()[-2000:]
+    time.sleep(2)
+    assert census_site.access_log == []
+    call_command("census_resume", "--by", "ops", stdout=StringIO())
+    infos = wait_until_final(ids, cluster, timeout=180)
+    assert [i.status for i in infos] == [Status.FOUND] * 4, [i.raw_response for i in infos]
+    assert len(census_site.consultas()) == 4
+    assert_attempts_match_requests(census_site, infos)
