@@ -1,8 +1,9 @@
 """``census_check_site``: one lookup through the real scraper and gate, step by step, and the
 form shape check with its snapshot (``page:missing_element:...``).
 
-Five Chromium runs in all (found, not found, blocked, malformed, a form without #documento);
-the paused and bad-input cases start no browser.
+Nine Chromium runs in all (found, not found, blocked, malformed, a form without #documento,
+cancelled, HTTP 500, and two of the simulator's layout changes); the paused and bad-input
+cases start no browser.
 """
 
 from __future__ import annotations
@@ -229,3 +230,33 @@ def test_a_form_without_documento_is_an_unexpected_page_with_a_snapshot(
     assert cedula not in snapshot.html and "Documento *******679" in snapshot.html
     assert snapshot.png is not None and snapshot.png.startswith(PNG_MAGIC)
     assert census_site.consultas() == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("cedula", "layout", "code", "verdict"),
+    [
+        ("3012345678", None, 0, "Answer: cancelled (known shape)"),
+        ("6212345678", None, 4, "Site failure: connection_error"),
+        (DEFAULT_CEDULA, "wrapper", 3, "signature answer:missing_field:ok"),
+        (DEFAULT_CEDULA, "form_renamed", 3, "signature page:missing_element:documento"),
+    ],
+)
+def test_each_scenario_gets_its_exit_code_and_verdict(
+    site: CensusSimulator,
+    tmp_path: Path,
+    cedula: str,
+    layout: str | None,
+    code: int,
+    verdict: str,
+) -> None:
+    """A cancelled cédula is a known shape, an HTTP 500 a site failure, and each layout
+    change the simulator can make is reported as a change with its signature."""
+    site.change_layout(layout)
+    got, out, _ = _check("--cedula", cedula, "--site", site.url, "--out", str(tmp_path))
+    assert got == code, out
+    assert verdict in out
+    assert _steps(out)[0][0] == "browser" and _steps(out)[1] == ("load", "ok"), out
+    assert (tmp_path / "screenshot.png").read_bytes().startswith(PNG_MAGIC)
