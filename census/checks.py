@@ -159,10 +159,16 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error 
                     id="census.E004",
                 )
             )
-    try:
-        _after = settings.recheck_after_seconds  # a malformed value raises
-    except ValueError as exc:
-        found.append(Error(f"CENSUS_RECHECK_AFTER: {exc}", id="census.E005"))
+    durations = (
+        ("CENSUS_RECHECK_AFTER", "recheck_after_seconds"),
+        ("CENSUS_TASK_RETENTION", "task_retention_seconds"),
+        ("CENSUS_SNAPSHOT_RETENTION", "snapshot_retention_seconds"),
+    )
+    for setting, attribute in durations:
+        try:
+            getattr(settings, attribute)  # a malformed value raises
+        except ValueError as exc:
+            found.append(Error(f"{setting}: {exc}", id="census.E005"))
     found += _follow_up_errors(getattr(django_settings, "CENSUS_FOLLOW_UPS", None) or {})
     return found
 

@@ -88,3 +88,14 @@ def test_follow_ups_that_could_never_run_are_errors() -> None:
     assert ids(SAFE, CENSUS_FOLLOW_UPS=good) == []
     bad = {"finished": ["tests.follow_up_tasks.record"], "error": ["portal.nope.notify"]}
     assert ids(SAFE, CENSUS_FOLLOW_UPS=bad) == ["census.E006", "census.E007"]
+
+
+@pytest.mark.parametrize(
+    "setting", ["CENSUS_RECHECK_AFTER", "CENSUS_TASK_RETENTION", "CENSUS_SNAPSHOT_RETENTION"]
+)
+def test_a_duration_that_is_not_one_is_an_error(setting: str) -> None:
+    """A retention or re-check age that is no duration fails at start-up (census.E005), not
+    in the hourly upkeep."""
+    with override_settings(**{setting: "two weeks"}):
+        errors = [m for m in check_census_settings() if m.id == "census.E005"]
+    assert [setting in e.msg for e in errors] == [True]
