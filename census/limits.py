@@ -16,6 +16,10 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 #: A lookup deferred (the gate closed) longer than this in total ends in ``error``
 #: (``blocked``): the default of ``CENSUS_MAX_DEFER_SECONDS``.
 MAX_DEFER_SECONDS = 86400.0
+#: Longest wait a deferral (the gate's own: a breaker open for a probe period, a place in
+#: line) may report: only makes an infinite one finite. Whether the lookup waits that long
+#: is the deferral bound's call (``CENSUS_MAX_DEFER_SECONDS``), not this ceiling's.
+MAX_GATE_WAIT_SECONDS = 10 * MAX_DEFER_SECONDS
 
 
 def clamp_seconds(value: float | None, maximum: float) -> float:

@@ -21,7 +21,7 @@ from census import database, events
 from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
-from census.limits import clamp_seconds
+from census.limits import MAX_GATE_WAIT_SECONDS, clamp_seconds
 from census.models import Attempt, CedulaInfo
 from census.outcomes import Outcome
 from census.scraper import LookupResult
@@ -64,11 +64,12 @@ def write_report(
         answer.update(asdict(result.place))
     if result.novedad is not None:
         answer.update(asdict(result.novedad))
-    retry_after = (
-        None
-        if result.retry_after is None
-        else clamp_seconds(result.retry_after, settings.max_retry_after_seconds)
-    )
+    # A site's Retry-After is capped by CENSUS_MAX_RETRY_AFTER_SECONDS; a deferral's wait is
+    # the gate's own, and the lookup's deferral bound judges it (a wait past the bound ends
+    # the lookup): capped like a header, it woke a deferred lookup every few seconds to be
+    # refused again.
+    cap = MAX_GATE_WAIT_SECONDS if outcome is Outcome.DEFERRED else settings.max_retry_after_seconds
+    retry_after = None if result.retry_after is None else clamp_seconds(result.retry_after, cap)
     report = Attempt.objects.filter(lookup_id=lookup_id, step=step, task_id=task_id, outcome="")
     fields: dict[str, Any] = {
         "outcome": outcome.value,

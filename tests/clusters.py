@@ -111,6 +111,8 @@ def browser_cluster(qcluster: Any, site: Any, **env: str) -> ClusterProcess:
         "CENSUS_BLOCK_BACKOFF_SECONDS": "3",
         "CENSUS_BLOCK_BACKOFF_MAX_SECONDS": "12",
         "CENSUS_MAX_RETRY_AFTER_SECONDS": "5",
+        # Should a run's answers count as a changed site, its probe comes seconds later.
+        "CENSUS_SITE_PROBE_SECONDS": "5",
         **env,
     }
     return qcluster(**settings)

@@ -268,6 +268,10 @@ class PoisonScraper:
     def lookup(self, cedula: str) -> LookupResult:
         if cedula.startswith("80"):
             return LookupResult(outcome=Outcome.BLOCKED, retry_after=math.inf)
+        if cedula.startswith("81"):  # the gate: the site counts as changed for 300 s
+            return LookupResult(
+                outcome=Outcome.DEFERRED, detail="site_changed: x", retry_after=300.0
+            )
         long = "x" * 10_000
         return LookupResult(
             outcome=Outcome.FOUND,
@@ -293,6 +297,25 @@ def test_infinite_retry_after_is_clamped(
     assert Attempt.objects.get(lookup=info, step=1).retry_after == 3600.0
     wait = (info.next_attempt_at - info.last_retry_scheduled_at).total_seconds()
     assert wait == pytest.approx(3600.0)
+
+
+def test_a_gate_deferral_waits_for_the_gate_not_the_retry_after_cap(
+    poison: Any, settings: Any, new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A deferral until the gate opens (300 s) keeps its wait under a 5 s Retry-After cap.
+
+    Capped like a site's header, it woke every 5 s to be refused again: a lookup deferred
+    by the site-changed breaker looped until its deferral bound, a day later.
+    """
+    settings.CENSUS_MAX_RETRY_AFTER_SECONDS = 5
+    info = new_lookup(username=factories.cedula("81"))
+    with django_capture_on_commit_callbacks(execute=True):
+        run_and_hook(info.pk, 1)
+    info.refresh_from_db()
+    assert info.status == Status.RETRYING
+    assert Attempt.objects.get(lookup=info, step=1).retry_after == 300.0
+    wait = (info.next_attempt_at - timezone.now()).total_seconds()
+    assert wait > 290, wait
 
 
 def test_over_long_fields_are_cut_to_their_columns(
