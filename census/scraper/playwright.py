@@ -201,8 +201,8 @@ STEPS = (
     "load",
     "elections",
     "form",
-    "captcha",
     "fill",
+    "captcha",
     "token",
     "solver",
     "gate",
@@ -633,6 +633,18 @@ class _Flow:
             return missing_element(missing)
         self._end(True, {"elements": len(FORM_ELEMENTS)})
 
+        # Typing (this host's own time) first: the captcha's frame loads meanwhile. Waiting
+        # for the widget first moved a starved host's deadline from the typing (not charged)
+        # into the captcha step (charged as the site's timeout).
+        self.step = "fill"
+        self._begin("fill")
+        page.locator("#documento").press_sequentially(
+            self.cedula, delay=TYPING_DELAY_MS, timeout=self.budget.ms()
+        )
+        election = _pick_election(choices)
+        page.select_option("#eleccion", value=election, timeout=self.budget.ms())
+        self._end(True, {"election": election})
+
         self.step = "captcha"
         self._begin("captcha")
         anchor = page.frame_locator(ANCHOR_FRAME).first.locator(ANCHOR)
@@ -651,15 +663,6 @@ class _Flow:
             self._facts["present"] = "no"
             return missing_element([ANCHOR], seconds=FORM_WAIT)
         self._end(True, {"present": "yes"})
-
-        self.step = "fill"
-        self._begin("fill")
-        page.locator("#documento").press_sequentially(
-            self.cedula, delay=TYPING_DELAY_MS, timeout=self.budget.ms()
-        )
-        election = _pick_election(choices)
-        page.select_option("#eleccion", value=election, timeout=self.budget.ms())
-        self._end(True, {"election": election})
 
         self.step = "captcha"
         self._begin("token")
