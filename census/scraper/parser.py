@@ -275,13 +275,7 @@ def parse_rendered_page(html: str, cedula: str) -> LookupResult:
                 ),
             )
         if "departamento" in values and "municipio" in values:
-            place = Place(
-                departamento=_field(values.get("departamento")),
-                municipio=_field(values.get("municipio")),
-                puesto=_field(values.get("puesto")),
-                direccion=_field(values.get("direccion")),
-                mesa=_field(values.get("mesa")),
-            )
+            place = _place(values)
             if not _has_place(place):
                 return _unexpected(
                     _signature("page", "found_without_place"),
@@ -544,13 +538,7 @@ def _classify_answer(answer: Mapping[str, Any], cedula: str) -> LookupResult:
                 f"found answer whose {key} is not a text: {_dump(answer)}",
                 cedula,
             )
-    place = Place(
-        departamento=_field(data.get("nom_depto")),
-        municipio=_field(data.get("nom_mun")),
-        puesto=_field(data.get("nom_puesto")),
-        direccion=_field(data.get("direccion")),
-        mesa=_field(data.get("mesa")),
-    )
+    place = _place(data, API_PLACE_KEYS)
     if not _has_place(place):
         return _unexpected(
             _signature("answer", "found_without_place"),
@@ -622,6 +610,23 @@ def _signature_media_type(media_type: str) -> str:
     """A media type fit for a signature: ``[a-z0-9./+-]`` only, no long number, bounded."""
     clean = _DIGIT_RUN.sub("0", _MEDIA_TYPE_JUNK.sub("", media_type.lower()))
     return clean[:_MEDIA_TYPE_CHARS] or "none"
+
+
+#: The JSON API's key for each ``Place`` field; the rendered table's headers are the
+#: field names themselves.
+API_PLACE_KEYS: Mapping[str, str] = {
+    "departamento": "nom_depto",
+    "municipio": "nom_mun",
+    "puesto": "nom_puesto",
+    "direccion": "direccion",
+    "mesa": "mesa",
+}
+
+
+def _place(values: Mapping[str, Any], keys: Mapping[str, str] | None = None) -> Place:
+    """A ``Place`` from an answer's ``values``, each field read under ``keys``' name for it."""
+    names = keys or {}
+    return Place(**{name: _field(values.get(names.get(name, name))) for name in API_PLACE_KEYS})
 
 
 def _has_place(place: Place) -> bool:
