@@ -129,3 +129,47 @@ def test_a_leader_runs_a_failed_follow_up_again(
     row.refresh_from_db()
     assert (row.state, row.tries) == (FollowUp.State.QUEUED, 0)
     assert [t["name"] for t in queued()] == [f"census-followup-{info.pk}-1.1-notify_leader"]
+
+
+# -- unexpected pages (census.models.PageSnapshot) ---------------------------------------------
+
+#: The smallest valid PNG: the admin shows it inline as a data: URL.
+PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4ee0000000049454e44ae426082"
+)
+
+
+def test_unexpected_pages_list_each_signature_with_its_count(client: Any) -> None:
+    """The list shows signature, count, path and whether a screenshot was kept; the page
+    shows the screenshot inline and the scrubbed HTML, read-only."""
+    from census.models import PageSnapshot
+
+    row = PageSnapshot.objects.create(
+        signature="page:missing_element:documento",
+        count=7,
+        path="/consultar/",
+        html='<input id="numeroDocumento" value="">',
+        screenshot=PIXEL,
+    )
+    PageSnapshot.objects.create(signature="consulta:not_json", count=2)
+    client.force_login(staff())
+    listing = client.get(reverse("admin:census_pagesnapshot_changelist"))
+    assert listing.status_code == 200
+    shown = {(r.signature, r.count) for r in listing.context["cl"].result_list}
+    assert shown == {("page:missing_element:documento", 7), ("consulta:not_json", 2)}
+    url = reverse("admin:census_pagesnapshot_change", args=[row.pk])
+    page = client.get(url).content.decode()
+    assert 'src="data:image/png;base64,' in page
+    assert "numeroDocumento" in page  # the HTML, escaped, as text
+    assert 'name="_save"' not in page
+    assert client.post(url, {"count": "0"}).status_code == 403
+    row.refresh_from_db()
+    assert row.count == 7
+
+
+def test_unexpected_pages_need_the_lookup_view_permission(client: Any) -> None:
+    """Staff without view_cedulainfo see neither the list nor the module."""
+    client.force_login(factories.member(is_staff=True))
+    response = client.get(reverse("admin:census_pagesnapshot_changelist"))
+    assert response.status_code == 403
