@@ -17,7 +17,8 @@ page flow.
 
 Each step of the flow can be reported as it ends (``on_step``, a ``StepReport``), and the page
 is kept as a ``Snapshot`` (scrubbed HTML, answer body, masked screenshot) when its answer has
-no known shape, or after every lookup with ``capture="always"`` (``census_check_site``).
+no known shape, or after every lookup with ``capture="always"`` (``census_check_site``); both
+are ``census.scraper.observe``'s.
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 from playwright.sync_api import (
@@ -52,7 +52,6 @@ from census import events
 from census.cedula import (
     MAX_DIGITS,
     MIN_DIGITS,
-    SEPARATORS,
     InvalidCedula,
     is_canonical,
     mask,
@@ -63,12 +62,23 @@ from census.events import Event
 from census.gate import Closed, Gate, Slot
 from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
 from census.scraper.base import (
-    SNAPSHOT_HTML_CHARS,
-    SNAPSHOT_PNG_BYTES,
     LookupResult,
     ScraperConfig,
     Snapshot,
     site_changed,
+)
+from census.scraper.observe import (
+    CAPTURES,
+    STEPS,
+    Capture,
+    Fact,
+    OnStep,
+    StepReport,
+    gate_refused,
+    refusal_facts,
+    report,
+    take_snapshot,
+    url_path,
 )
 from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
 from census.scraper.processes import DriverProcesses, retrieve_driver_error
@@ -133,14 +143,6 @@ ANCHOR = "#recaptcha-anchor"
 FORM_ELEMENTS = ("#documento", "#eleccion", "#submitBtn")
 #: The signature of an ``unexpected_page`` whose check gave none.
 FALLBACK_SIGNATURE = "page:unknown"
-#: Inputs hidden in a snapshot's screenshot (their values are also emptied before it).
-MASKED_INPUTS = "#documento, #numeroDocumento, input"
-#: Seconds each part of a snapshot may take (at most; less when the budget is short) and at
-#: least (past the deadline: the browser's close grace covers it).
-CAPTURE_WAIT = 5.0
-CAPTURE_FLOOR = 1.0
-#: Characters kept of a text fact in a ``StepReport``.
-FACT_CHARS = 200
 CHALLENGE_TITLE = "recaptcha challenge expires in two minutes"
 
 _ELECTIONS_READY = """() => {
@@ -179,61 +181,6 @@ _INJECT_TOKEN = """([token, title]) => {
 _RESULT_SHOWN = """() => !!document.querySelector('#resultado table')
   || /no se encuentra en el censo/i.test(document.body ? document.body.innerText : '')"""
 _MISSING = """(selectors) => selectors.filter((s) => !document.querySelector(s))"""
-# Before a snapshot's screenshot: every input emptied, and every echo of the number in the
-# page's text masked (``pattern``: census.cedula.scrub's echoes, as a JavaScript regex).
-_BLANK_FOR_SHOT = """([pattern, masked]) => {
-  for (const input of document.querySelectorAll('input, textarea')) {
-    try { input.value = ''; } catch (e) {}
-  }
-  if (!document.body || !pattern) return;
-  const echo = new RegExp(pattern, 'g');
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    if (echo.test(node.nodeValue)) node.nodeValue = node.nodeValue.replace(echo, masked);
-    echo.lastIndex = 0;
-  }
-}"""
-
-#: Names of the steps a ``StepReport`` can carry, in flow order ("solver" only when one is
-#: configured and was needed).
-STEPS = (
-    "browser",
-    "load",
-    "elections",
-    "form",
-    "fill",
-    "captcha",
-    "token",
-    "solver",
-    "gate",
-    "submit",
-    "answer",
-)
-#: A fact's value: literals only, never the cédula.
-Fact = str | int | float | None
-#: When a lookup keeps its page: only for an answer in no known shape, or always.
-Capture = Literal["unexpected", "always"]
-CAPTURES: tuple[Capture, ...] = ("unexpected", "always")
-
-
-@dataclass(frozen=True)
-class StepReport:
-    """One step of a lookup's page flow, as it ended (``ok``) or failed.
-
-    ``seconds``: the time spent in this step (the submit's excludes the gate's wait).
-    ``facts``: what the step saw (HTTP status, URL path, election labels, the gate's wait or
-    why it refused, the answer's shape and the parser's verdict...); scrubbed of the cédula.
-    """
-
-    name: str
-    ok: bool
-    seconds: float
-    facts: dict[str, Fact] = field(default_factory=dict)
-
-
-#: Called with each ``StepReport``, on the Playwright thread (the gate's refusal before any
-#: browser starts: on the caller's). What it raises is swallowed.
-OnStep = Callable[[StepReport], None]
 
 
 def _now() -> datetime:
@@ -282,11 +229,11 @@ class PlaywrightScraper:
             closed = self.gate.peek(config.timeout - ANSWER_RESERVE)
         except Exception as error:  # the gate's database is down: nothing sent, wait for it
             refused = gate_unavailable(error)
-            _gate_refused(self.on_step, refused, time.monotonic() - peeked, cedula)
+            gate_refused(self.on_step, refused, time.monotonic() - peeked, cedula)
             return refused
         if closed is not None:  # no slot within this lookup: do not even start a browser
             refused = deferred(closed)
-            _gate_refused(self.on_step, refused, time.monotonic() - peeked, cedula)
+            gate_refused(self.on_step, refused, time.monotonic() - peeked, cedula)
             return refused
         started = time.monotonic()
         try:
@@ -297,7 +244,7 @@ class PlaywrightScraper:
                 result = run.execute()
         except NoBrowserSlot as busy:
             facts: dict[str, Fact] = {"reason": OWN_SLOWNESS_REASONS[1]}
-            _report(self.on_step, "browser", False, time.monotonic() - started, facts, cedula)
+            report(self.on_step, "browser", False, time.monotonic() - started, facts, cedula)
             return own_slowness(str(busy), reason=OWN_SLOWNESS_REASONS[1])
         # Off the Playwright thread, after the browser is gone: the gate's record may retry
         # a dropped database for a while without holding a browser or its deadline.
@@ -490,7 +437,7 @@ class _Run:
                     page = context.new_page()
                     facts: dict[str, Fact] = {"version": browser.version}
                     seconds = time.monotonic() - launching
-                    _report(self.on_step, "browser", True, seconds, facts, self.cedula)
+                    report(self.on_step, "browser", True, seconds, facts, self.cedula)
                     self._flow = _Flow(
                         page, self.cedula, self.budget, on_step=self.on_step, capture=self.capture
                     )
@@ -505,7 +452,7 @@ class _Run:
 
     def _browser_failed(self, result: LookupResult, started: float) -> None:
         facts: dict[str, Fact] = {"outcome": result.outcome.value, "detail": result.detail}
-        _report(self.on_step, "browser", False, time.monotonic() - started, facts, self.cedula)
+        report(self.on_step, "browser", False, time.monotonic() - started, facts, self.cedula)
 
     def _abort(self, reason: str) -> None:
         """SIGKILL this lookup's driver and everything under it (Chromium and its helpers)."""
@@ -594,7 +541,7 @@ class _Flow:
         self.step = "load"
         self._begin("load")
         loaded = page.goto(config.site_url, wait_until="domcontentloaded", timeout=self.budget.ms())
-        self._facts["path"] = _path(page.url)
+        self._facts["path"] = url_path(page.url)
         if loaded is not None:
             self._facts["http_status"] = loaded.status
             html = page.content()
@@ -717,7 +664,7 @@ class _Flow:
         self._gate_seconds = time.monotonic() - asked
         self.gate_answer = answer
         if not isinstance(answer, Slot):
-            self._report("gate", False, self._gate_seconds, _refusal_facts(answer))
+            self._report("gate", False, self._gate_seconds, refusal_facts(answer))
             route.abort()
             self._end_submit()
             return
@@ -882,39 +829,13 @@ class _Flow:
         self._end(False, {**verdict, "detail": result.detail})
 
     def _report(self, name: str, ok: bool, seconds: float, facts: dict[str, Fact]) -> None:
-        _report(self.on_step, name, ok, seconds, facts, self.cedula)
+        report(self.on_step, name, ok, seconds, facts, self.cedula)
 
     # -- snapshot ------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The page as it is now: scrubbed HTML and answer body, a screenshot with every input
-        emptied and masked and every echo of the number in its text masked. Bounded in time
-        (``CAPTURE_WAIT`` a part); never raises: what could not be got stays empty."""
-        page, cedula = self.page, self.cedula
-        path = html = ""
-        png: bytes | None = None
-        with contextlib.suppress(Exception):
-            path = _path(page.url)
-        with contextlib.suppress(Exception):
-            html = _bounded(page.content(), cedula)
-        body = _bounded(self.body, cedula) if self.body else ""
-        try:
-            page.evaluate(_BLANK_FOR_SHOT, [_echo_pattern(cedula), mask(cedula)])
-            shot = page.screenshot(
-                type="png",
-                mask=[page.locator(MASKED_INPUTS)],
-                timeout=self._capture_ms(),
-                animations="disabled",
-            )
-        except Exception:  # no screenshot rather than one that may show the number
-            shot = None
-        if shot is not None and len(shot) <= SNAPSHOT_PNG_BYTES:
-            png = shot
-        return Snapshot(html=html, body=body, png=png, path=path)
-
-    def _capture_ms(self) -> float:
-        seconds = min(CAPTURE_WAIT, self.budget.remaining())
-        return max(seconds, CAPTURE_FLOOR) * 1000.0
+        """The page as it is now (``observe.take_snapshot``), within the budget left."""
+        return take_snapshot(self.page, self.cedula, self.body or "", self.budget.remaining())
 
 
 def run_flow(
@@ -940,65 +861,6 @@ def missing_element(selectors: list[str], seconds: float | None = None) -> Looku
         detail=f"the page has no {', '.join(selectors)}{waited}: the form has changed",
         meta={"signature": f"page:missing_element:{names[0]}"},
     )
-
-
-def _report(
-    on_step: OnStep | None,
-    name: str,
-    ok: bool,
-    seconds: float,
-    facts: dict[str, Fact],
-    cedula: str,
-) -> None:
-    """Hand one ``StepReport`` to ``on_step``: texts scrubbed and bounded; never raises."""
-    if on_step is None:
-        return
-    clean: dict[str, Fact] = {}
-    for key, value in facts.items():
-        if isinstance(value, str):
-            value = scrub(value, cedula)[:FACT_CHARS]
-        elif value is not None and not isinstance(value, int | float):
-            value = scrub(str(value), cedula)[:FACT_CHARS]
-        clean[key] = value
-    report = StepReport(name=name, ok=ok, seconds=round(seconds, 3), facts=clean)
-    with contextlib.suppress(Exception):  # an observer must not cost the lookup
-        on_step(report)
-
-
-def _gate_refused(
-    on_step: OnStep | None, refused: LookupResult, seconds: float, cedula: str
-) -> None:
-    """The gate's refusal before any browser started, as a failed ``gate`` step."""
-    facts = {**_refusal_facts(refused), "where": "before the browser"}
-    _report(on_step, "gate", False, seconds, facts, cedula)
-
-
-def _refusal_facts(refused: LookupResult) -> dict[str, Fact]:
-    """Why the gate let nothing out (``breaker_open``, ``paused``, ...) and when it opens."""
-    reason = refused.detail.split(":", 1)[0]
-    return {"reason": reason, "opens_in_s": refused.retry_after}
-
-
-def _path(url: str) -> str:
-    """A URL's path, without its query string (which may carry the number)."""
-    return urlsplit(url).path
-
-
-def _bounded(text: str, cedula: str) -> str:
-    """Scrubbed first, then cut: a cut never leaves the number whole."""
-    return scrub(text, cedula)[:SNAPSHOT_HTML_CHARS]
-
-
-def _echo_pattern(cedula: str) -> str:
-    """``census.cedula.scrub``'s echoes of ``cedula`` as a JavaScript regex: its digits with
-    at most one separator between two, leading zeros allowed, not inside a longer number.
-    "" (nothing to mask) when ``cedula`` has fewer than 3 digits."""
-    digits = "".join(char for char in cedula if "0" <= char <= "9").lstrip("0")
-    if len(digits) < MIN_DIGITS:
-        return ""
-    separator = "[" + "".join(f"\\u{ord(char):04x}" for char in SEPARATORS) + "]"
-    core = f"{separator}?".join(digits)
-    return f"(?<![0-9])(?:0{separator}?)*{core}(?![0-9])"
 
 
 def _is_consulta(request: Request) -> bool:

@@ -27,7 +27,8 @@ from census.conf import settings
 from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
 from census.ratelimit import GateWaiter
 from census.scraper.base import LookupResult
-from census.scraper.playwright import Fact, PlaywrightScraper, StepReport
+from census.scraper.observe import Fact, StepReport
+from census.scraper.playwright import PlaywrightScraper
 
 #: The number looked up unless ``--cedula`` says otherwise: the simulator answers it found
 #: (prefix 10, docs/simulator.md). On the real site it is most likely not in the census,

@@ -1,0 +1,189 @@
+"""What a lookup's page flow shows its observers: step reports and page snapshots.
+
+``StepReport`` is one step of the flow as it ended (``census_check_site`` prints them live);
+``take_snapshot`` keeps the page as it is (scrubbed HTML and answer body, a screenshot with
+every input emptied and masked). Both are scrubbed of the cédula and never raise: observing
+a lookup must not cost it. No Playwright import: the page is whatever object the flow
+drives (``census.scraper.playwright``), and ``census_check_site`` reads reports without a
+browser installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from census.cedula import MIN_DIGITS, SEPARATORS, mask, scrub
+from census.scraper.base import SNAPSHOT_HTML_CHARS, SNAPSHOT_PNG_BYTES, LookupResult, Snapshot
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+__all__ = [
+    "CAPTURES",
+    "STEPS",
+    "Capture",
+    "Fact",
+    "OnStep",
+    "StepReport",
+    "gate_refused",
+    "refusal_facts",
+    "report",
+    "take_snapshot",
+    "url_path",
+]
+
+#: Names of the steps a ``StepReport`` can carry, in flow order ("solver" only when one is
+#: configured and was needed).
+STEPS = (
+    "browser",
+    "load",
+    "elections",
+    "form",
+    "fill",
+    "captcha",
+    "token",
+    "solver",
+    "gate",
+    "submit",
+    "answer",
+)
+#: A fact's value: literals only, never the cédula.
+Fact = str | int | float | None
+#: When a lookup keeps its page: only for an answer in no known shape, or always.
+Capture = Literal["unexpected", "always"]
+CAPTURES: tuple[Capture, ...] = ("unexpected", "always")
+#: Characters kept of a text fact in a ``StepReport``.
+FACT_CHARS = 200
+
+#: Inputs hidden in a snapshot's screenshot (their values are also emptied before it).
+MASKED_INPUTS = "#documento, #numeroDocumento, input"
+#: Seconds each part of a snapshot may take (at most; less when the budget is short) and at
+#: least (past the deadline: the browser's close grace covers it).
+CAPTURE_WAIT = 5.0
+CAPTURE_FLOOR = 1.0
+
+# Before a snapshot's screenshot: every input emptied, and every echo of the number in the
+# page's text masked (``pattern``: census.cedula.scrub's echoes, as a JavaScript regex).
+_BLANK_FOR_SHOT = """([pattern, masked]) => {
+  for (const input of document.querySelectorAll('input, textarea')) {
+    try { input.value = ''; } catch (e) {}
+  }
+  if (!document.body || !pattern) return;
+  const echo = new RegExp(pattern, 'g');
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (echo.test(node.nodeValue)) node.nodeValue = node.nodeValue.replace(echo, masked);
+    echo.lastIndex = 0;
+  }
+}"""
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One step of a lookup's page flow, as it ended (``ok``) or failed.
+
+    ``seconds``: the time spent in this step (the submit's excludes the gate's wait).
+    ``facts``: what the step saw (HTTP status, URL path, election labels, the gate's wait or
+    why it refused, the answer's shape and the parser's verdict...); scrubbed of the cédula.
+    """
+
+    name: str
+    ok: bool
+    seconds: float
+    facts: dict[str, Fact] = field(default_factory=dict)
+
+
+#: Called with each ``StepReport``, on the Playwright thread (the gate's refusal before any
+#: browser starts: on the caller's). What it raises is swallowed.
+OnStep = Callable[[StepReport], None]
+
+
+def report(
+    on_step: OnStep | None,
+    name: str,
+    ok: bool,
+    seconds: float,
+    facts: dict[str, Fact],
+    cedula: str,
+) -> None:
+    """Hand one ``StepReport`` to ``on_step``: texts scrubbed and bounded; never raises."""
+    if on_step is None:
+        return
+    clean: dict[str, Fact] = {}
+    for key, value in facts.items():
+        if isinstance(value, str):
+            value = scrub(value, cedula)[:FACT_CHARS]
+        elif value is not None and not isinstance(value, int | float):
+            value = scrub(str(value), cedula)[:FACT_CHARS]
+        clean[key] = value
+    step = StepReport(name=name, ok=ok, seconds=round(seconds, 3), facts=clean)
+    with contextlib.suppress(Exception):  # an observer must not cost the lookup
+        on_step(step)
+
+
+def gate_refused(
+    on_step: OnStep | None, refused: LookupResult, seconds: float, cedula: str
+) -> None:
+    """The gate's refusal before any browser started, as a failed ``gate`` step."""
+    facts = {**refusal_facts(refused), "where": "before the browser"}
+    report(on_step, "gate", False, seconds, facts, cedula)
+
+
+def refusal_facts(refused: LookupResult) -> dict[str, Fact]:
+    """Why the gate let nothing out (``breaker_open``, ``paused``, ...) and when it opens."""
+    reason = refused.detail.split(":", 1)[0]
+    return {"reason": reason, "opens_in_s": refused.retry_after}
+
+
+def take_snapshot(page: Page, cedula: str, body: str, remaining: float) -> Snapshot:
+    """The page as it is now: scrubbed HTML and answer ``body``, a screenshot with every
+    input emptied and masked and every echo of the number in its text masked. Each part
+    takes at most ``CAPTURE_WAIT`` s (less when ``remaining``, the lookup's budget, is
+    shorter; at least ``CAPTURE_FLOOR``). Never raises: what could not be got stays empty."""
+    path = html = ""
+    png: bytes | None = None
+    with contextlib.suppress(Exception):
+        path = url_path(page.url)
+    with contextlib.suppress(Exception):
+        html = _bounded(page.content(), cedula)
+    kept_body = _bounded(body, cedula) if body else ""
+    timeout_ms = max(min(CAPTURE_WAIT, remaining), CAPTURE_FLOOR) * 1000.0
+    try:
+        page.evaluate(_BLANK_FOR_SHOT, [_echo_pattern(cedula), mask(cedula)])
+        shot = page.screenshot(
+            type="png",
+            mask=[page.locator(MASKED_INPUTS)],
+            timeout=timeout_ms,
+            animations="disabled",
+        )
+    except Exception:  # no screenshot rather than one that may show the number
+        shot = None
+    if shot is not None and len(shot) <= SNAPSHOT_PNG_BYTES:
+        png = shot
+    return Snapshot(html=html, body=kept_body, png=png, path=path)
+
+
+def url_path(url: str) -> str:
+    """A URL's path, without its query string (which may carry the number)."""
+    return urlsplit(url).path
+
+
+def _bounded(text: str, cedula: str) -> str:
+    """Scrubbed first, then cut: a cut never leaves the number whole."""
+    return scrub(text, cedula)[:SNAPSHOT_HTML_CHARS]
+
+
+def _echo_pattern(cedula: str) -> str:
+    """``census.cedula.scrub``'s echoes of ``cedula`` as a JavaScript regex: its digits with
+    at most one separator between two, leading zeros allowed, not inside a longer number.
+    "" (nothing to mask) when ``cedula`` has fewer than 3 digits."""
+    digits = "".join(char for char in cedula if "0" <= char <= "9").lstrip("0")
+    if len(digits) < MIN_DIGITS:
+        return ""
+    separator = "[" + "".join(f"\\u{ord(char):04x}" for char in SEPARATORS) + "]"
+    core = f"{separator}?".join(digits)
+    return f"(?<![0-9])(?:0{separator}?)*{core}(?![0-9])"
