@@ -398,12 +398,7 @@ def _record_unexpected(
                 state, unexpected_streak=streak, breaker_until=now + period, probe_until=None
             ), None
         return replace(state, unexpected_streak=streak), None
-    threshold = policy.site_changed_after
-    if (
-        threshold <= 0
-        or streak < threshold
-        or (state.phase(now) is not BreakerPhase.CLOSED and not probe)
-    ):
+    if not _site_counts_as_changed(state, now, policy, streak=streak, probe=probe):
         released = probe and state.probe_until is not None
         after = replace(
             state, unexpected_streak=streak, probe_until=None if released else state.probe_until
@@ -420,6 +415,17 @@ def _record_unexpected(
         site_changed_at=now,
         site_signature=signature,
     ), "site_changed"
+
+
+def _site_counts_as_changed(
+    state: GateState, now: datetime, policy: GatePolicy, *, streak: int, probe: bool
+) -> bool:
+    """``streak`` unknown shapes in a row reach the threshold (0: never), and the breaker is
+    closed or this answer is its probe (a block's open breaker is the block's to close)."""
+    threshold = policy.site_changed_after
+    if threshold <= 0 or streak < threshold:
+        return False
+    return probe or state.phase(now) is BreakerPhase.CLOSED
 
 
 def site_changed_wait(state: GateState, now: datetime) -> float | None:
