@@ -45,7 +45,7 @@ def run(params: dict[str, Any], clusters: Clusters) -> dict[str, Any]:
     wait_final(ids, timeout=members * spacing + (100 if stock else 60), clusters=clusters)
 
     lookups = CedulaInfo.objects.filter(pk__in=ids)
-    if lookups.exclude(status=Status.FOUND).exists() or lookups.exclude(budget_try=2).exists():
+    if lookups.exclude(status=Status.FOUND).exists() or lookups.exclude(retry_count=1).exists():
         raise RuntimeError("every lookup should be found on its one retry")
     figures = stats.compute(lookups)
     queued, started = figures.retry_queue_lateness, figures.retry_lateness

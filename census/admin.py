@@ -104,6 +104,7 @@ class CedulaInfoAdmin(ReadOnlyAdmin):
         "id",
         "user",
         "status",
+        "retry_count",
         "status_changed_at",
         "next_attempt_at",
         "municipio",

@@ -51,7 +51,7 @@ def conclude_attempt(lookup_id: int, step: int, *, task_id: str | None = None) -
             outcome = Outcome.TIMEOUT
         decision = policy.decide(
             outcome,
-            info.budget_try,
+            info.retry_count,
             max_attempts=settings.max_attempts,
             delays=settings.retry_delays,
             retry_after=row.retry_after,
@@ -97,7 +97,7 @@ def _retry(info: CedulaInfo, delay: float) -> None:
         step=info.step,
         fields={
             "step": next_step,
-            "budget_try": info.budget_try + 1,
+            "retry_count": info.retry_count + 1,
             "last_retry_scheduled_at": now,
             "next_attempt_at": due,
         },
@@ -236,7 +236,7 @@ def _error_details(info: CedulaInfo, decision: policy.Finish, row: Attempt) -> s
             f" while {why}"
         )
     elif decision.exhausted:
-        head = f"gave up after {info.budget_try} attempt(s): {decision.reason}"
+        head = f"gave up after {info.retry_count + 1} attempt(s): {decision.reason}"
     else:
         head = f"permanent error: {decision.reason}"
     lines = [head]

@@ -86,9 +86,11 @@ class CedulaInfo(models.Model):
     #: Which step of the lookup is current, over its whole life: every attempt, deferral and
     #: refresh moves it on. Tasks carry it; work for any other step is stale and ignored.
     step = models.PositiveIntegerField(_("current step"), default=1)
-    #: Which request to the site the current step is within this budget (1-based, at most
-    #: ``CENSUS_MAX_ATTEMPTS``): a retry moves it on, a deferral does not (it charges nothing).
-    budget_try = models.PositiveSmallIntegerField(_("try of the budget"), default=1)
+    #: Retries made within the current budget: 0 on the first request to the site, 1 on the
+    #: second, 2 on the third (at most ``CENSUS_MAX_ATTEMPTS - 1``). A retry moves it on; a
+    #: deferral does not (it charges nothing); a refresh starts it again at 0. The design
+    #: card's field: the admin shows it, members never see it.
+    retry_count = models.PositiveSmallIntegerField(_("retries"), default=0)
     last_retry_scheduled_at = models.DateTimeField(_("retry scheduled at"), null=True, blank=True)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     #: The step that opened the current budget (1, or the one a refresh queued).

@@ -1,4 +1,4 @@
-"""The retry policy: pure, (outcome, budget try) -> finish, retry after N seconds, or defer."""
+"""The retry policy: pure, (outcome, retry count) -> finish, retry after N seconds, or defer."""
 
 from __future__ import annotations
 
@@ -43,14 +43,14 @@ class Defer:
 Decision = Finish | Retry | Defer
 
 
-def retry_delay(budget_try: int, delays: Sequence[float]) -> float:
-    """Seconds between try ``budget_try`` (1-based) and the next: ``delays[min(n-1, len-1)]``."""
-    return float(delays[min(budget_try - 1, len(delays) - 1)])
+def retry_delay(retry_count: int, delays: Sequence[float]) -> float:
+    """Seconds before retry number ``retry_count + 1``: ``delays[min(retry_count, len-1)]``."""
+    return float(delays[min(retry_count, len(delays) - 1)])
 
 
 def decide(
     outcome: Outcome,
-    budget_try: int,
+    retry_count: int,
     *,
     max_attempts: int,
     delays: Sequence[float],
@@ -58,7 +58,10 @@ def decide(
     deferred_s: float = 0.0,
     max_defer: float = MAX_DEFER_SECONDS,
 ) -> Decision:
-    """What to do after try ``budget_try`` (1-based, within the budget) ended in ``outcome``.
+    """What to do after a request to the site ended in ``outcome``.
+
+    ``retry_count`` is how many retries this budget made before that request (0 for the
+    first request, so the request was number ``retry_count + 1`` of ``max_attempts``).
 
     ``retry_after`` is how long the site or the gate asked to wait, as the attempt report
     stored it (clamped there: ``census.limits``); ``deferred_s`` is how long this budget
@@ -73,7 +76,7 @@ def decide(
         return Finish(status=_ANSWER_STATUS[outcome], reason=outcome)
     if not outcome.retriable:
         return Finish(status=Status.ERROR, reason=outcome)
-    if budget_try >= max_attempts:
+    if retry_count + 1 >= max_attempts:
         return Finish(status=Status.ERROR, reason=outcome, exhausted=True)
     # A 429 that asks for a longer pause than the ladder gets its pause.
-    return Retry(delay=max(retry_delay(budget_try, delays), wait))
+    return Retry(delay=max(retry_delay(retry_count, delays), wait))

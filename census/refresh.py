@@ -62,7 +62,7 @@ def restart(lookup_id: int, *, requester_id: int | None) -> bool:
             fields={
                 "step": current.step + 1,
                 "budget_start": current.step + 1,
-                "budget_try": 1,
+                "retry_count": 0,
                 "deferred_s": 0.0,
                 "next_attempt_at": None,
                 "previous_result": result_of(current),

@@ -19,7 +19,7 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 #: Every committed status change, with the event's fields as keyword arguments:
-#: ``lookup`` (the ``CedulaInfo``), ``lookup_id``, ``user_id``, ``step``, ``budget_try``,
+#: ``lookup`` (the ``CedulaInfo``), ``lookup_id``, ``user_id``, ``step``, ``retry_count``,
 #: ``from_status`` (None when the lookup is created), ``to_status``, and the change's own
 #: details (``delay_s``, ``due_at``, ``deferred``; ``reason``, ``exhausted``, ``age_s``;
 #: ``requested_by``), as in the ``lookup_status_changed`` event.

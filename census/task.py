@@ -31,11 +31,11 @@ current_task_id: ContextVar[str] = ContextVar("census_current_task_id", default=
 
 
 class Claimed(NamedTuple):
-    """What a claimed step needs: the raw cédula, its place on the gate, its try number."""
+    """What a claimed step needs: the raw cédula, its place on the gate, its retry count."""
 
     raw_cedula: str
     ticketed: bool
-    budget_try: int
+    retry_count: int
 
 
 class ScraperCrashed(RuntimeError):
@@ -68,8 +68,12 @@ def _run_attempt(lookup_id: int, step: int, task_id: str) -> dict[str, Any]:
     claimed = database.retrying(claim, step="claim")
     if claimed is None:
         return {**summary, "outcome": None, "skipped": True}
-    # Every line from here on says which request of the budget this is, beside the step.
-    with structlog.contextvars.bound_contextvars(budget_try=claimed.budget_try):
+    # Every line from here on says how many retries of the budget came before, beside the
+    # step, and has this cédula masked (census's events and other libraries' lines alike).
+    with (
+        structlog.contextvars.bound_contextvars(retry_count=claimed.retry_count),
+        logs.scrubbing(claimed.raw_cedula),
+    ):
         return _run_claimed(lookup_id, step, task_id, claimed, summary)
 
 
@@ -87,8 +91,7 @@ def _run_claimed(
         crashed = LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
         reports.write_report(lookup_id, step, task_id, crashed, raw_cedula, started)
         reports.store_crash(lookup_id, step, task_id, exc, raw_cedula)
-        with logs.scrubbing(raw_cedula):
-            events.emit(Event.ATTEMPT_CRASHED, error_class=reports.class_path(exc))
+        events.emit(Event.ATTEMPT_CRASHED, error_class=reports.class_path(exc))
         # from None: the cause may echo the cédula
         raise ScraperCrashed(detail[: reports.ERROR_CHARS]) from None
     reports.write_report(lookup_id, step, task_id, result, raw_cedula, started)
@@ -127,7 +130,7 @@ def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> C
         ticketed = info.ticketed
         if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
             if again and not row.outcome and not row.sent:
-                return Claimed(reports.raw_cedula(info), ticketed, info.budget_try)
+                return Claimed(reports.raw_cedula(info), ticketed, info.retry_count)
             events.emit(Event.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
             return None
         try:
@@ -136,7 +139,7 @@ def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> C
             events.emit(Event.ATTEMPT_IGNORED, reason=str(refused), status=info.status)
             return None
         # Only scheduled attempts have a due time; lateness is measured against it.
-        due = info.next_attempt_at if (info.budget_try > 1 or ticketed) else None
+        due = info.next_attempt_at if (info.retry_count > 0 or ticketed) else None
         Attempt.objects.update_or_create(
             lookup=info,
             step=step,
@@ -153,10 +156,10 @@ def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> C
     events.emit(
         Event.ATTEMPT_STARTED,
         user_id=info.user_id,
-        budget_try=info.budget_try,
+        retry_count=info.retry_count,
         cedula=mask(raw_text),
     )
-    return Claimed(raw_text, ticketed, info.budget_try)
+    return Claimed(raw_text, ticketed, info.retry_count)
 
 
 def _lookup(raw_cedula: str, ticketed: bool, on_sent: Callable[[], None]) -> LookupResult:

@@ -86,7 +86,7 @@ def _event_fields(
         "lookup_id": info.pk,
         "user_id": info.user_id,
         "step": info.step,
-        "budget_try": info.budget_try,
+        "retry_count": info.retry_count,
         "from_status": from_status,
         "to_status": to_status,
         **(log or {}),

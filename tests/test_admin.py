@@ -43,6 +43,18 @@ def test_change_page_is_read_only_with_attempts_inline(client: Any) -> None:
     assert info.status == Status.FOUND
 
 
+def test_retry_count_is_shown_in_the_list_and_the_lookup(client: Any) -> None:
+    """The design card's ``retry_count`` is a column of the list and a field of the lookup."""
+    info = finished_lookup()
+    CedulaInfo.objects.filter(pk=info.pk).update(retry_count=2)
+    client.force_login(staff())
+    listing = client.get(reverse("admin:census_cedulainfo_changelist"))
+    columns = listing.content.decode()
+    assert "column-retry_count" in columns and '<td class="field-retry_count">2</td>' in columns
+    page = client.get(reverse("admin:census_cedulainfo_change", args=[info.pk])).content.decode()
+    assert "field-retry_count" in page and "Reintentos" in page
+
+
 def test_changelist_filters_by_status(client: Any) -> None:
     """The status filter narrows the list."""
     info = finished_lookup()

@@ -53,7 +53,7 @@ def test_blocked_then_timeout_then_found_on_time(qcluster: Any) -> None:
     info = register(number, events)
     [info] = wait_until_final([info.pk], cluster)
     assert info.status == Status.FOUND
-    assert info.budget_try == 3
+    assert info.retry_count == 2
     attempts = list(info.attempts.order_by("step"))
     assert [a.outcome for a in attempts] == ["blocked", "timeout", "found"]
     for retry in attempts[1:]:

@@ -42,4 +42,4 @@ def test_flaky_site_is_retried_until_found(qcluster: Any, census_site: Any) -> N
     assert info.status == Status.FOUND, info.raw_response
     assert [a.outcome for a in info.attempts.order_by("step")] == ["connection_error", "found"]
     assert census_site.consulta_count(number) == 2
-    assert info.budget_try == 2
+    assert info.retry_count == 1

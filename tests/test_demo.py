@@ -103,7 +103,7 @@ def test_demo_leaves_every_lookup_in_its_expected_state(demo_run: DemoRun) -> No
     """In the database, each member's lookup ended as its simulator scenario says."""
     with sqlite3.connect(demo_run.var_dir / "portal.sqlite3") as db:
         rows = db.execute(
-            "SELECT m.username, c.status, c.budget_try FROM census_cedulainfo c "
+            "SELECT m.username, c.status, c.retry_count FROM census_cedulainfo c "
             "JOIN portal_member m ON m.id = c.user_id ORDER BY m.id"
         ).fetchall()
 
@@ -111,8 +111,8 @@ def test_demo_leaves_every_lookup_in_its_expected_state(demo_run: DemoRun) -> No
     for (cedula, status, _), case in zip(rows, MIX[:MEMBERS], strict=True):
         assert cedula.startswith(case.prefix)
         assert status == case.expected.value, (case.label, status)
-    exhausted = [tries for (_, status, tries) in rows if status == "error"]
-    assert exhausted == [3]  # the captcha case used all three attempts
+    exhausted = [retries for (_, status, retries) in rows if status == "error"]
+    assert exhausted == [2]  # the captcha case used all three attempts: two retries
 
 
 def test_demo_json_log_has_a_line_per_status_change(demo_run: DemoRun) -> None:

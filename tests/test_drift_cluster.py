@@ -95,8 +95,8 @@ def test_a_layout_change_mid_run_opens_the_breaker_and_every_member_finishes_rig
     changed = change.observations(census_site)
     charged = Attempt.objects.filter(lookup_id__in=during, outcome="unexpected_page").count()
     assert charged == THRESHOLD - 1
-    assert sum(i.budget_try - 1 for i in infos) == THRESHOLD - 1
-    assert max(i.budget_try for i in infos) <= 2
+    assert sum(i.retry_count for i in infos) == THRESHOLD - 1
+    assert max(i.retry_count for i in infos) <= 1
     assert_attempts_match_requests(census_site, [*before, *infos])
 
     [snapshot] = PageSnapshot.objects.all()

@@ -77,3 +77,22 @@ def test_the_counters_rename_keeps_every_lookups_place() -> None:
     migrate_to(None)
     assert counters == [(1, 1), (7, 2)]
     assert steps == [6]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retry_count_comes_back_with_every_lookups_value() -> None:
+    """0014 restores the design card's ``retry_count`` (retries within the budget, from 0):
+    ``budget_try`` 1, 2, 3 become 0, 1, 2, and going back gives 1, 2, 3 again."""
+    old = migrate_to("0013_site_changes")
+    CedulaInfo = old.get_model("census", "CedulaInfo")
+    ids = [
+        CedulaInfo.objects.create(user_id=user_id, status="retrying", step=9, budget_try=n).pk
+        for user_id, n in zip(user_ids(3, "30000000"), (1, 2, 3), strict=True)
+    ]
+    new = migrate_to("0014_retry_count").get_model("census", "CedulaInfo")
+    restored = [new.objects.values_list("step", "retry_count").get(pk=pk) for pk in ids]
+    back = migrate_to("0013_site_changes").get_model("census", "CedulaInfo")
+    undone = [back.objects.get(pk=pk).budget_try for pk in ids]
+    migrate_to(None)
+    assert restored == [(9, 0), (9, 1), (9, 2)]
+    assert undone == [1, 2, 3]

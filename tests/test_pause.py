@@ -44,7 +44,7 @@ def test_a_task_started_while_paused_claims_and_sends_nothing(
     with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
         run_and_hook(info.pk, info.step)
     info.refresh_from_db()
-    assert (info.status, info.step, info.budget_try) == (Status.PENDING, 1, 1)
+    assert (info.status, info.step, info.retry_count) == (Status.PENDING, 1, 0)
     assert not info.attempts.exists()
     assert [e["reason"] for e in logs if e["event"] == "attempt_held"] == ["paused"]
 

@@ -44,7 +44,7 @@ def test_registrations_while_paused_wait_whole_and_finish_after_resume(qcluster:
     infos = wait_until_final(ids, cluster, timeout=120)
     assert {i.status for i in infos} == {Status.FOUND}
     assert [i.attempts.count() for i in infos] == [1] * 6
-    assert [i.budget_try for i in infos] == [1] * 6
+    assert [i.retry_count for i in infos] == [0] * 6
 
 
 @pytest.mark.browser

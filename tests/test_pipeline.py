@@ -26,7 +26,7 @@ def test_found_at_once(new_lookup: Any, django_capture_on_commit_callbacks: Any)
     info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
     assert info.status == Status.FOUND
     assert info.final_reason == "found"
-    assert info.budget_try == 1
+    assert info.retry_count == 0
     assert info.puesto.startswith("PUESTO") and info.mesa
     assert list(info.attempts.values_list("step", "outcome")) == [(1, "found")]
 
@@ -39,7 +39,7 @@ def test_blocked_then_timeout_then_found(
     with capture_logs() as logs:
         info = drive(info, django_capture_on_commit_callbacks)
     assert info.status == Status.FOUND
-    assert info.budget_try == 3
+    assert info.retry_count == 2
     assert list(info.attempts.values_list("step", "outcome")) == [
         (1, "blocked"),
         (2, "timeout"),
@@ -71,7 +71,7 @@ def test_retry_is_a_once_schedule_due_after_the_delay(
         run_and_hook(info.pk, 1)
     info.refresh_from_db()
     assert info.status == Status.RETRYING
-    assert (info.step, info.budget_try) == (2, 2)
+    assert (info.step, info.retry_count) == (2, 1)
     [entry] = Schedule.objects.all()
     assert entry.schedule_type == Schedule.ONCE
     assert entry.name == f"census-lookup-{info.pk}-step-2"
@@ -90,7 +90,7 @@ def test_three_failures_end_in_error_with_details(
         info = drive(info, django_capture_on_commit_callbacks)
     assert info.status == Status.ERROR
     assert info.final_reason == "connection_error"
-    assert info.budget_try == 3
+    assert info.retry_count == 2
     assert "gave up after 3 attempt(s)" in info.raw_response
     for outcome in ("blocked", "captcha_failed", "connection_error"):
         assert outcome in info.raw_response
@@ -140,7 +140,7 @@ def test_invalid_cedula_is_a_permanent_error_without_retry(
     info = drive(new_lookup(username="ana.perez"), django_capture_on_commit_callbacks)
     assert info.status == Status.ERROR
     assert info.final_reason == "invalid_cedula"
-    assert info.budget_try == 1
+    assert info.retry_count == 0
     assert "3 to 10 digits" in info.raw_response
 
 
@@ -154,7 +154,7 @@ def test_duplicate_hook_changes_nothing(
     with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
         hooks.attempt_finished(task)
     info.refresh_from_db()
-    assert (info.status, info.step, info.budget_try) == (Status.RETRYING, 2, 2)
+    assert (info.status, info.step, info.retry_count) == (Status.RETRYING, 2, 1)
     assert Schedule.objects.count() == 1
     assert [e["event"] for e in logs] == [Event.ATTEMPT_IGNORED]
 

@@ -12,53 +12,55 @@ DELAYS = (60, 300, 900)
 
 
 @pytest.mark.parametrize(
-    ("outcome", "budget_try", "expected"),
+    ("outcome", "retry_count", "expected"),
     [
-        (Outcome.FOUND, 1, Finish(status=Status.FOUND, reason="found")),
-        (Outcome.NOT_FOUND, 2, Finish(status=Status.NOT_FOUND, reason="not_found")),
-        (Outcome.CANCELLED, 3, Finish(status=Status.CANCELLED, reason="cancelled")),
-        (Outcome.INVALID_CEDULA, 1, Finish(status=Status.ERROR, reason="invalid_cedula")),
-        (Outcome.MISSING_CEDULA, 1, Finish(status=Status.ERROR, reason="missing_cedula")),
-        (Outcome.TIMEOUT, 1, Retry(delay=60)),
-        (Outcome.CONNECTION_ERROR, 1, Retry(delay=60)),
-        (Outcome.CAPTCHA_FAILED, 1, Retry(delay=60)),
-        (Outcome.BLOCKED, 2, Retry(delay=300)),
-        (Outcome.UNEXPECTED_PAGE, 2, Retry(delay=300)),
-        (Outcome.TASK_FAILED, 1, Retry(delay=60)),
-        (Outcome.LOST, 2, Retry(delay=300)),
-        (Outcome.TIMEOUT, 3, Finish(status=Status.ERROR, reason="timeout", exhausted=True)),
-        (Outcome.BLOCKED, 3, Finish(status=Status.ERROR, reason="blocked", exhausted=True)),
+        (Outcome.FOUND, 0, Finish(status=Status.FOUND, reason="found")),
+        (Outcome.NOT_FOUND, 1, Finish(status=Status.NOT_FOUND, reason="not_found")),
+        (Outcome.CANCELLED, 2, Finish(status=Status.CANCELLED, reason="cancelled")),
+        (Outcome.INVALID_CEDULA, 0, Finish(status=Status.ERROR, reason="invalid_cedula")),
+        (Outcome.MISSING_CEDULA, 0, Finish(status=Status.ERROR, reason="missing_cedula")),
+        (Outcome.TIMEOUT, 0, Retry(delay=60)),
+        (Outcome.CONNECTION_ERROR, 0, Retry(delay=60)),
+        (Outcome.CAPTCHA_FAILED, 0, Retry(delay=60)),
+        (Outcome.BLOCKED, 1, Retry(delay=300)),
+        (Outcome.UNEXPECTED_PAGE, 1, Retry(delay=300)),
+        (Outcome.TASK_FAILED, 0, Retry(delay=60)),
+        (Outcome.LOST, 1, Retry(delay=300)),
+        (Outcome.TIMEOUT, 2, Finish(status=Status.ERROR, reason="timeout", exhausted=True)),
+        (Outcome.BLOCKED, 2, Finish(status=Status.ERROR, reason="blocked", exhausted=True)),
     ],
 )
-def test_decide_default_budget(outcome: Outcome, budget_try: int, expected: object) -> None:
+def test_decide_default_budget(outcome: Outcome, retry_count: int, expected: object) -> None:
     """Answers finish, retriable failures retry on the ladder, the third failure gives up."""
-    assert decide(outcome, budget_try, max_attempts=3, delays=DELAYS) == expected
+    assert decide(outcome, retry_count, max_attempts=3, delays=DELAYS) == expected
 
 
-@pytest.mark.parametrize(("budget_try", "delay"), [(1, 60), (2, 300), (3, 900), (4, 900), (9, 900)])
-def test_retry_delay_uses_last_step_past_the_ladder(budget_try: int, delay: float) -> None:
-    """The delay after try n is delays[min(n-1, len-1)]."""
-    assert retry_delay(budget_try, DELAYS) == delay
+@pytest.mark.parametrize(
+    ("retry_count", "delay"), [(0, 60), (1, 300), (2, 900), (3, 900), (8, 900)]
+)
+def test_retry_delay_uses_last_step_past_the_ladder(retry_count: int, delay: float) -> None:
+    """The delay before retry n + 1 is delays[min(n, len-1)]."""
+    assert retry_delay(retry_count, DELAYS) == delay
 
 
 def test_raised_maximum_reaches_the_fifteen_minute_step() -> None:
     """With five attempts the third retry waits 15 minutes."""
-    assert decide(Outcome.TIMEOUT, 3, max_attempts=5, delays=DELAYS) == Retry(delay=900)
+    assert decide(Outcome.TIMEOUT, 2, max_attempts=5, delays=DELAYS) == Retry(delay=900)
 
 
 def test_retry_after_longer_than_the_ladder_wins() -> None:
     """A 429's Retry-After above the ladder's delay is honoured."""
-    assert decide(Outcome.BLOCKED, 1, max_attempts=3, delays=DELAYS, retry_after=120) == Retry(
+    assert decide(Outcome.BLOCKED, 0, max_attempts=3, delays=DELAYS, retry_after=120) == Retry(
         delay=120
     )
-    assert decide(Outcome.BLOCKED, 1, max_attempts=3, delays=DELAYS, retry_after=5) == Retry(
+    assert decide(Outcome.BLOCKED, 0, max_attempts=3, delays=DELAYS, retry_after=5) == Retry(
         delay=60
     )
 
 
 def test_single_attempt_budget_never_retries() -> None:
     """CENSUS_MAX_ATTEMPTS=1 turns every retriable failure into an error."""
-    decision = decide(Outcome.TIMEOUT, 1, max_attempts=1, delays=DELAYS)
+    decision = decide(Outcome.TIMEOUT, 0, max_attempts=1, delays=DELAYS)
     assert decision == Finish(status=Status.ERROR, reason="timeout", exhausted=True)
 
 

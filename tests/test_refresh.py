@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 def test_leader_refresh_starts_a_fresh_budget(
     new_lookup: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    """A leader's refresh of a finished lookup queues a new step on budget try 1."""
+    """A leader's refresh of a finished lookup queues a new step with no retries yet."""
     info = drive(
         new_lookup("timeout", "timeout", "timeout", "found"), django_capture_on_commit_callbacks
     )
@@ -31,7 +31,7 @@ def test_leader_refresh_starts_a_fresh_budget(
     with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
         assert pipeline.request_refresh(info, requested_by=leader) is True
     info.refresh_from_db()
-    assert (info.status, info.budget_try, info.step) == (Status.PENDING, 1, 4)
+    assert (info.status, info.retry_count, info.step) == (Status.PENDING, 0, 4)
     assert [p["args"] for p in queued()] == [(info.pk, 4)]
     assert Event.REFRESH_REQUESTED in [e["event"] for e in logs]
     info = drive(info, django_capture_on_commit_callbacks)

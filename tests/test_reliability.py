@@ -70,7 +70,7 @@ def test_a_block_defers_the_next_lookup_without_spending_its_attempt(
     with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
         run_and_hook(other.pk, 1)
     other.refresh_from_db()
-    assert (other.status, other.budget_try, other.step) == (Status.RETRYING, 1, 2)
+    assert (other.status, other.retry_count, other.step) == (Status.RETRYING, 0, 2)
     assert other.next_attempt_at is not None and other.next_attempt_at >= opens
     row = Attempt.objects.get(lookup=other, step=1)
     assert (row.outcome, row.sent) == (Outcome.DEFERRED, False)
@@ -103,7 +103,7 @@ def test_deferred_lookup_comes_back_as_the_probe_and_finishes(
     RateGate.objects.update(defer_cursor=None, next_allowed_at=timezone.now())
     with capture_logs() as logs:
         other = drive(other, django_capture_on_commit_callbacks)
-    assert other.status == Status.FOUND and other.budget_try == 1
+    assert other.status == Status.FOUND and other.retry_count == 0
     names = [e["event"] for e in logs]
     assert Event.BREAKER_PROBE in names and Event.BREAKER_CLOSED in names
     assert RateGate.objects.get().breaker_until is None

@@ -48,7 +48,7 @@ def test_every_committed_change_is_sent_once_with_the_events_fields(
         ("scraping", "found"),
     ]
     last = heard["changed"][-1]
-    assert (last["lookup_id"], last["step"], last["budget_try"]) == (info.pk, 2, 2)
+    assert (last["lookup_id"], last["step"], last["retry_count"]) == (info.pk, 2, 1)
     assert last["lookup"].pk == info.pk and last["reason"] == "found"
     [finished] = heard["finished"]
     assert (finished["status"], finished["reason"]) == ("found", "found")

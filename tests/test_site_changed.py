@@ -10,6 +10,7 @@ from django.utils import timezone
 from structlog.testing import capture_logs
 
 from census import gate, snapshots, upkeep
+from census.cedula import VISIBLE_TEXT_ONLY
 from census.gate import BreakerPhase, Closed, GatePolicy, GateState, Slot
 from census.models import Attempt, PageSnapshot, RateGate, Status
 from census.outcomes import Outcome
@@ -143,22 +144,22 @@ def test_members_keep_their_budgets_while_the_site_counts_as_changed(
     c = new_lookup("found")
     with capture_logs() as logs:
         a = _run(a, capture)
-        assert (a.status, a.budget_try) == (Status.RETRYING, 2)  # charged: one glitch
+        assert (a.status, a.retry_count) == (Status.RETRYING, 1)  # charged: one glitch
         b = _run(b, capture)
-        assert (b.status, b.budget_try) == (Status.RETRYING, 1)  # opened it: not charged
+        assert (b.status, b.retry_count) == (Status.RETRYING, 0)  # opened it: not charged
         c = _run(c, capture)
-        assert (c.status, c.budget_try) == (Status.RETRYING, 1)
+        assert (c.status, c.retry_count) == (Status.RETRYING, 0)
         assert not Attempt.objects.get(lookup=c, step=1).sent
         assert Attempt.objects.get(lookup=c, step=1).error.startswith("site_changed:")
         _expire_breaker()
         a = _run(a, capture)  # the probe, still unexpected: deferred, not charged
-        assert (a.status, a.budget_try) == (Status.RETRYING, 2)
+        assert (a.status, a.retry_count) == (Status.RETRYING, 1)
         assert RateGate.objects.get(name="census").site_changed_at is not None
         _expire_breaker()
         a = _run(a, capture)  # the probe answers found: the breaker closes
         b, c = _run(b, capture), _run(c, capture)
-    assert [(x.status, x.budget_try) for x in (a, b, c)] == [(Status.FOUND, 2)] + [
-        (Status.FOUND, 1)
+    assert [(x.status, x.retry_count) for x in (a, b, c)] == [(Status.FOUND, 1)] + [
+        (Status.FOUND, 0)
     ] * 2
     names = [e["event"] for e in logs]
     assert names.count("site_changed") == 1 and names.count("site_recovered") == 1
@@ -211,6 +212,24 @@ def test_the_first_page_of_each_signature_is_kept_and_the_rest_counted() -> None
     assert row.count == 2 and "1.012.345.678" not in row.html and "other" not in row.html
     assert bytes(row.screenshot) == PNG
     assert PageSnapshot.objects.count() == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("html", "kept"),
+    [
+        ("<td>1&nbsp;012&nbsp;345&nbsp;678</td>", "<td>*******678</td>"),
+        ("<td>1&#46;012&#46;345&#46;678</td>", "<td>*******678</td>"),
+        ("<td><b>1.012</b>.345.678</td>", "<td><b>*******678</td>"),
+        ("<td>1. 012. 345. 678</td>", "<td>*******678</td>"),
+        ("<td>CC &#49;&#48;12345678</td>", f"{VISIBLE_TEXT_ONLY}\nCC *******678"),
+    ],
+)
+def test_a_kept_page_has_the_number_masked_whatever_its_markup(html: str, kept: str) -> None:
+    """The stored HTML masks the number written with references, tags or any mix of spaces
+    and dots; a page whose markup still hides it is kept as its visible text only."""
+    snapshots.keep(_result("a:markup", html=html), lookup_id=None, step=1, cedula="1012345678")
+    assert PageSnapshot.objects.get().html == kept
 
 
 @pytest.mark.django_db

@@ -110,7 +110,7 @@ def test_own_slowness_is_not_charged_and_stays_off_the_cursor(
         _report_own_slowness(info, number)
         assert conclude_attempt(info.pk, number)
         info = CedulaInfo.objects.get(pk=info.pk)
-        assert (info.status, info.budget_try, info.step) == (Status.RETRYING, 1, number + 1)
+        assert (info.status, info.retry_count, info.step) == (Status.RETRYING, 0, number + 1)
         assert info.next_attempt_at is not None
         wait = (info.next_attempt_at - timezone.now()).total_seconds()
         assert 3.0 < wait <= 5.0
@@ -118,4 +118,4 @@ def test_own_slowness_is_not_charged_and_stays_off_the_cursor(
     _report_own_slowness(info, 3)  # a third in a budget of two attempts: charged
     assert conclude_attempt(info.pk, 3)
     info = CedulaInfo.objects.get(pk=info.pk)
-    assert (info.status, info.budget_try) == (Status.RETRYING, 2)
+    assert (info.status, info.retry_count) == (Status.RETRYING, 1)

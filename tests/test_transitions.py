@@ -75,7 +75,7 @@ def test_event_is_emitted_after_commit_only(django_capture_on_commit_callbacks: 
             "lookup_id": info.pk,
             "user_id": info.user_id,
             "step": 1,
-            "budget_try": 1,
+            "retry_count": 0,
             "from_status": "pending",
             "to_status": "scraping",
         }

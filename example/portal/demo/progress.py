@@ -33,8 +33,9 @@ class Row:
 
     member: Tracked
     status: str
-    #: Attempt within the current budget (1 = first try), as the retry ladder counts.
-    budget_try: int
+    #: Retries made within the current budget (``CedulaInfo.retry_count``); None before the
+    #: lookup exists.
+    retry_count: int | None
     next_attempt_at: datetime | None
     reason: str
 
@@ -68,7 +69,7 @@ def snapshot(members: Sequence[Tracked]) -> list[Row]:
             Row(
                 member=member,
                 status=info.status if info else "-",
-                budget_try=info.budget_try if info else 0,
+                retry_count=info.retry_count if info else None,
                 next_attempt_at=info.next_attempt_at if info else None,
                 reason=reason,
             )
@@ -84,7 +85,7 @@ def _next(row: Row, now: datetime) -> str:
     return f"{local:%H:%M:%S} (in {wait:.0f}s)" if wait >= 0 else f"{local:%H:%M:%S} (due)"
 
 
-_HEADER = ("#", "cédula", "scenario", "status", "try", "next retry", "reason")
+_HEADER = ("#", "cédula", "scenario", "status", "retries", "next retry", "reason")
 
 
 def table_lines(rows: Sequence[Row], now: datetime) -> list[str]:
@@ -95,7 +96,7 @@ def table_lines(rows: Sequence[Row], now: datetime) -> list[str]:
             mask(row.member.cedula),
             row.member.case.label,
             row.status,
-            str(row.budget_try) if row.budget_try else "",
+            "" if row.retry_count is None else str(row.retry_count),
             _next(row, now),
             row.reason,
         )
@@ -135,11 +136,11 @@ class LineLog:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.seen: dict[int, tuple[str, int, str]] = {}
+        self.seen: dict[int, tuple[str, int | None, str]] = {}
 
     def update(self, heading: str, rows: Sequence[Row], now: datetime) -> None:
         for row in rows:
-            state = (row.status, row.budget_try, row.reason)
+            state = (row.status, row.retry_count, row.reason)
             if self.seen.get(row.member.user_id) == state:
                 continue
             self.seen[row.member.user_id] = state
@@ -149,6 +150,6 @@ class LineLog:
             self.out.write(
                 f"{timezone.localtime(now):%H:%M:%S} #{row.member.number} "
                 f"{mask(row.member.cedula)} [{row.member.case.label}] "
-                f"{row.status} (try {row.budget_try}){extra}\n"
+                f"{row.status} (retries {row.retry_count or 0}){extra}\n"
             )
         self.out.flush()
