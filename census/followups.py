@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from census import database, events, queue
+from census import database, events, logs, queue
 from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
@@ -106,15 +107,23 @@ def run_follow_up(follow_up_id: int) -> dict[str, Any]:
     task_id = current_task_id.get()
     claims: list[int] = []
 
-    def claim() -> FollowUp | None:
+    def claim() -> tuple[FollowUp, str] | None:
         claims.append(1)  # a retry may find the claim its lost connection committed
-        return _claim(follow_up_id, task_id, again=len(claims) > 1)
+        row = _claim(follow_up_id, task_id, again=len(claims) > 1)
+        return None if row is None else (row, _cedula_of(row))
 
     # The bookkeeping survives a dropped connection (reconnect, bounded retries); the run
     # itself is one transaction, rolled back by a drop and retried on the ladder.
-    row = database.retrying(claim, step="follow_up_claim")
-    if row is None:
+    claimed = database.retrying(claim, step="follow_up_claim")
+    if claimed is None:
         return {"follow_up_id": follow_up_id, "skipped": True}
+    # Portal code runs here: whatever it logs, and its traceback in follow_up_failed, has
+    # the member's cédula masked.
+    with logs.scrubbing(claimed[1]):
+        return _run(follow_up_id, task_id, cedula=claimed[1])
+
+
+def _run(follow_up_id: int, task_id: str, *, cedula: str) -> dict[str, Any]:
     try:
         with transaction.atomic():
             # Locked for the run: the sweeper leaves a live run alone (PostgreSQL), and a
@@ -125,7 +134,7 @@ def run_follow_up(follow_up_id: int) -> dict[str, Any]:
             import_string(mine.path)(lookup_id=mine.lookup_id, key=mine.key)
             _succeed(mine)
     except Exception as exc:
-        detail = _detail(row, exc)
+        detail = scrub(f"{class_path(exc)}: {exc}", cedula)[:ERROR_CHARS]
         database.retrying(partial(_fail, follow_up_id, task_id, detail), step="follow_up_fail")
         raise FollowUpFailed(detail) from None  # from None: the cause may echo the cédula
     return {"follow_up_id": follow_up_id, "succeeded": True}
@@ -196,12 +205,12 @@ def _fail(follow_up_id: int, task_id: str, detail: str) -> None:
     )
 
 
-def _detail(row: FollowUp, exc: BaseException) -> str:
+def _cedula_of(row: FollowUp) -> str:
+    """The member's cédula as stored, to mask; "" when the lookup or its user is gone."""
     try:
-        cedula = raw_cedula(row.lookup)
-    except Exception:  # the lookup is gone: nothing to mask
-        cedula = ""
-    return scrub(f"{class_path(exc)}: {exc}", cedula)[:ERROR_CHARS]
+        return raw_cedula(row.lookup)
+    except ObjectDoesNotExist:
+        return ""
 
 
 def _ms(start: datetime | None, end: datetime) -> int | None:

@@ -1,17 +1,29 @@
-"""A structlog processor for projects using census: no cédula in what they log.
+"""No cédula in what a project logs: a structlog processor and a ``logging`` filter.
 
 census masks cédulas in its own event fields; a traceback is another matter (a ``KeyError``
-may carry the number). Put ``scrub_cedula`` in your structlog chain, before the renderer::
+may carry the number, and so may an exception raised by portal code that census runs: a
+follow-up, a signal receiver). While census runs code for a lookup it declares that lookup's
+cédula in scope (``scrubbing``); both tools below mask every echo of the cédulas in scope
+(``census.cedula.scrub``: plain, with separators, with leading zeros) in what is logged in
+that scope, census's events and other libraries' lines alike.
 
-    structlog.configure(processors=[..., census.logs.scrub_cedula, JSONRenderer()])
+- structlog: put ``scrub_cedula`` in your chain before the renderer, and in a
+  ``ProcessorFormatter``'s ``foreign_pre_chain`` for the standard-library lines it renders::
 
-It renders ``exc_info`` into an ``exception`` string itself (so it may stand before or after
-``format_exc_info``) and masks, in every string field, the cédulas that census code declared
-in scope with ``scrubbing()`` while it logs.
+      structlog.configure(processors=[..., census.logs.scrub_cedula, JSONRenderer()])
+
+  It renders ``exc_info`` into an ``exception`` string itself (so it may stand before or
+  after ``format_exc_info``) and masks every string field.
+- ``logging`` with Django's plain formatters: put ``ScrubCedulaFilter`` on every handler
+  (a handler's filters see every record that reaches it, propagated ones included)::
+
+      "filters": {"census": {"()": "census.logs.ScrubCedulaFilter"}},
+      "handlers": {"console": {..., "filters": ["census"]}},
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from collections.abc import Iterator, MutableMapping
@@ -26,12 +38,19 @@ _in_scope: ContextVar[tuple[str, ...]] = ContextVar("census_cedulas_in_scope", d
 
 @contextmanager
 def scrubbing(*cedulas: str) -> Iterator[None]:
-    """While inside, ``scrub_cedula`` masks these cédulas in every event."""
+    """While inside, ``scrub_cedula`` and ``ScrubCedulaFilter`` mask these cédulas."""
     token = _in_scope.set(_in_scope.get() + tuple(c for c in cedulas if c))
     try:
         yield
     finally:
         _in_scope.reset(token)
+
+
+def scrub_in_scope(text: str) -> str:
+    """``text`` with every cédula in scope masked."""
+    for cedula in _in_scope.get():
+        text = scrub(text, cedula)
+    return text
 
 
 def _render(exc_info: Any) -> str:
@@ -52,8 +71,37 @@ def scrub_cedula(
         rendered = _render(event_dict.pop("exc_info"))
         if rendered:
             event_dict["exception"] = rendered
-    for cedula in _in_scope.get():
+    if _in_scope.get():
         for key, value in list(event_dict.items()):
             if isinstance(value, str):
-                event_dict[key] = scrub(value, cedula)
+                event_dict[key] = scrub_in_scope(value)
     return event_dict
+
+
+class ScrubCedulaFilter(logging.Filter):
+    """A ``logging`` filter for handlers: masks the cédulas in scope in a record's message,
+    its arguments, its traceback and its stack; never drops a record.
+
+    The message is rendered (``getMessage``) and its arguments cleared; the traceback is
+    rendered into ``exc_text``, which ``logging.Formatter`` prints instead of rendering
+    ``exc_info`` again. A record that structlog wrapped for a ``ProcessorFormatter`` (its
+    message is the event dict) has its string fields masked.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _in_scope.get():
+            return True
+        if isinstance(record.msg, dict):
+            record.msg = {
+                key: scrub_in_scope(value) if isinstance(value, str) else value
+                for key, value in record.msg.items()
+            }
+            return True
+        record.msg, record.args = scrub_in_scope(record.getMessage()), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _render(record.exc_info).rstrip("\n")
+        if record.exc_text:
+            record.exc_text = scrub_in_scope(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub_in_scope(record.stack_info)
+        return True

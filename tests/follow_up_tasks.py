@@ -3,6 +3,7 @@ counts what every run left behind (``RECORDS``, made by ``make_records_table``).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -62,3 +63,13 @@ def fail(lookup_id: int, key: str) -> None:
     _write(lookup_id, key, "fail")
     cedula = CedulaInfo.objects.get(pk=lookup_id).user.username
     raise RuntimeError(f"the portal could not reach {cedula}")
+
+
+def crm_rejects(lookup_id: int, key: str) -> None:
+    """What a CRM client does: logs the member's cédula (dotted, through the standard
+    library's logging) and raises with it in the message. Nothing of it may reach a log in
+    full."""
+    cedula = CedulaInfo.objects.get(pk=lookup_id).user.username
+    dotted = f"{int(cedula):,}".replace(",", ".")
+    logging.getLogger("portal.crm").warning("CRM refused %s", dotted)
+    raise RuntimeError(f"CRM rejected member {cedula}")

@@ -195,8 +195,15 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("CENSUS_LOG_LEVEL", "WARNING")},
 }
 
-# Integration tests read the events a qcluster subprocess wrote, one JSON object per line.
-if os.environ.get("CENSUS_JSON_LOG"):
+# Integration tests read the events a qcluster subprocess wrote, one JSON object per line:
+# census's own structlog lines, or with CENSUS_TEST_PORTAL_LOGGING the example portal's whole
+# logging set-up (Django's, Django-Q2's and the portal's stdlib lines too, as JSON).
+if os.environ.get("CENSUS_JSON_LOG") and os.environ.get("CENSUS_TEST_PORTAL_LOGGING"):
+    from example_site.log_config import configure_structlog, logging_config
+
+    configure_structlog()
+    LOGGING = logging_config(Path(os.environ["CENSUS_JSON_LOG"]), console_level="INFO")
+elif os.environ.get("CENSUS_JSON_LOG"):
     import structlog
 
     from census.logs import scrub_cedula

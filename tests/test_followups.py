@@ -13,6 +13,8 @@ from django_q.models import Schedule
 from structlog.testing import capture_logs
 
 from census import followups, queue, sweeper
+from census.cedula import mask, scrub
+from census.logs import ScrubCedulaFilter, scrub_cedula
 from census.models import CedulaInfo, FollowUp, Status
 from census.task import current_task_id
 from tests.driving import clear_queue, drive, queued
@@ -111,6 +113,26 @@ def test_a_failure_is_rolled_back_retried_then_stops_the_chain(
     # The retries were scheduled as ONCE schedules named by their try.
     names = set(Schedule.objects.values_list("name", flat=True))
     assert {f"census-followup-{info.pk}-1.1-fail-try-{n}" for n in (2, 3)} <= names
+
+
+def test_what_a_failing_follow_up_logs_has_the_cedula_masked(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any, caplog: Any
+) -> None:
+    """A follow-up that logs the member's cédula and raises with it: ``follow_up_failed``'s
+    traceback and the portal's own log line, both scrubbed, show only its mask."""
+    settings.CENSUS_FOLLOW_UPS = {"any": [f"{PATHS}.crm_rejects"]}
+    settings.CENSUS_FOLLOW_UP_RETRY_DELAYS = []
+    capture = django_capture_on_commit_callbacks
+    info = finished(new_lookup, capture, "found")
+    cedula = info.user.username
+    caplog.handler.addFilter(ScrubCedulaFilter())
+    with capture_logs(processors=[scrub_cedula]) as logs, caplog.at_level("WARNING"):
+        assert run_due(capture) == 1
+    [failed] = [e for e in logs if e["event"] == "follow_up_failed"]
+    assert f"CRM rejected member {mask(cedula)}" in failed["exception"]
+    assert scrub(failed["exception"], cedula) == failed["exception"]  # no echo left
+    [line] = [r for r in caplog.records if r.name == "portal.crm"]
+    assert line.getMessage() == f"CRM refused {mask(cedula)}"
 
 
 def test_running_a_failed_link_again_resumes_the_chain(

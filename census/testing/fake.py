@@ -6,7 +6,7 @@ keeps a per-cédula position in a file under ``CENSUS_FAKE_STATE_DIR`` so that a
 running in different processes continue the same script. Outcomes:
 
 - ``"found"``, ``"not_found"``, ``"cancelled"``, ``"timeout"``, ... (any ``Outcome`` value);
-- ``"raise"``: the scraper raises, as a crashing browser would;
+- ``"raise"``: the scraper raises, as a crashing browser would (echoing the cédula);
 - ``"sleep:N"``: sleep N seconds, then answer ``found`` (to exercise task timeouts).
 
 Past the end of its script a cédula repeats the last step; an unscripted cédula is found.
@@ -100,7 +100,8 @@ class FakeScraper:
         if self.gate is not None and slot is not None:  # the "request" leaves at once
             self.gate.sent(slot, left=step != Outcome.CAPTCHA_FAILED.value)
         if step == "raise":
-            raise ScriptedFailure("scripted scraper crash")
+            # As a crashing browser may: the message echoes the cédula it was given.
+            raise ScriptedFailure(f"scripted scraper crash on {cedula}")
         if step.startswith("sleep:"):
             time.sleep(float(step.split(":", 1)[1]))
             step = "found"

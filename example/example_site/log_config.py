@@ -36,6 +36,12 @@ PRE_CHAIN: list[Any] = [
 ]
 
 
+#: Run on every stdlib record (Django's, Django-Q2's, the portal's own): the same, then its
+#: traceback rendered and the cédulas census has in scope masked (a follow-up's or a
+#: receiver's lines name the member).
+FOREIGN_PRE_CHAIN: list[Any] = [*PRE_CHAIN, scrub_cedula]
+
+
 def configure_structlog() -> None:
     """Route structlog through the stdlib handlers configured by ``logging_config``."""
     structlog.configure(
@@ -63,7 +69,7 @@ def logging_config(log_file: Path, *, console_level: str = "INFO") -> dict[str, 
         "formatters": {
             "json": {
                 "()": structlog.stdlib.ProcessorFormatter,
-                "foreign_pre_chain": PRE_CHAIN,
+                "foreign_pre_chain": FOREIGN_PRE_CHAIN,
                 "processors": [
                     remove_meta,
                     structlog.processors.dict_tracebacks,
@@ -72,7 +78,7 @@ def logging_config(log_file: Path, *, console_level: str = "INFO") -> dict[str, 
             },
             "console": {
                 "()": structlog.stdlib.ProcessorFormatter,
-                "foreign_pre_chain": PRE_CHAIN,
+                "foreign_pre_chain": FOREIGN_PRE_CHAIN,
                 "processors": [
                     remove_meta,
                     structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
