@@ -24,7 +24,9 @@ of the value (``mask``), and ``scrub`` masks the number wherever a text repeats 
 
 from __future__ import annotations
 
+import html
 import re
+from html.parser import HTMLParser
 
 #: Characters removed between digits: ``.`` ``,`` space, tab, U+00A0, U+202F, U+2009, ``-``
 #: and U+2010-U+2015. Written out (no ``\s``) so that nothing else slips through.
@@ -37,9 +39,32 @@ MAX_DIGITS = 10
 #: Longest string ``mask`` returns (the stars are cut, the last 3 characters kept).
 MASK_MAX_CHARS = 32
 
+#: What ``scrub`` takes for the gap between two digits of an echo, as a page, a JSON body or
+#: a log writes it: up to this many pieces, each a separator (``SEPARATORS`` or a line break),
+#: an HTML character reference (``&nbsp;``, ``&#160;``, ``&#x2E;``), a tag or comment
+#: (``<b>``, ``</span>``, ``<!-- -->``), or a JSON/JavaScript ``\uXXXX`` escape. Any mix:
+#: ``1. 234. 567. 890``, ``1&nbsp;234``, ``<b>1.234</b>.567.890``.
+GAP_PIECES = 8
+#: Longest tag (between ``<`` and ``>``) a gap may hold.
+GAP_TAG_CHARS = 200
+
 _DROP_SEPARATORS = str.maketrans(dict.fromkeys(SEPARATORS))
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 _SEP_CLASS = "[" + re.escape(SEPARATORS) + "]"
+# Each alternative starts with its own character (a separator, "&", "<", "\\"): at most one
+# can match at a position, and each matches one way, so the scan stays linear.
+_GAP = (
+    "(?:"
+    + "|".join(
+        [
+            "[" + re.escape(SEPARATORS + "\r\n\f\v") + "]",
+            r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});",
+            f"<[^<>]{{0,{GAP_TAG_CHARS}}}>",
+            r"\\u[0-9a-fA-F]{4}",
+        ]
+    )
+    + f"){{0,{GAP_PIECES}}}"
+)
 _ASCII_WHITESPACE = " \t\r\n\f\v"
 _MAX_INT = 10**MAX_DIGITS - 1
 
@@ -136,28 +161,30 @@ def mask(value: object) -> str:
 def scrub(text: str, cedula: object) -> str:
     """Replace every echo of ``cedula`` in ``text`` by the mask of its canonical digits.
 
-    An echo is the canonical digits written as a site or a browser may write them: plain
-    (``1234567890``), with one separator from ``SEPARATORS`` between any two digits
-    (``1.234.567.890``, ``1,234,567,890``, ``1 234 567 890``, ``1-234-567-890``), and with or
-    without leading zeros (``0012345678`` for ``12345678``, and ``12345678`` when the stored
-    value is ``0012345678``). A longer run of ASCII digits that merely contains the number is
-    left alone (``91234567890`` is not ``1234567890``).
+    An echo is the canonical digits written as a site, a browser or a log may write them:
+    plain (``1234567890``), with a gap between any two digits (``1.234.567.890``,
+    ``1,234,567,890``, ``1 234 567 890``, ``1-234-567-890``, ``1. 234. 567. 890``,
+    ``1&nbsp;234&nbsp;567&nbsp;890``, ``1&#46;234``, ``<b>1.234</b>.567.890``: see
+    ``GAP_PIECES``), and with or without leading zeros (``0012345678`` for ``12345678``, and
+    ``12345678`` when the stored value is ``0012345678``). A longer run of ASCII digits that
+    merely contains the number is left alone (``91234567890`` is not ``1234567890``). For
+    HTML whose markup may hide the number in other ways (digits written as character
+    references), ``scrub_page`` checks the result.
 
     ``cedula`` is read like ``normalize`` reads it. When it is not a valid cédula, its ASCII
     digits (leading zeros stripped) are masked instead if there are at least 3 of them and the
     value is at most ``MAX_INPUT_CHARS`` long; otherwise ``text`` comes back unchanged.
 
-    Linear in ``len(text)``: one regular-expression scan without nested repetition, and a
-    backward walk over leading zeros that never revisits a character.
+    Linear in ``len(text)``: one regular-expression scan whose repetitions are bounded and
+    unambiguous (``_GAP``), and a backward walk over leading zeros that never revisits a
+    character.
     """
     if not text or not isinstance(text, str):
         return text
     digits = _scrub_digits(cedula)
     if digits is None:
         return text
-    core = re.compile(
-        "(?<![1-9])" + f"{_SEP_CLASS}?".join(digits) + "(?![0-9])",
-    )
+    core = re.compile("(?<![1-9])" + _GAP.join(digits) + "(?![0-9])")
     replacement = mask(digits)
     pieces: list[str] = []
     done = 0  # text[:done] is already in pieces
@@ -174,6 +201,61 @@ def scrub(text: str, cedula: object) -> str:
         return text
     pieces.append(text[done:])
     return "".join(pieces)
+
+
+#: The first line of a page ``scrub_page`` could not scrub as markup.
+VISIBLE_TEXT_ONLY = "[census: visible text only: the page's markup hid the cédula]"
+
+
+def scrub_page(page: str, cedula: object) -> str:
+    """``scrub`` for an HTML page, checked: when the scrubbed page still shows an echo, its
+    source with character references decoded or its visible text (digits written as
+    references, ``&#49;&#50;...``, or more markup between two digits than a gap holds), only
+    the page's visible text is kept, scrubbed, under a first line that says so."""
+    scrubbed = scrub(page, cedula)
+    if not any(scrub(view, cedula) != view for view in _views(scrubbed)):
+        return scrubbed
+    return VISIBLE_TEXT_ONLY + "\n" + scrub(_visible_text(page), cedula)
+
+
+class _TextOf(HTMLParser):
+    """The text a browser would show: character references decoded, scripts and styles
+    left out, block elements on lines of their own."""
+
+    SKIP = frozenset({"script", "style", "template", "noscript"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.SKIP:
+            self.skipping += 1
+        self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP and self.skipping:
+            self.skipping -= 1
+        self.parts.append("\n" if tag in {"p", "div", "tr", "li", "br", "h1", "h2", "h3"} else " ")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def _views(page: str) -> tuple[str, str]:
+    """Two ways a reader sees a page: its source with references decoded (attributes and
+    scripts included), and its visible text (tags gone, whitespace collapsed)."""
+    return html.unescape(page), _visible_text(page)
+
+
+def _visible_text(page: str) -> str:
+    parser = _TextOf()
+    parser.feed(page)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def _scrub_digits(cedula: object) -> str | None:

@@ -17,7 +17,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from census import events
-from census.cedula import scrub
+from census.cedula import scrub, scrub_page
 from census.conf import settings
 from census.events import Event
 from census.models import PageSnapshot
@@ -56,7 +56,7 @@ def keep(result: LookupResult, *, lookup_id: int | None, step: int | None, cedul
         step=step,
         detail=scrub(result.detail, cedula)[:DETAIL_CHARS],
         path=scrub(snapshot.path if snapshot else "", cedula)[:200],
-        html=scrub(snapshot.html if snapshot else "", cedula)[:SNAPSHOT_HTML_CHARS],
+        html=scrub_page(snapshot.html if snapshot else "", cedula)[:SNAPSHOT_HTML_CHARS],
         body=scrub(snapshot.body if snapshot else "", cedula)[:SNAPSHOT_HTML_CHARS],
         screenshot=png,
     )

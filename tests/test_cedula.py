@@ -7,14 +7,17 @@ import pytest
 from census.cedula import (
     MASK_MAX_CHARS,
     MAX_INPUT_CHARS,
+    VISIBLE_TEXT_ONLY,
     InvalidCedula,
     canonical,
     is_canonical,
     mask,
     normalize,
     scrub,
+    scrub_page,
 )
 
+CEDULA = "1234567890"
 #: Longest message ``InvalidCedula`` may carry, whatever the input.
 MESSAGE_MAX_CHARS = 300
 
@@ -204,6 +207,63 @@ def test_mask_keeps_last_three(value: object, masked: str) -> None:
 def test_scrub_masks_every_echo(text: str, cedula: object, expected: str) -> None:
     """Plain, separated and zero-padded echoes are masked; longer numbers are left alone."""
     assert scrub(text, cedula) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Character references, as page.content() writes U+00A0 and as markup may write any.
+        ("<td>1&nbsp;234&nbsp;567&nbsp;890</td>", "<td>*******890</td>"),
+        ("<td>1&#160;234&#160;567&#160;890</td>", "<td>*******890</td>"),
+        ("<td>1&#xA0;234&#xa0;567&#XA0;890</td>", "<td>*******890</td>"),
+        ("<td>1&#46;234&#46;567&#46;890</td>", "<td>*******890</td>"),
+        ("<td>1&period;234&period;567&period;890</td>", "<td>*******890</td>"),
+        ("<td>1&nbsp;&nbsp;234 &#46; 567 890</td>", "<td>*******890</td>"),
+        # Tags and comments between digits.
+        ("<b>1.234</b>.567.890", "<b>*******890"),
+        (
+            "<span>1</span><span>234</span><span>567</span><span>890</span>",
+            "<span>*******890</span>",
+        ),
+        ('1<span class="sep">.</span>234.567<!-- x -->.890', "*******890"),
+        ("<td>\n  1.234\n</td><td>567.890</td>", "<td>\n  *******890</td>"),
+        # Spaces and dots in any mix; line breaks; a JSON body's \u escapes.
+        ("1. 234. 567. 890", "*******890"),
+        ("1 .234 . 567 .890", "*******890"),
+        ("1.\r\n234.\n567.890", "*******890"),
+        ('{"n": "1\\u00a0234\\u00a0567\\u00a0890"}', '{"n": "*******890"}'),
+        # Still not an echo: a longer number, or digits too far apart.
+        ("<b>9</b>1234567890", "<b>9</b>*******890"),
+        ("91&nbsp;234&nbsp;567&nbsp;890", "91&nbsp;234&nbsp;567&nbsp;890"),
+        ("1" + "." * 9 + "234567890", "1" + "." * 9 + "234567890"),
+    ],
+    ids=_id,
+)
+def test_scrub_masks_echoes_whatever_the_markup(text: str, expected: str) -> None:
+    """Digits apart by references, tags, line breaks, escapes or any mix of spaces and dots
+    (up to ``GAP_PIECES`` pieces) are an echo; the text around them is kept."""
+    assert scrub(text, "1234567890") == expected
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<p>Documento &#49;&#50;34567890</p>",  # digits written as references
+        "<p>Documento 1&#50;3&#52;567890</p>",
+        "<p>Documento 1<b>" + "<i>" * 9 + "234567890</p>",  # more tags than a gap holds
+    ],
+)
+def test_scrub_page_keeps_the_visible_text_when_markup_hides_the_number(page: str) -> None:
+    """Where the markup cannot be scrubbed with confidence, only the visible text is kept,
+    scrubbed, under a line that says so."""
+    kept = scrub_page("<html><body>" + page + "<script>var a=1;</script></body></html>", CEDULA)
+    assert kept == f"{VISIBLE_TEXT_ONLY}\nDocumento {mask(CEDULA)}"
+
+
+def test_scrub_page_keeps_markup_it_could_scrub() -> None:
+    """A page whose every echo ``scrub`` masked keeps its markup."""
+    page = "<html><body><td>1&nbsp;234&nbsp;567&nbsp;890</td><td>Mesa 3</td></body></html>"
+    assert scrub_page(page, CEDULA) == page.replace("1&nbsp;234&nbsp;567&nbsp;890", mask(CEDULA))
 
 
 def test_scrub_keeps_longer_numbers_around_the_cedula() -> None:

@@ -431,3 +431,37 @@ def test_no_browser_outlives_a_killed_or_timed_out_worker(site: CensusSimulator,
         worker.kill()
         worker.communicate(timeout=10)
         watch.kill_all()
+
+
+@pytest.mark.parametrize(
+    ("body", "screenshot"),
+    [
+        ("<p>Documento 1.234.567.890</p>", True),  # one text node: masked on the page
+        ("<p>Documento <b>1.234</b>.567.890</p>", False),  # across elements: no picture
+        ("<p>Documento 1&nbsp;234&nbsp;567&nbsp;890</p>", True),
+    ],
+)
+def test_a_snapshot_never_shows_the_number(body: str, screenshot: bool) -> None:
+    """In real Chromium: the kept HTML has the number masked whatever its markup, and the
+    screenshot is taken only when every echo in the rendered text could be masked."""
+    from playwright.sync_api import sync_playwright
+
+    from census.cedula import scrub
+    from census.scraper.observe import take_snapshot
+
+    cedula = "1234567890"
+    with sync_playwright() as playwright:
+        browser = scraper_module.launch_browser(
+            playwright, census_settings.scraper_config(), TIMEOUT * 1000
+        )
+        try:
+            page = browser.new_page()
+            page.set_content(f"<html><body>{body}<p>Mesa 3</p></body></html>")
+            snapshot = take_snapshot(page, cedula, body="", remaining=TIMEOUT)
+            shown = page.evaluate("document.body.innerText")
+        finally:
+            browser.close()
+    assert "*******890" in snapshot.html and scrub(snapshot.html, cedula) == snapshot.html
+    assert (snapshot.png is not None) is screenshot
+    if screenshot:  # what the picture shows: the page after masking
+        assert "*******890" in shown and scrub(shown, cedula) == shown

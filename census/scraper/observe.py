@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from census.cedula import MIN_DIGITS, SEPARATORS, mask, scrub
+from census.cedula import GAP_PIECES, MIN_DIGITS, SEPARATORS, mask, scrub, scrub_page
 from census.scraper.base import SNAPSHOT_HTML_CHARS, SNAPSHOT_PNG_BYTES, LookupResult, Snapshot
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ CAPTURE_FLOOR = 1.0
 
 # Before a snapshot's screenshot: every input emptied, and every echo of the number in the
 # page's text masked (``pattern``: census.cedula.scrub's echoes, as a JavaScript regex).
+# Returns true when the page's rendered text still shows an echo: then no screenshot.
 _BLANK_FOR_SHOT = """([pattern, masked]) => {
   for (const input of document.querySelectorAll('input, textarea')) {
     try { input.value = ''; } catch (e) {}
@@ -79,6 +80,8 @@ _BLANK_FOR_SHOT = """([pattern, masked]) => {
     if (echo.test(node.nodeValue)) node.nodeValue = node.nodeValue.replace(echo, masked);
     echo.lastIndex = 0;
   }
+  // An echo split across elements (<b>1.234</b>.567.890) is in no one text node: say so.
+  return echo.test(document.body.innerText);
 }"""
 
 
@@ -149,16 +152,20 @@ def take_snapshot(page: Page, cedula: str, body: str, remaining: float) -> Snaps
     with contextlib.suppress(Exception):
         path = url_path(page.url)
     with contextlib.suppress(Exception):
-        html = _bounded(page.content(), cedula)
+        html = _bounded_page(page.content(), cedula)
     kept_body = _bounded(body, cedula) if body else ""
     timeout_ms = max(min(CAPTURE_WAIT, remaining), CAPTURE_FLOOR) * 1000.0
     try:
-        page.evaluate(_BLANK_FOR_SHOT, [_echo_pattern(cedula), mask(cedula)])
-        shot = page.screenshot(
-            type="png",
-            mask=[page.locator(MASKED_INPUTS)],
-            timeout=timeout_ms,
-            animations="disabled",
+        still_shown = page.evaluate(_BLANK_FOR_SHOT, [_echo_pattern(cedula), mask(cedula)])
+        shot = (
+            None  # no screenshot rather than one that shows the number
+            if still_shown
+            else page.screenshot(
+                type="png",
+                mask=[page.locator(MASKED_INPUTS)],
+                timeout=timeout_ms,
+                animations="disabled",
+            )
         )
     except Exception:  # no screenshot rather than one that may show the number
         shot = None
@@ -177,13 +184,19 @@ def _bounded(text: str, cedula: str) -> str:
     return scrub(text, cedula)[:SNAPSHOT_HTML_CHARS]
 
 
+def _bounded_page(html: str, cedula: str) -> str:
+    """``_bounded`` for the page's HTML: its visible text only if the markup hides the number."""
+    return scrub_page(html, cedula)[:SNAPSHOT_HTML_CHARS]
+
+
 def _echo_pattern(cedula: str) -> str:
-    """``census.cedula.scrub``'s echoes of ``cedula`` as a JavaScript regex: its digits with
-    at most one separator between two, leading zeros allowed, not inside a longer number.
-    "" (nothing to mask) when ``cedula`` has fewer than 3 digits."""
+    """``census.cedula.scrub``'s echoes of ``cedula`` in rendered text, as a JavaScript
+    regex: its digits with up to ``GAP_PIECES`` separators or line breaks between two,
+    leading zeros allowed, not inside a longer number. "" (nothing to mask) when ``cedula``
+    has fewer than 3 digits."""
     digits = "".join(char for char in cedula if "0" <= char <= "9").lstrip("0")
     if len(digits) < MIN_DIGITS:
         return ""
-    separator = "[" + "".join(f"\\u{ord(char):04x}" for char in SEPARATORS) + "]"
-    core = f"{separator}?".join(digits)
+    separator = "[" + "".join(f"\\u{ord(char):04x}" for char in SEPARATORS + "\r\n") + "]"
+    core = f"{separator}{{0,{GAP_PIECES}}}".join(digits)
     return f"(?<![0-9])(?:0{separator}?)*{core}(?![0-9])"
