@@ -643,3 +643,48 @@ def test_manage_py_refuses_to_start_without_a_key_but_the_demo_starts(tmp_path: 
     assert "PORTAL_SECRET_KEY is not set" in check.stderr
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "--members" in demo.stdout
+
+
+@pytest.mark.django_db
+def _change_form_data(client: Client, url: str, **changes: str) -> dict[str, Any]:
+    """The admin change form's current values as POST data, with ``changes``."""
+    form = client.get(url).context["adminform"].form
+    data: dict[str, Any] = {}
+    for name, field in form.fields.items():
+        value = form[name].value()
+        if value is None or name == "password":
+            continue
+        if hasattr(field.widget, "widgets"):  # split date and time
+            for index, part in enumerate(field.widget.decompress(value)):
+                data[f"{name}_{index}"] = part or ""
+        elif isinstance(value, list | tuple):
+            data[name] = [str(v) for v in value]
+        else:
+            data[name] = value
+    return {**data, **changes}
+
+
+def test_the_admin_history_of_a_member_never_holds_the_full_cedula(client: Client) -> None:
+    """Staff edit two members in the admin: ``django_admin_log`` names them by their masked
+    cédula (``Member.__str__``), in every column."""
+    from django.contrib.admin.models import LogEntry
+
+    from census.cedula import mask, scrub
+
+    client.force_login(Member.objects.create_superuser(username="admin", password=PASSWORD))
+    named, unnamed = (
+        Member.objects.create_user("1023456789"),
+        Member.objects.create_user("52111222"),
+    )
+    for member, changes in ((named, {"first_name": "Ana"}), (unnamed, {"role": "leader"})):
+        url = reverse("admin:portal_member_change", args=[member.pk])
+        assert client.post(url, _change_form_data(client, url, **changes)).status_code == 302
+
+    entries = list(LogEntry.objects.values_list("object_id", "object_repr", "change_message"))
+    assert sorted(repr_ for _, repr_, _ in entries) == [
+        f"Ana ({mask('1023456789')})",
+        f"Miembro {unnamed.pk} ({mask('52111222')})",
+    ]
+    for row in entries:
+        text = " ".join(str(value) for value in row)
+        assert scrub(text, "1023456789") == text and scrub(text, "52111222") == text

@@ -6,6 +6,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from census.cedula import mask
+
 
 class Member(AbstractUser):
     class Role(models.TextChoices):
@@ -18,6 +20,12 @@ class Member(AbstractUser):
     referred_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="referrals"
     )
+
+    def __str__(self) -> str:
+        """Named without the full cédula: the admin's history (``django_admin_log``) and
+        every other place that prints a member keep this text."""
+        name = self.get_full_name() or _("Miembro %(id)s") % {"id": self.pk}
+        return f"{name} ({mask(self.username)})"
 
     @property
     def is_leader(self) -> bool:
