@@ -36,6 +36,7 @@ from census import events, queue
 from census.cedula import canonical
 from census.conf import settings
 from census.events import Event
+from census.exceptions import CensusError
 from census.gate import GateState
 from census.gatestore import GateStore
 from census.models import (
@@ -54,7 +55,7 @@ FINAL_VALUES = tuple(sorted(status.value for status in FINAL_STATUSES))
 IN_FLIGHT_VALUES = (Status.PENDING.value, Status.SCRAPING.value, Status.RETRYING.value)
 
 
-class SelectionError(ValueError):
+class SelectionError(CensusError, ValueError):
     """A selection that cannot be run (its message says why; it never shows a cédula)."""
 
 

@@ -28,6 +28,8 @@ import html
 import re
 from html.parser import HTMLParser
 
+from census.exceptions import CensusError
+
 #: Characters removed between digits: ``.`` ``,`` space, tab, U+00A0, U+202F, U+2009, ``-``
 #: and U+2010-U+2015. Written out (no ``\s``) so that nothing else slips through.
 SEPARATORS = ".,\t \u00a0\u202f\u2009-\u2010\u2011\u2012\u2013\u2014\u2015"
@@ -69,7 +71,7 @@ _ASCII_WHITESPACE = " \t\r\n\f\v"
 _MAX_INT = 10**MAX_DIGITS - 1
 
 
-class InvalidCedula(ValueError):
+class InvalidCedula(CensusError, ValueError):
     """The value is not a cédula: not 3 to 10 digits 0-9 once separators and leading zeros go.
 
     The message is short (bounded whatever the input) and shows at most the value's last 3

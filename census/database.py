@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from census import events
 from census.events import Event
+from census.exceptions import CensusError
 
 T = TypeVar("T")
 
@@ -50,7 +51,7 @@ LOCK_TIMEOUT = 10.0
 IDLE_IN_TRANSACTION_TIMEOUT = 30.0
 
 
-class DatabaseStalled(OperationalError):
+class DatabaseStalled(CensusError, OperationalError):
     """The database did not answer a call within its timeout."""
 
 

@@ -29,6 +29,7 @@ from census import database, events, logs, queue
 from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
+from census.exceptions import CensusError
 from census.models import CedulaInfo, FollowUp
 from census.reports import class_path, raw_cedula
 from census.task import current_task_id
@@ -41,7 +42,7 @@ ERROR_CHARS = 500
 STUCK_GRACE_SECONDS = 30
 
 
-class FollowUpFailed(RuntimeError):
+class FollowUpFailed(CensusError, RuntimeError):
     """A follow-up raised; the message is scrubbed of the cédula before Django-Q2 stores it."""
 
 

@@ -28,6 +28,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from census import database
+from census.exceptions import CensusError
 from census.gate import GateState
 from census.models import RateGate as RateGateRow
 
@@ -36,7 +37,7 @@ T = TypeVar("T")
 Change = Callable[[GateState, datetime], tuple[T, GateState]]
 
 
-class GateInTransaction(RuntimeError):
+class GateInTransaction(CensusError, RuntimeError):
     """The gate was asked to reserve inside a transaction of the caller."""
 
 

@@ -21,6 +21,7 @@ from census import database, events, logs, pause, reports, snapshots
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
 from census.events import Event
+from census.exceptions import CensusError
 from census.models import Attempt, Status
 from census.outcomes import Outcome
 from census.ratelimit import GateWaiter, policy_from_settings
@@ -38,7 +39,7 @@ class Claimed(NamedTuple):
     retry_count: int
 
 
-class ScraperCrashed(RuntimeError):
+class ScraperCrashed(CensusError, RuntimeError):
     """The scraper raised; the message is scrubbed of the cédula before Django-Q2 stores it."""
 
 

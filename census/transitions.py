@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from census import announce
+from census.exceptions import CensusError
 from census.models import FINAL_STATUSES, CedulaInfo, Status
 
 #: Allowed moves. A final status goes back to PENDING only through a leader's refresh.
@@ -24,7 +25,7 @@ ALLOWED: dict[Status, frozenset[Status]] = {
 }
 
 
-class TransitionRefused(Exception):
+class TransitionRefused(CensusError):
     """The move is not allowed from the lookup's current status, or the attempt is stale."""
 
 

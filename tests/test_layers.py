@@ -15,7 +15,18 @@ CENSUS = Path(__file__).resolve().parent.parent / "census"
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "pure policy and vocabulary",
-        frozenset({"cedula", "events", "outcomes", "gate", "limits", "permissions", "signals"}),
+        frozenset(
+            {
+                "cedula",
+                "events",
+                "exceptions",
+                "outcomes",
+                "gate",
+                "limits",
+                "permissions",
+                "signals",
+            }
+        ),
     ),
     ("the scraper (no Django)", frozenset({"scraper", "scraper."})),
     ("settings and storage", frozenset({"conf", "logs", "models", "database", "gatestore"})),
@@ -258,3 +269,25 @@ def test_the_limits_on_outside_waits_are_defined_once() -> None:
         and node.value in (3600.0, 86400.0)
     ]
     assert found == []
+
+
+def test_every_exception_census_raises_is_a_census_error() -> None:
+    """One ``except CensusError`` catches whatever census raises to its callers: every
+    exception class the package defines (its test doubles in ``census.testing`` aside)
+    derives from it."""
+    import importlib
+
+    from census.exceptions import CensusError
+
+    classes = []
+    for name, path in sorted(_package_modules().items()):
+        if name.startswith(("testing", "management")) or name == "":
+            continue
+        module = importlib.import_module(f"census.{name}")
+        for node in ast.parse(path.read_text()).body:  # module-level classes
+            if isinstance(node, ast.ClassDef) and node.name != "CensusError":
+                found = getattr(module, node.name)
+                if isinstance(found, type) and issubclass(found, BaseException):
+                    classes.append(found)
+    assert len(classes) >= 8
+    assert [c.__qualname__ for c in classes if not issubclass(c, CensusError)] == []

@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from census.exceptions import CensusError
+
 #: Seconds between looks for a free slot.
 _POLL = 0.1
 
@@ -26,7 +28,7 @@ def default_dir() -> str:
     return str(Path(tempfile.gettempdir()) / f"census-browsers-{os.getuid()}")
 
 
-class NoBrowserSlot(Exception):
+class NoBrowserSlot(CensusError):
     """Every browser slot of this host stayed taken for the whole wait."""
 
 
