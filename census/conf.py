@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 from census.limits import MAX_DEFER_SECONDS, MAX_RETRY_AFTER_SECONDS
 from census.scraper.base import SITE_URL, ScraperConfig
 
-#: Every setting the app reads, with its default. The README's settings table mirrors this.
+#: Every setting the app reads, with its default (the table in docs/integration.md mirrors it).
 DEFAULTS: dict[str, Any] = {
     # User attribute that holds the cédula (the portal uses the cédula as username).
     "CENSUS_CEDULA_FIELD": "username",

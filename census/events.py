@@ -1,7 +1,7 @@
 """The one vocabulary of structlog events: every event the app emits is an ``Event`` member.
 
-Each member carries its level; fields are documented in the event tables of the README and
-docs/observability.md (tests/test_event_docs.py checks both against the enum and against the
+Each member carries its level; fields are documented in the event table of
+docs/observability.md (tests/test_event_docs.py checks it against the enum and against the
 fields a lookup's events carry; tests/test_events.py fails on any event-name literal in
 census/ that is not a member). The app never configures logging; the project decides where
 these go (``census.logs`` masks cédulas in messages and tracebacks).

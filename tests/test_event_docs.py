@@ -1,7 +1,8 @@
-"""The docs' event tables say what the code does: every ``Event`` with its level, and for the
-events a lookup's life emits, exactly the fields they carry (collected from a run).
+"""The docs say what the code does: the one event table (docs/observability.md, "census
+events") has every ``Event`` with its level and, for the events a lookup's life emits,
+exactly the fields they carry (collected from a run); the dashboard queries name fields the
+log has; the task's arguments and result are named as they are.
 
-Two tables are checked: the README's "Events" and docs/observability.md's "census events".
 A row's fields are the backticked names in its fields column, outside parentheses and
 outside "to `status`:" phrases (those name values, not fields).
 """
@@ -29,11 +30,9 @@ from tests.driving import drive, run_and_hook
 from tests.follow_up_tasks import make_records_table
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 #: (file, heading of the section holding the table, index of the fields column).
-TABLES = [
-    (ROOT / "README.md", "## Events", 2),
-    (ROOT / "docs" / "observability.md", "### census events", 3),
-]
+TABLE = (DOCS / "observability.md", "### census events", 3)
 #: Bound to every line inside an attempt (``events.about``, the claimed retry count): an
 #: event emitted there carries them whether or not its row names them.
 CONTEXT_FIELDS = {"lookup_id", "step", "retry_count"}
@@ -119,21 +118,19 @@ def observed(
     return seen
 
 
-@pytest.mark.parametrize(("path", "heading", "column"), TABLES, ids=["README", "observability"])
-def test_every_event_is_in_the_table_with_its_level(path: Path, heading: str, column: int) -> None:
+def test_every_event_is_in_the_table_with_its_level() -> None:
     """Each ``Event`` member has a row with its level, and there is no other row."""
-    rows = documented(path, heading, column)
+    rows = documented(*TABLE)
     assert {name: level for name, (level, _) in rows.items()} == {e.value: e.level for e in Event}
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("path", "heading", "column"), TABLES, ids=["README", "observability"])
 def test_the_fields_in_the_table_are_the_fields_events_carry(
-    observed: dict[str, set[str]], path: Path, heading: str, column: int
+    observed: dict[str, set[str]],
 ) -> None:
     """For every event the run emitted: each field its row names was carried, and each
     field it carried is named (the attempt's bound context aside)."""
-    rows = documented(path, heading, column)
+    rows = documented(*TABLE)
     assert len(observed) >= 15  # most of a lookup's life was seen
     named_but_never_carried = {
         event: sorted(rows[event][1] - fields) for event, fields in observed.items()
@@ -162,10 +159,10 @@ _QUERY_FIELDS = [
 def test_the_dashboard_queries_name_fields_the_log_has() -> None:
     """Every field a query in docs/observability.md groups, filters or measures by is a
     field some census event carries (by the table) or one that every line has."""
-    text = (ROOT / "docs" / "observability.md").read_text()
+    text = (DOCS / "observability.md").read_text()
     queries = text[text.index("## Dashboard queries") :].split("\n## ", 1)[0]
     known = set(LINE_FIELDS)
-    for _, fields in documented(*TABLES[1]).values():
+    for _, fields in documented(*TABLE).values():
         known |= fields
     used = {
         name.strip()
@@ -178,16 +175,16 @@ def test_the_dashboard_queries_name_fields_the_log_has() -> None:
 
 
 @pytest.mark.django_db
-def test_the_readme_names_the_tasks_arguments_and_result_as_they_are(
+def test_the_docs_name_the_tasks_arguments_and_result_as_they_are(
     new_lookup: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    """The README's diagram and its personal-data paragraph give ``run_attempt``'s
+    """The diagram in docs/how-it-works.md and docs/privacy.md give ``run_attempt``'s
     parameters and the keys of its result as the code has them."""
     import inspect
 
     from census.pipeline import run_attempt
 
-    text = (ROOT / "README.md").read_text()
+    text = (DOCS / "how-it-works.md").read_text() + (DOCS / "privacy.md").read_text()
     diagram = re.search(r"async_task\(census\.pipeline\.run_attempt, (\w+), (\w+),", text)
     carried = re.search(r"Tasks carry `\((\w+), (\w+)\)` only", text)
     result = re.search(r"a task's result is a small dict \(((?:`\w+`(?:, )?)+)\)", text)

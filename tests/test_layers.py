@@ -9,9 +9,9 @@ import pytest
 
 CENSUS = Path(__file__).resolve().parent.parent / "census"
 
-#: The package's layers, lowest first (README, "Layout"): a module imports only from its own
-#: layer or lower ones, and the imports within a layer form no cycle. Modules by dotted name
-#: under ``census``; a prefix ending in "." takes a whole subpackage.
+#: The package's layers, lowest first (docs/development.md, "Layout"): a module imports only
+#: from its own layer or lower ones, and the imports within a layer form no cycle. Modules
+#: by dotted name under ``census``; a prefix ending in "." takes a whole subpackage.
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "pure policy and vocabulary",
@@ -186,7 +186,9 @@ def _layer_of(module: str) -> int:
             m.endswith(".") and module.startswith(m) or module == m.rstrip(".") for m in members
         ):
             return index
-    raise AssertionError(f"census.{module} is in no layer: add it to LAYERS (and the README)")
+    raise AssertionError(
+        f"census.{module} is in no layer: add it to LAYERS (and docs/development.md)"
+    )
 
 
 def _graph() -> dict[str, set[str]]:

@@ -39,7 +39,7 @@ def test_only_allowed_moves_happen(source: Status, target: Status) -> None:
 
 
 def test_allowed_table_is_the_documented_machine() -> None:
-    """The table says exactly what the README's state machine says."""
+    """The table says exactly what the documented state machine says (README, how-it-works)."""
     finals = {Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR}
     assert ALLOWED[Status.PENDING] == {Status.SCRAPING}
     assert ALLOWED[Status.SCRAPING] == finals | {Status.RETRYING}

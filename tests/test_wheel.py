@@ -18,6 +18,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -37,11 +38,12 @@ def readme_steps() -> tuple[str, str, list[str]]:
     """The "Add census to your project" section: the extras of its ``pip install`` line,
     its settings block, and the ``manage.py`` commands it names, in order."""
     text = README.read_text()
-    section = text.split("## Add census to your project", 1)[1].split("\n### ", 1)[0]
+    section = text.split("## Add census to your project", 1)[1].split("\n## ", 1)[0]
     [install] = re.findall(r'pip install "django-census\[([a-z,]+)\]"', section)
-    settings_block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    # The steps are a numbered list: its code blocks are indented by three spaces.
+    settings_block = textwrap.dedent(section.split("```python\n", 1)[1].split("```", 1)[0])
     after = section.split("```python\n", 1)[1].split("```", 1)[1]
-    commands = re.findall(r"`python manage\.py ([a-z_]+)`", after)
+    commands = re.findall(r"^\s*python manage\.py ([a-z_]+)\s*$", after, flags=re.MULTILINE)
     return install, settings_block, commands
 
 
