@@ -23,7 +23,7 @@ from typing import Any
 
 from playwright.sync_api import sync_playwright
 
-from census.gate import OpenGate
+from census.gate.protocol import OpenGate
 from census.outcomes import Outcome
 from census.scraper.base import LookupResult
 from census.scraper.playwright import (

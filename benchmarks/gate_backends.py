@@ -1,7 +1,7 @@
 """Where should the cluster-wide rate gate live: its PostgreSQL row, or Redis? (Issue 8.)
 
 ``threads`` threads each reserve ``calls`` slots one after the other, all on one gate, first
-through census's gate (``census.ratelimit.GateWaiter``: a row under ``SELECT ... FOR UPDATE``
+through census's gate (``census.gate.waiter.GateWaiter``: a row under ``SELECT ... FOR UPDATE``
 in a transaction, on the gate's helper thread, as the scraper calls it), then through a
 Redis gate that only spaces slots (one Lua script: read the next slot, move it on), in
 alternating rounds. Figures: the median and p95 time of one reservation on each, and their
@@ -36,7 +36,7 @@ INTERVAL = 0.001
 
 
 def _row_gate() -> Callable[[], object]:
-    from census.ratelimit import GateWaiter
+    from census.gate.waiter import GateWaiter
 
     gate = GateWaiter("bench-gate", interval=INTERVAL)
     return gate.reserve

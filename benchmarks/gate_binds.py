@@ -1,7 +1,7 @@
 """The gate itself where it binds: many workers, the real gate and database, no browser.
 
 ``workers`` processes each take ``turns`` turns through census's gate
-(``census.ratelimit.GateWaiter``: reserve, sleep, permit, confirm the send) with a scraper
+(``census.gate.waiter.GateWaiter``: reserve, sleep, permit, confirm the send) with a scraper
 that costs no CPU: a turn's "request" is the moment ``wait_turn`` lets it go, stamped on
 ``time.monotonic()`` (one clock for every process of the host) just before ``sent()``. At
 ``limit`` seconds:
@@ -28,7 +28,7 @@ _TURNS = """
 import sys, time
 import django
 django.setup()
-from census.ratelimit import GateWaiter
+from census.gate.waiter import GateWaiter
 name, limit, turns, start_at = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 gate = GateWaiter(name, interval=limit)
 time.sleep(max(0.0, start_at - time.time()))

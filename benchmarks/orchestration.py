@@ -1,7 +1,7 @@
 """2. What the pipeline costs around the scrape: lookups vs bare Django-Q2 tasks, one cluster.
 
 One real qcluster (2 workers) with the instant fake scraper and no rate limit runs, in
-alternating batches: census lookups (``pipeline.start_lookup`` for existing members, i.e.
+alternating batches: census lookups (``census.lookup.start.start_lookup`` for existing members, i.e.
 what the registration receiver does: the lookup row, then ``async_task`` with census's hook)
 until every lookup is final, and no-op ``async_task`` calls with a no-op hook until every
 hook ran. Throughput of a batch: its size / (last completion - first enqueue). Ratio of the
@@ -22,7 +22,7 @@ from django.db.models import Max
 from django.db.models.signals import post_save
 
 from benchmarks.harness import Clusters, cedula, wait_final
-from census import pipeline
+from census.lookup import start
 
 #: The no-op hook appends "<task id> <time>" here (set in the cluster's environment).
 NOOP_LOG = "CENSUS_BENCH_NOOP_LOG"
@@ -57,7 +57,7 @@ def _lookups(size: int, clusters: Clusters) -> float:
     ids = []
     for member in members:
         with transaction.atomic():
-            ids.append(pipeline.start_lookup(member).pk)
+            ids.append(start.start_lookup(member).pk)
     wait_final(ids, timeout=60 + size, clusters=clusters)
     last = CedulaInfo.objects.filter(pk__in=ids).aggregate(last=Max("finished_at"))["last"]
     return size / (last.timestamp() - started)

@@ -3,7 +3,8 @@
 Members register one at a time, ``spacing`` seconds apart on average (jittered, so that due
 times fall at every phase of the scheduler's tick); each lookup times out once and is
 found on its retry (fake scraper, no rate limit, a 2 s retry delay), so the retries come due
-one by one on an otherwise idle cluster (2 workers). ``census.stats`` gives both figures:
+one by one on an otherwise idle cluster (2 workers). ``census.observability.stats`` gives
+both figures:
 queueing lateness (Django-Q2's ``Task.started`` for the retry's task - ``Attempt.due_at``:
 the scheduler alone) and start lateness (``Attempt.started_at - due_at``: scheduler, broker
 and worker). With ``stock`` the census ticker is off (``CENSUS_SCHEDULER_TICK=0``) and only
@@ -19,8 +20,8 @@ from typing import Any
 from django.conf import settings
 
 from benchmarks.harness import Clusters, cedula, register, wait_final
-from census import stats
 from census.models import CedulaInfo, Status
+from census.observability import stats
 
 RETRY_DELAY = 2
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from census import compat
 from census.events import Event
 from census.outcomes import Outcome
+
+compat.install()  # the paths of modules that moved keep working, with a warning
 
 __version__ = "0.2.0"
 
@@ -21,7 +24,7 @@ _LAZY = {
     "Attempt": "census.models",
     "CedulaInfo": "census.models",
     "Status": "census.models",
-    "request_refresh": "census.refresh",
+    "request_refresh": "census.lookup.refresh",
 }
 
 

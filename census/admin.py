@@ -13,8 +13,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from census import bulk, followups, pause, refresh, sweeper
+from census import bulk, followups
 from census.conf import settings
+from census.gate import pause
+from census.lookup import refresh
+from census.maintenance import sweeper
 from census.models import Attempt, BulkRun, CedulaInfo, FollowUp, PageSnapshot, RateGate
 
 LOOKUP_VIEW = "census.view_cedulainfo"

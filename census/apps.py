@@ -12,12 +12,13 @@ class CensusConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from census import bulk, checks, receivers, ticker  # noqa: F401  (registers checks)
+        from census import bulk, checks, receivers  # noqa: F401  (registers checks)
+        from census.maintenance import ticker
 
         receivers.connect()
         ticker.connect()
         # The daily re-check schedule follows CENSUS_RECHECK_AFTER after each migrate (and
-        # when a qcluster worker starts: census.ticker).
+        # when a qcluster worker starts: census.maintenance.ticker).
         post_migrate.connect(
             bulk.sync_recheck_schedule, sender=self, dispatch_uid="census.recheck_schedule"
         )

@@ -1,7 +1,7 @@
 """Bulk lookups: a backfill or re-check of many members, fed to the queue at the site's pace.
 
 A run (``BulkRun``) freezes its selection into member rows, then is *fed*: each feed starts
-lookups (through ``census.refresh``, the same path as a leader's refresh) only while fewer
+lookups (through ``census.lookup.refresh``, the same path as a leader's refresh) only while fewer
 lookups are in flight than the cluster gets through in ``CENSUS_BULK_WINDOW_SECONDS``: what
 the rate gate serves in it, or fewer when the workers, not the gate, set the pace (measured
 from the attempts that finished lately, ``window_size``). The queue therefore never holds
@@ -32,13 +32,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from census import events, queue
+from census import events
 from census.cedula import canonical
 from census.conf import settings
 from census.events import Event
 from census.exceptions import CensusError
-from census.gate import GateState
-from census.gatestore import GateStore
+from census.gate.rules import GateState
+from census.gate.store import GateStore
+from census.gate.waiter import DEFAULT_NAME as GATE_NAME
+from census.lookup.refresh import start_for_user
 from census.models import (
     FINAL_STATUSES,
     Attempt,
@@ -48,8 +50,7 @@ from census.models import (
     Status,
 )
 from census.outcomes import Outcome
-from census.ratelimit import DEFAULT_NAME as GATE_NAME
-from census.refresh import start_for_user
+from census.q2 import queue
 
 FINAL_VALUES = tuple(sorted(status.value for status in FINAL_STATUSES))
 IN_FLIGHT_VALUES = (Status.PENDING.value, Status.SCRAPING.value, Status.RETRYING.value)

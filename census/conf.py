@@ -80,8 +80,8 @@ DEFAULTS: dict[str, Any] = {
     # Snapshots of unexpected pages (one per signature) not seen for this long are deleted
     # ("14d", "12h", seconds); None keeps them.
     "CENSUS_SNAPSHOT_RETENTION": "14d",
-    # Bearer token that lets Prometheus read census.metrics.metrics_view (None: only users
-    # who may view lookups).
+    # Bearer token that lets Prometheus read census.observability.metrics.metrics_view
+    # (None: only users who may view lookups).
     "CENSUS_METRICS_TOKEN": None,
 }
 

@@ -25,14 +25,15 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from census import database, events, logs, queue
+from census import database, events, logs
 from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
 from census.exceptions import CensusError
+from census.lookup.report import class_path, raw_cedula
 from census.models import CedulaInfo, FollowUp
-from census.reports import class_path, raw_cedula
-from census.task import current_task_id
+from census.q2 import queue
+from census.q2.context import current_task_id
 
 State = FollowUp.State
 

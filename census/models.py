@@ -12,7 +12,7 @@ from census.outcomes import Outcome
 
 
 class Status(models.TextChoices):
-    """The only vocabulary of lookup states. Written only by ``census.transitions``."""
+    """The only vocabulary of lookup states. Written only by ``census.lookup.status``."""
 
     #: Created with the user; the first attempt is queued once the registration commits.
     PENDING = "pending", _("Pending")
@@ -100,7 +100,7 @@ class CedulaInfo(models.Model):
     #: The lookup holds a place on the gate's deferral cursor (deferred by the closed gate,
     #: not by this host's busy browsers): its next attempt is admitted ahead of fresh ones.
     #: Set by the deferral that placed it, kept while that attempt runs, cleared by every
-    #: other move (``census.transitions``).
+    #: other move (``census.lookup.status``).
     ticketed = models.BooleanField(_("holds a place in the gate's queue"), default=False)
 
     departamento = models.CharField(_("department"), max_length=100, blank=True)
@@ -197,7 +197,7 @@ class Attempt(models.Model):
 class RateGate(models.Model):
     """The next moment a census request may be sent, shared by every worker and cluster.
 
-    Every time here is on the database's clock (``census.gatestore``)."""
+    Every time here is on the database's clock (``census.gate.store``)."""
 
     name = models.CharField(max_length=50, primary_key=True)
     #: The next free request slot (rate spacing).

@@ -8,19 +8,20 @@ from django.conf import settings as django_settings
 from django.db.models.signals import post_save
 from django_q.signals import pre_execute
 
-from census import queue, registration
-from census import task as census_task
+from census.lookup import start
+from census.q2 import queue
+from census.q2.context import current_task_id
 
 
 def user_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
     """Only brand-new users, and not fixture loads (``raw``)."""
     if created and not raw:
-        registration.start_lookup(instance)
+        start.start_lookup(instance)
 
 
 def task_starting(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:
-    if task.get("func") in (queue.TASK_FUNC, queue.FOLLOW_UP_FUNC):
-        census_task.current_task_id.set(str(task.get("id", "")))
+    if task.get("func") in queue.CLAIMING_FUNCS:
+        current_task_id.set(str(task.get("id", "")))
 
 
 def connect() -> None:

@@ -40,7 +40,7 @@ def _gate_in_test_transaction(request: pytest.FixtureRequest, monkeypatch: Any) 
     """Inside pytest-django's per-test transaction the gate works in that transaction: its
     helper connection would not see the test's rows (and on SQLite would wait for its lock).
     Transactional tests and real processes use the helper, as production does."""
-    from census.gatestore import GateStore
+    from census.gate.store import GateStore
 
     marker = request.node.get_closest_marker("django_db")
     if marker is None or "transactional_db" in request.fixturenames:

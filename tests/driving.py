@@ -8,9 +8,9 @@ from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.models import Task
 
-from census import hooks, queue
-from census import task as attempt_task
+from census.lookup import attempt as attempt_task
 from census.models import CedulaInfo
+from census.q2 import hooks, queue
 
 
 def queued() -> list[dict[str, Any]]:

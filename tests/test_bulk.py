@@ -20,13 +20,14 @@ from django.utils import timezone
 from django_q.models import Schedule
 from structlog.testing import capture_logs
 
-from census import bulk, queue
+from census import bulk
 from census.checks import check_census_settings
 from census.conf import parse_duration
 from census.events import Event
+from census.gate.waiter import DEFAULT_NAME
 from census.models import Attempt, BulkMember, BulkRun, CedulaInfo, RateGate, Status
 from census.outcomes import Outcome
-from census.ratelimit import DEFAULT_NAME
+from census.q2 import queue
 from tests import factories
 from tests.driving import clear_queue, drive, queued
 

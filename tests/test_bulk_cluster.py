@@ -21,10 +21,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Min
 
-from census import bulk, queue
+from census import bulk
 from census.bulk import FINAL_VALUES
 from census.management.commands.census_lookup import POLL_SECONDS
 from census.models import Attempt, BulkMember, BulkRun, CedulaInfo, Status
+from census.q2 import queue
 from tests import factories
 from tests.clusters import ROOT, browser_cluster, wait_until_final
 

@@ -22,8 +22,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from census import pause
-from census.gate import OpenGate
+from census.gate import pause
+from census.gate.protocol import OpenGate
 from census.management.commands.census_check_site import DEFAULT_CEDULA
 from census.outcomes import Outcome
 from census.scraper.base import ScraperConfig

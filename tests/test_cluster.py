@@ -158,3 +158,49 @@ def test_busy_worker_names_its_lookup_in_its_process_title(qcluster: Any) -> Non
     assert any(expected in t for t in titles), titles[-5:]
     assert not any(number in t for t in titles)
     wait_until_final([info.pk], cluster)
+
+
+def test_tasks_and_schedules_queued_by_their_old_paths_still_run(qcluster: Any) -> None:
+    """After the upgrade the broker and the schedule table still hold work queued by the
+    old paths (``queue.OLD_TASK_FUNC`` with its hook ``queue.OLD_HOOK``): a real cluster
+    runs both, claims them by their task id, and their hooks conclude them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_q.models import Schedule, Task
+    from django_q.tasks import async_task, schedule
+
+    from census.q2 import queue
+    from tests.driving import clear_queue
+
+    queued_number, scheduled_number = factories.cedula(), factories.cedula()
+    queued, scheduled = register(queued_number), register(scheduled_number)
+    clear_queue()  # lose the new-path tasks: only the old-path ones below can finish them
+    options = {"hook": queue.OLD_HOOK, "ack_failure": True, "save": True, "timeout": 60}
+    async_task(
+        queue.OLD_TASK_FUNC,
+        queued.pk,
+        queued.step,
+        q_options={**options, "task_name": queue.task_name(queued.pk, queued.step)},
+    )
+    schedule(
+        queue.OLD_TASK_FUNC,
+        scheduled.pk,
+        scheduled.step,
+        name=queue.task_name(scheduled.pk, scheduled.step),
+        hook=queue.OLD_HOOK,
+        schedule_type=Schedule.ONCE,
+        next_run=timezone.now() + timedelta(seconds=1),
+        q_options=options,
+    )
+    cluster = qcluster({queued_number: ["found"], scheduled_number: ["timeout", "found"]})
+    infos = wait_until_final([queued.pk, scheduled.pk], cluster)
+    assert [i.status for i in infos] == [Status.FOUND, Status.FOUND]
+    # Each first attempt was claimed and run by the old-path task (not resumed by the
+    # sweeper under the new path), which succeeded.
+    first_tries = Attempt.objects.filter(lookup_id__in=[queued.pk, scheduled.pk], step=1)
+    ran_by = {a.task_id: Task.objects.filter(id=a.task_id).first() for a in first_tries}
+    assert len(ran_by) == 2 and all(
+        t is not None and t.func == queue.OLD_TASK_FUNC and t.success for t in ran_by.values()
+    ), ran_by
+    assert [a.outcome for a in infos[1].attempts.order_by("step")] == ["timeout", "found"]

@@ -1,5 +1,5 @@
 """Database steps that survive a dropped or stalled connection (census.database), and the
-gate's behaviour when its database fails (census.ratelimit)."""
+gate's behaviour when its database fails (census.gate.waiter)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from structlog.testing import capture_logs
 
-from census import database, ratelimit
-from census.gate import Closed, GatePolicy, Slot
-from census.gatestore import GateInTransaction, GateStore
-from census.ratelimit import GateWaiter
+from census import database
+from census.gate import waiter
+from census.gate.protocol import Closed, Slot
+from census.gate.rules import GatePolicy
+from census.gate.store import GateInTransaction, GateStore
+from census.gate.waiter import GateWaiter
 
 
 def test_a_dropped_connection_is_retried_until_the_step_succeeds() -> None:
@@ -134,7 +136,7 @@ class BrokenStore(GateStore):
 
 def test_a_block_that_cannot_be_recorded_stops_this_process_sending(monkeypatch: Any) -> None:
     """The breaker row could not be written: this process sends nothing for the pause."""
-    monkeypatch.setattr(ratelimit, "_local_pause", {"until": 0.0})
+    monkeypatch.setattr(waiter, "_local_pause", {"until": 0.0})
     store = BrokenStore()
     gate = GateWaiter("broken", policy=GatePolicy(interval=1.0, backoff=60.0), store=store)
     with capture_logs() as logs:

@@ -20,11 +20,13 @@ import structlog
 from django.core.exceptions import PermissionDenied
 from structlog.testing import capture_logs
 
-from census import followups, pause, refresh, signals
+from census import followups, signals
 from census.events import Event
+from census.gate import pause
 from census.logs import scrub_cedula
+from census.lookup import refresh
 from census.models import CedulaInfo
-from census.task import current_task_id
+from census.q2.context import current_task_id
 from tests import factories
 from tests.driving import drive, run_and_hook
 from tests.follow_up_tasks import make_records_table
@@ -182,10 +184,10 @@ def test_the_docs_name_the_tasks_arguments_and_result_as_they_are(
     parameters and the keys of its result as the code has them."""
     import inspect
 
-    from census.pipeline import run_attempt
+    from census.lookup.attempt import run_attempt
 
     text = (DOCS / "how-it-works.md").read_text() + (DOCS / "privacy.md").read_text()
-    diagram = re.search(r"async_task\(census\.pipeline\.run_attempt, (\w+), (\w+),", text)
+    diagram = re.search(r"async_task\(census\.lookup\.attempt\.run_attempt, (\w+), (\w+),", text)
     carried = re.search(r"Tasks carry `\((\w+), (\w+)\)` only", text)
     result = re.search(r"a task's result is a small dict \(((?:`\w+`(?:, )?)+)\)", text)
     assert diagram and carried and result

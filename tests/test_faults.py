@@ -144,7 +144,7 @@ def test_lost_queue_message_and_failed_enqueue_are_resumed(
     def broker_down(*args: Any, **kwargs: Any) -> str:
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr("census.queue.async_task", broker_down)
+    monkeypatch.setattr("census.q2.queue.async_task", broker_down)
     [refused_id] = register([refused])
     monkeypatch.undo()
     assert queued() == []

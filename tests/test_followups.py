@@ -12,11 +12,13 @@ from django.utils import timezone
 from django_q.models import Schedule
 from structlog.testing import capture_logs
 
-from census import followups, queue, sweeper
+from census import followups
 from census.cedula import mask, scrub
 from census.logs import ScrubCedulaFilter, scrub_cedula
+from census.maintenance import sweeper
 from census.models import CedulaInfo, FollowUp, Status
-from census.task import current_task_id
+from census.q2 import queue
+from census.q2.context import current_task_id
 from tests.driving import clear_queue, drive, queued
 from tests.follow_up_tasks import make_records_table, records
 
@@ -229,7 +231,7 @@ def test_a_refresh_that_ends_again_runs_a_new_chain_with_new_keys(
     new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any
 ) -> None:
     """Each final status reached plans its own chain: the keys differ."""
-    from census import refresh
+    from census.lookup import refresh
 
     settings.CENSUS_FOLLOW_UPS = {"any": [f"{PATHS}.record"]}
     capture = django_capture_on_commit_callbacks

@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from census.models import CedulaInfo, FollowUp, Status
-from census.task import current_task_id
+from census.q2.context import current_task_id
 from tests import factories
 from tests.clusters import ClusterProcess, ConnectionCutter, register
 from tests.driving import clear_queue, run_and_hook
@@ -66,7 +66,7 @@ def test_killed_workers_a_deleted_task_and_a_failed_enqueue_run_each_follow_up_o
     def broker_down(*args: Any, **kwargs: Any) -> str:
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr("census.queue.enqueue_follow_up", broker_down)
+    monkeypatch.setattr("census.q2.queue.enqueue_follow_up", broker_down)
     refused = finish_in_process(factories.cedula("10"))
     monkeypatch.undo()
     clear_queue()

@@ -8,15 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from census.gate import (
+from census.gate.protocol import Closed, Slot
+from census.gate.rules import (
     SEND_MARGIN,
     BreakerPhase,
-    Closed,
     GatePolicy,
     GateState,
     Hold,
     Retake,
-    Slot,
     admit,
     confirm,
     peek,

@@ -70,7 +70,7 @@ _TURNS = """
 import select, sys, time
 import django
 django.setup()
-from census.ratelimit import GateWaiter
+from census.gate.waiter import GateWaiter
 
 
 def nap(seconds):  # time.sleep fails under libfaketime (EINVAL): select's timeout does not

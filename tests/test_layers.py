@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -18,30 +19,38 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "cedula",
+                "compat",
                 "events",
                 "exceptions",
                 "outcomes",
-                "gate",
                 "limits",
                 "permissions",
                 "signals",
+                "gate",
+                "gate.protocol",
+                "gate.rules",
+                "lookup",
+                "maintenance",
+                "observability",
+                "q2",
+                "q2.context",
             }
         ),
     ),
     ("the scraper (no Django)", frozenset({"scraper", "scraper."})),
-    ("settings and storage", frozenset({"conf", "logs", "models", "database", "gatestore"})),
+    ("settings and storage", frozenset({"conf", "logs", "models", "database", "gate.store"})),
     (
         "services",
         frozenset(
             {
-                "ratelimit",
-                "queue",
-                "results",
-                "announce",
-                "transitions",
-                "policy",
-                "pause",
-                "snapshots",
+                "gate.waiter",
+                "gate.pause",
+                "q2.queue",
+                "lookup.results",
+                "lookup.announce",
+                "lookup.status",
+                "lookup.policy",
+                "observability.snapshots",
             }
         ),
     ),
@@ -49,18 +58,16 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         "the pipeline's steps",
         frozenset(
             {
-                "registration",
-                "reports",
-                "task",
-                "conclusion",
+                "lookup.start",
+                "lookup.report",
+                "lookup.attempt",
+                "lookup.conclude",
+                "lookup.refresh",
                 "followups",
-                "refresh",
-                "sweeper",
-                "upkeep",
-                "ticker",
-                "stats",
                 "bulk",
-                "hooks",
+                "maintenance.",
+                "observability.stats",
+                "q2.hooks",
             }
         ),
     ),
@@ -69,12 +76,11 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "",
-                "pipeline",
                 "receivers",
                 "admin",
                 "apps",
                 "checks",
-                "metrics",
+                "observability.metrics",
                 "management.",
                 "testing.",
             }
@@ -97,26 +103,36 @@ def imported_modules(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", sorted((CENSUS / "scraper").glob("*.py")), ids=lambda p: p.name)
 def test_the_scraper_package_reads_no_settings_and_touches_no_database(path: Path) -> None:
     """census.scraper imports nothing of Django, the settings, the models or the gate row."""
-    forbidden = {"census.conf", "census.models", "census.ratelimit", "census.pipeline"}
+    forbidden = {"census.conf", "census.models", "census.gate.waiter", "census.gate.store"}
     imports = imported_modules(path)
     assert not {m for m in imports if m == "django" or m.startswith("django.")}
     assert not imports & forbidden
 
 
 def test_django_q2_is_called_from_one_module() -> None:
-    """Only census.queue queues or schedules; a few modules read Django-Q2 rows or signals."""
+    """Only census.q2.queue queues or schedules; a few modules read Django-Q2 rows or signals."""
     # The others only read Task rows (hooks, sweeper, stats) or connect signals (ticker).
-    allowed = {"queue.py", "hooks.py", "sweeper.py", "receivers.py", "ticker.py", "stats.py"}
+    allowed = {
+        "q2/queue.py",
+        "q2/hooks.py",
+        "maintenance/sweeper.py",
+        "maintenance/ticker.py",
+        "observability/stats.py",
+        "receivers.py",
+    }
     callers = {
-        path.name
-        for path in CENSUS.glob("*.py")
-        if any(m == "django_q" or m.startswith("django_q.") for m in imported_modules(path))
+        str(path.relative_to(CENSUS))
+        for path in CENSUS.rglob("*.py")
+        if path.parts[-2] not in ("testing", "commands", "migrations")
+        and any(m == "django_q" or m.startswith("django_q.") for m in imported_modules(path))
     }
     assert callers - allowed == set(), callers - allowed
     tasks_api = {
-        path.name for path in CENSUS.rglob("*.py") if "django_q.tasks" in imported_modules(path)
+        str(path.relative_to(CENSUS))
+        for path in CENSUS.rglob("*.py")
+        if "django_q.tasks" in imported_modules(path)
     }
-    assert tasks_api == {"queue.py"}
+    assert tasks_api == {"q2/queue.py"}
 
 
 def test_public_names_are_declared_and_importable() -> None:
@@ -242,10 +258,30 @@ def test_the_package_has_no_import_cycle() -> None:
     assert cycles == []
 
 
-def test_nothing_in_the_package_imports_the_facade() -> None:
-    """``census.pipeline`` only re-exports, for users and for tasks queued by its path."""
-    importers = sorted(m for m, targets in _graph().items() if "pipeline" in targets)
-    assert importers == []
+def test_nothing_imports_a_module_by_its_old_path() -> None:
+    """The old paths (``census.compat``) are for code outside this repository: census, its
+    tests, the example portal and the benchmarks import every module from its home."""
+    from census.compat import MOVED_MODULES, PIPELINE
+
+    old = re.compile(
+        r"\b(?:" + "|".join(re.escape(m) for m in [*MOVED_MODULES, PIPELINE]) + r")\b(?!\.\w+\.)"
+    )
+    old_from = re.compile(
+        r"^\s*from census import .*\b("
+        + "|".join(m.removeprefix("census.") for m in [*MOVED_MODULES, PIPELINE])
+        + r")\b",
+        re.MULTILINE,
+    )
+    root = CENSUS.parent
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("census", "tests", "example", "benchmarks")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path.name not in ("compat.py", "test_compat.py") and "migrations" not in path.parts
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if (old.search(line) and not line.startswith("OLD_")) or old_from.match(line)
+    ]
+    assert offenders == []
 
 
 def test_the_cycle_check_sees_a_cycle(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""census.metrics: Prometheus text from the database, for a token or a permitted user."""
+"""census.observability.metrics: Prometheus text from the database, for a token or a
+permitted user."""
 
 from __future__ import annotations
 

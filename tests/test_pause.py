@@ -1,4 +1,4 @@
-"""census.pause: nothing goes to the site while paused; resuming loses no lookup."""
+"""census.gate.pause: nothing goes to the site while paused; resuming loses no lookup."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import pytest
 from django.core.management import call_command
 from structlog.testing import capture_logs
 
-from census import bulk, gate, pause, sweeper
-from census.gate import Closed, GatePolicy, GateState, Slot
+from census import bulk
+from census.gate import pause, rules
+from census.gate.protocol import Closed, Slot
+from census.gate.rules import GatePolicy, GateState
+from census.maintenance import sweeper
 from census.models import CedulaInfo, Status
 from tests import factories
 from tests.driving import clear_queue, queued, run_and_hook
@@ -24,14 +27,14 @@ def test_a_paused_gate_admits_nothing_and_lets_nothing_leave() -> None:
     """admit refuses (reason "paused"), and a slot admitted before the pause may not go,
     not even the breaker's probe."""
     paused = GateState(next_allowed_at=T0 - timedelta(seconds=30), paused_at=T0)
-    admission, after = gate.admit(paused, T0, POLICY, deadline=None)
+    admission, after = rules.admit(paused, T0, POLICY, deadline=None)
     assert isinstance(admission, Closed) and admission.reason == "paused"
     assert after == paused  # nothing reserved
     for probe in (False, True):
-        permission, _ = gate.permit(paused, T0, POLICY, Slot(T0, probe=probe), deadline=None)
+        permission, _ = rules.permit(paused, T0, POLICY, Slot(T0, probe=probe), deadline=None)
         assert isinstance(permission, Closed) and permission.reason == "paused"
     running = GateState(next_allowed_at=T0 - timedelta(seconds=30))
-    assert isinstance(gate.admit(running, T0, POLICY, deadline=None)[0], Slot)
+    assert isinstance(rules.admit(running, T0, POLICY, deadline=None)[0], Slot)
 
 
 @pytest.mark.django_db
@@ -111,8 +114,8 @@ def test_an_operator_pauses_and_resumes_from_the_admin(
     from django.contrib.auth.models import Permission
     from django.urls import reverse
 
+    from census.gate.waiter import DEFAULT_NAME
     from census.models import RateGate
-    from census.ratelimit import DEFAULT_NAME
 
     RateGate.objects.create(name=DEFAULT_NAME, next_allowed_at=datetime.now(UTC))
     url = reverse("admin:census_rategate_changelist")

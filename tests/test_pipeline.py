@@ -13,9 +13,9 @@ from django.utils import timezone
 from django_q.models import Schedule
 from structlog.testing import capture_logs
 
-from census import hooks, queue
 from census.events import Event
 from census.models import Status
+from census.q2 import hooks, queue
 from tests.driving import drive, run_and_hook
 
 pytestmark = pytest.mark.django_db

@@ -1,12 +1,12 @@
-"""census.policy: the retry decision table."""
+"""census.lookup.policy: the retry decision table."""
 
 from __future__ import annotations
 
 import pytest
 
+from census.lookup.policy import Finish, Retry, decide, retry_delay
 from census.models import Status
 from census.outcomes import Outcome
-from census.policy import Finish, Retry, decide, retry_delay
 
 DELAYS = (60, 300, 900)
 

@@ -18,9 +18,9 @@ from django.urls import reverse
 
 from census import followups
 from census.cedula import mask
+from census.lookup.refresh import restart
 from census.models import CedulaInfo, FollowUp, Status
-from census.refresh import restart
-from census.task import current_task_id
+from census.q2.context import current_task_id
 from portal.followups import notify_leader
 from portal.models import Member, Notice
 from tests import factories

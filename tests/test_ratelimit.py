@@ -15,9 +15,10 @@ from django.conf import settings as django_settings
 from django.test import override_settings
 from structlog.testing import capture_logs
 
-from census.gate import SEND_MARGIN, Closed, GatePolicy, Slot
+from census.gate.protocol import Closed, Slot
+from census.gate.rules import SEND_MARGIN, GatePolicy
+from census.gate.waiter import GateWaiter
 from census.models import RateGate as RateGateRow
-from census.ratelimit import GateWaiter
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,7 +135,7 @@ _TURNS_SCRIPT = """
 import sys, time
 import django
 django.setup()
-from census.ratelimit import GateWaiter
+from census.gate.waiter import GateWaiter
 interval, turns, start_at = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 gate = GateWaiter("cross-process", interval=interval)
 time.sleep(max(0.0, start_at - time.time()))

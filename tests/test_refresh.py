@@ -1,4 +1,4 @@
-"""census.refresh: a leader's manual refresh, driven in-process."""
+"""census.lookup.refresh: a leader's manual refresh, driven in-process."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from django.core.exceptions import PermissionDenied
 from django.test import override_settings
 from structlog.testing import capture_logs
 
-from census import pipeline
 from census.events import Event
+from census.lookup import refresh
 from census.models import Status
 from tests import factories
 from tests.driving import clear_queue, drive, queued
@@ -29,7 +29,7 @@ def test_leader_refresh_starts_a_fresh_budget(
     leader = factories.leader()
     clear_queue()
     with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
-        assert pipeline.request_refresh(info, requested_by=leader) is True
+        assert refresh.request_refresh(info, requested_by=leader) is True
     info.refresh_from_db()
     assert (info.status, info.retry_count, info.step) == (Status.PENDING, 0, 4)
     assert [p["args"] for p in queued()] == [(info.pk, 4)]
@@ -44,9 +44,9 @@ def test_permission_holder_may_refresh(
     """The default rule admits users with census.refresh_cedulainfo."""
     info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
     with override_settings(CENSUS_IS_LEADER="census.permissions.is_leader"):
-        assert pipeline.request_refresh(info, requested_by=factories.permission_holder())
+        assert refresh.request_refresh(info, requested_by=factories.permission_holder())
         with pytest.raises(PermissionDenied):
-            pipeline.request_refresh(info, requested_by=factories.leader())
+            refresh.request_refresh(info, requested_by=factories.leader())
 
 
 def test_non_leader_refresh_is_denied_and_logged(
@@ -57,7 +57,7 @@ def test_non_leader_refresh_is_denied_and_logged(
     member = factories.member()
     clear_queue()
     with capture_logs() as logs, pytest.raises(PermissionDenied):
-        pipeline.request_refresh(info, requested_by=member)
+        refresh.request_refresh(info, requested_by=member)
     assert [e["event"] for e in logs] == [Event.REFRESH_DENIED]
     assert queued() == []
     info.refresh_from_db()
@@ -69,6 +69,6 @@ def test_refresh_in_flight_is_refused(new_lookup: Any) -> None:
     info = new_lookup("found")
     leader = factories.leader()
     with capture_logs() as logs:
-        assert pipeline.request_refresh(info, requested_by=leader) is False
+        assert refresh.request_refresh(info, requested_by=leader) is False
     assert [p["args"] for p in queued()] == [(info.pk, 1)]
     assert [e["event"] for e in logs] == [Event.REFRESH_SKIPPED]

@@ -15,12 +15,14 @@ from django.utils import timezone
 from django_q.models import Schedule, Task
 from structlog.testing import capture_logs
 
-from census import hooks, queue, reports, sweeper
-from census import task as attempt_task
 from census.events import Event
-from census.gate import SEND_MARGIN
+from census.gate.rules import SEND_MARGIN
+from census.lookup import attempt as attempt_task
+from census.lookup import report
+from census.maintenance import sweeper
 from census.models import Attempt, CedulaInfo, RateGate, Status
 from census.outcomes import Outcome
+from census.q2 import hooks, queue
 from census.scraper import LookupResult, Place
 from census.testing import fake
 from tests import factories
@@ -173,7 +175,7 @@ def test_a_duplicate_whose_result_won_loses_no_answer(
     assert info.status == Status.SCRAPING
     # Copy 1 finishes: its report reaches the row; Django-Q2 drops its result and hook.
     result = LookupResult(outcome=Outcome.FOUND, place=Place(departamento="X"), meta={"sent": 1})
-    reports.write_report(info.pk, 1, "t-dup", result, info.user.username, 0.0)
+    report.write_report(info.pk, 1, "t-dup", result, info.user.username, 0.0)
     assert sweeper.sweep_reported() == 0  # a few seconds for the hook first
     with django_capture_on_commit_callbacks(execute=True):
         assert sweeper.sweep_reported(later(sweeper.REPORT_GRACE_SECONDS + 1)) == 1
@@ -223,7 +225,7 @@ def test_enqueue_failing_at_commit_keeps_the_registration(
     def refuse(*args: Any, **kwargs: Any) -> str:
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr("census.queue.async_task", refuse)
+    monkeypatch.setattr("census.q2.queue.async_task", refuse)
     with capture_logs() as logs, django_capture_on_commit_callbacks(execute=True):
         user = factories.member()
     info = CedulaInfo.objects.get(user=user)
@@ -248,7 +250,7 @@ def test_one_poisoned_lookup_does_not_stop_the_sweep(
             raise ValueError("poison")
         return real(lookup_id, attempt)
 
-    monkeypatch.setattr("census.sweeper.queue_now", poisoned)
+    monkeypatch.setattr("census.maintenance.sweeper.queue_now", poisoned)
     with capture_logs() as logs:
         assert sweeper.sweep_stalled(later(sweeper.stalled_after() + 1)) == 1
     assert [p["args"] for p in queued()] == [(second.pk, 1)]

@@ -24,10 +24,10 @@ from django.conf import settings as django_settings
 from django.test import override_settings
 
 from census.conf import settings as census_settings
-from census.gate import OpenGate
+from census.gate.protocol import OpenGate
+from census.gate.waiter import GateWaiter
 from census.models import RateGate as RateGateRow
 from census.outcomes import Outcome
-from census.ratelimit import GateWaiter
 from census.scraper import playwright as scraper_module
 from census.scraper.base import LookupResult, Novedad
 from census.scraper.playwright import PlaywrightScraper
@@ -325,8 +325,8 @@ import json, sys, time
 import django
 django.setup()
 from census.conf import settings
-from census.gate import OpenGate
-from census.ratelimit import GateWaiter
+from census.gate.protocol import OpenGate
+from census.gate.waiter import GateWaiter
 from census.scraper.playwright import PlaywrightScraper
 mode, cedulas = sys.argv[1], sys.argv[2:]
 config = settings.scraper_config()

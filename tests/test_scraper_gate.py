@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from census.gate import Admission, Closed, Slot
+from census.gate.protocol import Admission, Closed, Slot
 from census.outcomes import Outcome
 from census.scraper.playwright import PlaywrightScraper, ScraperConfig
 
@@ -140,7 +140,7 @@ def test_a_click_timeout_after_the_gate_refused_is_a_deferral() -> None:
     """Under load the submit click can time out after the gate refused: still nothing sent."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-    from census.gate import OpenGate
+    from census.gate.protocol import OpenGate
     from census.scraper.playwright import LookupBudget, _Flow, deferred
 
     budget = LookupBudget.start(

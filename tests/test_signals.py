@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from census import refresh, signals
+from census import signals
+from census.lookup import refresh
+from census.lookup.status import locked, transition
 from census.models import CedulaInfo, Status
-from census.transitions import locked, transition
 from tests.driving import drive
 
 pytestmark = pytest.mark.django_db

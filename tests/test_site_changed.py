@@ -9,10 +9,13 @@ import pytest
 from django.utils import timezone
 from structlog.testing import capture_logs
 
-from census import gate, snapshots, upkeep
 from census.cedula import VISIBLE_TEXT_ONLY
-from census.gate import BreakerPhase, Closed, GatePolicy, GateState, Slot
+from census.gate import rules
+from census.gate.protocol import Closed, Slot
+from census.gate.rules import BreakerPhase, GatePolicy, GateState
+from census.maintenance import upkeep
 from census.models import Attempt, PageSnapshot, RateGate, Status
+from census.observability import snapshots
 from census.outcomes import Outcome
 from census.scraper.base import SNAPSHOT_PNG_BYTES, LookupResult, Snapshot
 from census.testing.fake import SCRIPTED_SIGNATURE
@@ -28,13 +31,13 @@ def at(seconds: float) -> datetime:
 
 
 def unexpected(state: GateState, when: datetime, *, probe: bool = False, sig: str = "a:b"):
-    return gate.record(
+    return rules.record(
         state, when, POLICY, blocked=False, answered=False, probe=probe, unexpected=sig
     )
 
 
 def answered(state: GateState, when: datetime, *, probe: bool = False):
-    return gate.record(state, when, POLICY, blocked=False, answered=True, probe=probe)
+    return rules.record(state, when, POLICY, blocked=False, answered=True, probe=probe)
 
 
 # -- the pure gate ----------------------------------------------------------------------------
@@ -47,13 +50,13 @@ def test_unexpected_answers_in_a_row_open_the_breaker_with_their_signature() -> 
     for n in (1, 2):
         state, change = unexpected(state, at(n))
         assert change is None and state.unexpected_streak == n
-        assert gate.site_changed_wait(state, at(n)) is None  # charged as usual
+        assert rules.site_changed_wait(state, at(n)) is None  # charged as usual
     state, change = unexpected(state, at(3), sig="answer:missing_field:encontrado")
     assert change == "site_changed"
     assert state.site_signature == "answer:missing_field:encontrado"
     assert state.breaker_until == at(303) and state.phase(at(3)) is BreakerPhase.OPEN
-    assert gate.site_changed_wait(state, at(3)) == 300.0
-    admission, _ = gate.admit(state, at(10), POLICY, deadline=None)
+    assert rules.site_changed_wait(state, at(3)) == 300.0
+    admission, _ = rules.admit(state, at(10), POLICY, deadline=None)
     assert admission == Closed(at(303), "site_changed")
 
 
@@ -73,30 +76,30 @@ def test_one_probe_per_period_until_one_is_answered_in_a_known_shape() -> None:
     one more period; an answered one closes it and forgets the signature."""
     state = GateState(next_allowed_at=at(-30), unexpected_streak=2)
     state, _ = unexpected(state, at(0))
-    probe, state = gate.admit(state, at(301), POLICY, deadline=None)
+    probe, state = rules.admit(state, at(301), POLICY, deadline=None)
     assert isinstance(probe, Slot) and probe.probe
-    other, _ = gate.admit(state, at(302), POLICY, deadline=None)
+    other, _ = rules.admit(state, at(302), POLICY, deadline=None)
     assert isinstance(other, Closed) and other.reason == "probe_in_flight"
     state, change = unexpected(state, at(305), probe=True)
     assert change is None and state.breaker_until == at(605)
-    assert gate.site_changed_wait(state, at(305)) == 300.0  # the probe is not charged
-    probe, state = gate.admit(state, at(606), POLICY, deadline=None)
+    assert rules.site_changed_wait(state, at(305)) == 300.0  # the probe is not charged
+    probe, state = rules.admit(state, at(606), POLICY, deadline=None)
     assert isinstance(probe, Slot) and probe.probe
     state, change = answered(state, at(607), probe=True)
     assert change == "site_recovered"
     assert (state.breaker_until, state.site_changed_at, state.site_signature) == (None, None, "")
     assert state.unexpected_streak == 0
-    assert isinstance(gate.admit(state, at(608), POLICY, deadline=None)[0], Slot)
+    assert isinstance(rules.admit(state, at(608), POLICY, deadline=None)[0], Slot)
 
 
 def test_a_blocked_probe_hands_over_to_the_block_pause() -> None:
     """The site blocks rather than answers: the block breaker's pause, reason breaker_open."""
     state = GateState(next_allowed_at=at(-30), unexpected_streak=2)
     state, _ = unexpected(state, at(0))
-    _, state = gate.admit(state, at(301), POLICY, deadline=None)
-    state, change = gate.record(state, at(302), POLICY, blocked=True, answered=False, probe=True)
+    _, state = rules.admit(state, at(301), POLICY, deadline=None)
+    state, change = rules.record(state, at(302), POLICY, blocked=True, answered=False, probe=True)
     assert change == "opened" and state.site_changed_at is None
-    admission, _ = gate.admit(state, at(303), POLICY, deadline=None)
+    admission, _ = rules.admit(state, at(303), POLICY, deadline=None)
     assert isinstance(admission, Closed) and admission.reason == "breaker_open"
 
 
@@ -105,7 +108,7 @@ def test_a_threshold_of_zero_never_opens() -> None:
     policy = GatePolicy(interval=5.0, site_changed_after=0)
     state = GateState(next_allowed_at=at(-30))
     for n in range(20):
-        state, change = gate.record(
+        state, change = rules.record(
             state, at(n), policy, blocked=False, answered=False, probe=False, unexpected="x"
         )
         assert change is None

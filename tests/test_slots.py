@@ -57,7 +57,7 @@ def test_a_killed_holder_frees_its_slot(tmp_path: Path) -> None:
 
 def test_waiting_for_a_slot_does_not_start_the_lookups_clock(tmp_path: Path) -> None:
     """A lookup's budget starts once it holds a browser: the wait is not spent from it."""
-    from census.gate import OpenGate
+    from census.gate.protocol import OpenGate
     from census.scraper.playwright import PlaywrightScraper, ScraperConfig
 
     config = ScraperConfig(
@@ -78,9 +78,9 @@ def test_waiting_for_a_slot_does_not_start_the_lookups_clock(tmp_path: Path) -> 
 
 def _report_own_slowness(info: Any, number: int) -> None:
     """Play one attempt that ran out of time typing (nothing sent), reported on its row."""
+    from census.lookup.status import locked, transition
     from census.models import Attempt
     from census.models import Status as S
-    from census.transitions import locked, transition
 
     with locked(info.pk) as row:
         assert row is not None
@@ -101,7 +101,7 @@ def test_own_slowness_is_not_charged_and_stays_off_the_cursor(
 ) -> None:
     """A browser_slow deferral keeps the budget and takes no place on the gate's cursor;
     past max_attempts of them in one budget the lookup is charged after all (bounded)."""
-    from census.conclusion import conclude_attempt
+    from census.lookup.conclude import conclude_attempt
     from census.models import CedulaInfo, RateGate, Status
 
     settings.CENSUS_MAX_ATTEMPTS = 2

@@ -1,4 +1,4 @@
-"""``census.stats`` and the ``census_stats`` command on a known set of lookups."""
+"""``census.observability.stats`` and the ``census_stats`` command on a known set of lookups."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django_q.models import Task
 
 from census.models import Attempt, CedulaInfo, Status
-from census.stats import Distribution, compute, percentile
+from census.observability.stats import Distribution, compute, percentile
 from tests import factories
 
 T0 = datetime(2026, 3, 1, 12, 0, 0).astimezone()
@@ -183,7 +183,7 @@ def test_breaker_state_and_the_lookups_waiting_on_it() -> None:
     from django.utils import timezone
 
     from census.models import RateGate
-    from census.stats import breaker_state
+    from census.observability.stats import breaker_state
 
     assert breaker_state().state == "closed"
     now = timezone.now()

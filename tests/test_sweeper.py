@@ -1,4 +1,4 @@
-"""census.sweeper on lookups nothing else will move, driven in-process."""
+"""census.maintenance.sweeper on lookups nothing else will move, driven in-process."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 from structlog.testing import capture_logs
 
-from census import task as attempt_task
 from census.events import Event
+from census.lookup import attempt as attempt_task
 from census.models import Attempt, CedulaInfo, Status
 from tests.driving import clear_queue, drive, queued, run_and_hook
 
@@ -21,7 +21,7 @@ def test_lost_attempt_is_swept_and_retried(
     new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any
 ) -> None:
     """An attempt stuck in SCRAPING past its timeout (its worker died) is retried as lost."""
-    from census import sweeper
+    from census.maintenance import sweeper
 
     info = new_lookup("found")
     attempt_task._claim(info.pk, 1, "t-killed")
@@ -39,7 +39,7 @@ def test_retry_whose_task_failed_before_claiming_is_queued_again(
     new_lookup: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     """A RETRYING lookup long overdue with no schedule and no queued task is queued again."""
-    from census import sweeper
+    from census.maintenance import sweeper
 
     info = new_lookup("timeout", "found")
     clear_queue()

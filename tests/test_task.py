@@ -1,4 +1,4 @@
-"""census.task: claiming an attempt, duplicates and stale work, what the task returns."""
+"""census.lookup.attempt: claiming an attempt, duplicates and stale work, what the task returns."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from django_q.models import Task
 from structlog.testing import capture_logs
 
-from census import hooks, queue
-from census import task as attempt_task
 from census.events import Event
+from census.lookup import attempt as attempt_task
 from census.models import Status
+from census.q2 import hooks, queue
 from census.testing import fake
 from tests.driving import drive, queued, run_and_hook
 
@@ -75,7 +75,7 @@ def test_first_attempt_is_queued_with_ids_only(new_lookup: Any) -> None:
     assert package["args"] == (info.pk, 1)
     assert package["name"] == f"census-lookup-{info.pk}-step-1"
     assert package["group"] == "census-lookup"
-    assert package["hook"] == "census.hooks.attempt_finished"
+    assert package["hook"] == "census.q2.hooks.attempt_finished"
     assert package["ack_failure"] is True
     assert info.user.username not in repr(package)
 
@@ -90,8 +90,8 @@ def test_the_deferral_ticket_is_stored_and_read_by_the_next_claim(
 
     from django.utils import timezone
 
+    from census.gate.waiter import DEFAULT_NAME
     from census.models import CedulaInfo, RateGate
-    from census.ratelimit import DEFAULT_NAME
 
     gate = RateGate.objects.create(
         name=DEFAULT_NAME,

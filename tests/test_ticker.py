@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from census import ticker
+from census.maintenance import ticker
 
 
 def test_the_tick_window_comes_from_the_database_clock(monkeypatch: Any, settings: Any) -> None:

@@ -1,4 +1,4 @@
-"""census.transitions: the only writer of CedulaInfo.status."""
+"""census.lookup.status: the only writer of CedulaInfo.status."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from census.lookup.status import ALLOWED, TransitionRefused, locked, transition
 from census.models import CedulaInfo, Status
-from census.transitions import ALLOWED, TransitionRefused, locked, transition
 from tests import factories
 
 pytestmark = pytest.mark.django_db

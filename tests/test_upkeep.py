@@ -1,4 +1,4 @@
-"""census.upkeep: old successful census task rows go; everything else stays."""
+"""census.maintenance.upkeep: old successful census task rows go; everything else stays."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from django.utils import timezone
 from django_q.models import Task
 
-from census import queue, upkeep
+from census.maintenance import upkeep
 from census.models import CedulaInfo, Status
+from census.q2 import queue
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
-from census.metrics import metrics_view
+from census.observability.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),

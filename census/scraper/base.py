@@ -34,7 +34,7 @@ class Snapshot:
     """What the page looked like when its answer had no known shape (``unexpected_page``).
 
     Every text is scrubbed of the cédula and bounded by the scraper; the screenshot was taken
-    with the cédula's input masked. Kept once per signature (``census.snapshots``).
+    with the cédula's input masked. Kept once per signature (``census.observability.snapshots``).
     """
 
     #: The rendered page's HTML, scrubbed, at most ``SNAPSHOT_HTML_CHARS`` characters.

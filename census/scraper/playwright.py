@@ -59,7 +59,7 @@ from census.cedula import (
     scrub,
 )
 from census.events import Event
-from census.gate import Closed, Gate, Slot
+from census.gate.protocol import Closed, Gate, Slot
 from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
 from census.scraper.base import (
     LookupResult,

@@ -27,7 +27,7 @@ from pathlib import Path
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
-from census.gate import Closed, Gate, Slot
+from census.gate.protocol import Closed, Gate, Slot
 from census.outcomes import Outcome
 from census.scraper.base import LookupResult, Novedad, Place, ScraperConfig, site_changed
 

@@ -2,7 +2,7 @@
 
 - ``is_leader`` is the portal's ``CENSUS_IS_LEADER``: members with the leader role, plus
   census's default rule (active superusers and holders of ``census.refresh_cedulainfo``).
-  ``census.pipeline.request_refresh`` refuses anyone else.
+  ``census.request_refresh`` refuses anyone else.
 - ``may_refresh_anyone``: census's default rule only. Superusers and permission holders may
   refresh any member's lookup.
 - ``may_refresh``: the referral rule on top. A leader by role may refresh the lookups of the

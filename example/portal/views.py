@@ -18,8 +18,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from census import request_refresh
 from census.models import CedulaInfo
-from census.pipeline import request_refresh
 from portal import leaders, throttle
 from portal.census_card import census_card, render_card
 from portal.forms import TAKEN_CEDULA, RegistrationForm

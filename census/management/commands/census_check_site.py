@@ -2,7 +2,7 @@
 step by step, to see whether the census site still answers in a shape the scraper knows.
 
 It goes through the real scraper (``PlaywrightScraper``, configured from the settings) and the
-real cluster-wide gate (``census.ratelimit.GateWaiter``): the rate limit, the breaker and the
+real cluster-wide gate (``census.gate.waiter.GateWaiter``): the rate limit, the breaker and the
 operator's pause hold for it as for any worker, and its request counts like theirs.
 """
 
@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from census import pause
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
+from census.gate import pause
+from census.gate.waiter import GateWaiter
 from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
-from census.ratelimit import GateWaiter
 from census.scraper.base import LookupResult
 from census.scraper.observe import Fact, StepReport
 from census.scraper.playwright import PlaywrightScraper

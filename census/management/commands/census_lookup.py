@@ -28,8 +28,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from census import bulk
 from census.conf import parse_duration, settings
+from census.lookup.refresh import check_leader
 from census.models import BulkRun
-from census.refresh import check_leader
 
 #: Seconds between two feeds of a run fed from the terminal.
 POLL_SECONDS = 2.0

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from census import pause
+from census.gate import pause
 
 
 class Command(BaseCommand):

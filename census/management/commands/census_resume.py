@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from census import pause, sweeper
+from census.gate import pause
+from census.maintenance import sweeper
 from census.management.commands.census_pause import _login
 
 

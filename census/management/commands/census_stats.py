@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from census.stats import DEFAULT_LATE_AFTER, compute, render_table
+from census.observability.stats import DEFAULT_LATE_AFTER, compute, render_table
 
 
 class Command(BaseCommand):

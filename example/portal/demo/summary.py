@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from census.models import FINAL_STATUSES, FollowUp, Status
-from census.stats import CensusStats
+from census.observability.stats import CensusStats
 from portal.demo.progress import Row
 from portal.models import Notice
 

@@ -31,7 +31,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from census.models import Attempt, CedulaInfo, Status
-from census.stats import compute
+from census.observability.stats import compute
 from census.testing.simulator import CensusSimulator
 from portal.demo import mix, processes, summary
 from portal.demo.progress import LineLog, LiveTable, Row, Tracked, snapshot

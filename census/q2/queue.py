@@ -2,7 +2,7 @@
 the schedules of bulk runs (``census-bulk-<id>``) and of the daily re-check.
 
 Tasks carry ``(lookup_id, step)`` only, named ``census-lookup-<id>-step-<n>`` in group
-``census-lookup``; their hook is ``census.hooks.attempt_finished``.
+``census-lookup``; their hook is ``census.q2.hooks.attempt_finished``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,13 @@ from census import events
 from census.conf import settings
 from census.events import Event
 
-TASK_FUNC = "census.pipeline.run_attempt"
-HOOK = "census.hooks.attempt_finished"
+#: The attempt task and its result hook, by the paths queued from 0.2.0 on.
+TASK_FUNC = "census.lookup.attempt.run_attempt"
+HOOK = "census.q2.hooks.attempt_finished"
+#: The paths of tasks and schedules queued by earlier versions: they still run
+#: (``census.compat``), and are counted as census's own wherever the new ones are.
+OLD_TASK_FUNC = "census.pipeline.run_attempt"
+OLD_HOOK = "census.hooks.attempt_finished"
 GROUP = "census-lookup"
 
 
@@ -136,6 +141,8 @@ def queue_now(lookup_id: int, step: int) -> bool:
 
 FOLLOW_UP_FUNC = "census.followups.run_follow_up"
 FOLLOW_UP_GROUP = "census-followup"
+#: The tasks that claim work by their Django-Q2 task id (``census.q2.context``).
+CLAIMING_FUNCS = frozenset({TASK_FUNC, OLD_TASK_FUNC, FOLLOW_UP_FUNC})
 
 
 def follow_up_name(lookup_id: int, step: int, position: int, name: str, tries: int) -> str:
@@ -190,7 +197,7 @@ def delete_succeeded_tasks(*, before: datetime, keep: set[str]) -> int:
     ``before``, but those named in ``keep``; returns how many. Other apps' rows and failed
     ones are never touched."""
     rows = (
-        Task.objects.filter(func__in=(TASK_FUNC, FOLLOW_UP_FUNC), success=True, stopped__lt=before)
+        Task.objects.filter(func__in=CLAIMING_FUNCS, success=True, stopped__lt=before)
         .exclude(name__in=keep)
         .order_by("stopped")
     )

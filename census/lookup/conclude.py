@@ -13,17 +13,18 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from census import events, followups, policy
+from census import events, followups
 from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
+from census.gate.waiter import GateWaiter
+from census.lookup import policy
+from census.lookup.report import raw_cedula
+from census.lookup.results import changed_fields, result_of
+from census.lookup.status import locked, transition
 from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
 from census.outcomes import Outcome, own_slowness
-from census.queue import schedule_attempt
-from census.ratelimit import GateWaiter
-from census.reports import raw_cedula
-from census.results import changed_fields, result_of
-from census.transitions import locked, transition
+from census.q2.queue import schedule_attempt
 
 
 def conclude_attempt(lookup_id: int, step: int, *, task_id: str | None = None) -> bool:

@@ -15,11 +15,11 @@ from django.db import IntegrityError, transaction
 from census import events
 from census.conf import settings
 from census.events import Event
+from census.lookup.results import result_of
+from census.lookup.start import start_lookup
+from census.lookup.status import locked, transition
 from census.models import CedulaInfo, Status
-from census.queue import queue_now
-from census.registration import start_lookup
-from census.results import result_of
-from census.transitions import locked, transition
+from census.q2.queue import queue_now
 
 
 def check_leader(requested_by: Any, **context: Any) -> None:

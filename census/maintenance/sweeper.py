@@ -23,15 +23,17 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.models import Task
 
-from census import events, followups, pause, queue
-from census.conclusion import conclude_attempt
+from census import events, followups
 from census.conf import settings
 from census.events import Event
+from census.gate import pause
+from census.lookup.conclude import conclude_attempt
+from census.lookup.report import record_failure
+from census.lookup.status import locked
 from census.models import Attempt, CedulaInfo, Status
 from census.outcomes import Outcome
-from census.queue import queue_now
-from census.reports import record_failure
-from census.transitions import locked
+from census.q2 import queue
+from census.q2.queue import queue_now
 
 #: Seconds past the task timeout before an attempt counts as lost.
 GRACE_SECONDS = 30

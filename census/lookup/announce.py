@@ -9,8 +9,8 @@ from django.dispatch import Signal
 from census import events, logs, signals
 from census.conf import settings
 from census.events import Event
+from census.lookup.results import changed_fields, result_of
 from census.models import FINAL_STATUSES, CedulaInfo, Status
-from census.results import changed_fields, result_of
 
 
 def status_changed(info: CedulaInfo, fields: dict[str, Any]) -> None:

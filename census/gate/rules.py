@@ -1,8 +1,8 @@
 """The cluster-wide gate in front of the census site: rate spacing plus a circuit breaker.
 
 Pure policy: a ``GateState`` and a clock value in, a decision and the next state out. The
-store (``census.gatestore``) applies these to the shared row under its lock, with ``now`` read
-from the database's clock; the waiter (``census.ratelimit.GateWaiter``) sleeps between them; the
+store (``census.gate.store``) applies these to the shared row under its lock, with ``now`` read
+from the database's clock; the waiter (``census.gate.waiter.GateWaiter``) sleeps between them; the
 scraper sees only the ``Gate`` protocol, which speaks in relative seconds. No Django, no I/O.
 
 - **Spacing, measured at the send.** Requests get consecutive slots ``interval`` apart
@@ -30,13 +30,12 @@ scraper sees only the ``Gate`` protocol, which speaks in relative seconds. No Dj
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Literal
 
+from census.gate.protocol import Admission, Closed, ClosedReason, Slot
 from census.limits import MAX_RETRY_AFTER_SECONDS, clamp_seconds
 
 #: Seconds added to the limit between two sends. The limit is enforced at the send
@@ -47,12 +46,6 @@ from census.limits import MAX_RETRY_AFTER_SECONDS, clamp_seconds
 #: cores, 1 s limit) saw two requests 0.957 s apart at the site; with 0.04 s the closest was
 #: 1.069 s. At a 1 s limit it keeps 96 % of the site's capacity; at the default 5 s, 99 %.
 SEND_MARGIN = 0.04
-
-#: Why a gate refused: its breaker is open, a probe is out, its slots are taken past the
-#: caller's deadline, or deferred lookups are ahead of a fresh caller.
-ClosedReason = Literal[
-    "breaker_open", "probe_in_flight", "rate_backlog", "deferred_ahead", "paused", "site_changed"
-]
 
 #: Seconds a refusal for a pause asks the caller to wait before it looks again.
 PAUSE_RECHECK = 30.0
@@ -125,7 +118,7 @@ class GateState:
     last_sent_at: datetime | None = None
     #: While set and in the future, a permitted request is leaving (its send lease).
     sending_until: datetime | None = None
-    #: Set while an operator has paused all census traffic (``census.pause``).
+    #: Set while an operator has paused all census traffic (``census.gate.pause``).
     paused_at: datetime | None = None
     #: Answers in no known shape since the last answer in a known shape.
     unexpected_streak: int = 0
@@ -152,33 +145,6 @@ class GateState:
 
 
 @dataclass(frozen=True)
-class Slot:
-    """Admitted: send at ``at``; ``probe`` when this request tests a breaker that paused.
-
-    ``wait``: seconds from the gate's clock reading to ``at`` (what a waiter sleeps, on its
-    own monotonic clock). ``lease_until``: set once ``permit`` let the request go; the key
-    its ``confirm`` presents.
-    """
-
-    at: datetime
-    probe: bool = False
-    wait: float = field(default=0.0, compare=False)
-    lease_until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Closed:
-    """Not admitted before the deadline: the gate opens at ``until`` (at the earliest).
-
-    ``wait``: seconds from the gate's clock reading to ``until``.
-    """
-
-    until: datetime
-    reason: ClosedReason
-    wait: float = field(default=0.0, compare=False)
-
-
-@dataclass(frozen=True)
 class Hold:
     """Not yet: ask again in ``wait`` seconds (the previous request left too recently, or is
     leaving now)."""
@@ -193,7 +159,6 @@ class Retake:
     late_by: float
 
 
-Admission = Slot | Closed
 Permission = Slot | Hold | Retake | Closed
 
 
@@ -456,79 +421,3 @@ def place_deferred(
     if latest is not None and due > latest:
         return None, state
     return due, replace(state, defer_cursor=due + policy.spacing)
-
-
-class Gate(Protocol):
-    """What the scraper needs from the gate in front of the census site.
-
-    Times are relative seconds: the gate keeps its own clock (the database's), and no host's
-    wall clock decides when a request may leave.
-    """
-
-    def peek(self, within: float) -> Closed | None:
-        """Before starting a browser: a ``Closed`` when no request could go ``within`` s."""
-        ...
-
-    def wait_turn(
-        self, within: float | None = None, sleep: Callable[[float], None] = time.sleep
-    ) -> Admission:
-        """Wait for the moment this request may leave (a ``Slot`` holding the send lease), or
-        say it is closed. Call ``sent`` right after letting the request go."""
-        ...
-
-    def sent(self, slot: Slot, *, left: bool = True) -> None:
-        """The request let go in ``slot`` has left (``left``), or never will: the next one is
-        spaced from now, and the send lease is released."""
-        ...
-
-    def record(
-        self,
-        slot: Slot,
-        *,
-        blocked: bool,
-        answered: bool,
-        retry_after: float | None = None,
-        unexpected: str = "",
-    ) -> float | None:
-        """Tell the gate what became of the request sent in ``slot``; ``unexpected``: the
-        signature of an answer in no known shape.
-
-        Returns the seconds until the gate opens again when, after this answer, the site
-        counts as changed (the site-changed breaker is open): such an answer is not the
-        member's to pay for. None otherwise.
-        """
-        ...
-
-
-class OpenGate:
-    """A gate that always admits at once (benchmarks, tests that need no database)."""
-
-    def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
-        from datetime import UTC
-
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self.recorded: list[tuple[bool, bool, float | None]] = []
-        self.sends = 0
-
-    def peek(self, within: float) -> Closed | None:
-        return None
-
-    def wait_turn(
-        self, within: float | None = None, sleep: Callable[[float], None] = time.sleep
-    ) -> Admission:
-        return Slot(self._clock())
-
-    def sent(self, slot: Slot, *, left: bool = True) -> None:
-        self.sends += left
-
-    def record(
-        self,
-        slot: Slot,
-        *,
-        blocked: bool,
-        answered: bool,
-        retry_after: float | None = None,
-        unexpected: str = "",
-    ) -> float | None:
-        self.recorded.append((blocked, answered, retry_after))
-        return None

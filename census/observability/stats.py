@@ -23,12 +23,12 @@ from typing import Any
 from django.db.models import Count, F, Q, QuerySet
 from django_q.models import Task
 
-from census import pause
-from census.gate import BreakerPhase
-from census.gatestore import GateStore
+from census.gate import pause
+from census.gate.rules import BreakerPhase
+from census.gate.store import GateStore
+from census.gate.waiter import DEFAULT_NAME as DEFAULT_GATE
 from census.models import FINAL_STATUSES, Attempt, CedulaInfo, PageSnapshot, Status
 from census.outcomes import Outcome
-from census.ratelimit import DEFAULT_NAME as DEFAULT_GATE
 
 #: Seconds after its due time past which a retry counts as late.
 DEFAULT_LATE_AFTER = 2.0
@@ -71,7 +71,7 @@ class BreakerState:
     """The breaker as the gate row holds it, and how many deferred lookups wait on the gate."""
 
     #: The gate's ``BreakerPhase`` (a string enum: ``closed``, ``open``, ``probing``,
-    #: ``half_open``), as ``census.gate`` decides it.
+    #: ``half_open``), as ``census.gate.rules`` decides it.
     state: BreakerPhase
     until: str | None
     consecutive_blocks: int

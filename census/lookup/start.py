@@ -7,9 +7,9 @@ from typing import Any
 
 from django.db import transaction
 
+from census.lookup.status import log_created
 from census.models import CedulaInfo, Status
-from census.queue import queue_now
-from census.transitions import log_created
+from census.q2.queue import queue_now
 
 
 def start_lookup(user: Any) -> CedulaInfo:

@@ -14,10 +14,12 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from census import events, queue, snapshots
+from census import events
 from census.conf import settings
 from census.events import Event
 from census.models import CedulaInfo, Status
+from census.observability import snapshots
+from census.q2 import queue
 
 
 def prune_tasks(now: datetime | None = None) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from django_q.models import Task
 
 from census import events
-from census.conclusion import conclude_attempt
 from census.events import Event
-from census.reports import record_failure
+from census.lookup.conclude import conclude_attempt
+from census.lookup.report import record_failure
 
 
 def attempt_finished(task: Task) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from census import announce
 from census.exceptions import CensusError
+from census.lookup import announce
 from census.models import FINAL_STATUSES, CedulaInfo, Status
 
 #: Allowed moves. A final status goes back to PENDING only through a leader's refresh.

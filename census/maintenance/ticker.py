@@ -5,7 +5,7 @@ Django-Q2's scheduler ticks every 30 s in the sentinel, so a retry due in 60 s c
 ``django_q.scheduler.scheduler()`` every ``CENSUS_SCHEDULER_TICK`` seconds; a cache key lets
 one worker of those sharing the cache run it per tick. A schedule fired twice is harmless: the
 second task finds its attempt no longer current. The same thread runs the sweeper now and then,
-and prunes old task rows hourly (``census.upkeep``).
+and prunes old task rows hourly (``census.maintenance.upkeep``).
 
 The thread lives in workers, never in the qcluster parent; it does ORM work only, no browser.
 """
@@ -22,9 +22,10 @@ from django.db import close_old_connections
 from django_q.scheduler import scheduler
 from django_q.signals import post_spawn
 
-from census import database, events, sweeper, upkeep
+from census import database, events
 from census.conf import settings
 from census.events import Event
+from census.maintenance import sweeper, upkeep
 
 #: Seconds between full sweeps (stuck and stalled lookups; the stalled pass reads the queue).
 SWEEP_EVERY = 30.0
@@ -33,7 +34,7 @@ REPORTED_EVERY = 5.0
 _TICK_KEY = "census:scheduler-tick"
 _SWEEP_KEY = "census:sweep"
 _REPORTED_KEY = "census:sweep-reported"
-#: Seconds between prunings of census's old task rows (census.upkeep).
+#: Seconds between prunings of census's old task rows (census.maintenance.upkeep).
 PRUNE_EVERY = 3600  # an hour
 _PRUNE_KEY = "census:prune-tasks"
 
@@ -97,4 +98,4 @@ def start_in_worker(sender: Any = None, proc_name: str = "", **kwargs: Any) -> N
 
 
 def connect() -> None:
-    post_spawn.connect(start_in_worker, dispatch_uid="census.ticker")
+    post_spawn.connect(start_in_worker, dispatch_uid="census.maintenance.ticker")

@@ -2,8 +2,8 @@
 
 Three pieces, each in its own place:
 
-- the pure policy, ``census.gate`` (what a state and a time allow);
-- the store, ``census.gatestore`` (the row, the database's clock, the transaction);
+- the pure policy, ``census.gate.rules`` (what a state and a time allow);
+- the store, ``census.gate.store`` (the row, the database's clock, the transaction);
 - this waiter, ``GateWaiter``: reserve a slot, sleep to it on this host's monotonic clock, ask
   the store whether the request may go now (``permit``: the breaker, the previous request's
   confirmed send, lateness), and confirm the send (``sent``). It also logs the breaker's
@@ -22,11 +22,13 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from census import events, gate
+from census import events
 from census.conf import settings
 from census.events import Event
-from census.gate import Admission, Closed, GatePolicy, GateState, Hold, Retake, Slot
-from census.gatestore import GateStore
+from census.gate import rules
+from census.gate.protocol import Admission, Closed, Slot
+from census.gate.rules import GatePolicy, GateState, Hold, Retake
+from census.gate.store import GateStore
 
 #: Seconds between looks at the row while a probe is out.
 _PROBE_POLL = 0.5
@@ -98,7 +100,7 @@ class GateWaiter:
             return paused
         policy = self.policy
         state, now = self.store.read()
-        return gate.peek(state, now, policy, deadline=_after(now, within), ticketed=self.ticketed)
+        return rules.peek(state, now, policy, deadline=_after(now, within), ticketed=self.ticketed)
 
     def reserve(self, within: float | None = None) -> Admission:
         """Take the next slot (perhaps as the breaker's probe), or say why not."""
@@ -108,7 +110,7 @@ class GateWaiter:
         policy = self.policy
 
         def change(state: GateState, now: datetime) -> tuple[Admission, GateState]:
-            return gate.admit(
+            return rules.admit(
                 state, now, policy, deadline=_after(now, within), ticketed=self.ticketed
             )
 
@@ -149,7 +151,7 @@ class GateWaiter:
         policy = self.policy
 
         def change(state: GateState, now: datetime) -> tuple[None, GateState]:
-            return None, gate.confirm(state, now, policy, slot)
+            return None, rules.confirm(state, now, policy, slot)
 
         try:
             if slot.lease_until is not None:
@@ -178,13 +180,13 @@ class GateWaiter:
         process sends nothing for the block's pause (the other workers cannot know).
         """
         policy = self.policy
-        changed: list[gate.BreakerChange] = []
+        changed: list[rules.BreakerChange] = []
         before: list[GateState] = []
 
         def change(
             state: GateState, now: datetime
         ) -> tuple[tuple[GateState, float, float | None], GateState]:
-            after, what = gate.record(
+            after, what = rules.record(
                 state,
                 now,
                 policy,
@@ -197,7 +199,7 @@ class GateWaiter:
             changed.append(what)
             before.append(state)
             pause = (after.breaker_until - now).total_seconds() if after.breaker_until else 0.0
-            return (after, pause, gate.site_changed_wait(after, now)), after
+            return (after, pause, rules.site_changed_wait(after, now)), after
 
         seconds = RECORD_SECONDS if blocked else CONFIRM_SECONDS
         try:
@@ -213,7 +215,7 @@ class GateWaiter:
 
     def _announce(
         self,
-        what: gate.BreakerChange,
+        what: rules.BreakerChange,
         after: GateState,
         pause: float,
         before: GateState | None,
@@ -254,14 +256,14 @@ class GateWaiter:
 
         None (nothing taken) when that place is more than ``at_most`` s away. Runs in the
         caller's transaction (the conclusion holding the lookup's row), so the place is
-        taken if and only if the deferral commits. Lock order: lookup, then gate.
+        taken if and only if the deferral commits. Lock order: lookup, then rules.
         """
         policy = self.policy
 
         def change(state: GateState, now: datetime) -> tuple[float | None, GateState]:
             latest = None if at_most is None else now + timedelta(seconds=at_most)
             opens = now + timedelta(seconds=max(wait, 0.0))
-            due, after = gate.place_deferred(state, now, policy, opens, latest=latest)
+            due, after = rules.place_deferred(state, now, policy, opens, latest=latest)
             return (None if due is None else (due - now).total_seconds()), after
 
         return self.store.apply_inline(change)
@@ -282,8 +284,8 @@ class GateWaiter:
         """Ask, until allowed, whether ``slot``'s request may leave; None: take a new turn."""
         policy = self.policy
 
-        def change(state: GateState, now: datetime) -> tuple[gate.Permission, GateState]:
-            return gate.permit(state, now, policy, slot, deadline=_after(now, _left(deadline)))
+        def change(state: GateState, now: datetime) -> tuple[rules.Permission, GateState]:
+            return rules.permit(state, now, policy, slot, deadline=_after(now, _left(deadline)))
 
         while True:
             permission = self.store.apply(change, step="gate_permit")

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from census import database
 from census.exceptions import CensusError
-from census.gate import GateState
+from census.gate.rules import GateState
 from census.models import RateGate as RateGateRow
 
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """The Django-Q2 task: claim one attempt of one lookup, run the scraper, write the report.
 
-The report goes to the attempt's ``Attempt`` row (``census.reports``) before the task
+The report goes to the attempt's ``Attempt`` row (``census.lookup.report``) before the task
 returns. An attempt is claimed by one task id (``Attempt.task_id``); a second delivery of
 that task sends nothing.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -17,18 +16,20 @@ import structlog
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from census import database, events, logs, pause, reports, snapshots
+from census import database, events, logs
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
 from census.events import Event
 from census.exceptions import CensusError
+from census.gate import pause
+from census.gate.waiter import GateWaiter, policy_from_settings
+from census.lookup import report
+from census.lookup.status import TransitionRefused, locked, transition
 from census.models import Attempt, Status
+from census.observability import snapshots
 from census.outcomes import Outcome
-from census.ratelimit import GateWaiter, policy_from_settings
+from census.q2.context import current_task_id
 from census.scraper import LookupResult, Scraper
-from census.transitions import TransitionRefused, locked, transition
-
-current_task_id: ContextVar[str] = ContextVar("census_current_task_id", default="")
 
 
 class Claimed(NamedTuple):
@@ -85,17 +86,17 @@ def _run_claimed(
     started = time.monotonic()
     try:
         result = _lookup(
-            raw_cedula, claimed.ticketed, partial(reports.mark_sent, lookup_id, step, task_id)
+            raw_cedula, claimed.ticketed, partial(report.mark_sent, lookup_id, step, task_id)
         )
     except Exception as exc:  # a bug, not a site failure: kept as data, logged, retried
         detail = scrub(f"{type(exc).__name__}: {exc}", raw_cedula)
         crashed = LookupResult(outcome=Outcome.TASK_FAILED, detail=detail)
-        reports.write_report(lookup_id, step, task_id, crashed, raw_cedula, started)
-        reports.store_crash(lookup_id, step, task_id, exc, raw_cedula)
-        events.emit(Event.ATTEMPT_CRASHED, error_class=reports.class_path(exc))
+        report.write_report(lookup_id, step, task_id, crashed, raw_cedula, started)
+        report.store_crash(lookup_id, step, task_id, exc, raw_cedula)
+        events.emit(Event.ATTEMPT_CRASHED, error_class=report.class_path(exc))
         # from None: the cause may echo the cédula
-        raise ScraperCrashed(detail[: reports.ERROR_CHARS]) from None
-    reports.write_report(lookup_id, step, task_id, result, raw_cedula, started)
+        raise ScraperCrashed(detail[: report.ERROR_CHARS]) from None
+    report.write_report(lookup_id, step, task_id, result, raw_cedula, started)
     if snapshots.signature_of(result):
         _keep_snapshot(result, lookup_id, step, raw_cedula)
     return {**summary, "outcome": result.outcome.value}
@@ -131,7 +132,7 @@ def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> C
         ticketed = info.ticketed
         if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
             if again and not row.outcome and not row.sent:
-                return Claimed(reports.raw_cedula(info), ticketed, info.retry_count)
+                return Claimed(report.raw_cedula(info), ticketed, info.retry_count)
             events.emit(Event.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
             return None
         try:
@@ -153,7 +154,7 @@ def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> C
                 "sent": False,
             },
         )
-        raw_text = reports.raw_cedula(info)
+        raw_text = report.raw_cedula(info)
     events.emit(
         Event.ATTEMPT_STARTED,
         user_id=info.user_id,

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from census import events
 from census.events import Event
+from census.gate.waiter import DEFAULT_NAME
 from census.models import RateGate
-from census.ratelimit import DEFAULT_NAME
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def pause(*, by: str, reason: str = "") -> Pause:
 
 def resume(*, by: str) -> Pause | None:
     """Clear the pause; returns the one that was in force (None: there was none). The
-    caller queues the waiting lookups again (``census.sweeper.requeue_waiting``)."""
+    caller queues the waiting lookups again (``census.maintenance.sweeper.requeue_waiting``)."""
     with transaction.atomic():
         row = RateGate.objects.select_for_update().filter(name=DEFAULT_NAME).first()
         if row is None or row.paused_at is None:

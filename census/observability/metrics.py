@@ -8,7 +8,7 @@ deleted (``Attempt``), so they only grow. No label is ever a cédula or a user i
 
 Mount the view and give it a token or a permission::
 
-    path("metrics/census", census.metrics.metrics_view)   # urls.py
+    path("metrics/census", census.observability.metrics.metrics_view)   # urls.py
     CENSUS_METRICS_TOKEN = "..."   # Prometheus sends "Authorization: Bearer ..."
 
 Without a token, only users who may view lookups (``census.view_cedulainfo``) get it.
@@ -24,12 +24,12 @@ from typing import Any
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 
-from census import pause
 from census.conf import settings
-from census.gate import BreakerPhase
+from census.gate import pause
+from census.gate.rules import BreakerPhase
 from census.models import Attempt, CedulaInfo, FollowUp, PageSnapshot, Status
+from census.observability.stats import breaker_state
 from census.outcomes import Outcome
-from census.stats import breaker_state
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds: an attempt in the browser (the scrape timeout is 90 s by default).

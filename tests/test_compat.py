@@ -1,0 +1,67 @@
+"""census.compat: the module paths census had before its subpackages still import, warn,
+and give the module (or name) at its new home; stored task paths still resolve."""
+
+from __future__ import annotations
+
+import importlib
+import pydoc
+import sys
+import warnings
+
+import pytest
+
+from census.compat import MOVED_MODULES, PIPELINE, PIPELINE_NAMES
+from census.q2 import queue
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED_MODULES.items()))
+def test_an_old_module_path_warns_and_is_the_new_module(old: str, new: str) -> None:
+    """``import census.<old>`` is the new module itself, with a DeprecationWarning naming it."""
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} has moved to {new}"):
+        module = importlib.import_module(old)
+    assert module is importlib.import_module(new)
+
+
+@pytest.mark.parametrize(("name", "home"), sorted(PIPELINE_NAMES.items()))
+def test_the_pipeline_names_come_from_their_homes(name: str, home: str) -> None:
+    """``from census.pipeline import X`` warns and gives ``X`` from where it lives now."""
+    sys.modules.pop(PIPELINE, None)
+    pipeline = importlib.import_module(PIPELINE)
+    with pytest.warns(DeprecationWarning, match=f"{PIPELINE}.{name} has moved to {home}"):
+        found = getattr(pipeline, name)
+    assert found is getattr(importlib.import_module(home), name)
+
+
+def test_the_gates_old_rule_names_warn() -> None:
+    """``census.gate`` was the rules' module: its names resolve from ``census.gate.rules``;
+    the scraper's protocol is the package's own."""
+    import census.gate
+    from census.gate import rules
+
+    with pytest.warns(DeprecationWarning, match="census.gate.GatePolicy has moved"):
+        assert census.gate.GatePolicy is rules.GatePolicy
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert census.gate.OpenGate is importlib.import_module("census.gate.protocol").OpenGate
+    with pytest.raises(AttributeError):
+        census.gate.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("path", "home"),
+    [
+        (queue.OLD_TASK_FUNC, queue.TASK_FUNC),
+        (queue.OLD_HOOK, queue.HOOK),
+        (queue.FOLLOW_UP_FUNC, queue.FOLLOW_UP_FUNC),
+        (queue.FEED_FUNC, queue.FEED_FUNC),
+        (queue.RECHECK_FUNC, queue.RECHECK_FUNC),
+    ],
+)
+def test_the_task_paths_stored_in_the_broker_resolve(path: str, home: str) -> None:
+    """Django-Q2 finds a task's function with ``pydoc.locate``: every path census ever
+    queued or scheduled finds the function at its home."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        found = pydoc.locate(path)
+    assert found is not None and found is pydoc.locate(home)
