@@ -520,7 +520,7 @@ def sync_recheck_schedule(**kwargs: Any) -> None:
     Runs after ``migrate`` and when a qcluster worker starts.
     """
     after = settings.recheck_after_seconds
-    if queue.sync_recheck_schedule(next_recheck_at() if after else None):
+    if queue.set_recheck_schedule(next_recheck_at() if after else None):
         events.emit(
             Event.RECHECK_SCHEDULE_SYNCED,
             installed=bool(after),

@@ -67,21 +67,21 @@ def plan(info: CedulaInfo) -> int:
         for position, path in enumerate(paths, start=1)
     )
     first = FollowUp.objects.get(lookup=info, step=info.step, position=1)
-    transaction.on_commit(partial(queue_now, first.pk), robust=True)
+    transaction.on_commit(partial(queue_follow_up, first.pk), robust=True)
     return len(paths)
 
 
-def task_name(row: FollowUp) -> str:
+def next_task_name(row: FollowUp) -> str:
     """The name of the task for the row's next try."""
     return queue.follow_up_name(row.lookup_id, row.step, row.position, row.name, row.tries + 1)
 
 
-def queue_now(follow_up_id: int) -> bool:
+def queue_follow_up(follow_up_id: int) -> bool:
     """Queue a follow-up's next try; on failure log it (the sweeper resumes it)."""
     row = FollowUp.objects.filter(pk=follow_up_id, state=State.QUEUED).first()
     if row is None:
         return False
-    name = task_name(row)
+    name = next_task_name(row)
     try:
         queue.enqueue_follow_up(row.pk, name)
     except Exception:
@@ -179,7 +179,7 @@ def _succeed(row: FollowUp) -> None:
     ).first()
     if following is not None:
         FollowUp.objects.filter(pk=following.pk).update(state=State.QUEUED, due_at=now)
-        transaction.on_commit(partial(queue_now, following.pk), robust=True)
+        transaction.on_commit(partial(queue_follow_up, following.pk), robust=True)
 
 
 def _fail(follow_up_id: int, task_id: str, detail: str) -> None:
@@ -195,7 +195,7 @@ def _fail(follow_up_id: int, task_id: str, detail: str) -> None:
         if retry:
             row.state, row.due_at = State.QUEUED, now + timedelta(seconds=delays[row.tries - 1])
             # Same transaction as the state: with the ORM broker both commit or neither does.
-            queue.schedule_follow_up(row.pk, task_name(row), row.due_at)
+            queue.schedule_follow_up(row.pk, next_task_name(row), row.due_at)
         else:
             row.state = State.FAILED
         row.save(update_fields=["state", "due_at", "error", "finished_at"])
@@ -230,14 +230,14 @@ def run_again(follow_up_id: int) -> bool:
             state=State.QUEUED, tries=0, due_at=timezone.now(), finished_at=None
         )
         if updated:
-            transaction.on_commit(partial(queue_now, follow_up_id), robust=True)
+            transaction.on_commit(partial(queue_follow_up, follow_up_id), robust=True)
     return bool(updated)
 
 
 # -- the sweeper's pass ----------------------------------------------------------------------
 
 
-def sweep(now: datetime, *, stalled_after: float, waiting: set[str] | None) -> int:
+def requeue_lost(now: datetime, *, stalled_after: float, waiting: set[str] | None) -> int:
     """Queue again what no task will run: runs past their timeout (a killed worker), and
     tries queued ``stalled_after`` seconds ago with no task in the broker and no schedule.
     Returns how many."""
@@ -251,11 +251,11 @@ def sweep(now: datetime, *, stalled_after: float, waiting: set[str] | None) -> i
     cutoff = now - timedelta(seconds=stalled_after)
     stalled = FollowUp.objects.filter(state=State.QUEUED, due_at__lt=cutoff)
     for row in list(stalled):
-        name = task_name(row)
+        name = next_task_name(row)
         if name in waiting or queue.follow_up_is_scheduled(name):
             continue
         events.emit(Event.FOLLOW_UP_RESUMED, **_fields(row), reason="no task queued")
-        moved += queue_now(row.pk)
+        moved += queue_follow_up(row.pk)
     return moved
 
 
@@ -275,6 +275,6 @@ def _take_back(pk: int, stuck_before: datetime) -> bool:
         row.due_at = timezone.now()
         row.save(update_fields=["state", "error", "due_at"])
         if not last:
-            transaction.on_commit(partial(queue_now, row.pk), robust=True)
+            transaction.on_commit(partial(queue_follow_up, row.pk), robust=True)
     events.emit(Event.FOLLOW_UP_RESUMED, **_fields(row), reason="run lost", failed=last)
     return True

@@ -56,6 +56,11 @@ OUTCOME_LABELS = {
 OUTCOME_CHOICES = [(outcome.value, OUTCOME_LABELS[outcome]) for outcome in Outcome]
 
 FINAL_STATUSES = frozenset({Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR})
+#: The one mapping from the site's answers (``Outcome.is_answer``) to the final status each
+#: gives, by their shared value; every other outcome that ends a lookup ends it in ``error``.
+ANSWER_STATUS: dict[Outcome, Status] = {o: Status(o.value) for o in Outcome if o.is_answer}
+#: The statuses that are census answers; ``error`` says nothing about the member.
+ANSWER_STATUSES = frozenset(ANSWER_STATUS.values())
 
 #: The ``CedulaInfo`` fields that hold a census answer (a polling place or a novedad).
 ANSWER_FIELDS = (

@@ -55,6 +55,6 @@ _FINAL = _ANSWERS | {Outcome.INVALID_CEDULA, Outcome.MISSING_CEDULA}
 OWN_SLOWNESS_REASONS = ("browser_slow", "browsers_busy")
 
 
-def own_slowness(error: str) -> bool:
+def is_own_slowness(error: str) -> bool:
     """Does a deferred attempt's error text name this host's slowness?"""
     return error.split(":", 1)[0] in OWN_SLOWNESS_REASONS

@@ -329,3 +329,18 @@ def test_every_exception_census_raises_is_a_census_error() -> None:
                     classes.append(found)
     assert len(classes) >= 8
     assert [c.__qualname__ for c in classes if not issubclass(c, CensusError)] == []
+
+
+def test_no_two_public_functions_share_a_name() -> None:
+    """One name per idea: a public module-level function's name is used by no other module
+    of the package (a second ``queue_now`` or ``prune`` that means something else)."""
+    homes: dict[str, list[str]] = {}
+    for name, path in sorted(_package_modules().items()):
+        if name.startswith(("management", "testing")):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                homes.setdefault(node.name, []).append(name)
+    # The same idea in each: connect this module's receivers (Django's, Django-Q2's).
+    same_meaning = {"connect"}
+    assert {f: m for f, m in homes.items() if len(m) > 1 and f not in same_meaning} == {}

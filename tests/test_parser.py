@@ -28,7 +28,7 @@ from census.scraper.parser import (
     parse_consulta,
     parse_rendered_page,
     parse_retry_after,
-    signature_of,
+    unexpected_signature,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "responses"
@@ -863,7 +863,7 @@ def test_unexpected_signatures(call: Callable[[str], LookupResult], signature: s
     result = call(CEDULA)
     assert result.outcome is Outcome.UNEXPECTED_PAGE, result
     assert result.meta["signature"] == signature
-    assert signature_of(result) == signature
+    assert unexpected_signature(result) == signature
     assert len(result.detail) <= EXCERPT_CHARS
     _assert_scrubbed(result, CEDULA)
 
@@ -879,7 +879,7 @@ def test_ok_without_encontrado_is_not_a_not_found() -> None:
     for answer in ({"ok": True}, {"ok": True, "mensaje": "Consulta realizada"}):
         result = parse_answer(answer, CEDULA)
         assert result.outcome is Outcome.UNEXPECTED_PAGE
-        assert signature_of(result) == "answer:missing_field:encontrado"
+        assert unexpected_signature(result) == "answer:missing_field:encontrado"
 
 
 @pytest.mark.parametrize("found", [True, False])
@@ -898,7 +898,7 @@ def test_renamed_encontrado_is_never_a_final_answer(found: bool) -> None:
         assert result.outcome is Outcome.UNEXPECTED_PAGE
         assert not result.outcome.is_answer
         assert result.place is None
-        assert signature_of(result) == "answer:missing_field:encontrado"
+        assert unexpected_signature(result) == "answer:missing_field:encontrado"
 
 
 def test_wrapped_answer_is_missing_ok() -> None:
@@ -907,7 +907,7 @@ def test_wrapped_answer_is_missing_ok() -> None:
     result = parse_consulta(200, JSON, json.dumps({"respuesta": inner}), {}, CEDULA)
     assert result.outcome is Outcome.UNEXPECTED_PAGE
     assert result.place is None
-    assert signature_of(result) == "answer:missing_field:ok"
+    assert unexpected_signature(result) == "answer:missing_field:ok"
 
 
 @pytest.mark.parametrize(
@@ -928,7 +928,7 @@ def test_error_signature_carries_no_cedula_digits(cedula: str) -> None:
     )
     result = parse_consulta(200, JSON, body, {}, cedula)
     assert result.outcome is Outcome.UNEXPECTED_PAGE
-    assert signature_of(result) == expected
+    assert unexpected_signature(result) == expected
     runs = {cedula[i : i + 3] for i in range(len(cedula) - 2)}
     assert not any(run in expected for run in runs), (cedula, expected)
     _assert_scrubbed(result, cedula)
@@ -939,14 +939,16 @@ def test_error_texts_differing_in_digits_share_a_signature() -> None:
     signature; a different text gets a different one."""
     template = "Error {} del servicio de consulta ({} registros)"
     signatures = {
-        signature_of(parse_answer({"ok": False, "error": template.format(ms, size)}, CEDULA))
+        unexpected_signature(
+            parse_answer({"ok": False, "error": template.format(ms, size)}, CEDULA)
+        )
         for ms, size in [("15008", "0"), ("15001", "0"), ("9998", "12"), ("120000", "1.024")]
     }
     assert len(signatures) == 1
     (signature,) = signatures
     assert signature.startswith("answer:unknown_error:")
     other = parse_answer({"ok": False, "error": "Could not resolve host: 15008"}, CEDULA)
-    assert signature_of(other) not in ("", signature)
+    assert unexpected_signature(other) not in ("", signature)
 
 
 def test_the_backends_own_timeout_is_a_connection_error_not_a_site_change() -> None:
@@ -955,7 +957,7 @@ def test_the_backends_own_timeout_is_a_connection_error_not_a_site_change() -> N
     text = "Curl error: Operation timed out after 15008 milliseconds with 0 bytes received"
     result = parse_answer({"ok": False, "error": text}, CEDULA)
     assert result.outcome is Outcome.CONNECTION_ERROR
-    assert signature_of(result) == ""
+    assert unexpected_signature(result) == ""
 
 
 def test_captcha_rejection_keeps_its_meaning_under_a_4xx() -> None:
@@ -966,17 +968,17 @@ def test_captcha_rejection_keeps_its_meaning_under_a_4xx() -> None:
     assert "signature" not in result.meta
     result = parse_consulta(400, JSON, _read("not_found.json"), {}, "2012345678")
     assert result.outcome is Outcome.UNEXPECTED_PAGE
-    assert signature_of(result) == "consulta:status:400"
+    assert unexpected_signature(result) == "consulta:status:400"
 
 
 def test_signature_of_other_outcomes_is_empty() -> None:
-    """``signature_of`` is "" for an outcome other than unexpected_page, even with a stray
+    """``unexpected_signature`` is "" for an outcome other than unexpected_page, even with a stray
     signature in its meta."""
     found = parse_consulta(200, JSON, FOUND_BODY, {}, CEDULA)
     assert found.outcome is Outcome.FOUND
-    assert signature_of(found) == ""
+    assert unexpected_signature(found) == ""
     stray = LookupResult(outcome=Outcome.BLOCKED, meta={"signature": "consulta:html_page"})
-    assert signature_of(stray) == ""
+    assert unexpected_signature(stray) == ""
 
 
 # -- property: every unexpected result is signed, in the vocabulary, cédula-free -------------
@@ -1112,12 +1114,12 @@ def test_every_unexpected_result_is_signed() -> None:
             assert first.outcome is second.outcome
             if first.outcome is not Outcome.UNEXPECTED_PAGE:
                 assert "signature" not in first.meta
-                assert signature_of(first) == ""
+                assert unexpected_signature(first) == ""
                 continue
             unexpected += 1
             signature = first.meta.get("signature")
             assert isinstance(signature, str) and signature, first
-            assert signature_of(second) == signature
+            assert unexpected_signature(second) == signature
             _assert_well_formed(signature)
             for cedula, result in zip(TWO_CEDULAS, (first, second), strict=True):
                 assert cedula not in repr(result)

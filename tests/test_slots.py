@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from census.outcomes import Outcome, own_slowness
+from census.outcomes import Outcome, is_own_slowness
 from census.scraper.slots import NoBrowserSlot, browser_slot
 
 
@@ -72,7 +72,7 @@ def test_waiting_for_a_slot_does_not_start_the_lookups_clock(tmp_path: Path) -> 
         result = PlaywrightScraper(gate=OpenGate(), config=config).lookup("1000000001")
     assert time.monotonic() - started >= 0.3
     assert result.outcome is Outcome.DEFERRED and result.meta["sent"] is False
-    assert result.detail.startswith("browsers_busy") and own_slowness(result.detail)
+    assert result.detail.startswith("browsers_busy") and is_own_slowness(result.detail)
     assert result.retry_after == pytest.approx(5.0)
 
 

@@ -16,7 +16,7 @@ def test_the_tick_window_comes_from_the_database_clock(monkeypatch: Any, setting
     monkeypatch.setattr(ticker.database, "clock", lambda using="default": instant)
     key = f"census:test-tick-{id(instant)}"
     monkeypatch.setattr(ticker.time, "time", lambda: instant.timestamp())  # host A
-    first = ticker._claim(key, 1.0)
+    first = ticker._take_turn(key, 1.0)
     monkeypatch.setattr(ticker.time, "time", lambda: instant.timestamp() + 0.6)  # host B
-    second = ticker._claim(key, 1.0)
+    second = ticker._take_turn(key, 1.0)
     assert (first, second) == (True, False)

@@ -23,7 +23,7 @@ from census.lookup.report import raw_cedula
 from census.lookup.results import changed_fields, result_of
 from census.lookup.status import locked, transition
 from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
-from census.outcomes import Outcome, own_slowness
+from census.outcomes import Outcome, is_own_slowness
 from census.q2.queue import schedule_attempt
 
 
@@ -47,7 +47,7 @@ def conclude_attempt(lookup_id: int, step: int, *, task_id: str | None = None) -
             return False
         assert info is not None and row is not None
         outcome = Outcome(row.outcome)
-        if outcome is Outcome.DEFERRED and own_slowness(row.error) and _slow_too_often(info):
+        if outcome is Outcome.DEFERRED and is_own_slowness(row.error) and _slow_too_often(info):
             # This host cannot drive a browser at all: stop waiting for it, charge it.
             outcome = Outcome.TIMEOUT
         decision = policy.decide(
@@ -115,7 +115,7 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
     (``CENSUS_MAX_DEFER_SECONDS``): however long the cursor, the bound holds.
     """
     left = settings.max_defer_seconds - info.deferred_s
-    if own_slowness(row.error):
+    if is_own_slowness(row.error):
         # This host's browsers were busy or slow: try again shortly, off the gate's cursor
         # (it sent nothing and holds no place in the site's line).
         waited: float | None = delay if delay <= left else None
@@ -137,7 +137,7 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
             "step": next_step,
             "next_attempt_at": due,
             "deferred_s": info.deferred_s + waited,
-            "ticketed": not own_slowness(row.error),
+            "ticketed": not is_own_slowness(row.error),
         },
         log={"delay_s": round(waited, 3), "due_at": due.isoformat(), "deferred": True},
     )
@@ -166,7 +166,7 @@ def _slow_too_often(info: CedulaInfo) -> bool:
     rows = Attempt.objects.filter(
         lookup=info, step__gte=info.budget_start, outcome=Outcome.DEFERRED
     ).values_list("error", flat=True)
-    return sum(own_slowness(error) for error in rows) > settings.max_attempts
+    return sum(is_own_slowness(error) for error in rows) > settings.max_attempts
 
 
 def _bounded(name: str, value: object) -> str:

@@ -6,14 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from census.limits import MAX_DEFER_SECONDS
-from census.models import Status
+from census.models import ANSWER_STATUS, Status
 from census.outcomes import Outcome
-
-_ANSWER_STATUS = {
-    Outcome.FOUND: Status.FOUND,
-    Outcome.NOT_FOUND: Status.NOT_FOUND,
-    Outcome.CANCELLED: Status.CANCELLED,
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,8 +66,8 @@ def decide(
         if deferred_s + wait > max_defer:
             return Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
         return Defer(delay=wait)
-    if outcome in _ANSWER_STATUS:
-        return Finish(status=_ANSWER_STATUS[outcome], reason=outcome)
+    if outcome in ANSWER_STATUS:
+        return Finish(status=ANSWER_STATUS[outcome], reason=outcome)
     if not outcome.retriable:
         return Finish(status=Status.ERROR, reason=outcome)
     if retry_count + 1 >= max_attempts:

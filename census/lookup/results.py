@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from census.models import ANSWER_FIELDS, CedulaInfo, Status
+from census.models import ANSWER_FIELDS, ANSWER_STATUSES, CedulaInfo
 
 #: The fields that make up a lookup's result (what a re-check compares).
 RESULT_FIELDS = ("status", *ANSWER_FIELDS)
-#: Statuses that are census answers; ``error`` says nothing about the member.
-ANSWER_STATUSES = frozenset({Status.FOUND, Status.NOT_FOUND, Status.CANCELLED})
 
 
 def result_of(info: CedulaInfo) -> dict[str, Any]:

@@ -77,10 +77,10 @@ def sweep_stalled(now: datetime | None = None) -> int:
     retrying = CedulaInfo.objects.filter(status=Status.RETRYING, next_attempt_at__lt=now - grace)
     stalled = [*pending.values_list("pk", "step"), *retrying.values_list("pk", "step")]
 
-    def resume(lookup_id: int, step: int) -> bool:
+    def queue_again(lookup_id: int, step: int) -> bool:
         return _resume(lookup_id, step, waiting or set())
 
-    return _each(stalled, resume)
+    return _each(stalled, queue_again)
 
 
 def requeue_waiting() -> int:
@@ -91,17 +91,17 @@ def requeue_waiting() -> int:
         F("next_attempt_at").asc(nulls_first=True), "status_changed_at"
     )
 
-    def resume(lookup_id: int, step: int) -> bool:
+    def queue_again(lookup_id: int, step: int) -> bool:
         return _resume(lookup_id, step, waiting)
 
-    return _each(lookups.values_list("pk", "step"), resume)
+    return _each(lookups.values_list("pk", "step"), queue_again)
 
 
 def sweep_follow_ups(now: datetime | None = None) -> int:
     """Follow-ups whose run or queued task was lost are queued again (``census.followups``)."""
     waiting = queue.queued_task_names(prefix="census-followup-")
     try:
-        return followups.sweep(
+        return followups.requeue_lost(
             now or timezone.now(),
             stalled_after=stalled_after(known=waiting is not None),
             waiting=waiting,

@@ -39,7 +39,7 @@ PRUNE_EVERY = 3600  # an hour
 _PRUNE_KEY = "census:prune-tasks"
 
 
-def _claim(key: str, seconds: float) -> bool:
+def _take_turn(key: str, seconds: float) -> bool:
     """True for the one caller (per shared cache) that claims the current ``seconds`` window.
 
     The key names the window rather than expiring after ``seconds``: Django's database cache
@@ -60,13 +60,13 @@ def _claim(key: str, seconds: float) -> bool:
 
 def tick() -> None:
     """One round: fire due schedules, and sweep when it is time."""
-    if _claim(_TICK_KEY, settings.scheduler_tick):
+    if _take_turn(_TICK_KEY, settings.scheduler_tick):
         scheduler()
-    if _claim(_SWEEP_KEY, SWEEP_EVERY):
+    if _take_turn(_SWEEP_KEY, SWEEP_EVERY):
         sweeper.sweep()
-    elif _claim(_REPORTED_KEY, REPORTED_EVERY):
+    elif _take_turn(_REPORTED_KEY, REPORTED_EVERY):
         sweeper.sweep_reported()
-    elif _claim(_PRUNE_KEY, PRUNE_EVERY):
+    elif _take_turn(_PRUNE_KEY, PRUNE_EVERY):
         upkeep.prune()
 
 

@@ -41,4 +41,4 @@ def prune_tasks(now: datetime | None = None) -> int:
 
 def prune(now: datetime | None = None) -> int:
     """The hourly upkeep: old task rows, then snapshots of pages not seen for a while."""
-    return prune_tasks(now) + snapshots.prune(now=now)
+    return prune_tasks(now) + snapshots.prune_snapshots(now=now)

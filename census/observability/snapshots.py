@@ -82,7 +82,7 @@ def _seen_again(signature: str) -> bool:
     return updated > 0
 
 
-def prune(*, now: datetime | None = None) -> int:
+def prune_snapshots(*, now: datetime | None = None) -> int:
     """Delete signatures last seen longer ago than ``CENSUS_SNAPSHOT_RETENTION``."""
     retention = settings.snapshot_retention_seconds
     if retention is None:

@@ -238,7 +238,7 @@ def remove_feeder(run_id: int) -> None:
     Schedule.objects.filter(name=feeder_name(run_id)).delete()
 
 
-def sync_recheck_schedule(next_run: datetime | None) -> bool:
+def set_recheck_schedule(next_run: datetime | None) -> bool:
     """Install the daily re-check schedule at ``next_run``, or remove it (None).
 
     Returns True when it changed anything. An installed schedule keeps its own next run.

@@ -300,7 +300,7 @@ def parse_rendered_page(html: str, cedula: str) -> LookupResult:
     return _unexpected(signature, f"rendered page: {page.text}", cedula)
 
 
-def signature_of(result: LookupResult) -> str:
+def unexpected_signature(result: LookupResult) -> str:
     """The shape signature of an ``unexpected_page`` result; "" for any other outcome."""
     if result.outcome is not Outcome.UNEXPECTED_PAGE:
         return ""

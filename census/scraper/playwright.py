@@ -245,7 +245,7 @@ class PlaywrightScraper:
         except NoBrowserSlot as busy:
             facts: dict[str, Fact] = {"reason": OWN_SLOWNESS_REASONS[1]}
             report(self.on_step, "browser", False, time.monotonic() - started, facts, cedula)
-            return own_slowness(str(busy), reason=OWN_SLOWNESS_REASONS[1])
+            return deferred_for_own_slowness(str(busy), reason=OWN_SLOWNESS_REASONS[1])
         # Off the Playwright thread, after the browser is gone: the gate's record may retry
         # a dropped database for a while without holding a browser or its deadline.
         slot = run.slot
@@ -283,7 +283,7 @@ def deferred(closed: Closed) -> LookupResult:
     )
 
 
-def own_slowness(detail: str, reason: str = OWN_SLOWNESS_REASONS[0]) -> LookupResult:
+def deferred_for_own_slowness(detail: str, reason: str = OWN_SLOWNESS_REASONS[0]) -> LookupResult:
     """Nothing was sent: this host could not drive a browser in time (``browser_slow``) or
     had no browser free (``browsers_busy``); the member is not charged for it."""
     return LookupResult(
@@ -423,7 +423,9 @@ class _Run:
             try:
                 browser = launch_browser(playwright, self.config, self.budget.ms())
             except PlaywrightTimeoutError as error:  # our machine too slow: not the member's
-                result = own_slowness(_describe(error, self.cedula, "the browser did not start"))
+                result = deferred_for_own_slowness(
+                    _describe(error, self.cedula, "the browser did not start")
+                )
                 self._browser_failed(result, launching)
                 return result
             except PlaywrightError as error:
@@ -784,7 +786,7 @@ class _Flow:
         if self.step == "answer" and self.budget.remaining() <= 0.05:
             return _no_answer(self.budget.config.timeout)
         if self.slot is None and self.step in OWN_STEPS:
-            return own_slowness(_describe(error, self.cedula, f"step {self.step}"))
+            return deferred_for_own_slowness(_describe(error, self.cedula, f"step {self.step}"))
         return LookupResult(
             outcome=Outcome.TIMEOUT, detail=_describe(error, self.cedula, f"step {self.step}")
         )
