@@ -1,8 +1,8 @@
 """The one vocabulary of structlog events: every event the app emits is an ``Event`` member.
 
 Each member carries its level; fields are documented in the event table of
-docs/observability.md (tests/test_event_docs.py checks it against the enum and against the
-fields a lookup's events carry; tests/test_events.py fails on any event-name literal in
+docs/observability.md (tests/unit/test_event_docs.py checks it against the enum and against the
+fields a lookup's events carry; tests/unit/test_events.py fails on any event-name literal in
 census/ that is not a member). The app never configures logging; the project decides where
 these go (``census.logs`` masks cédulas in messages and tracebacks).
 """

@@ -1,7 +1,7 @@
 """Sphinx configuration for census's documentation (MyST Markdown).
 
 Build: ``.venv/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html`` (warnings
-are errors, so a broken internal link or anchor fails the build; tests/test_docs.py runs it).
+are errors, so a broken internal link or anchor fails the build; .ci/run runs it).
 """
 
 from __future__ import annotations

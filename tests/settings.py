@@ -27,7 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django_q",
     "census",
-    # The census_simulator command (tests/test_simulator.py runs it).
+    # The census_simulator command (tests/unit/test_simulator.py runs it).
     "census.testing",
     "portal",
 ]
@@ -143,7 +143,8 @@ else:
 
 CENSUS_SCRAPER = os.environ.get("CENSUS_SCRAPER", "census.testing.fake.FakeScraper")
 CENSUS_RETRY_DELAYS = [float(d) for d in os.environ.get("CENSUS_RETRY_DELAYS", "2,3,4").split(",")]
-# Follow-up chains for real-process tests (tests/test_followups_cluster.py); none otherwise.
+# Follow-up chains for real-process tests (tests/integration/test_followups_cluster.py);
+# none otherwise.
 if os.environ.get("CENSUS_TEST_FOLLOW_UPS_JSON"):
     CENSUS_FOLLOW_UPS = json.loads(os.environ["CENSUS_TEST_FOLLOW_UPS_JSON"])
 CENSUS_FOLLOW_UP_RETRY_DELAYS = [
@@ -155,8 +156,8 @@ CENSUS_SCRAPE_TIMEOUT = float(os.environ.get("CENSUS_SCRAPE_TIMEOUT", "10"))
 CENSUS_SCHEDULER_TICK = float(os.environ.get("CENSUS_SCHEDULER_TICK", "0.25"))
 # No pause after a block unless a test asks for one (the breaker's own tests do).
 CENSUS_BLOCK_BACKOFF_SECONDS = float(os.environ.get("CENSUS_BLOCK_BACKOFF_SECONDS", "0"))
-# The fault-injection suite (tests/test_faults.py) and the bulk run's command process
-# (tests/test_bulk_cluster.py) set these.
+# The fault-injection suite (tests/integration/test_faults.py) and the bulk run's command process
+# (tests/integration/test_bulk_cluster.py) set these.
 for _name in (
     "CENSUS_BULK_WINDOW_SECONDS",
     "CENSUS_BLOCK_BACKOFF_MAX_SECONDS",
@@ -179,7 +180,7 @@ if "CENSUS_FAKE_SCRIPT" in os.environ:
     CENSUS_FAKE_SCRIPT = json.loads(os.environ["CENSUS_FAKE_SCRIPT"])
 
 # The portal's leader notices as a follow-up, for the processes of the tests that ask for it
-# (tests/test_profile_browser.py's qcluster): set globally, every test that lists queued
+# (tests/integration/test_profile_browser.py's qcluster): set globally, every test that lists queued
 # tasks would see follow-ups too. Their emails go to files in CENSUS_TEST_EMAIL_DIR.
 if os.environ.get("CENSUS_TEST_FOLLOW_UPS"):
     CENSUS_FOLLOW_UPS = {

@@ -42,7 +42,7 @@ from census.limits import MAX_RETRY_AFTER_SECONDS, clamp_seconds
 #: (``permit`` against the previous request's confirmed send time), but the confirmation is
 #: read when the browser says it let the request go, and its bytes can reach the site later
 #: (Chromium's network process, or the site's own stamp, starved of CPU). Without a margin
-#: tests/test_scale.py (two clusters, two Chromiums and two spinning processes on two
+#: tests/integration/test_scale.py (two clusters, two Chromiums and two spinning processes on two
 #: cores, 1 s limit) saw two requests 0.957 s apart at the site; with 0.04 s the closest was
 #: 1.069 s. At a 1 s limit it keeps 96 % of the site's capacity; at the default 5 s, 99 %.
 SEND_MARGIN = 0.04

@@ -1,7 +1,7 @@
 """End to end in-process: registration -> task -> hook -> conclusion, with the fake scraper.
 
 Django-Q2's part is played by hand here (the task is called, then the hook with a Task row);
-tests/test_cluster.py runs the same paths through a real qcluster.
+tests/integration/test_cluster.py runs the same paths through a real qcluster.
 """
 
 from __future__ import annotations

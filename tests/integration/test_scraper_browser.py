@@ -35,7 +35,7 @@ from census.testing.simulator import CensusSimulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: Seconds a normal lookup may take here (a loaded 2-CPU machine needs ~3 s).
 TIMEOUT = 15
 RETRY_AFTER = 3

@@ -540,7 +540,7 @@ def test_login_with_a_username_that_is_not_a_cedula(client: Client) -> None:
 
 # -- settings ---------------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEVELOPMENT_KEY = "example-portal-development-key-not-secret"
 SHOW_SETTINGS = (
     "import json, example_site.settings as s; "

@@ -28,7 +28,7 @@ from tests.driving import drive
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("example_site.urls")]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "census-followup-1-1-1"
 PLACE = {"puesto": "COLEGIO SAN JOSE", "municipio": "MEDELLIN", "mesa": "12"}
 

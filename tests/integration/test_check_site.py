@@ -20,9 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
 
-from census.gate import pause
 from census.gate.protocol import OpenGate
 from census.management.commands.census_check_site import DEFAULT_CEDULA
 from census.outcomes import Outcome
@@ -148,35 +146,6 @@ def test_a_malformed_answer_means_the_site_changed(site: CensusSimulator, tmp_pa
     assert verdict.group(1) in out.split("Answer:")[0]  # the answer step printed it too
     assert (tmp_path / "body.txt").read_text(encoding="utf-8").startswith('{"ok": true')
     assert "6312345678" not in out
-
-
-@pytest.mark.django_db
-def test_a_paused_census_sends_nothing(site: CensusSimulator) -> None:
-    """While census is paused the gate refuses: exit 5, why, and no request to the site."""
-    pause.pause(by="ops", reason="legal notice")
-    code, out, _ = _check("--site", site.url)
-    assert code == 5, out
-    assert "Nothing was sent: census is paused" in out
-    assert "legal notice" in out
-    assert _steps(out) == [("gate", "fail")]
-    assert site.consultas() == [] and site.access_log == []
-
-
-@pytest.mark.parametrize(
-    ("option", "value", "message"),
-    [("--cedula", "12ab", "--cedula"), ("--site", "ftp://example.org/consultar/", "--site")],
-)
-def test_bad_input_is_refused_before_anything_is_sent(
-    site: CensusSimulator, option: str, value: str, message: str
-) -> None:
-    """An invalid --cedula or a --site that is not http(s): CommandError (exit 1), nothing
-    sent, and the number not echoed."""
-    others = [] if option == "--site" else ["--site", site.url]
-    with pytest.raises(CommandError) as refused:
-        call_command("census_check_site", option, value, *others)
-    assert refused.value.returncode == 1
-    assert message in str(refused.value) and "nothing was sent" in str(refused.value)
-    assert site.access_log == []
 
 
 @pytest.mark.slow

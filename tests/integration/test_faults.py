@@ -194,7 +194,7 @@ def test_poison_answers_and_hostile_cedulas_each_get_a_clear_outcome(
     for lookup_id, username in zip(ids, POISON, strict=True):
         get_user_model().objects.filter(cedula_info__pk=lookup_id).update(username=username)
     # Three poison pages, three attempts each: five unknown shapes in a row would rightly
-    # count as a changed site and defer the rest (tests/test_drift_cluster.py). What this
+    # count as a changed site and defer the rest (test_drift_cluster.py). What this
     # test shows is each poison answer's own outcome: the breaker is off.
     cluster = browser_cluster(qcluster, fresh_site, CENSUS_SITE_CHANGED_AFTER="0")
     infos = wait_until_final(ids, cluster, timeout=900)

@@ -23,7 +23,7 @@ from django.utils import translation
 from census.models import OUTCOME_CHOICES, Attempt, BulkRun, CedulaInfo, Status
 from census.outcomes import Outcome
 
-CENSUS = Path(__file__).resolve().parent.parent / "census"
+CENSUS = Path(__file__).resolve().parents[2] / "census"
 LC_MESSAGES = Path("locale") / "es" / "LC_MESSAGES"
 PO = CENSUS / LC_MESSAGES / "django.po"
 MO = CENSUS / LC_MESSAGES / "django.mo"

@@ -31,7 +31,7 @@ from tests import factories
 from tests.driving import drive, run_and_hook
 from tests.follow_up_tasks import make_records_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 #: (file, heading of the section holding the table, index of the fields column).
 TABLE = (DOCS / "observability.md", "### census events", 3)

@@ -21,7 +21,7 @@ from portal.demo.mix import MIX
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = 6
 
 

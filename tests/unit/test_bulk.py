@@ -1,7 +1,7 @@
 """census_lookup and census.bulk in-process: selections, refusals, pacing, resuming, re-checks.
 
-Django-Q2 is played by hand (tests/driving.py); tests/test_bulk_cluster.py runs a backfill
-through a real qcluster, Chromium and the simulator.
+Django-Q2 is played by hand (tests/driving.py); tests/integration/test_bulk_cluster.py runs a
+backfill through a real qcluster, Chromium and the simulator.
 """
 
 from __future__ import annotations

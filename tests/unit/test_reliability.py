@@ -1,7 +1,7 @@
 """Keeping each lookup's promise in-process: deferrals, durable reports, recovery, bounds.
 
-Django-Q2 is played by hand (tests/driving.py); tests/test_faults.py does the same things
-with real qcluster processes, Chromium and the simulator.
+Django-Q2 is played by hand (tests/driving.py); tests/integration/test_faults.py does the same
+things with real qcluster processes, Chromium and the simulator.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ class PoisonScraper:
 
 @pytest.fixture
 def poison(settings: Any) -> None:
-    settings.CENSUS_SCRAPER = "tests.test_reliability.PoisonScraper"
+    settings.CENSUS_SCRAPER = "tests.unit.test_reliability.PoisonScraper"
 
 
 def test_infinite_retry_after_is_clamped(
@@ -363,7 +363,7 @@ def test_a_crash_keeps_its_traceback_once_in_the_log_and_on_the_attempt(
 
     from census.logs import scrub_cedula
 
-    settings.CENSUS_SCRAPER = "tests.test_reliability.BuggyScraper"
+    settings.CENSUS_SCRAPER = "tests.unit.test_reliability.BuggyScraper"
     info = new_lookup()
     number = info.user.username
     out = io.StringIO()

@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.own_servers,
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_smoke_run_writes_every_key_and_goal(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-CENSUS = Path(__file__).resolve().parent.parent / "census"
+CENSUS = Path(__file__).resolve().parents[2] / "census"
 
 #: The package's layers, lowest first (docs/development.md, "Layout"): a module imports only
 #: from its own layer or lower ones, and the imports within a layer form no cycle. Modules
@@ -149,7 +149,7 @@ def test_public_names_are_declared_and_importable() -> None:
 def test_every_test_says_what_it_checks() -> None:
     """Each test function in tests/ has a docstring."""
     missing = []
-    for path in sorted((CENSUS.parent / "tests").glob("test_*.py")):
+    for path in sorted((CENSUS.parent / "tests").rglob("test_*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             is_test = isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
             if is_test and not ast.get_docstring(node):

@@ -10,7 +10,7 @@ from django.db.models import Count
 from census.models import Attempt, CedulaInfo, FollowUp
 from tests import factories
 from tests.clusters import register, wait_until_final
-from tests.test_metrics import URL, samples
+from tests.unit.test_metrics import URL, samples
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -11,7 +11,7 @@ import structlog
 from census import events
 from census.events import Event
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 #: A logging call whose first argument is a string literal: what an event emitted past the
 #: enum would look like.
 _LITERAL_EVENT = re.compile(

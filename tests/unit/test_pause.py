@@ -141,7 +141,7 @@ def test_an_operator_pauses_and_resumes_from_the_admin(
 @pytest.mark.django_db
 def test_the_metrics_show_the_pause(client: Any, settings: Any) -> None:
     """census_paused is 1 while paused and 0 after."""
-    from tests.test_metrics import URL, samples
+    from tests.unit.test_metrics import URL, samples
 
     settings.CENSUS_METRICS_TOKEN = "t"
 
