@@ -115,7 +115,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     if _on_real_servers():
         note = (
             "; orm_broker tests deselected (they need the ORM broker's redelivery), "
-            "own_servers tests too (they run in the SQLite pass)"
+            "own_servers and any_database tests too (they run in the SQLite pass)"
         )
     else:
         note = "; scale tests deselected (they need postgres + redis)"
@@ -126,14 +126,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Deselect (and say so in the header) what this pass's servers cannot run.
 
     Scale tests need PostgreSQL and Redis; orm_broker tests need the ORM broker; own_servers
-    tests choose their databases themselves, so the SQLite pass runs them. ./test runs both
-    passes, so each test runs in one of them.
+    tests choose their databases themselves and any_database tests exercise nothing a
+    database or broker changes, so the SQLite pass runs them. ./test runs both passes, so
+    each test runs in one of them at least.
     """
     from django.conf import settings
 
     unfit: tuple[str, ...] = ()
     if getattr(settings, "ON_REDIS", False):
-        unfit = ("orm_broker", "own_servers")
+        unfit = ("orm_broker", "own_servers", "any_database")
     if not _on_real_servers():
         unfit = ("scale",)
     out = [item for item in items if any(item.get_closest_marker(name) for name in unfit)]

@@ -19,7 +19,8 @@ import pytest
 
 from portal.demo.mix import MIX
 
-pytestmark = pytest.mark.slow
+# The demo makes its own SQLite database (it drops the test's settings).
+pytestmark = [pytest.mark.slow, pytest.mark.own_servers]
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBERS = 6

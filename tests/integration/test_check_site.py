@@ -34,6 +34,9 @@ from census.scraper.playwright import (
 )
 from census.testing.simulator import CensusSimulator
 
+# One lookup in Chromium, its gate row written once: nothing here differs between databases.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.any_database]
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: The steps of a lookup that got an answer, in the order they must be printed.
 ANSWERED_STEPS = ["load", "elections", "captcha", "token", "gate", "submit", "answer"]
@@ -73,8 +76,6 @@ def site(census_site: CensusSimulator, settings: Any) -> CensusSimulator:
     return census_site
 
 
-@pytest.mark.slow
-@pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_found_prints_each_step_in_order_and_keeps_a_masked_page(
     site: CensusSimulator, tmp_path: Path
@@ -101,8 +102,6 @@ def test_found_prints_each_step_in_order_and_keeps_a_masked_page(
     assert len(site.consultas()) == 1
 
 
-@pytest.mark.slow
-@pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_not_found_is_a_known_shape_and_json_reports_it(site: CensusSimulator) -> None:
     """A not-found answer (prefix 20) exits 0; --json prints one object with the steps, the
@@ -122,8 +121,6 @@ def test_not_found_is_a_known_shape_and_json_reports_it(site: CensusSimulator) -
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.mark.slow
-@pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_a_blocked_answer_is_a_site_failure(site: CensusSimulator, tmp_path: Path) -> None:
     """A 429 (prefix 42) exits 4 and says the site failed, after sending the consulta."""
@@ -133,8 +130,6 @@ def test_a_blocked_answer_is_a_site_failure(site: CensusSimulator, tmp_path: Pat
     assert len(site.consultas()) == 1
 
 
-@pytest.mark.slow
-@pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_a_malformed_answer_means_the_site_changed(site: CensusSimulator, tmp_path: Path) -> None:
     """A truncated JSON answer (prefix 63) exits 3 with its signature printed, and its page
@@ -148,8 +143,6 @@ def test_a_malformed_answer_means_the_site_changed(site: CensusSimulator, tmp_pa
     assert "6312345678" not in out
 
 
-@pytest.mark.slow
-@pytest.mark.browser
 def test_a_form_without_documento_is_an_unexpected_page_with_a_snapshot(
     census_site: CensusSimulator,
 ) -> None:
@@ -201,8 +194,6 @@ def test_a_form_without_documento_is_an_unexpected_page_with_a_snapshot(
     assert census_site.consultas() == []
 
 
-@pytest.mark.slow
-@pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("cedula", "layout", "code", "verdict"),

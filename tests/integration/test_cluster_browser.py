@@ -10,7 +10,13 @@ from census.models import CedulaInfo, Status
 from tests import factories
 from tests.clusters import wait_until_final
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# The path through Chromium; the pipeline on each broker is test_cluster.py's.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.any_database,
+]
 
 
 def browser_cluster(qcluster: Any, site: Any) -> Any:

@@ -18,7 +18,8 @@ from census.models import CedulaInfo, FollowUp, Status
 from tests import factories
 from tests.clusters import ClusterProcess, register, wait_until_final
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# What is logged does not depend on the database or the broker.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.any_database]
 
 CHAIN = {"any": ["tests.follow_up_tasks.crm_rejects"]}
 MEMBERS = 3

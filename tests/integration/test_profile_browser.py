@@ -22,10 +22,12 @@ from portal.models import Member, Notice
 from tests import factories
 from tests.clusters import ClusterProcess
 
+# The portal's pages in Chromium: what they show does not depend on the database.
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
     pytest.mark.urls("example_site.urls"),
+    pytest.mark.any_database,
 ]
 
 CHROMIUM = "/usr/bin/chromium"

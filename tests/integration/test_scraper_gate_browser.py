@@ -15,6 +15,9 @@ from census.gate.protocol import Admission, Closed, Slot
 from census.outcomes import Outcome
 from census.scraper.playwright import PlaywrightScraper, ScraperConfig
 
+# Test gates in memory, no database: one pass is enough.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.any_database]
+
 
 class RecordingGate:
     """An open gate that remembers what each request's answer was."""
@@ -39,8 +42,6 @@ class RecordingGate:
         return None
 
 
-@pytest.mark.slow
-@pytest.mark.browser
 @pytest.mark.parametrize(
     ("cedula", "blocked", "answered", "retry_after", "unexpected"),
     [
@@ -87,8 +88,6 @@ class LateClosedGate(RecordingGate):
         return Closed(timezone.now() + timedelta(seconds=30), "probe_in_flight", wait=30.0)
 
 
-@pytest.mark.slow
-@pytest.mark.browser
 def test_a_submit_held_at_the_gate_past_its_deadline_is_deferred(census_site: Any) -> None:
     """The consulta waits at the gate past the lookup's deadline: deferred, nothing sent."""
     gate = LateClosedGate()

@@ -14,6 +14,9 @@ from census.testing.simulator import (
     cedula_key,
 )
 
+# A page in Chromium, no database: one pass is enough.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.any_database]
+
 ROOT = Path(__file__).resolve().parents[2]
 SLOW_SECONDS = 1.0
 RETRY_AFTER = 7
@@ -41,8 +44,6 @@ def sim(module_sim: CensusSimulator) -> CensusSimulator:
     return module_sim
 
 
-@pytest.mark.slow
-@pytest.mark.browser
 def test_page_renders_a_found_answer_under_every_layout(sim: CensusSimulator) -> None:
     """In real Chromium, the page (its script and the checkbox frame) gets a token and shows
     the found table under the normal layout and under each layout change."""
