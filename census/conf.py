@@ -68,6 +68,10 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_FOLLOW_UP_RETRY_DELAYS": [30, 120, 600],
     # Seconds one follow-up may run (its Django-Q2 task timeout; at most the lookup's).
     "CENSUS_FOLLOW_UP_TIMEOUT": 60,
+    # Seconds between the sweeper's passes over lost and stalled work, and the grace it
+    # gives: a running attempt counts as lost this long past the task timeout, a waiting
+    # lookup with no task is queued again this long past its due time (at least 5).
+    "CENSUS_SWEEP_SECONDS": 30,
     # Census's successful Django-Q2 task rows older than this are deleted ("3d", "12h",
     # seconds); None keeps them all. Failed rows are always kept.
     "CENSUS_TASK_RETENTION": "3d",
@@ -109,6 +113,8 @@ def parse_duration(text: str | float) -> float:
 
 #: Seconds the Django-Q2 task timeout adds on top of the scrape timeout.
 TASK_TIMEOUT_MARGIN = 30
+#: The shortest sweep period and grace ``CENSUS_SWEEP_SECONDS`` may set.
+MIN_SWEEP_SECONDS = 5.0
 
 
 class CensusSettings:
@@ -261,6 +267,11 @@ class CensusSettings:
     def follow_up_timeout(self) -> int:
         """Bounded by the lookup's task timeout, which the broker's ``retry`` is sized for."""
         return max(1, min(int(self._get("CENSUS_FOLLOW_UP_TIMEOUT")), self.task_timeout))
+
+    @property
+    def sweep_seconds(self) -> float:
+        """At least ``MIN_SWEEP_SECONDS``: shorter, a slow hook would be taken for a lost one."""
+        return max(MIN_SWEEP_SECONDS, float(self._get("CENSUS_SWEEP_SECONDS")))
 
     @property
     def raw_response_limit(self) -> int:

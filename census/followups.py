@@ -39,8 +39,6 @@ State = FollowUp.State
 
 #: Characters of a failure kept on the row.
 ERROR_CHARS = 500
-#: Seconds past the follow-up timeout before a run counts as lost.
-STUCK_GRACE_SECONDS = 30
 
 
 class FollowUpFailed(CensusError, RuntimeError):
@@ -242,7 +240,7 @@ def requeue_lost(now: datetime, *, stalled_after: float, waiting: set[str] | Non
     tries queued ``stalled_after`` seconds ago with no task in the broker and no schedule.
     Returns how many."""
     moved = 0
-    stuck_before = now - timedelta(seconds=settings.follow_up_timeout + STUCK_GRACE_SECONDS)
+    stuck_before = now - timedelta(seconds=settings.follow_up_timeout + settings.sweep_seconds)
     stuck = FollowUp.objects.filter(state=State.RUNNING, started_at__lt=stuck_before)
     for pk in list(stuck.values_list("pk", flat=True)):
         moved += _take_back(pk, stuck_before)

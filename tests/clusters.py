@@ -43,6 +43,8 @@ class ClusterProcess:
             "CENSUS_FAKE_STATE_DIR": str(tmp_path / "fake-state"),
             "CENSUS_JSON_LOG": str(self.log_path),
             "CENSUS_LOG_LEVEL": "INFO",
+            # Lost and stalled work found in seconds, not half a minute (the default 30).
+            "CENSUS_SWEEP_SECONDS": "10",
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

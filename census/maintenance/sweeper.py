@@ -35,8 +35,6 @@ from census.outcomes import Outcome
 from census.q2 import queue
 from census.q2.queue import queue_now
 
-#: Seconds past the task timeout before an attempt counts as lost.
-GRACE_SECONDS = 30
 #: Seconds an attempt's report may wait for its hook before the sweeper concludes it.
 REPORT_GRACE_SECONDS = 5
 
@@ -60,7 +58,8 @@ def sweep_reported(now: datetime | None = None) -> int:
 
 def sweep_stuck(now: datetime | None = None) -> int:
     """Conclude attempts running well past the task timeout, as lost (retriable)."""
-    cutoff = (now or timezone.now()) - timedelta(seconds=settings.task_timeout + GRACE_SECONDS)
+    grace = settings.task_timeout + settings.sweep_seconds
+    cutoff = (now or timezone.now()) - timedelta(seconds=grace)
     stuck = CedulaInfo.objects.filter(status=Status.SCRAPING, status_changed_at__lt=cutoff)
     return _each(stuck.values_list("pk", "step"), _conclude_lost)
 
@@ -118,8 +117,8 @@ def stalled_after(known: bool = True) -> float:
     read) a task held in a cluster's memory is invisible, so it gets a task's lifetime more.
     """
     if known and queue.broker_lists_taken_tasks():
-        return float(GRACE_SECONDS)
-    return float(GRACE_SECONDS + settings.task_timeout)
+        return settings.sweep_seconds
+    return settings.sweep_seconds + settings.task_timeout
 
 
 def _each(items: Iterable[tuple[int, int]], handle: Callable[[int, int], bool]) -> int:

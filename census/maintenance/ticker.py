@@ -27,8 +27,8 @@ from census.conf import settings
 from census.events import Event
 from census.maintenance import sweeper, upkeep
 
-#: Seconds between full sweeps (stuck and stalled lookups; the stalled pass reads the queue).
-SWEEP_EVERY = 30.0
+# Full sweeps (stuck and stalled lookups; the stalled pass reads the queue) come every
+# CENSUS_SWEEP_SECONDS.
 #: Seconds between looks for reports whose hook never concluded them (one small query).
 REPORTED_EVERY = 5.0
 _TICK_KEY = "census:scheduler-tick"
@@ -62,7 +62,7 @@ def tick() -> None:
     """One round: fire due schedules, and sweep when it is time."""
     if _take_turn(_TICK_KEY, settings.scheduler_tick):
         scheduler()
-    if _take_turn(_SWEEP_KEY, SWEEP_EVERY):
+    if _take_turn(_SWEEP_KEY, settings.sweep_seconds):
         sweeper.sweep()
     elif _take_turn(_REPORTED_KEY, REPORTED_EVERY):
         sweeper.sweep_reported()

@@ -56,3 +56,22 @@ def test_retry_whose_task_failed_before_claiming_is_queued_again(
     assert sweeper.sweep() == 0  # its task is queued now: nothing more to do
     info = drive(info, django_capture_on_commit_callbacks)
     assert info.status == Status.FOUND
+
+
+@pytest.mark.parametrize(("setting", "grace"), [(30, 30.0), (10, 10.0), (1, 5.0)])
+def test_the_grace_before_an_attempt_counts_as_lost_is_the_sweep_setting(
+    new_lookup: Any, settings: Any, setting: float, grace: float
+) -> None:
+    """``CENSUS_SWEEP_SECONDS`` past the task timeout (at least 5 s) an attempt is lost, and
+    not a second before."""
+    from census.conf import settings as census_settings
+    from census.maintenance import sweeper
+
+    settings.CENSUS_SWEEP_SECONDS = setting
+    info = new_lookup("found")
+    attempt_task._claim(info.pk, 1, "t-killed")
+    started = timezone.now()
+    CedulaInfo.objects.filter(pk=info.pk).update(status_changed_at=started)
+    limit = census_settings.task_timeout + grace
+    assert sweeper.sweep_stuck(started + timezone.timedelta(seconds=limit - 1)) == 0
+    assert sweeper.sweep_stuck(started + timezone.timedelta(seconds=limit + 1)) == 1
