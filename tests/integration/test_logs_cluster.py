@@ -93,3 +93,7 @@ def test_a_run_with_failing_follow_ups_leaves_no_full_cedula(qcluster: Any) -> N
     assert [line for line in output.splitlines() if echoes(line, cedulas)] == []
     assert CedulaInfo.objects.filter(pk__in=ids).count() == MEMBERS
     assert table_rows_with_echoes(cedulas) == []
+    print(
+        f"\nSCRUB {len(lines)} JSON log lines, {len(output.splitlines())} output lines, "
+        f"{len(apps.get_models()) - 1} tables: 0 full cédulas"
+    )
