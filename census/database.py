@@ -1,11 +1,11 @@
-"""Database steps that survive a dropped or stalled connection, and the database's clock.
+"""Database operations that survive a dropped or stalled connection, and the database's clock.
 
 A restart, a failover or a proxy timeout closes connections under running attempts; a
 frozen server or a black-holed network leaves a query waiting forever. Two tools:
 
-- ``retrying(work)``: run a step that opens its own transaction; when the connection
-  drops, close it, wait a little, and run the step again, for at most ``RETRY_SECONDS``.
-  Only outside a transaction: inside one the step's earlier writes are gone with the
+- ``retrying(work)``: run an operation that opens its own transaction; when the connection
+  drops, close it, wait a little, and run the operation again, for at most ``RETRY_SECONDS``.
+  Only outside a transaction: inside one the operation's earlier writes are gone with the
   connection, so the caller's transaction must fail as a whole.
 - ``Helper``: one thread per process with its own long-lived connection (no thread and no
   connection per call), for the gate's work: the Playwright thread runs an asyncio loop (the
@@ -40,7 +40,7 @@ from census.exceptions import CensusError
 
 T = TypeVar("T")
 
-#: Seconds a step keeps retrying a dropped connection before it fails for good.
+#: Seconds an operation keeps retrying a dropped connection before it fails for good.
 RETRY_SECONDS = 15.0
 #: Seconds one call may wait for the helper before it counts the database as stalled.
 CALL_TIMEOUT = 12.0
@@ -63,7 +63,7 @@ def is_transient(error: BaseException) -> bool:
 def retrying(
     work: Callable[[], T],
     *,
-    step: str,
+    operation: str,
     using: str = "default",
     seconds: float = RETRY_SECONDS,
     reset: Callable[[], None] | None = None,
@@ -84,7 +84,8 @@ def retrying(
                 raise
             if time.monotonic() + pause > deadline:
                 raise
-            events.emit(Event.DATABASE_RETRY, step=step, error=type(error).__name__, pause_s=pause)
+            error_name = type(error).__name__
+            events.emit(Event.DATABASE_RETRY, operation=operation, error=error_name, pause_s=pause)
             (reset or connections[using].close)()
             sleep(pause)
             pause = min(pause * 2, 2.0)
@@ -125,13 +126,17 @@ class Helper:
                     self._jobs = None
             raise DatabaseStalled(f"the database did not answer within {timeout:g} s") from None
 
-    def retrying(self, work: Callable[[], T], *, step: str, seconds: float = RETRY_SECONDS) -> T:
+    def retrying(
+        self, work: Callable[[], T], *, operation: str, seconds: float = RETRY_SECONDS
+    ) -> T:
         """``call`` with ``retrying``'s reconnects (the helper closes its own connection)."""
 
         def attempt() -> T:
             return self.call(work, timeout=min(CALL_TIMEOUT, max(seconds, 0.5)))
 
-        return retrying(attempt, step=step, using=self.using, seconds=seconds, reset=_no_reset)
+        return retrying(
+            attempt, operation=operation, using=self.using, seconds=seconds, reset=_no_reset
+        )
 
     def close(self) -> None:
         """Close the helper's connection and end its thread (the next call starts anew)."""

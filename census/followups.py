@@ -114,7 +114,7 @@ def run_follow_up(follow_up_id: int) -> dict[str, Any]:
 
     # The bookkeeping survives a dropped connection (reconnect, bounded retries); the run
     # itself is one transaction, rolled back by a drop and retried on the ladder.
-    claimed = database.retrying(claim, step="follow_up_claim")
+    claimed = database.retrying(claim, operation="follow_up_claim")
     if claimed is None:
         return {"follow_up_id": follow_up_id, "skipped": True}
     # Portal code runs here: whatever it logs, and its traceback in follow_up_failed, has
@@ -135,7 +135,7 @@ def _run(follow_up_id: int, task_id: str, *, cedula: str) -> dict[str, Any]:
             _succeed(mine)
     except Exception as exc:
         detail = scrub(f"{class_path(exc)}: {exc}", cedula)[:ERROR_CHARS]
-        database.retrying(partial(_fail, follow_up_id, task_id, detail), step="follow_up_fail")
+        database.retrying(partial(_fail, follow_up_id, task_id, detail), operation="follow_up_fail")
         raise FollowUpFailed(detail) from None  # from None: the cause may echo the cédula
     return {"follow_up_id": follow_up_id, "succeeded": True}
 

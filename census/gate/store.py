@@ -53,7 +53,9 @@ class GateStore:
         self.using = using
         self.inline = self.inline_default if inline is None else inline
 
-    def apply(self, change: Change[T], *, step: str, seconds: float = database.RETRY_SECONDS) -> T:
+    def apply(
+        self, change: Change[T], *, operation: str, seconds: float = database.RETRY_SECONDS
+    ) -> T:
         """Run ``change`` on the locked row and commit, retrying a dropped connection."""
         if self.inline:
             return self.apply_inline(change)
@@ -63,13 +65,13 @@ class GateStore:
                 "transaction.atomic() (another worker would not see it until you commit)"
             )
         work = lambda: self._transaction(change)  # noqa: E731
-        return database.helper(self.using).retrying(work, step=step, seconds=seconds)
+        return database.helper(self.using).retrying(work, operation=operation, seconds=seconds)
 
-    def call(self, work: Callable[[], T], *, step: str, seconds: float = 5.0) -> T:
+    def call(self, work: Callable[[], T], *, operation: str, seconds: float = 5.0) -> T:
         """Run other database work where the gate's runs (the helper, or inline)."""
         if self.inline:
             return work()
-        return database.helper(self.using).retrying(work, step=step, seconds=seconds)
+        return database.helper(self.using).retrying(work, operation=operation, seconds=seconds)
 
     def apply_inline(self, change: Change[T]) -> T:
         """Run ``change`` on the locked row in the caller's transaction (no commit here)."""
@@ -92,7 +94,7 @@ class GateStore:
 
         if self.inline:
             return look()
-        return database.helper(self.using).retrying(look, step="gate_read")
+        return database.helper(self.using).retrying(look, operation="gate_read")
 
     def _transaction(self, change: Change[T]) -> T:
         with transaction.atomic(using=self.using):

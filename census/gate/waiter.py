@@ -114,7 +114,7 @@ class GateWaiter:
                 state, now, policy, deadline=_after(now, within), ticketed=self.ticketed
             )
 
-        admission = self.store.apply(change, step="gate_reserve")
+        admission = self.store.apply(change, operation="gate_reserve")
         if isinstance(admission, Slot) and admission.probe:
             events.emit(Event.BREAKER_PROBE, gate=self.name, at=admission.at.isoformat())
         return admission
@@ -155,12 +155,12 @@ class GateWaiter:
 
         try:
             if slot.lease_until is not None:
-                self.store.apply(change, step="gate_confirm", seconds=CONFIRM_SECONDS)
+                self.store.apply(change, operation="gate_confirm", seconds=CONFIRM_SECONDS)
         except Exception:  # the lease runs out on its own; the next request waits for it
             events.emit(Event.GATE_CONFIRM_FAILED, gate=self.name)
         if self._on_sent is not None and left:
             try:
-                self.store.call(self._on_sent, step="attempt_sent")
+                self.store.call(self._on_sent, operation="attempt_sent")
             except Exception:
                 events.emit(Event.GATE_CONFIRM_FAILED, gate=self.name, what="attempt_sent")
 
@@ -203,7 +203,9 @@ class GateWaiter:
 
         seconds = RECORD_SECONDS if blocked else CONFIRM_SECONDS
         try:
-            after, pause, opens_in = self.store.apply(change, step="gate_record", seconds=seconds)
+            after, pause, opens_in = self.store.apply(
+                change, operation="gate_record", seconds=seconds
+            )
         except Exception:
             events.emit(Event.GATE_RECORD_FAILED, gate=self.name, blocked=blocked)
             if blocked:
@@ -288,7 +290,7 @@ class GateWaiter:
             return rules.permit(state, now, policy, slot, deadline=_after(now, _left(deadline)))
 
         while True:
-            permission = self.store.apply(change, step="gate_permit")
+            permission = self.store.apply(change, operation="gate_permit")
             if isinstance(permission, Hold):
                 sleep(permission.wait)
                 continue

@@ -55,7 +55,7 @@ def run_attempt(lookup_id: int, step: int) -> dict[str, Any]:
 
 def _run_attempt(lookup_id: int, step: int, task_id: str) -> dict[str, Any]:
     summary: dict[str, Any] = {"lookup_id": lookup_id, "step": step}
-    if database.retrying(pause.current, step="pause") is not None:
+    if database.retrying(pause.current, operation="pause") is not None:
         # Nothing claimed, nothing sent: the lookup waits as it is for census_resume.
         events.emit(Event.ATTEMPT_HELD, reason="paused")
         return {**summary, "outcome": None, "skipped": True, "paused": True}
@@ -67,7 +67,7 @@ def _run_attempt(lookup_id: int, step: int, task_id: str) -> dict[str, Any]:
         tries.append(1)  # a retry may find the claim its lost connection committed
         return _claim(lookup_id, step, task_id, again=len(tries) > 1)
 
-    claimed = database.retrying(claim, step="claim")
+    claimed = database.retrying(claim, operation="claim")
     if claimed is None:
         return {**summary, "outcome": None, "skipped": True}
     # Every line from here on says how many retries of the budget came before, beside the
@@ -108,7 +108,7 @@ def _keep_snapshot(result: LookupResult, lookup_id: int, step: int, raw_cedula: 
     try:
         database.retrying(
             lambda: snapshots.keep(result, lookup_id=lookup_id, step=step, cedula=raw_cedula),
-            step="snapshot",
+            operation="snapshot",
             seconds=5.0,
         )
     except Exception:

@@ -83,7 +83,7 @@ def write_report(
         fields["sent"] = True  # never back to False: the gate may have marked it already
     # An answer the site gave is worth the wait: retry a dropped connection for the rest of
     # the task's time (the sweeper concludes from this row once it is written).
-    database.retrying(lambda: report.update(**fields), step="report", seconds=REPORT_SECONDS)
+    database.retrying(lambda: report.update(**fields), operation="report", seconds=REPORT_SECONDS)
     events.emit(
         Event.ATTEMPT_FINISHED,
         outcome=outcome.value,

@@ -1,5 +1,5 @@
-"""Database steps that survive a dropped or stalled connection (census.database), and the
-gate's behaviour when its database fails (census.gate.waiter)."""
+"""Database operations that survive a dropped or stalled connection (census.database), and
+the gate's behaviour when its database fails (census.gate.waiter)."""
 
 from __future__ import annotations
 
@@ -33,11 +33,35 @@ def test_a_dropped_connection_is_retried_until_the_step_succeeds() -> None:
 
     with capture_logs() as logs:
         value = database.retrying(
-            step, step="report", reset=lambda: resets.append(1), sleep=lambda s: None
+            step, operation="report", reset=lambda: resets.append(1), sleep=lambda s: None
         )
     assert value == "done" and len(calls) == 3 and len(resets) == 2
     retries = [e for e in logs if e["event"] == "database_retry"]
-    assert [e["step"] for e in retries] == ["report", "report"]
+    assert [e["operation"] for e in retries] == ["report", "report"]
+
+
+def test_a_retry_inside_an_attempt_names_its_operation_and_keeps_the_lookups_step() -> None:
+    """``database_retry`` says which operation retried (``operation``); the lookup's ``step``
+    bound to the attempt's lines is not overwritten by it."""
+    import structlog
+
+    from census import events
+
+    calls: list[int] = []
+
+    def claim() -> str:
+        calls.append(1)
+        if len(calls) < 2:
+            raise OperationalError("server closed the connection unexpectedly")
+        return "claimed"
+
+    with (
+        capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs,
+        events.about(7, 3),
+    ):
+        database.retrying(claim, operation="claim", reset=lambda: None, sleep=lambda s: None)
+    [retry] = [e for e in logs if e["event"] == "database_retry"]
+    assert (retry["lookup_id"], retry["step"], retry["operation"]) == (7, 3, "claim")
 
 
 def test_retries_are_bounded() -> None:
@@ -54,7 +78,7 @@ def test_retries_are_bounded() -> None:
     try:
         time.monotonic = lambda: clock["now"]  # type: ignore[assignment]
         with pytest.raises(OperationalError):
-            database.retrying(down, step="claim", seconds=3.0, reset=lambda: None, sleep=sleep)
+            database.retrying(down, operation="claim", seconds=3.0, reset=lambda: None, sleep=sleep)
     finally:
         time.monotonic = real  # type: ignore[assignment]
     assert 1.0 <= clock["now"] <= 3.0  # backing off, and never past the bound
@@ -70,7 +94,7 @@ def test_no_retry_inside_a_transaction() -> None:
         raise OperationalError("terminating connection due to administrator command")
 
     with pytest.raises(OperationalError):
-        database.retrying(step, step="claim", reset=lambda: None, sleep=lambda s: None)
+        database.retrying(step, operation="claim", reset=lambda: None, sleep=lambda s: None)
     assert calls == [1]
 
 
@@ -100,9 +124,9 @@ def test_the_helper_reconnects_after_its_connection_is_terminated() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [before])
     with capture_logs() as logs:
-        after = helper.retrying(backend_pid, step="gate_read")
+        after = helper.retrying(backend_pid, operation="gate_read")
     assert after != before
-    assert [e["step"] for e in logs if e["event"] == "database_retry"] == ["gate_read"]
+    assert [e["operation"] for e in logs if e["event"] == "database_retry"] == ["gate_read"]
     # The helper's session carries its timeouts.
     timeout = helper.call(lambda: _setting("statement_timeout"))
     assert timeout == f"{int(database.STATEMENT_TIMEOUT)}s"
