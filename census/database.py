@@ -75,20 +75,20 @@ def retrying(
     Raises the last error once ``seconds`` are spent, or at once inside a transaction.
     """
     deadline = time.monotonic() + seconds
-    pause = 0.1
+    wait = 0.1
     while True:
         try:
             return work()
         except DatabaseError as error:
             if not is_transient(error) or connections[using].in_atomic_block:
                 raise
-            if time.monotonic() + pause > deadline:
+            if time.monotonic() + wait > deadline:
                 raise
             error_name = type(error).__name__
-            events.emit(Event.DATABASE_RETRY, operation=operation, error=error_name, pause_s=pause)
+            events.emit(Event.DATABASE_RETRY, operation=operation, error=error_name, wait_s=wait)
             (reset or connections[using].close)()
-            sleep(pause)
-            pause = min(pause * 2, 2.0)
+            sleep(wait)
+            wait = min(wait * 2, 2.0)
 
 
 def clock(using: str = "default") -> datetime:

@@ -10,18 +10,18 @@ scraper sees only the ``Gate`` protocol, which speaks in relative seconds. No Dj
   after the previous request was confirmed sent (``confirm``), and never while another
   request is leaving (holding its send lease). A request that wakes later than
   ``late_after`` past the moment it could have gone takes a new turn instead of going late.
-- **Breaker.** A block (F5 page, 403, 429) opens it for a pause: the 429's ``Retry-After``
+- **Breaker.** A block (F5 page, 403, 429) opens it for a backoff: the 429's ``Retry-After``
   when given (clamped), else ``backoff`` seconds doubled per consecutive block up to
-  ``backoff_max``. While it is open nothing is admitted. When the pause is over exactly one
+  ``backoff_max``. While it is open nothing is admitted. When the backoff is over exactly one
   request, the probe, is admitted; the others wait for it. An answered probe closes the
-  breaker (and resets the pause); a blocked probe reopens it with the next pause.
+  breaker (and resets the backoff); a blocked probe reopens it with the next backoff.
 - **Site changed.** An answer in no known shape (``unexpected_page``) counts; an answer in
   a known shape (found, not found, cancelled) resets the count. ``site_changed_after`` of
   them in a row open the breaker for ``site_probe_every`` seconds, with the signature of
   the answer that opened it: the site has changed and attempts would only be spent on it.
   Then one probe goes out per period; a probe answered in a known shape closes the breaker, one
   answered in no known shape keeps it open another period, and a blocked one hands over
-  to the block pause. Requests refused meanwhile are deferred (not charged) as with a block.
+  to the block's backoff. Requests refused meanwhile are deferred (not charged) as with a block.
 - **Deferral.** A caller that cannot be admitted before its deadline is told when the gate
   opens (``Closed``). The pipeline then places the lookup on the deferral cursor, one slot per
   deferred lookup, so that they do not all fire at once when the breaker closes; fresh callers
@@ -47,7 +47,7 @@ from census.limits import MAX_RETRY_AFTER_SECONDS, clamp_seconds
 #: 1.069 s. At a 1 s limit it keeps 96 % of the site's capacity; at the default 5 s, 99 %.
 SEND_MARGIN = 0.04
 
-#: Seconds a refusal for a pause asks the caller to wait before it looks again.
+#: Seconds a refusal for the operator's pause asks the caller to wait before it looks again.
 PAUSE_RECHECK = 30.0
 
 
@@ -57,10 +57,10 @@ class GatePolicy:
 
     #: Minimum seconds between two census requests.
     interval: float
-    #: Pause after the first block of a spell; doubles per consecutive block.
+    #: Backoff after the first block of a spell; doubles per consecutive block.
     backoff: float = 60.0
     backoff_max: float = 1800.0
-    #: Longest pause any ``Retry-After`` may impose.
+    #: Longest backoff any ``Retry-After`` may impose.
     max_retry_after: float = MAX_RETRY_AFTER_SECONDS
     #: Seconds a probe may stay out before another caller may probe (its holder died).
     probe_lease: float = 120.0
@@ -78,7 +78,7 @@ class GatePolicy:
     def spacing(self) -> timedelta:
         return timedelta(seconds=self.interval + SEND_MARGIN if self.interval > 0 else 0.0)
 
-    def pause(self, consecutive_blocks: int, retry_after: float | None) -> float:
+    def backoff_for(self, consecutive_blocks: int, retry_after: float | None) -> float:
         """Seconds the breaker stays open after the ``consecutive_blocks``-th block."""
         if retry_after is not None:
             return clamp_seconds(retry_after, self.max_retry_after)
@@ -90,13 +90,13 @@ class BreakerPhase(StrEnum):
     """Where the breaker stands; decided here, once (``GateState.phase``), and read as a
     value by ``admit``, ``permit``, the stats and the bulk feeder."""
 
-    #: No pause: requests go at the rate.
+    #: No backoff: requests go at the rate.
     CLOSED = "closed"
     #: Paused after a block, until ``breaker_until``: nothing goes.
     OPEN = "open"
-    #: The pause is over and the probe is out (until ``probe_until``): the others wait.
+    #: The backoff is over and the probe is out (until ``probe_until``): the others wait.
     PROBING = "probing"
-    #: The pause is over; the next request admitted is the probe.
+    #: The backoff is over; the next request admitted is the probe.
     HALF_OPEN = "half_open"
 
     @property
@@ -316,10 +316,10 @@ def record(
         if state.phase(now) is BreakerPhase.OPEN and not probe:
             return state, None  # a straggler admitted before the breaker opened
         blocks = state.consecutive_blocks + 1
-        until = now + timedelta(seconds=policy.pause(blocks, retry_after))
+        until = now + timedelta(seconds=policy.backoff_for(blocks, retry_after))
         if state.breaker_until is not None and state.breaker_until > until:
             until = state.breaker_until
-        # A block is the site's protection, not a change of its pages: the block pause
+        # A block is the site's protection, not a change of its pages: the block's backoff
         # takes over (the count of unexpected answers stays, for when it is over).
         return replace(
             state,

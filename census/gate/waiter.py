@@ -38,9 +38,9 @@ RECORD_SECONDS = 15.0
 CONFIRM_SECONDS = 5.0
 DEFAULT_NAME = "census"
 
-#: Monotonic time until which this process sends nothing: a block it saw could not be
+#: Monotonic time until which this process holds its sends: a block it saw could not be
 #: written to the shared row, so the breaker did not open for it.
-_local_pause = {"until": 0.0}
+_local_hold = {"until": 0.0}
 _local_lock = threading.Lock()
 
 
@@ -95,7 +95,7 @@ class GateWaiter:
 
     def peek(self, within: float) -> Closed | None:
         """Would a turn be refused ``within`` seconds? (A probe in flight may answer soon.)"""
-        paused = _paused_here()
+        paused = _held_here()
         if paused is not None:
             return paused
         policy = self.policy
@@ -104,7 +104,7 @@ class GateWaiter:
 
     def reserve(self, within: float | None = None) -> Admission:
         """Take the next slot (perhaps as the breaker's probe), or say why not."""
-        paused = _paused_here()
+        paused = _held_here()
         if paused is not None:
             return paused
         policy = self.policy
@@ -177,7 +177,7 @@ class GateWaiter:
         the gate opens again when, after it, the site counts as changed (else None).
 
         A block is retried for ``RECORD_SECONDS``; if it still cannot be written, this
-        process sends nothing for the block's pause (the other workers cannot know).
+        process holds its sends for the block's backoff (the other workers cannot know).
         """
         policy = self.policy
         changed: list[rules.BreakerChange] = []
@@ -198,28 +198,28 @@ class GateWaiter:
             )
             changed.append(what)
             before.append(state)
-            pause = (after.breaker_until - now).total_seconds() if after.breaker_until else 0.0
-            return (after, pause, rules.site_changed_wait(after, now)), after
+            closed_s = (after.breaker_until - now).total_seconds() if after.breaker_until else 0.0
+            return (after, closed_s, rules.site_changed_wait(after, now)), after
 
         seconds = RECORD_SECONDS if blocked else CONFIRM_SECONDS
         try:
-            after, pause, opens_in = self.store.apply(
+            after, closed_s, opens_in = self.store.apply(
                 change, operation="gate_record", seconds=seconds
             )
         except Exception:
             events.emit(Event.GATE_RECORD_FAILED, gate=self.name, blocked=blocked)
             if blocked:
-                _pause_here(policy.pause(1, retry_after))
+                _hold_here(policy.backoff_for(1, retry_after))
             return None
         what = changed[-1] if changed else None
-        self._announce(what, after, pause, before[-1] if before else None)
+        self._announce(what, after, closed_s, before[-1] if before else None)
         return opens_in
 
     def _announce(
         self,
         what: rules.BreakerChange,
         after: GateState,
-        pause: float,
+        closed_s: float,
         before: GateState | None,
     ) -> None:
         """Log what the record did to the breaker."""
@@ -229,7 +229,7 @@ class GateWaiter:
                 gate=self.name,
                 signature=after.site_signature,
                 count=after.unexpected_streak,
-                probe_in_s=round(pause, 3),
+                probe_in_s=round(closed_s, 3),
                 until=after.breaker_until.isoformat(),
             )
         elif what == "site_recovered":
@@ -244,7 +244,7 @@ class GateWaiter:
             events.emit(
                 Event.BREAKER_OPENED,
                 gate=self.name,
-                pause_s=round(pause, 3),
+                backoff_s=round(closed_s, 3),
                 consecutive_blocks=after.consecutive_blocks,
                 until=after.breaker_until.isoformat(),
             )
@@ -308,14 +308,14 @@ def _left(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.monotonic()
 
 
-def _pause_here(seconds: float) -> None:
+def _hold_here(seconds: float) -> None:
     with _local_lock:
-        _local_pause["until"] = max(_local_pause["until"], time.monotonic() + seconds)
+        _local_hold["until"] = max(_local_hold["until"], time.monotonic() + seconds)
 
 
-def _paused_here() -> Closed | None:
-    """A ``Closed`` while this process sits out a block it could not record."""
-    left = _local_pause["until"] - time.monotonic()
+def _held_here() -> Closed | None:
+    """A ``Closed`` while this process holds its sends for a block it could not record."""
+    left = _local_hold["until"] - time.monotonic()
     if left <= 0:
         return None
     return Closed(timezone.now() + timedelta(seconds=left), "breaker_open", wait=left)

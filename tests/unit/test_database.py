@@ -160,7 +160,7 @@ class BrokenStore(GateStore):
 
 def test_a_block_that_cannot_be_recorded_stops_this_process_sending(monkeypatch: Any) -> None:
     """The breaker row could not be written: this process sends nothing for the pause."""
-    monkeypatch.setattr(waiter, "_local_pause", {"until": 0.0})
+    monkeypatch.setattr(waiter, "_local_hold", {"until": 0.0})
     store = BrokenStore()
     gate = GateWaiter("broken", policy=GatePolicy(interval=1.0, backoff=60.0), store=store)
     with capture_logs() as logs:

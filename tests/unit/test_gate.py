@@ -93,7 +93,7 @@ def test_pause_escalates_and_is_capped(
     blocks: int, retry_after: float | None, pause: float
 ) -> None:
     """The breaker's pause doubles per consecutive block up to the maximum."""
-    assert POLICY.pause(blocks, retry_after) == pause
+    assert POLICY.backoff_for(blocks, retry_after) == pause
 
 
 def test_a_block_opens_the_breaker_and_nothing_is_admitted_while_open() -> None:

@@ -90,7 +90,7 @@ def test_block_opens_the_breaker_for_everyone_then_a_probe_closes_it() -> None:
         assert isinstance(gate.reserve(), Slot)
     names = [e["event"] for e in logs]
     assert names == ["breaker_opened", "breaker_probe", "breaker_closed"]
-    assert logs[0]["consecutive_blocks"] == 1 and 0 < logs[0]["pause_s"] <= 0.5
+    assert logs[0]["consecutive_blocks"] == 1 and 0 < logs[0]["backoff_s"] <= 0.5
 
 
 @pytest.mark.django_db(transaction=True)
