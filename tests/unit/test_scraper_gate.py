@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -48,40 +47,6 @@ def test_closed_gate_defers_without_a_browser_and_says_when_it_opens(census_site
     assert result.meta["sent"] is False
     assert census_site.access_log == []
     assert gate.turns == 0
-
-
-class RecordingGate:
-    """An open gate that remembers what each request's answer was."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self.sends = 0
-
-    def peek(self, within: float) -> Closed | None:
-        return None
-
-    def wait_turn(
-        self, within: float | None = None, sleep: Callable[[float], None] | None = None
-    ) -> Admission:
-        return Slot(timezone.now())
-
-    def sent(self, slot: Slot, *, left: bool = True) -> None:
-        self.sends += 1
-
-    def record(self, slot: Slot, **outcome: Any) -> float | None:
-        self.records.append(outcome)
-        return None
-
-
-class LateClosedGate(RecordingGate):
-    """Open at launch; at the submit it holds the request until past the deadline, then refuses."""
-
-    def wait_turn(
-        self, within: float | None = None, sleep: Callable[[float], None] | None = None
-    ) -> Admission:
-        assert within is not None
-        time.sleep(max(within, 0) + 1.5)
-        return Closed(timezone.now() + timedelta(seconds=30), "probe_in_flight", wait=30.0)
 
 
 def test_a_click_timeout_after_the_gate_refused_is_a_deferral() -> None:
