@@ -24,9 +24,7 @@ of the value (``mask``), and ``scrub`` masks the number wherever a text repeats 
 
 from __future__ import annotations
 
-import html
 import re
-from html.parser import HTMLParser
 
 from census.exceptions import CensusError
 
@@ -171,7 +169,7 @@ def scrub(text: str, cedula: object) -> str:
     ``12345678`` when the stored value is ``0012345678``). A longer run of ASCII digits that
     merely contains the number is left alone (``91234567890`` is not ``1234567890``). For
     HTML whose markup may hide the number in other ways (digits written as character
-    references), ``scrub_page`` checks the result.
+    references), ``census.scraper.parser.scrub_page`` checks the result.
 
     ``cedula`` is read like ``normalize`` reads it. When it is not a valid cédula, its ASCII
     digits (leading zeros stripped) are masked instead if there are at least 3 of them and the
@@ -203,61 +201,6 @@ def scrub(text: str, cedula: object) -> str:
         return text
     pieces.append(text[done:])
     return "".join(pieces)
-
-
-#: The first line of a page ``scrub_page`` could not scrub as markup.
-VISIBLE_TEXT_ONLY = "[census: visible text only: the page's markup hid the cédula]"
-
-
-def scrub_page(page: str, cedula: object) -> str:
-    """``scrub`` for an HTML page, checked: when the scrubbed page still shows an echo, its
-    source with character references decoded or its visible text (digits written as
-    references, ``&#49;&#50;...``, or more markup between two digits than a gap holds), only
-    the page's visible text is kept, scrubbed, under a first line that says so."""
-    scrubbed = scrub(page, cedula)
-    if not any(scrub(view, cedula) != view for view in _views(scrubbed)):
-        return scrubbed
-    return VISIBLE_TEXT_ONLY + "\n" + scrub(_visible_text(page), cedula)
-
-
-class _TextOf(HTMLParser):
-    """The text a browser would show: character references decoded, scripts and styles
-    left out, block elements on lines of their own."""
-
-    SKIP = frozenset({"script", "style", "template", "noscript"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.SKIP:
-            self.skipping += 1
-        self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.SKIP and self.skipping:
-            self.skipping -= 1
-        self.parts.append("\n" if tag in {"p", "div", "tr", "li", "br", "h1", "h2", "h3"} else " ")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skipping:
-            self.parts.append(data)
-
-
-def _views(page: str) -> tuple[str, str]:
-    """Two ways a reader sees a page: its source with references decoded (attributes and
-    scripts included), and its visible text (tags gone, whitespace collapsed)."""
-    return html.unescape(page), _visible_text(page)
-
-
-def _visible_text(page: str) -> str:
-    parser = _TextOf()
-    parser.feed(page)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
-    return "\n".join(line for line in lines if line)
 
 
 def _scrub_digits(cedula: object) -> str | None:

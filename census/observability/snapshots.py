@@ -17,11 +17,12 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from census import events
-from census.cedula import scrub, scrub_page
+from census.cedula import scrub
 from census.conf import settings
 from census.events import Event
 from census.models import PageSnapshot
 from census.scraper.base import SNAPSHOT_HTML_CHARS, SNAPSHOT_PNG_BYTES, LookupResult
+from census.scraper.parser import scrub_page
 
 #: Characters kept of a snapshot's detail and signature (their columns' lengths).
 DETAIL_CHARS = 500
@@ -56,7 +57,7 @@ def keep(result: LookupResult, *, lookup_id: int | None, step: int | None, cedul
         step=step,
         detail=scrub(result.detail, cedula)[:DETAIL_CHARS],
         path=scrub(snapshot.path if snapshot else "", cedula)[:200],
-        html=scrub_page(snapshot.html if snapshot else "", cedula)[:SNAPSHOT_HTML_CHARS],
+        html=scrub_page(snapshot.html if snapshot else "", cedula),
         body=scrub(snapshot.body if snapshot else "", cedula)[:SNAPSHOT_HTML_CHARS],
         screenshot=png,
     )

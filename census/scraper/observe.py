@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from census.cedula import GAP_PIECES, MIN_DIGITS, SEPARATORS, mask, scrub, scrub_page
+from census.cedula import GAP_PIECES, MIN_DIGITS, SEPARATORS, mask, scrub
 from census.scraper.base import SNAPSHOT_HTML_CHARS, SNAPSHOT_PNG_BYTES, LookupResult, Snapshot
+from census.scraper.parser import scrub_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -152,7 +153,7 @@ def take_snapshot(page: Page, cedula: str, body: str, remaining: float) -> Snaps
     with contextlib.suppress(Exception):
         path = url_path(page.url)
     with contextlib.suppress(Exception):
-        html = _bounded_page(page.content(), cedula)
+        html = scrub_page(page.content(), cedula)
     kept_body = _bounded(body, cedula) if body else ""
     timeout_ms = max(min(CAPTURE_WAIT, remaining), CAPTURE_FLOOR) * 1000.0
     try:
@@ -182,11 +183,6 @@ def url_path(url: str) -> str:
 def _bounded(text: str, cedula: str) -> str:
     """Scrubbed first, then cut: a cut never leaves the number whole."""
     return scrub(text, cedula)[:SNAPSHOT_HTML_CHARS]
-
-
-def _bounded_page(html: str, cedula: str) -> str:
-    """``_bounded`` for the page's HTML: its visible text only if the markup hides the number."""
-    return scrub_page(html, cedula)[:SNAPSHOT_HTML_CHARS]
 
 
 def _echo_pattern(cedula: str) -> str:

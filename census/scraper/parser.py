@@ -97,7 +97,7 @@ from typing import Any
 from census.cedula import SEPARATORS, scrub
 from census.limits import MAX_RETRY_AFTER_SECONDS, clamp_seconds
 from census.outcomes import Outcome
-from census.scraper.base import LookupResult, Novedad, Place
+from census.scraper.base import SNAPSHOT_HTML_CHARS, LookupResult, Novedad, Place
 
 #: Characters of page or body text kept in ``detail``.
 EXCERPT_CHARS = 500
@@ -466,6 +466,26 @@ def _read_html(html: str) -> _Page:
         reader.rawdata = ""
         reader.handle_data(unescape(_TAG_LIKE.sub(" ", tail)))
     return reader.finish()
+
+
+#: The first line of a kept page that ``scrub_page`` could not scrub as markup.
+VISIBLE_TEXT_ONLY = "[census: visible text only: the page's markup hid the cédula]"
+
+
+def scrub_page(html: str, cedula: str, *, limit: int = SNAPSHOT_HTML_CHARS) -> str:
+    """A page's HTML fit to keep: scrubbed, then cut to ``limit``, then checked.
+
+    When the kept HTML still shows an echo of the cédula, in its source with character
+    references decoded or in its visible text (digits written as references, ``&#49;&#50;``,
+    or more markup between two digits than ``scrub`` takes), only the visible text is kept,
+    scrubbed, under ``VISIBLE_TEXT_ONLY``. Linear in the page's size: the text is read with
+    the same bounded reader as every page the scraper parses.
+    """
+    kept = scrub(html, cedula)[:limit]
+    decoded, text = unescape(kept), _read_html(kept).text
+    if scrub(decoded, cedula) == decoded and scrub(text, cedula) == text:
+        return kept
+    return f"{VISIBLE_TEXT_ONLY}\n{scrub(text, cedula)}"
 
 
 def _classify_answer(answer: Mapping[str, Any], cedula: str) -> LookupResult:

@@ -7,14 +7,12 @@ import pytest
 from census.cedula import (
     MASK_MAX_CHARS,
     MAX_INPUT_CHARS,
-    VISIBLE_TEXT_ONLY,
     InvalidCedula,
     canonical,
     is_canonical,
     mask,
     normalize,
     scrub,
-    scrub_page,
 )
 
 CEDULA = "1234567890"
@@ -243,27 +241,6 @@ def test_scrub_masks_echoes_whatever_the_markup(text: str, expected: str) -> Non
     """Digits apart by references, tags, line breaks, escapes or any mix of spaces and dots
     (up to ``GAP_PIECES`` pieces) are an echo; the text around them is kept."""
     assert scrub(text, "1234567890") == expected
-
-
-@pytest.mark.parametrize(
-    "page",
-    [
-        "<p>Documento &#49;&#50;34567890</p>",  # digits written as references
-        "<p>Documento 1&#50;3&#52;567890</p>",
-        "<p>Documento 1<b>" + "<i>" * 9 + "234567890</p>",  # more tags than a gap holds
-    ],
-)
-def test_scrub_page_keeps_the_visible_text_when_markup_hides_the_number(page: str) -> None:
-    """Where the markup cannot be scrubbed with confidence, only the visible text is kept,
-    scrubbed, under a line that says so."""
-    kept = scrub_page("<html><body>" + page + "<script>var a=1;</script></body></html>", CEDULA)
-    assert kept == f"{VISIBLE_TEXT_ONLY}\nDocumento {mask(CEDULA)}"
-
-
-def test_scrub_page_keeps_markup_it_could_scrub() -> None:
-    """A page whose every echo ``scrub`` masked keeps its markup."""
-    page = "<html><body><td>1&nbsp;234&nbsp;567&nbsp;890</td><td>Mesa 3</td></body></html>"
-    assert scrub_page(page, CEDULA) == page.replace("1&nbsp;234&nbsp;567&nbsp;890", mask(CEDULA))
 
 
 def test_scrub_keeps_longer_numbers_around_the_cedula() -> None:

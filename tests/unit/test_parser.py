@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from census.cedula import mask
 from census.limits import MAX_RETRY_AFTER_SECONDS
 from census.outcomes import Outcome
 from census.scraper.base import LookupResult, Novedad, Place
@@ -23,11 +24,13 @@ from census.scraper.parser import (
     MAX_PAGE_CHARS,
     SIGNATURE_CHARS,
     SIGNATURE_FIELDS,
+    VISIBLE_TEXT_ONLY,
     is_f5_block,
     parse_answer,
     parse_consulta,
     parse_rendered_page,
     parse_retry_after,
+    scrub_page,
     unexpected_signature,
 )
 
@@ -1126,3 +1129,40 @@ def test_every_unexpected_result_is_signed() -> None:
             seen.add(signature.rsplit(":", 1)[0] if "unknown_error" in signature else signature)
     assert unexpected > 1000
     assert len(seen) > 15, sorted(seen)
+
+
+PAGE_CEDULA = "1234567890"
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<p>Documento &#49;&#50;34567890</p>",  # digits written as references
+        "<p>Documento 1&#50;3&#52;567890</p>",
+        "<p>Documento 1<b>" + "<i>" * 9 + "234567890</p>",  # more tags than a gap holds
+    ],
+)
+def test_scrub_page_keeps_the_visible_text_when_markup_hides_the_number(page: str) -> None:
+    """Where the markup cannot be scrubbed with confidence, only the visible text is kept,
+    scrubbed, under a line that says so."""
+    kept = scrub_page(
+        "<html><body>" + page + "<script>var a=1;</script></body></html>", PAGE_CEDULA
+    )
+    assert kept == f"{VISIBLE_TEXT_ONLY}\nDocumento {mask(PAGE_CEDULA)}"
+
+
+def test_scrub_page_keeps_markup_it_could_scrub() -> None:
+    """A page whose every echo ``scrub`` masked keeps its markup."""
+    page = "<html><body><td>1&nbsp;234&nbsp;567&nbsp;890</td><td>Mesa 3</td></body></html>"
+    assert scrub_page(page, PAGE_CEDULA) == page.replace(
+        "1&nbsp;234&nbsp;567&nbsp;890", mask(PAGE_CEDULA)
+    )
+
+
+def test_scrub_page_reads_a_hostile_page_like_any_other() -> None:
+    """Markup that makes ``HTMLParser.close`` rescan (``<a<a<a...``) is read with the
+    parser's bounded reader: the number after it is found and masked."""
+    page = "<a" * 60_000 + "<p>Documento &#49;234567890</p>"
+    kept = scrub_page(page, PAGE_CEDULA)
+    assert kept.startswith(VISIBLE_TEXT_ONLY) and mask(PAGE_CEDULA) in kept
+    assert PAGE_CEDULA not in kept

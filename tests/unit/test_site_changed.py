@@ -9,7 +9,6 @@ import pytest
 from django.utils import timezone
 from structlog.testing import capture_logs
 
-from census.cedula import VISIBLE_TEXT_ONLY
 from census.gate import rules
 from census.gate.protocol import Closed, Slot
 from census.gate.rules import BreakerPhase, GatePolicy, GateState
@@ -18,6 +17,7 @@ from census.models import Attempt, PageSnapshot, RateGate, Status
 from census.observability import snapshots
 from census.outcomes import Outcome
 from census.scraper.base import SNAPSHOT_PNG_BYTES, LookupResult, Snapshot
+from census.scraper.parser import VISIBLE_TEXT_ONLY
 from census.testing.fake import SCRIPTED_SIGNATURE
 from tests.driving import run_and_hook
 
