@@ -212,7 +212,7 @@ class CensusSettings:
     def bulk_capacity(self) -> int:
         """Lookups the gate serves in one bulk window (at least 1; 1000 with no rate limit).
 
-        The gate's bound only: ``census.bulk.window_size`` also bounds it by what the
+        The gate's bound only: ``census.bulk.window.window_size`` also bounds it by what the
         cluster finishes."""
         rate = self.rate_limit_seconds
         return max(int(self.bulk_window_seconds / rate), 1) if rate > 0 else 1000

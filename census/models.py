@@ -268,7 +268,7 @@ class BulkRun(models.Model):
         verbose_name = _("bulk lookup")
         verbose_name_plural = _("bulk lookups")
         constraints = [
-            # At most one open run per selection: a second one resumes it (census.bulk).
+            # At most one open run per selection: a second one resumes it (census.bulk.runs).
             models.UniqueConstraint(
                 fields=["selection"],
                 condition=models.Q(finished_at=None, cancelled_at=None),

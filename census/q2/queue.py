@@ -209,6 +209,8 @@ def delete_succeeded_tasks(*, before: datetime, keep: set[str]) -> int:
 
 # -- bulk runs and re-checks ----------------------------------------------------------------
 
+#: The package's names (``census.bulk`` re-exports them from ``feeder`` and ``recheck``):
+#: the paths every schedule was stored with, before and after census.bulk became a package.
 FEED_FUNC = "census.bulk.feed_scheduled"
 RECHECK_FUNC = "census.bulk.start_recheck"
 RECHECK_SCHEDULE = "census-recheck"

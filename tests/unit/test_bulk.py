@@ -21,6 +21,8 @@ from django_q.models import Schedule
 from structlog.testing import capture_logs
 
 from census import bulk
+from census.bulk import feeder as bulk_feeder
+from census.bulk import runs as bulk_runs
 from census.checks import check_census_settings
 from census.conf import parse_duration
 from census.events import Event
@@ -443,7 +445,7 @@ def test_feeders_of_two_runs_take_turns(leader: Any, window: int, monkeypatch: A
         assert run is not None
         runs.append(run)
     first_inside, release = threading.Event(), threading.Event()
-    real_start = bulk.start_for_user
+    real_start = bulk_feeder.start_for_user
     first_thread: list[threading.Thread] = []
 
     def start_for_user(user: Any, *, requester_id: int | None) -> bool:
@@ -453,7 +455,7 @@ def test_feeders_of_two_runs_take_turns(leader: Any, window: int, monkeypatch: A
             release.wait(timeout=60)
         return started
 
-    monkeypatch.setattr(bulk, "start_for_user", start_for_user)
+    monkeypatch.setattr(bulk_feeder, "start_for_user", start_for_user)
     results: dict[int, bulk.Feed] = {}
 
     def feeder(run_id: int) -> None:
@@ -531,7 +533,7 @@ def test_a_cancelled_run_stays_cancelled(
     with django_capture_on_commit_callbacks(execute=True):
         bulk.feed(run.pk)
     finished([member], django_capture_on_commit_callbacks)
-    real_progress = bulk.progress
+    real_progress = bulk_runs.progress
     cancelled: list[int] = []
 
     def progress(run: BulkRun) -> bulk.Progress:
@@ -539,7 +541,7 @@ def test_a_cancelled_run_stays_cancelled(
             cancelled.extend(bulk.cancel([run.pk]))
         return real_progress(run)
 
-    monkeypatch.setattr(bulk, "progress", progress)
+    monkeypatch.setattr(bulk_runs, "progress", progress)
     with capture_logs() as logs:
         state = bulk.finish_if_done(run.pk)
     assert cancelled == [run.pk]

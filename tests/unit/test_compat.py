@@ -56,6 +56,9 @@ def test_the_gates_old_rule_names_warn() -> None:
         (queue.FOLLOW_UP_FUNC, queue.FOLLOW_UP_FUNC),
         (queue.FEED_FUNC, queue.FEED_FUNC),
         (queue.RECHECK_FUNC, queue.RECHECK_FUNC),
+        # Schedules of bulk runs and the re-check stored before census.bulk was a package.
+        ("census.bulk.feed_scheduled", "census.bulk.feeder.feed_scheduled"),
+        ("census.bulk.start_recheck", "census.bulk.recheck.start_recheck"),
     ],
 )
 def test_the_task_paths_stored_in_the_broker_resolve(path: str, home: str) -> None:

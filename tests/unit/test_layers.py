@@ -51,6 +51,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "lookup.status",
                 "lookup.policy",
                 "observability.snapshots",
+                "bulk.selection",
+                "bulk.window",
             }
         ),
     ),
@@ -65,6 +67,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "lookup.refresh",
                 "followups",
                 "bulk",
+                "bulk.runs",
+                "bulk.feeder",
+                "bulk.recheck",
                 "maintenance.",
                 "observability.stats",
                 "q2.hooks",
