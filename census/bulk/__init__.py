@@ -19,7 +19,8 @@ and the periodic re-check are fed by a Django-Q2 schedule (``census-bulk-<id>``)
 - ``selection``: which members a run looks up (``Selection``, the users file);
 - ``runs``: a run's life: opened or resumed, its ``progress``, finished, cancelled;
 - ``window``: the window's size and what is in it, and whether the gate lets a feed in;
-- ``feeder``: ``feed`` fills the window; ``feed_scheduled`` is a background run's task;
+- ``feeder``: ``feed`` fills the window, ``feed_and_finish`` is a feeder's round (the
+  terminal's; ``feed_scheduled``, a background run's task);
 - ``recheck``: the daily re-check's schedule and task.
 
 Every public name is importable from here; the schedules' task paths
@@ -29,7 +30,7 @@ resolve through these names.
 
 from __future__ import annotations
 
-from census.bulk.feeder import Feed, feed, feed_scheduled, step
+from census.bulk.feeder import Feed, feed, feed_and_finish, feed_scheduled
 from census.bulk.recheck import next_recheck_at, start_recheck, sync_recheck_schedule
 from census.bulk.runs import Progress, cancel, finish_if_done, open_run, progress
 from census.bulk.selection import (
@@ -60,6 +61,7 @@ __all__ = [
     "cancel",
     "deferred_ahead",
     "feed",
+    "feed_and_finish",
     "feed_scheduled",
     "finish_if_done",
     "gate_now",
@@ -70,7 +72,6 @@ __all__ = [
     "read_users_file",
     "read_users_path",
     "start_recheck",
-    "step",
     "sync_recheck_schedule",
     "window_capacity",
     "window_size",

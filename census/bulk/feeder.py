@@ -108,15 +108,16 @@ def _lock_feeders(run_id: int) -> BulkRun | None:
     return next((run for run in runs if run.pk == run_id), None)
 
 
-def step(run_id: int) -> Progress | None:
-    """One round of a feeder: feed, then see whether the run is over."""
+def feed_and_finish(run_id: int) -> Progress | None:
+    """One round of a feeder (the terminal's or a background run's schedule): feed the
+    window, then finish the run if it is done; its progress (None: gone)."""
     feed(run_id)
     return finish_if_done(run_id)
 
 
 def feed_scheduled(run_id: int) -> dict[str, Any]:
     """The Django-Q2 task of a background run's schedule (``census-bulk-<id>``)."""
-    state = step(run_id)
+    state = feed_and_finish(run_id)
     if state is None or state.finished or state.cancelled:
         # Deleted, or closed by a path that left its feeder (finish and cancel remove it).
         queue.remove_feeder(run_id)

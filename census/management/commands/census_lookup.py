@@ -165,8 +165,7 @@ class Command(BaseCommand):
         last_line = 0.0
         try:
             while True:
-                bulk.feed(run.pk)
-                state = bulk.finish_if_done(run.pk)
+                state = bulk.feed_and_finish(run.pk)
                 if state is None:
                     raise CommandError(f"run {run.pk} is gone")
                 if bar is not None:
