@@ -4,7 +4,7 @@ The rate measurement's set-up (4 workers, Chromium, the simulator, a 1 s limit) 
 scrape timeout: four Chromiums sharing two cores run out of time in their own work (page
 load, form, captcha) before the consulta leaves. ``CENSUS_BROWSERS_PER_HOST`` (default: the
 host's cores) keeps the browsers a host runs to what it can drive; a worker that waits for a
-browser, or runs out of time in its own steps, is deferred without charging the member.
+browser, or runs out of time in its own stages, is deferred without charging the member.
 
 - ``cores_lookups_failed``: lookups that did not end ``found`` (goal 0);
 - ``cores_charged_unsent``: attempts charged to a member that sent nothing (goal 0).

@@ -5,7 +5,8 @@ Importing an old module path (``census.ratelimit``, ``census.hooks``...) warns
 ``census.pipeline`` re-exported come from their modules the same way. So tasks and schedules
 queued by earlier versions (``census.pipeline.run_attempt`` with its hook
 ``census.hooks.attempt_finished``) still run, and a portal's old imports still work while it
-moves to the new ones. ``install`` is called when ``census`` is imported.
+moves to the new ones. ``install`` is called when ``census`` is imported. ``renamed`` warns
+for a name that changed in place (the scraper's flow reports "stages", no longer "steps").
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ PIPELINE = "census.pipeline"
 def moved(old: str, new: str) -> None:
     warnings.warn(
         f"{old} has moved to {new}; import it from there", DeprecationWarning, stacklevel=3
+    )
+
+
+def renamed(old: str, new: str, *, stacklevel: int) -> None:
+    """A name census had before a rename was used: warn that it is ``new`` now (``stacklevel``
+    as for ``warnings.warn`` called here: the line to blame)."""
+    warnings.warn(
+        f"{old} is now {new}; use the new name", DeprecationWarning, stacklevel=stacklevel
     )
 
 

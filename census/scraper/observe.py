@@ -1,11 +1,13 @@
-"""What a lookup's page flow shows its observers: step reports and page snapshots.
+"""What a lookup's page flow shows its observers: stage reports and page snapshots.
 
-``StepReport`` is one step of the flow as it ended (``census_check_site`` prints them live);
+``StageReport`` is one stage of the flow as it ended (``census_check_site`` prints them live);
 ``take_snapshot`` keeps the page as it is (scrubbed HTML and answer body, a screenshot with
 every input emptied and masked). Both are scrubbed of the cédula and never raise: observing
 a lookup must not cost it. No Playwright import: the page is whatever object the flow
 drives (``census.scraper.playwright``), and ``census_check_site`` reads reports without a
-browser installed.
+browser installed. The stages were called "steps" while 0.2.0 was developed ("step" is the
+lookup's stored counter): ``StepReport``, ``OnStep`` and ``STEPS`` still resolve, with a
+``DeprecationWarning``, until 0.3.0.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from census.cedula import GAP_PIECES, MIN_DIGITS, SEPARATORS, mask, scrub
+from census.compat import renamed
 from census.scraper.base import SNAPSHOT_HTML_CHARS, SNAPSHOT_PNG_BYTES, LookupResult, Snapshot
 from census.scraper.parser import scrub_page
 
@@ -25,11 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CAPTURES",
-    "STEPS",
+    "STAGES",
     "Capture",
     "Fact",
-    "OnStep",
-    "StepReport",
+    "OnStage",
+    "StageReport",
     "gate_refused",
     "refusal_facts",
     "report",
@@ -37,9 +40,9 @@ __all__ = [
     "url_path",
 ]
 
-#: Names of the steps a ``StepReport`` can carry, in flow order ("solver" only when one is
+#: Names of the stages a ``StageReport`` can carry, in flow order ("solver" only when one is
 #: configured and was needed).
-STEPS = (
+STAGES = (
     "browser",
     "load",
     "elections",
@@ -57,7 +60,7 @@ Fact = str | int | float | None
 #: When a lookup keeps its page: only for an answer in no known shape, or always.
 Capture = Literal["unexpected", "always"]
 CAPTURES: tuple[Capture, ...] = ("unexpected", "always")
-#: Characters kept of a text fact in a ``StepReport``.
+#: Characters kept of a text fact in a ``StageReport``.
 FACT_CHARS = 200
 
 #: Inputs hidden in a snapshot's screenshot (their values are also emptied before it).
@@ -87,11 +90,11 @@ _BLANK_FOR_SHOT = """([pattern, masked]) => {
 
 
 @dataclass(frozen=True)
-class StepReport:
-    """One step of a lookup's page flow, as it ended (``ok``) or failed.
+class StageReport:
+    """One stage of a lookup's page flow, as it ended (``ok``) or failed.
 
-    ``seconds``: the time spent in this step (the submit's excludes the gate's wait).
-    ``facts``: what the step saw (HTTP status, URL path, election labels, the gate's wait or
+    ``seconds``: the time spent in this stage (the submit's excludes the gate's wait).
+    ``facts``: what the stage saw (HTTP status, URL path, election labels, the gate's wait or
     why it refused, the answer's shape and the parser's verdict...); scrubbed of the cédula.
     """
 
@@ -101,21 +104,39 @@ class StepReport:
     facts: dict[str, Fact] = field(default_factory=dict)
 
 
-#: Called with each ``StepReport``, on the Playwright thread (the gate's refusal before any
+#: Called with each ``StageReport``, on the Playwright thread (the gate's refusal before any
 #: browser starts: on the caller's). What it raises is swallowed.
-OnStep = Callable[[StepReport], None]
+OnStage = Callable[[StageReport], None]
+
+#: The names of when the flow's stages were called steps -> their names now (until 0.3.0).
+RENAMED = {"STEPS": "STAGES", "OnStep": "OnStage", "StepReport": "StageReport"}
+
+
+def resolve_renamed(module: str, name: str) -> Any:
+    """``module.name`` asked for by its old name (``RENAMED``): the object, with a
+    ``DeprecationWarning`` blamed on the line that asked; any other name is an
+    ``AttributeError``. For a module's ``__getattr__``: this one's, and that of
+    ``census.scraper.playwright``, which re-exports the names."""
+    if name not in RENAMED:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    renamed(f"{module}.{name}", f"{module}.{RENAMED[name]}", stacklevel=4)
+    return globals()[RENAMED[name]]
+
+
+def __getattr__(name: str) -> Any:
+    return resolve_renamed(__name__, name)
 
 
 def report(
-    on_step: OnStep | None,
+    on_stage: OnStage | None,
     name: str,
     ok: bool,
     seconds: float,
     facts: dict[str, Fact],
     cedula: str,
 ) -> None:
-    """Hand one ``StepReport`` to ``on_step``: texts scrubbed and bounded; never raises."""
-    if on_step is None:
+    """Hand one ``StageReport`` to ``on_stage``: texts scrubbed and bounded; never raises."""
+    if on_stage is None:
         return
     clean: dict[str, Fact] = {}
     for key, value in facts.items():
@@ -124,17 +145,17 @@ def report(
         elif value is not None and not isinstance(value, int | float):
             value = scrub(str(value), cedula)[:FACT_CHARS]
         clean[key] = value
-    step = StepReport(name=name, ok=ok, seconds=round(seconds, 3), facts=clean)
+    stage = StageReport(name=name, ok=ok, seconds=round(seconds, 3), facts=clean)
     with contextlib.suppress(Exception):  # an observer must not cost the lookup
-        on_step(step)
+        on_stage(stage)
 
 
 def gate_refused(
-    on_step: OnStep | None, refused: LookupResult, seconds: float, cedula: str
+    on_stage: OnStage | None, refused: LookupResult, seconds: float, cedula: str
 ) -> None:
-    """The gate's refusal before any browser started, as a failed ``gate`` step."""
+    """The gate's refusal before any browser started, as a failed ``gate`` stage."""
     facts = {**refusal_facts(refused), "where": "before the browser"}
-    report(on_step, "gate", False, seconds, facts, cedula)
+    report(on_stage, "gate", False, seconds, facts, cedula)
 
 
 def refusal_facts(refused: LookupResult) -> dict[str, Fact]:

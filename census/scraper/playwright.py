@@ -15,7 +15,7 @@ thread) keeps a working ORM, and no browser or driver outlives its lookup:
 Finding and killing those processes is ``census.scraper.processes``'s job; this module is the
 page flow.
 
-Each step of the flow can be reported as it ends (``on_step``, a ``StepReport``), and the page
+Each stage of the flow can be reported as it ends (``on_stage``, a ``StageReport``), and the page
 is kept as a ``Snapshot`` (scrubbed HTML, answer body, masked screenshot) when its answer has
 no known shape, or after every lookup with ``capture="always"`` (``census_check_site``); both
 are ``census.scraper.observe``'s.
@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from playwright.sync_api import (
@@ -58,6 +59,7 @@ from census.cedula import (
     normalize,
     scrub,
 )
+from census.compat import renamed
 from census.events import Event
 from census.gate.protocol import Closed, Gate, Slot
 from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
@@ -69,14 +71,15 @@ from census.scraper.base import (
 )
 from census.scraper.observe import (
     CAPTURES,
-    STEPS,
+    STAGES,
     Capture,
     Fact,
-    OnStep,
-    StepReport,
+    OnStage,
+    StageReport,
     gate_refused,
     refusal_facts,
     report,
+    resolve_renamed,
     take_snapshot,
     url_path,
 )
@@ -88,15 +91,15 @@ __all__ = [
     "CHROMIUM_ARGS",
     "FALLBACK_SIGNATURE",
     "Fact",
-    "STEPS",
+    "STAGES",
     "Capture",
     "LookupBudget",
-    "OnStep",
+    "OnStage",
     "deferred",
     "site_changed",
     "PlaywrightScraper",
     "ScraperConfig",
-    "StepReport",
+    "StageReport",
     "launch_browser",
     "missing_element",
     "new_lookup_context",
@@ -125,11 +128,11 @@ CLOSE_GRACE = 10.0
 ANSWER_RESERVE = 1.0
 #: Seconds a lookup waits when the gate's database could not be reached (nothing was sent).
 GATE_UNAVAILABLE_WAIT = 15.0
-#: Steps that wait only on this host (typing, selecting, clicking submit): running out of
-#: time there, with nothing sent, is our machine's slowness, not the site's. Steps that wait
-#: on the site (page load, election list, captcha widget, answer) are charged as timeouts,
-#: so a site that never serves its page still ends the lookup in error.
-OWN_STEPS = frozenset({"fill", "submit"})
+#: Stages that wait only on this host (typing, selecting, clicking submit): running out of
+#: time there, with nothing sent, is our machine's slowness, not the site's. Stages that
+#: wait on the site (page load, election list, captcha widget, answer) are charged as
+#: timeouts, so a site that never serves its page still ends the lookup in error.
+OWN_STAGES = frozenset({"fill", "submit"})
 #: Seconds before a lookup slowed by our own machine tries again.
 OWN_SLOWNESS_WAIT = 5.0
 #: Milliseconds between keystrokes: typed, not pasted, as a person would.
@@ -194,9 +197,10 @@ class PlaywrightScraper:
     reads no Django settings and touches no database. Site failures come back as outcomes;
     a bug (an unexpected exception in the flow or the parser) is raised, with its traceback.
 
-    ``on_step``: called with a ``StepReport`` as each step ends or fails (see ``STEPS``); it
-    never breaks a lookup. ``capture``: "unexpected" (the default) attaches a ``Snapshot`` to
-    ``unexpected_page`` results only, "always" to every result the page flow produced.
+    ``on_stage``: called with a ``StageReport`` as each stage ends or fails (see ``STAGES``);
+    it never breaks a lookup (``on_step``, its old name, still works with a warning).
+    ``capture``: "unexpected" (the default) attaches a ``Snapshot`` to ``unexpected_page``
+    results only, "always" to every result the page flow produced.
     """
 
     def __init__(
@@ -204,14 +208,15 @@ class PlaywrightScraper:
         *,
         gate: Gate,
         config: ScraperConfig,
-        on_step: OnStep | None = None,
+        on_stage: OnStage | None = None,
         capture: Capture = "unexpected",
+        on_step: OnStage | None = None,
     ) -> None:
         if capture not in CAPTURES:
             raise ValueError(f"capture must be one of {', '.join(CAPTURES)}; got {capture!r}")
         self.gate = gate
         self.config = config
-        self.on_step = on_step
+        self.on_stage = _stage_observer(on_stage, on_step, "PlaywrightScraper")
         self.capture: Capture = capture
 
     def lookup(self, cedula: str) -> LookupResult:
@@ -229,22 +234,22 @@ class PlaywrightScraper:
             closed = self.gate.peek(config.timeout - ANSWER_RESERVE)
         except Exception as error:  # the gate's database is down: nothing sent, wait for it
             refused = gate_unavailable(error)
-            gate_refused(self.on_step, refused, time.monotonic() - peeked, cedula)
+            gate_refused(self.on_stage, refused, time.monotonic() - peeked, cedula)
             return refused
         if closed is not None:  # no slot within this lookup: do not even start a browser
             refused = deferred(closed)
-            gate_refused(self.on_step, refused, time.monotonic() - peeked, cedula)
+            gate_refused(self.on_stage, refused, time.monotonic() - peeked, cedula)
             return refused
         started = time.monotonic()
         try:
             # At most CENSUS_BROWSERS_PER_HOST browsers at once on this host; the lookup's
             # budget starts once it has one.
             with browser_slot(config.browsers_per_host, config.browser_wait, config.slots_dir):
-                run = _Run(cedula, config, self.gate, on_step=self.on_step, capture=self.capture)
+                run = _Run(cedula, config, self.gate, on_stage=self.on_stage, capture=self.capture)
                 result = run.execute()
         except NoBrowserSlot as busy:
             facts: dict[str, Fact] = {"reason": OWN_SLOWNESS_REASONS[1]}
-            report(self.on_step, "browser", False, time.monotonic() - started, facts, cedula)
+            report(self.on_stage, "browser", False, time.monotonic() - started, facts, cedula)
             return deferred_for_own_slowness(str(busy), reason=OWN_SLOWNESS_REASONS[1])
         # Off the Playwright thread, after the browser is gone: the gate's record may retry
         # a dropped database for a while without holding a browser or its deadline.
@@ -279,7 +284,7 @@ def deferred(closed: Closed) -> LookupResult:
         outcome=Outcome.DEFERRED,
         detail=f"{closed.reason}: the cluster-wide gate opens in {wait:.0f} s",
         retry_after=wait,
-        meta={"step": "rate_gate", "sent": False},
+        meta={**_stage_meta("rate_gate"), "sent": False},
     )
 
 
@@ -300,8 +305,14 @@ def gate_unavailable(error: BaseException) -> LookupResult:
         outcome=Outcome.DEFERRED,
         detail=f"gate_unavailable: the gate's database did not answer ({type(error).__name__})",
         retry_after=GATE_UNAVAILABLE_WAIT,
-        meta={"step": "rate_gate", "sent": False},
+        meta={**_stage_meta("rate_gate"), "sent": False},
     )
+
+
+def _stage_meta(stage: str) -> dict[str, Any]:
+    """Where the flow stopped, for a result's ``meta``: ``stage``, and ``step``, that key's
+    old name, kept until 0.3.0."""
+    return {"stage": stage, "step": stage}
 
 
 def launch_browser(playwright: Playwright, config: ScraperConfig, timeout_ms: float) -> Browser:
@@ -359,13 +370,13 @@ class _Run:
         config: ScraperConfig,
         gate: Gate,
         *,
-        on_step: OnStep | None = None,
+        on_stage: OnStage | None = None,
         capture: Capture = "unexpected",
     ) -> None:
         self.cedula = cedula
         self.config = config
         self.budget = LookupBudget.start(config, gate)
-        self.on_step = on_step
+        self.on_stage = on_stage
         self.capture: Capture = capture
         self._done = threading.Event()
         self._result: LookupResult | None = None
@@ -439,9 +450,9 @@ class _Run:
                     page = context.new_page()
                     facts: dict[str, Fact] = {"version": browser.version}
                     seconds = time.monotonic() - launching
-                    report(self.on_step, "browser", True, seconds, facts, self.cedula)
+                    report(self.on_stage, "browser", True, seconds, facts, self.cedula)
                     self._flow = _Flow(
-                        page, self.cedula, self.budget, on_step=self.on_step, capture=self.capture
+                        page, self.cedula, self.budget, on_stage=self.on_stage, capture=self.capture
                     )
                     return self._flow.run()
                 finally:
@@ -454,7 +465,7 @@ class _Run:
 
     def _browser_failed(self, result: LookupResult, started: float) -> None:
         facts: dict[str, Fact] = {"outcome": result.outcome.value, "detail": result.detail}
-        report(self.on_step, "browser", False, time.monotonic() - started, facts, self.cedula)
+        report(self.on_stage, "browser", False, time.monotonic() - started, facts, self.cedula)
 
     def _abort(self, reason: str) -> None:
         """SIGKILL this lookup's driver and everything under it (Chromium and its helpers)."""
@@ -485,25 +496,26 @@ class _Flow:
         cedula: str,
         budget: LookupBudget,
         *,
-        on_step: OnStep | None = None,
+        on_stage: OnStage | None = None,
         capture: Capture = "unexpected",
     ) -> None:
         self.page = page
         self.cedula = cedula
         self.budget = budget
-        self.on_step = on_step
+        self.on_stage = on_stage
         self.capture: Capture = capture
-        self.step = "load"
+        #: Where the flow is (``meta["stage"]`` of its result; ``OWN_STAGES``).
+        self.stage = "load"
         self.responses: list[Response] = []
         self.failures: list[str] = []
         #: Recorded by the route handler (``_release``) once the consulta reached the gate.
         self.gate_answer: _GateAnswer | None = None
         #: The consulta response's body, once read (for a snapshot).
         self.body: str | None = None
-        # The report being built: the open step (name, start) and its facts so far.
+        # The report being built: the open stage (name, start) and its facts so far.
         self._open: tuple[str, float] | None = None
         self._facts: dict[str, Fact] = {}
-        # The submit step ends once the click is done and the request left (or was refused).
+        # The submit stage ends once the click is done and the request left (or was refused).
         self._clicked = False
         self._submit_done = False
         self._gate_seconds = 0.0
@@ -521,26 +533,26 @@ class _Flow:
 
     def run(self) -> LookupResult:
         try:
-            result = self._steps()
+            result = self._stages()
         except PlaywrightTimeoutError as error:
             result = self._timed_out(error)
         except PlaywrightError as error:
             result = self._browser_error(error)
         if result.outcome is Outcome.UNEXPECTED_PAGE and not result.meta.get("signature"):
             result = replace(result, meta={**result.meta, "signature": FALLBACK_SIGNATURE})
-        self._close_open_step(result)
-        meta = {**result.meta, "step": self.step, "sent": self.slot is not None}
+        self._close_open_stage(result)
+        meta = {**result.meta, **_stage_meta(self.stage), "sent": self.slot is not None}
         result = replace(result, meta=meta)
         if self.capture == "always" or result.outcome is Outcome.UNEXPECTED_PAGE:
             result = replace(result, snapshot=self.snapshot())
         return result
 
-    def _steps(self) -> LookupResult:
+    def _stages(self) -> LookupResult:
         page, config = self.page, self.budget.config
         page.on("response", self._on_response)
         page.on("requestfailed", self._on_request_failed)
 
-        self.step = "load"
+        self.stage = "load"
         self._begin("load")
         loaded = page.goto(config.site_url, wait_until="domcontentloaded", timeout=self.budget.ms())
         self._facts["path"] = url_path(page.url)
@@ -560,7 +572,7 @@ class _Flow:
                 )
         self._end(True)
 
-        self.step = "form"
+        self.stage = "form"
         self._begin("elections")
         try:
             page.wait_for_function(_ELECTIONS_READY, timeout=self.budget.ms(FORM_WAIT))
@@ -584,8 +596,8 @@ class _Flow:
 
         # Typing (this host's own time) first: the captcha's frame loads meanwhile. Waiting
         # for the widget first moved a starved host's deadline from the typing (not charged)
-        # into the captcha step (charged as the site's timeout).
-        self.step = "fill"
+        # into the captcha stage (charged as the site's timeout).
+        self.stage = "fill"
         self._begin("fill")
         page.locator("#documento").press_sequentially(
             self.cedula, delay=TYPING_DELAY_MS, timeout=self.budget.ms()
@@ -594,7 +606,7 @@ class _Flow:
         page.select_option("#eleccion", value=election, timeout=self.budget.ms())
         self._end(True, {"election": election})
 
-        self.step = "captcha"
+        self.stage = "captcha"
         self._begin("captcha")
         anchor = page.frame_locator(ANCHOR_FRAME).first.locator(ANCHOR)
         widget_until = time.monotonic() + FORM_WAIT
@@ -613,7 +625,7 @@ class _Flow:
             return missing_element([ANCHOR], seconds=FORM_WAIT)
         self._end(True, {"present": "yes"})
 
-        self.step = "captcha"
+        self.stage = "captcha"
         self._begin("token")
         anchor.click(timeout=self.budget.ms(FORM_WAIT))
         clicked = time.monotonic()
@@ -642,7 +654,7 @@ class _Flow:
         # the browser: gating the click instead left the page's own (load-dependent) delay
         # between the slot and the request, and two workers' requests came closer than the
         # limit on a busy machine.
-        self.step = "submit"
+        self.stage = "submit"
         self._begin("submit")
         page.route(
             lambda url: urlsplit(url).path.rstrip("/").endswith(CONSULTA_PATH), self._release
@@ -650,7 +662,7 @@ class _Flow:
         page.locator("#submitBtn").click(timeout=self.budget.ms())
         self._clicked = True
         self._end_submit()
-        self.step = "answer"
+        self.stage = "answer"
         return self._answer()
 
     def _release(self, route: Route) -> None:
@@ -659,7 +671,7 @@ class _Flow:
         if not _is_consulta(route.request):
             route.continue_()
             return
-        self.step = "rate_gate"
+        self.stage = "rate_gate"
         asked = time.monotonic()
         # Blocking here only pauses this page's event loop: nothing else is due meanwhile.
         answer = _ask_gate(self.budget.gate, self.budget.remaining() - ANSWER_RESERVE)
@@ -674,7 +686,7 @@ class _Flow:
         if answer.probe:
             facts["probe"] = "yes"
         self._report("gate", True, self._gate_seconds, facts)
-        self.step = "answer"
+        self.stage = "answer"
         try:
             route.continue_()
         finally:  # even if continuing failed: the next request is spaced from now
@@ -684,7 +696,7 @@ class _Flow:
 
     def _end_submit(self) -> None:
         """Report the submit once the click is done and the gate let the request go (or
-        refused it); the answer step starts when it left."""
+        refused it); the answer stage starts when it left."""
         if self._submit_done or not self._clicked or self.gate_answer is None:
             return
         self._submit_done = True
@@ -783,28 +795,28 @@ class _Flow:
             # The submit click timed out while its request waited at a closed gate: nothing
             # was sent, so this is the gate's deferral, not the site's timeout.
             return refused
-        if self.step == "answer" and self.budget.remaining() <= 0.05:
+        if self.stage == "answer" and self.budget.remaining() <= 0.05:
             return _no_answer(self.budget.config.timeout)
-        if self.slot is None and self.step in OWN_STEPS:
-            return deferred_for_own_slowness(_describe(error, self.cedula, f"step {self.step}"))
+        if self.slot is None and self.stage in OWN_STAGES:
+            return deferred_for_own_slowness(_describe(error, self.cedula, f"stage {self.stage}"))
         return LookupResult(
-            outcome=Outcome.TIMEOUT, detail=_describe(error, self.cedula, f"step {self.step}")
+            outcome=Outcome.TIMEOUT, detail=_describe(error, self.cedula, f"stage {self.stage}")
         )
 
     def _browser_error(self, error: PlaywrightError) -> LookupResult:
-        detail = _describe(error, self.cedula, f"step {self.step}")
+        detail = _describe(error, self.cedula, f"stage {self.stage}")
         if "net::ERR_" in str(error):
             return LookupResult(outcome=Outcome.CONNECTION_ERROR, detail=detail)
         return LookupResult(outcome=Outcome.TASK_FAILED, detail=f"browser error: {detail}")
 
-    # -- step reports --------------------------------------------------------------------------
+    # -- stage reports -------------------------------------------------------------------------
 
     def _begin(self, name: str, started: float | None = None) -> None:
         self._open = (name, time.monotonic() if started is None else started)
         self._facts = {}
 
     def _end(self, ok: bool, facts: dict[str, Fact] | None = None, *, minus: float = 0.0) -> None:
-        """Report the open step with its facts so far and ``facts``; ``minus``: seconds of it
+        """Report the open stage with its facts so far and ``facts``; ``minus``: seconds of it
         spent elsewhere (the gate's wait, inside the submit)."""
         if self._open is None:
             return
@@ -813,8 +825,8 @@ class _Flow:
         self._open, self._facts = None, {}
         self._report(name, ok, max(time.monotonic() - started - minus, 0.0), merged)
 
-    def _close_open_step(self, result: LookupResult) -> None:
-        """The flow ended in the open step: it failed there, or (the answer) gave its verdict."""
+    def _close_open_stage(self, result: LookupResult) -> None:
+        """The flow ended in the open stage: it failed there, or (the answer) gave its verdict."""
         if self._open is None:
             return
         verdict: dict[str, Fact] = {"outcome": result.outcome.value}
@@ -831,7 +843,7 @@ class _Flow:
         self._end(False, {**verdict, "detail": result.detail})
 
     def _report(self, name: str, ok: bool, seconds: float, facts: dict[str, Fact]) -> None:
-        report(self.on_step, name, ok, seconds, facts, self.cedula)
+        report(self.on_stage, name, ok, seconds, facts, self.cedula)
 
     # -- snapshot ------------------------------------------------------------------------------
 
@@ -845,12 +857,31 @@ def run_flow(
     cedula: str,
     budget: LookupBudget,
     *,
-    on_step: OnStep | None = None,
+    on_stage: OnStage | None = None,
     capture: Capture = "unexpected",
+    on_step: OnStage | None = None,
 ) -> LookupResult:
-    """Drive one lookup on ``page`` (a fresh context's page) within ``budget``; ``on_step``
-    and ``capture`` as for ``PlaywrightScraper``."""
-    return _Flow(page, cedula, budget, on_step=on_step, capture=capture).run()
+    """Drive one lookup on ``page`` (a fresh context's page) within ``budget``; ``on_stage``
+    (or ``on_step``, its old name) and ``capture`` as for ``PlaywrightScraper``."""
+    on_stage = _stage_observer(on_stage, on_step, "run_flow")
+    return _Flow(page, cedula, budget, on_stage=on_stage, capture=capture).run()
+
+
+def _stage_observer(
+    on_stage: OnStage | None, on_step: OnStage | None, where: str
+) -> OnStage | None:
+    """The observer a caller passed: ``on_stage``, or by its old name ``on_step`` (with a
+    ``DeprecationWarning`` blamed on the caller's line); both is a ``TypeError``."""
+    if on_step is None:
+        return on_stage
+    if on_stage is not None:
+        raise TypeError(f"{where}() takes on_stage or on_step (its old name), not both")
+    renamed(f"{where}(on_step=)", f"{where}(on_stage=)", stacklevel=4)
+    return on_step
+
+
+def __getattr__(name: str) -> Any:
+    return resolve_renamed(__name__, name)
 
 
 def missing_element(selectors: list[str], seconds: float | None = None) -> LookupResult:

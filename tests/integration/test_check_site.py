@@ -1,4 +1,4 @@
-"""``census_check_site``: one lookup through the real scraper and gate, step by step, and the
+"""``census_check_site``: one lookup through the real scraper and gate, stage by stage, and the
 form shape check with its snapshot (``page:missing_element:...``).
 
 Nine Chromium runs in all (found, not found, blocked, malformed, a form without #documento,
@@ -27,7 +27,7 @@ from census.outcomes import Outcome
 from census.scraper.base import ScraperConfig
 from census.scraper.playwright import (
     LookupBudget,
-    StepReport,
+    StageReport,
     launch_browser,
     new_lookup_context,
     run_flow,
@@ -38,9 +38,9 @@ from census.testing.simulator import CensusSimulator
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.any_database]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-#: The steps of a lookup that got an answer, in the order they must be printed.
-ANSWERED_STEPS = ["load", "elections", "captcha", "token", "gate", "submit", "answer"]
-_STEP_LINE = re.compile(r"^  (\w+)\s+(ok|fail)\s+\d+\.\d\d s\b")
+#: The stages of a lookup that got an answer, in the order they must be printed.
+ANSWERED_STAGES = ["load", "elections", "captcha", "token", "gate", "submit", "answer"]
+_STAGE_LINE = re.compile(r"^  (\w+)\s+(ok|fail)\s+\d+\.\d\d s\b")
 
 
 def _check(*args: str) -> tuple[int, str, str]:
@@ -55,14 +55,14 @@ def _check(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def _steps(text: str) -> list[tuple[str, str]]:
-    """(name, ok|fail) of each step line, in the order printed."""
-    matches = (_STEP_LINE.match(line) for line in text.splitlines())
+def _stages(text: str) -> list[tuple[str, str]]:
+    """(name, ok|fail) of each stage line, in the order printed."""
+    matches = (_STAGE_LINE.match(line) for line in text.splitlines())
     return [(m.group(1), m.group(2)) for m in matches if m is not None]
 
 
 def _in_order(names: list[str], expected: list[str]) -> bool:
-    """Whether ``expected`` appears in ``names`` in that order (other steps may come between)."""
+    """Whether ``expected`` appears in ``names`` in that order (other stages may come between)."""
     rest = iter(names)
     return all(name in rest for name in expected)
 
@@ -77,17 +77,17 @@ def site(census_site: CensusSimulator, settings: Any) -> CensusSimulator:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_found_prints_each_step_in_order_and_keeps_a_masked_page(
+def test_found_prints_each_stage_in_order_and_keeps_a_masked_page(
     site: CensusSimulator, tmp_path: Path
 ) -> None:
-    """Exit 0 for the default number (found); every step is printed in flow order, then the
+    """Exit 0 for the default number (found); every stage is printed in flow order, then the
     verdict; the screenshot is a PNG and the HTML of the final page never holds the number."""
     out_dir = tmp_path / "check"
     code, out, _ = _check("--site", site.url, "--out", str(out_dir))
     assert code == 0, out
-    steps = _steps(out)
-    assert _in_order([name for name, _ in steps], ANSWERED_STEPS), out
-    assert all(status == "ok" for _, status in steps), out
+    stages = _stages(out)
+    assert _in_order([name for name, _ in stages], ANSWERED_STAGES), out
+    assert all(status == "ok" for _, status in stages), out
     assert re.search(r"^  load\s+ok\s+\d+\.\d\d s  HTTP 200 /consultar/$", out, re.M), out
     assert "Answer: found (known shape)" in out
     assert re.search(r"^Total: \d+\.\d\d s$", out, re.M)
@@ -104,7 +104,7 @@ def test_found_prints_each_step_in_order_and_keeps_a_masked_page(
 
 @pytest.mark.django_db(transaction=True)
 def test_not_found_is_a_known_shape_and_json_reports_it(site: CensusSimulator) -> None:
-    """A not-found answer (prefix 20) exits 0; --json prints one object with the steps, the
+    """A not-found answer (prefix 20) exits 0; --json prints one object with the stages, the
     outcome and the paths, the number masked."""
     code, out, err = _check("--cedula", "2012345678", "--site", site.url, "--json")
     assert code == 0, (out, err)
@@ -112,7 +112,8 @@ def test_not_found_is_a_known_shape_and_json_reports_it(site: CensusSimulator) -
     folder = Path(report["paths"]["screenshot"]).parent
     try:
         assert report["exit_code"] == 0 and report["outcome"] == "not_found"
-        assert _in_order([step["name"] for step in report["steps"]], ANSWERED_STEPS)
+        assert _in_order([stage["name"] for stage in report["stages"]], ANSWERED_STAGES)
+        assert report["steps"] == report["stages"]  # the old key, until 0.3.0
         assert report["cedula"] == "*******678" and "2012345678" not in out + err
         assert Path(report["paths"]["screenshot"]).read_bytes().startswith(PNG_MAGIC)
         assert folder.parent == Path(tempfile.gettempdir())
@@ -138,7 +139,7 @@ def test_a_malformed_answer_means_the_site_changed(site: CensusSimulator, tmp_pa
     assert code == 3, out
     verdict = re.search(r"^Answer: unexpected_page, signature (\S+) \(the site may", out, re.M)
     assert verdict is not None, out
-    assert verdict.group(1) in out.split("Answer:")[0]  # the answer step printed it too
+    assert verdict.group(1) in out.split("Answer:")[0]  # the answer stage printed it too
     assert (tmp_path / "body.txt").read_text(encoding="utf-8").startswith('{"ok": true')
     assert "6312345678" not in out
 
@@ -149,15 +150,15 @@ def test_a_form_without_documento_is_an_unexpected_page_with_a_snapshot(
     """The page's #documento renamed (a route rewrites the served HTML, which also echoes the
     number): unexpected_page page:missing_element:documento at once, not a fill timeout, with
     a snapshot whose HTML has the number masked and whose PNG is a PNG; nothing sent. An
-    on_step that raises does not break the lookup."""
+    on_stage that raises does not break the lookup."""
     from playwright.sync_api import Route, sync_playwright
 
     cedula = "1012345679"
     config = ScraperConfig(site_url=census_site.url, timeout=25)
-    reports: list[StepReport] = []
+    reports: list[StageReport] = []
     rewritten: list[int] = []
 
-    def on_step(report: StepReport) -> None:
+    def on_stage(report: StageReport) -> None:
         reports.append(report)
         raise RuntimeError("a broken observer")
 
@@ -175,14 +176,17 @@ def test_a_form_without_documento_is_an_unexpected_page_with_a_snapshot(
             page = new_lookup_context(browser, 30_000).new_page()
             page.route(lambda url: urlsplit(url).path == "/consultar/", rename_documento)
             started = time.monotonic()
-            result = run_flow(page, cedula, LookupBudget.start(config, OpenGate()), on_step=on_step)
+            result = run_flow(
+                page, cedula, LookupBudget.start(config, OpenGate()), on_stage=on_stage
+            )
             seconds = time.monotonic() - started
         finally:
             browser.close()
     assert rewritten == [1]
     assert result.outcome is Outcome.UNEXPECTED_PAGE, result.detail
     assert result.meta["signature"] == "page:missing_element:documento"
-    assert result.meta["step"] == "form" and result.meta["sent"] is False
+    assert result.meta["stage"] == "form" and result.meta["sent"] is False
+    assert result.meta["step"] == "form"  # the old key, until 0.3.0
     assert seconds < 15  # no wait for an element that is not there
     assert [(r.name, r.ok) for r in reports][-1] == ("form", False)
     assert reports[-1].facts["missing"] == "documento"
@@ -218,5 +222,5 @@ def test_each_scenario_gets_its_exit_code_and_verdict(
     got, out, _ = _check("--cedula", cedula, "--site", site.url, "--out", str(tmp_path))
     assert got == code, out
     assert verdict in out
-    assert _steps(out)[0][0] == "browser" and _steps(out)[1] == ("load", "ok"), out
+    assert _stages(out)[0][0] == "browser" and _stages(out)[1] == ("load", "ok"), out
     assert (tmp_path / "screenshot.png").read_bytes().startswith(PNG_MAGIC)

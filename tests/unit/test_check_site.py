@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from io import StringIO
 from typing import Any
@@ -14,9 +15,9 @@ from census.gate import pause
 from census.testing.simulator import CensusSimulator
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-#: The steps of a lookup that got an answer, in the order they must be printed.
-ANSWERED_STEPS = ["load", "elections", "captcha", "token", "gate", "submit", "answer"]
-_STEP_LINE = re.compile(r"^  (\w+)\s+(ok|fail)\s+\d+\.\d\d s\b")
+#: The stages of a lookup that got an answer, in the order they must be printed.
+ANSWERED_STAGES = ["load", "elections", "captcha", "token", "gate", "submit", "answer"]
+_STAGE_LINE = re.compile(r"^  (\w+)\s+(ok|fail)\s+\d+\.\d\d s\b")
 
 
 def _check(*args: str) -> tuple[int, str, str]:
@@ -31,9 +32,9 @@ def _check(*args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def _steps(text: str) -> list[tuple[str, str]]:
-    """(name, ok|fail) of each step line, in the order printed."""
-    matches = (_STEP_LINE.match(line) for line in text.splitlines())
+def _stages(text: str) -> list[tuple[str, str]]:
+    """(name, ok|fail) of each stage line, in the order printed."""
+    matches = (_STAGE_LINE.match(line) for line in text.splitlines())
     return [(m.group(1), m.group(2)) for m in matches if m is not None]
 
 
@@ -54,7 +55,21 @@ def test_a_paused_census_sends_nothing(site: CensusSimulator) -> None:
     assert code == 5, out
     assert "Nothing was sent: census is paused" in out
     assert "legal notice" in out
-    assert _steps(out) == [("gate", "fail")]
+    assert _stages(out) == [("gate", "fail")]
+    assert site.consultas() == [] and site.access_log == []
+
+
+@pytest.mark.django_db
+def test_json_lists_the_stages_and_keeps_their_old_key(site: CensusSimulator) -> None:
+    """--json gives the stage reports under "stages", and the same list under "steps" (the
+    key's old name, kept until 0.3.0); the stage lines go to stderr."""
+    pause.pause(by="ops", reason="legal notice")
+    code, out, err = _check("--site", site.url, "--json")
+    report = json.loads(out)
+    assert code == report["exit_code"] == 5, out
+    assert [(stage["name"], stage["ok"]) for stage in report["stages"]] == [("gate", False)]
+    assert report["steps"] == report["stages"]
+    assert _stages(err) == [("gate", "fail")]
     assert site.consultas() == [] and site.access_log == []
 
 

@@ -1,5 +1,6 @@
 """census.compat: the module paths census had before its subpackages still import, warn,
-and give the module (or name) at its new home; stored task paths still resolve."""
+and give the module (or name) at its new home; stored task paths still resolve; the scraper's
+names of when its flow had "steps" (now stages) still work, with a warning."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from census.compat import MOVED_MODULES, PIPELINE, PIPELINE_NAMES
 from census.q2 import queue
+from census.scraper.observe import RENAMED
 
 
 @pytest.mark.parametrize(("old", "new"), sorted(MOVED_MODULES.items()))
@@ -68,3 +70,40 @@ def test_the_task_paths_stored_in_the_broker_resolve(path: str, home: str) -> No
         warnings.simplefilter("ignore", DeprecationWarning)
         found = pydoc.locate(path)
     assert found is not None and found is pydoc.locate(home)
+
+
+@pytest.mark.parametrize("module", ["census.scraper.observe", "census.scraper.playwright"])
+@pytest.mark.parametrize(("old", "new"), sorted(RENAMED.items()))
+def test_the_flows_old_step_names_warn(module: str, old: str, new: str) -> None:
+    """``StepReport``, ``OnStep`` and ``STEPS`` resolve to the stage names, from the module
+    that defines them and the one that re-exports them, with a DeprecationWarning naming the
+    new name and blamed on the line that asked; an unknown name is still an AttributeError."""
+    found = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=rf"{module}\.{old} is now {module}\.{new}") as seen:
+        assert getattr(found, old) is getattr(found, new)
+    assert [warning.filename for warning in seen] == [__file__]
+    with pytest.raises(AttributeError):
+        found.StepNoSuchName  # noqa: B018
+
+
+def test_the_scrapers_old_on_step_keyword_warns() -> None:
+    """``PlaywrightScraper(on_step=...)`` still takes the observer, as ``on_stage``, with a
+    DeprecationWarning blamed on the caller; both names at once is a TypeError."""
+    from census.gate.protocol import OpenGate
+    from census.scraper.base import ScraperConfig
+    from census.scraper.playwright import PlaywrightScraper, StageReport
+
+    def observer(report: StageReport) -> None:
+        """Nothing: only its identity is checked."""
+
+    config = ScraperConfig(site_url="http://127.0.0.1:9/", timeout=5)
+    with pytest.warns(DeprecationWarning, match=r"PlaywrightScraper\(on_stage=\)") as seen:
+        scraper = PlaywrightScraper(gate=OpenGate(), config=config, on_step=observer)
+    assert scraper.on_stage is observer
+    assert [warning.filename for warning in seen] == [__file__]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        current = PlaywrightScraper(gate=OpenGate(), config=config, on_stage=observer)
+    assert current.on_stage is observer
+    with pytest.raises(TypeError, match="not both"):
+        PlaywrightScraper(gate=OpenGate(), config=config, on_stage=observer, on_step=observer)

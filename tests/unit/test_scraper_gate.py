@@ -60,7 +60,7 @@ def test_a_click_timeout_after_the_gate_refused_is_a_deferral() -> None:
         ScraperConfig(site_url="http://127.0.0.1:9/", timeout=5), OpenGate()
     )
     flow = _Flow(page=None, cedula="1000000002", budget=budget)  # type: ignore[arg-type]
-    flow.step = "rate_gate"
+    flow.stage = "rate_gate"
     flow.gate_answer = deferred(Closed(timezone.now() + timedelta(seconds=9), "rate_backlog"))
     result = flow._timed_out(PlaywrightTimeoutError("Locator.click: Timeout 163ms exceeded."))
     assert result.outcome is Outcome.DEFERRED

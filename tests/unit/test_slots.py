@@ -89,7 +89,7 @@ def _report_own_slowness(info: Any, number: int) -> None:
         lookup_id=info.pk,
         step=number,
         outcome=Outcome.DEFERRED.value,
-        error="browser_slow: step fill: TimeoutError: Locator.press_sequentially: Timeout",
+        error="browser_slow: stage fill: TimeoutError: Locator.press_sequentially: Timeout",
         retry_after=5.0,
         finished_at=timezone.now(),
     )

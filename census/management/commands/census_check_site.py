@@ -1,5 +1,5 @@
 """``manage.py census_check_site [--cedula N] [--site URL] [--out DIR] [--json]``: one lookup,
-step by step, to see whether the census site still answers in a shape the scraper knows.
+stage by stage, to see whether the census site still answers in a shape the scraper knows.
 
 It goes through the real scraper (``PlaywrightScraper``, configured from the settings) and the
 real cluster-wide gate (``census.gate.waiter.GateWaiter``): the rate limit, the breaker and the
@@ -27,7 +27,7 @@ from census.gate import pause
 from census.gate.waiter import GateWaiter
 from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
 from census.scraper.base import LookupResult
-from census.scraper.observe import Fact, StepReport
+from census.scraper.observe import Fact, StageReport
 from census.scraper.playwright import PlaywrightScraper
 
 #: The number looked up unless ``--cedula`` says otherwise: the simulator answers it found
@@ -72,7 +72,7 @@ scrubbed HTML of the final page, and the answer's body when one was read, are wr
 class Command(BaseCommand):
     help = (
         "Look one cédula up on the census site through the real scraper and the cluster's "
-        "gate (rate limit, breaker, pause), printing each step as it happens, and keep a "
+        "gate (rate limit, breaker, pause), printing each stage as it happens, and keep a "
         "screenshot and the scrubbed HTML of the final page. Tells whether the site still "
         "answers in a shape the scraper knows."
     )
@@ -102,7 +102,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json",
             action="store_true",
-            help="print one JSON object at the end instead of the verdict (the steps go to "
+            help="print one JSON object at the end instead of the verdict (the stages go to "
             "stderr as they happen)",
         )
 
@@ -113,13 +113,13 @@ class Command(BaseCommand):
             config = replace(config, site_url=_site(options["site"]))
         out = _out_dir(options["out"]) if options["out"] else None
         as_json = bool(options["json"])
-        # With --json, stdout carries the one JSON object; the steps go to stderr.
+        # With --json, stdout carries the one JSON object; the stages go to stderr.
         live = self.stderr if as_json else self.stdout
-        steps: list[StepReport] = []
+        stages: list[StageReport] = []
 
-        def on_step(report: StepReport) -> None:
-            steps.append(report)
-            live.write(_step_line(report))
+        def on_stage(report: StageReport) -> None:
+            stages.append(report)
+            live.write(_stage_line(report))
             live.flush()
 
         live.write(
@@ -128,7 +128,7 @@ class Command(BaseCommand):
         )
         live.flush()
         scraper = PlaywrightScraper(
-            gate=GateWaiter(), config=config, on_step=on_step, capture="always"
+            gate=GateWaiter(), config=config, on_stage=on_stage, capture="always"
         )
         started = time.monotonic()
         result = scraper.lookup(cedula)
@@ -136,7 +136,7 @@ class Command(BaseCommand):
         code = exit_code(result)
         paths = _write_snapshot(result, cedula, out) if result.snapshot is not None else {}
         if as_json:
-            self.stdout.write(json.dumps(_as_json(result, steps, paths, total, code, cedula)))
+            self.stdout.write(json.dumps(_as_json(result, stages, paths, total, code, cedula)))
         else:
             for line in _verdict(result, code, cedula):
                 self.stdout.write(line)
@@ -276,7 +276,7 @@ def _why_not_sent(reason: str) -> str:
     }.get(reason, f"the gate refused ({reason})")
 
 
-def _step_line(report: StepReport) -> str:
+def _stage_line(report: StageReport) -> str:
     """``  load        ok    0.41 s  HTTP 200 /consultar/``"""
     status = "ok" if report.ok else "fail"
     summary = _summary(report.facts)
@@ -337,17 +337,18 @@ def _summary(facts: dict[str, Fact]) -> str:
 
 def _as_json(
     result: LookupResult,
-    steps: list[StepReport],
+    stages: list[StageReport],
     paths: dict[str, str],
     total: float,
     code: int,
     cedula: str,
 ) -> dict[str, Any]:
+    reports = [{"name": s.name, "ok": s.ok, "seconds": s.seconds, "facts": s.facts} for s in stages]
     return {
         "cedula": mask(cedula),
-        "steps": [
-            {"name": s.name, "ok": s.ok, "seconds": s.seconds, "facts": s.facts} for s in steps
-        ],
+        "stages": reports,
+        # The same list by its old key, kept until 0.3.0 (CHANGELOG).
+        "steps": reports,
         "outcome": result.outcome.value,
         "detail": scrub(result.detail, cedula)[:DETAIL_CHARS],
         "signature": str(result.meta.get("signature") or "") or None,
