@@ -7,6 +7,7 @@ deselect what a pass's servers cannot run and say so in the report header.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,16 @@ def _on_real_servers() -> bool:
     from django.conf import settings
 
     return bool(getattr(settings, "ON_POSTGRES", False) and getattr(settings, "ON_REDIS", False))
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (./test ending the pass that runs beside a failed one, a CI time limit) stops
+    the run as Ctrl-C does: fixtures tear down, so no qcluster or browser outlives it."""
+    signal.signal(signal.SIGTERM, _interrupted)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -77,6 +77,9 @@ def test_killed_workers_a_deleted_task_and_a_failed_enqueue_run_each_follow_up_o
         CENSUS_FOLLOW_UP_TIMEOUT="5",
         CENSUS_FOLLOW_UP_RETRY_DELAYS="1,1,1,1",
         CENSUS_RATE_LIMIT_SECONDS="0.2",
+        # On the ORM broker a task its killed worker had taken before the run started comes
+        # back when the broker redelivers it: after retry, 30 s here (follow-ups take 1 s).
+        CENSUS_Q_RETRY="30",
     )
     ids = [deleted, refused, *register([factories.cedula("10") for _ in range(MEMBERS)])]
     drops = (
