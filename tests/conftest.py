@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from census.models import CedulaInfo
+from census.testing.simulator import CensusSimulator
 from tests.clusters import ClusterProcess
+from tests.sites import SIM_RETRY_AFTER, SIM_SLOW_SECONDS
 
 
 @pytest.fixture
@@ -34,6 +36,29 @@ def qcluster(tmp_path: Path) -> Iterator[Callable[..., ClusterProcess]]:
     yield start
     for cluster in started:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def module_sim() -> Iterator[CensusSimulator]:
+    """The simulator tests' simulator, one per module (tests/sites.py has its settings)."""
+    with CensusSimulator(slow_seconds=SIM_SLOW_SECONDS, retry_after=SIM_RETRY_AFTER) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(module_sim: CensusSimulator) -> CensusSimulator:
+    """``module_sim`` with its log and scenario state cleared."""
+    module_sim.reset()
+    return module_sim
+
+
+@pytest.fixture
+def checked_site(census_site: CensusSimulator, settings: Any) -> CensusSimulator:
+    """``census_check_site``'s target: the session simulator; room for a loaded machine; no
+    host-wide browser slots (other test runs on this host hold theirs)."""
+    settings.CENSUS_SCRAPE_TIMEOUT = 25
+    settings.CENSUS_BROWSERS_PER_HOST = 0
+    return census_site
 
 
 @pytest.fixture(autouse=True)

@@ -13,13 +13,10 @@ import re
 import shutil
 import tempfile
 import time
-from io import StringIO
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from django.core.management import call_command
 
 from census.gate.protocol import OpenGate
 from census.management.commands.census_check_site import DEFAULT_CEDULA
@@ -33,32 +30,10 @@ from census.scraper.playwright import (
     run_flow,
 )
 from census.testing.simulator import CensusSimulator
+from tests.sites import ANSWERED_STAGES, PNG_MAGIC, check_site, stages
 
 # One lookup in Chromium, its gate row written once: nothing here differs between databases.
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.any_database]
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-#: The stages of a lookup that got an answer, in the order they must be printed.
-ANSWERED_STAGES = ["load", "elections", "captcha", "token", "gate", "submit", "answer"]
-_STAGE_LINE = re.compile(r"^  (\w+)\s+(ok|fail)\s+\d+\.\d\d s\b")
-
-
-def _check(*args: str) -> tuple[int, str, str]:
-    """Run the command; its exit code, stdout and stderr."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("census_check_site", *args, stdout=out, stderr=err)
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    else:
-        code = 0
-    return code, out.getvalue(), err.getvalue()
-
-
-def _stages(text: str) -> list[tuple[str, str]]:
-    """(name, ok|fail) of each stage line, in the order printed."""
-    matches = (_STAGE_LINE.match(line) for line in text.splitlines())
-    return [(m.group(1), m.group(2)) for m in matches if m is not None]
 
 
 def _in_order(names: list[str], expected: list[str]) -> bool:
@@ -67,27 +42,18 @@ def _in_order(names: list[str], expected: list[str]) -> bool:
     return all(name in rest for name in expected)
 
 
-@pytest.fixture
-def site(census_site: CensusSimulator, settings: Any) -> CensusSimulator:
-    """The session simulator; room for a loaded machine; no host-wide browser slots (other
-    test runs on this host hold theirs)."""
-    settings.CENSUS_SCRAPE_TIMEOUT = 25
-    settings.CENSUS_BROWSERS_PER_HOST = 0
-    return census_site
-
-
 @pytest.mark.django_db(transaction=True)
 def test_found_prints_each_stage_in_order_and_keeps_a_masked_page(
-    site: CensusSimulator, tmp_path: Path
+    checked_site: CensusSimulator, tmp_path: Path
 ) -> None:
     """Exit 0 for the default number (found); every stage is printed in flow order, then the
     verdict; the screenshot is a PNG and the HTML of the final page never holds the number."""
     out_dir = tmp_path / "check"
-    code, out, _ = _check("--site", site.url, "--out", str(out_dir))
+    code, out, _ = check_site("--site", checked_site.url, "--out", str(out_dir))
     assert code == 0, out
-    stages = _stages(out)
-    assert _in_order([name for name, _ in stages], ANSWERED_STAGES), out
-    assert all(status == "ok" for _, status in stages), out
+    printed = stages(out)
+    assert _in_order([name for name, _ in printed], ANSWERED_STAGES), out
+    assert all(status == "ok" for _, status in printed), out
     assert re.search(r"^  load\s+ok\s+\d+\.\d\d s  HTTP 200 /consultar/$", out, re.M), out
     assert "Answer: found (known shape)" in out
     assert re.search(r"^Total: \d+\.\d\d s$", out, re.M)
@@ -99,14 +65,14 @@ def test_found_prints_each_stage_in_order_and_keeps_a_masked_page(
     assert DEFAULT_CEDULA not in page and "*******678" in page
     assert DEFAULT_CEDULA not in out
     assert DEFAULT_CEDULA not in (out_dir / "body.txt").read_text(encoding="utf-8")
-    assert len(site.consultas()) == 1
+    assert len(checked_site.consultas()) == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_not_found_is_a_known_shape_and_json_reports_it(site: CensusSimulator) -> None:
+def test_not_found_is_a_known_shape_and_json_reports_it(checked_site: CensusSimulator) -> None:
     """A not-found answer (prefix 20) exits 0; --json prints one object with the stages, the
     outcome and the paths, the number masked."""
-    code, out, err = _check("--cedula", "2012345678", "--site", site.url, "--json")
+    code, out, err = check_site("--cedula", "2012345678", "--site", checked_site.url, "--json")
     assert code == 0, (out, err)
     report = json.loads(out)
     folder = Path(report["paths"]["screenshot"]).parent
@@ -123,19 +89,25 @@ def test_not_found_is_a_known_shape_and_json_reports_it(site: CensusSimulator) -
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_blocked_answer_is_a_site_failure(site: CensusSimulator, tmp_path: Path) -> None:
+def test_a_blocked_answer_is_a_site_failure(checked_site: CensusSimulator, tmp_path: Path) -> None:
     """A 429 (prefix 42) exits 4 and says the site failed, after sending the consulta."""
-    code, out, _ = _check("--cedula", "4212345678", "--site", site.url, "--out", str(tmp_path))
+    code, out, _ = check_site(
+        "--cedula", "4212345678", "--site", checked_site.url, "--out", str(tmp_path)
+    )
     assert code == 4, out
     assert "Site failure: blocked (the consulta was sent)" in out
-    assert len(site.consultas()) == 1
+    assert len(checked_site.consultas()) == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_malformed_answer_means_the_site_changed(site: CensusSimulator, tmp_path: Path) -> None:
+def test_a_malformed_answer_means_the_site_changed(
+    checked_site: CensusSimulator, tmp_path: Path
+) -> None:
     """A truncated JSON answer (prefix 63) exits 3 with its signature printed, and its page
     and body are written."""
-    code, out, _ = _check("--cedula", "6312345678", "--site", site.url, "--out", str(tmp_path))
+    code, out, _ = check_site(
+        "--cedula", "6312345678", "--site", checked_site.url, "--out", str(tmp_path)
+    )
     assert code == 3, out
     verdict = re.search(r"^Answer: unexpected_page, signature (\S+) \(the site may", out, re.M)
     assert verdict is not None, out
@@ -209,7 +181,7 @@ def test_a_form_without_documento_is_an_unexpected_page_with_a_snapshot(
     ],
 )
 def test_each_scenario_gets_its_exit_code_and_verdict(
-    site: CensusSimulator,
+    checked_site: CensusSimulator,
     tmp_path: Path,
     cedula: str,
     layout: str | None,
@@ -218,9 +190,9 @@ def test_each_scenario_gets_its_exit_code_and_verdict(
 ) -> None:
     """A cancelled cédula is a known shape, an HTTP 500 a site failure, and each layout
     change the simulator can make is reported as a change with its signature."""
-    site.change_layout(layout)
-    got, out, _ = _check("--cedula", cedula, "--site", site.url, "--out", str(tmp_path))
+    checked_site.change_layout(layout)
+    got, out, _ = check_site("--cedula", cedula, "--site", checked_site.url, "--out", str(tmp_path))
     assert got == code, out
     assert verdict in out
-    assert _stages(out)[0][0] == "browser" and _stages(out)[1] == ("load", "ok"), out
+    assert stages(out)[0][0] == "browser" and stages(out)[1] == ("load", "ok"), out
     assert (tmp_path / "screenshot.png").read_bytes().startswith(PNG_MAGIC)

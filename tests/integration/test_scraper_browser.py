@@ -10,16 +10,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
-from django.conf import settings as django_settings
 from django.test import override_settings
 
 from census.conf import settings as census_settings
@@ -29,33 +26,12 @@ from census.scraper import playwright as scraper_module
 from census.scraper.base import LookupResult, Novedad
 from census.scraper.playwright import PlaywrightScraper
 from census.testing.simulator import CensusSimulator
+from tests.sites import RETRY_AFTER, TIMEOUT, worker_process
 
 # The browser against the simulator (an open gate, no database): one pass is enough.
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.any_database]
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Seconds a normal lookup may take here (a loaded 2-CPU machine needs ~3 s).
-TIMEOUT = 15
-RETRY_AFTER = 3
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[CensusSimulator]:
-    # Its own simulator: a short Retry-After, and a slow answer far beyond any test timeout.
-    with CensusSimulator(slow_seconds=60.0, retry_after=RETRY_AFTER) as site:
-        yield site
-
-
-@pytest.fixture
-def site(simulator: CensusSimulator) -> Iterator[CensusSimulator]:
-    simulator.reset()
-    with override_settings(
-        CENSUS_SITE_URL=simulator.url,
-        CENSUS_SCRAPE_TIMEOUT=TIMEOUT,
-        CENSUS_RATE_LIMIT_SECONDS=0,
-        CENSUS_CAPTCHA_SOLVER=None,
-    ):
-        yield simulator
 
 
 class ProcessWatch:
@@ -316,23 +292,7 @@ time.sleep(120)
 
 def _worker(site: CensusSimulator, *args: str, **env: str) -> subprocess.Popen[str]:
     """A process standing in for a Django-Q2 worker that runs lookups."""
-    return subprocess.Popen(
-        [sys.executable, "-c", _WORKER, *args],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-            "CENSUS_TEST_DB": str(django_settings.DATABASES["default"]["NAME"]),
-            "CENSUS_SITE_URL": site.url,
-            "CENSUS_SCRAPE_TIMEOUT": str(TIMEOUT),
-            "CENSUS_LOG_LEVEL": "WARNING",
-            **env,
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return worker_process(_WORKER, site, *args, **env)
 
 
 def _wait_for_consulta(site: CensusSimulator, watch: ProcessWatch, timeout: float = 30) -> None:

@@ -5,16 +5,11 @@ gate's row lives in the database, so this runs in both passes."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
-from django.test import override_settings
 
 from census.conf import settings as census_settings
 from census.gate.waiter import GateWaiter
@@ -22,32 +17,11 @@ from census.models import RateGate as RateGateRow
 from census.outcomes import Outcome
 from census.scraper.playwright import PlaywrightScraper
 from census.testing.simulator import CensusSimulator
+from tests.sites import RETRY_AFTER, worker_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Seconds a normal lookup may take here (a loaded 2-CPU machine needs ~3 s).
-TIMEOUT = 15
-RETRY_AFTER = 3
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[CensusSimulator]:
-    # Its own simulator: a short Retry-After, and a slow answer far beyond any test timeout.
-    with CensusSimulator(slow_seconds=60.0, retry_after=RETRY_AFTER) as site:
-        yield site
-
-
-@pytest.fixture
-def site(simulator: CensusSimulator) -> Iterator[CensusSimulator]:
-    simulator.reset()
-    with override_settings(
-        CENSUS_SITE_URL=simulator.url,
-        CENSUS_SCRAPE_TIMEOUT=TIMEOUT,
-        CENSUS_RATE_LIMIT_SECONDS=0,
-        CENSUS_CAPTCHA_SOLVER=None,
-    ):
-        yield simulator
 
 
 @pytest.mark.django_db(transaction=True)
@@ -88,23 +62,7 @@ for cedula in cedulas:
 
 def _worker(site: CensusSimulator, *args: str, **env: str) -> subprocess.Popen[str]:
     """A process standing in for a Django-Q2 worker that runs lookups."""
-    return subprocess.Popen(
-        [sys.executable, "-c", _WORKER, *args],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
-            "CENSUS_TEST_DB": str(django_settings.DATABASES["default"]["NAME"]),
-            "CENSUS_SITE_URL": site.url,
-            "CENSUS_SCRAPE_TIMEOUT": str(TIMEOUT),
-            "CENSUS_LOG_LEVEL": "WARNING",
-            **env,
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return worker_process(_WORKER, site, *args, **env)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,30 +17,6 @@ from census.testing.simulator import (
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.any_database]
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOW_SECONDS = 1.0
-RETRY_AFTER = 7
-FOUND_KEYS = {
-    "nuip",
-    "nom_depto",
-    "nom_mun",
-    "nom_puesto",
-    "direccion",
-    "mesa",
-    "fingreso",
-    "coddivipol",
-}
-
-
-@pytest.fixture(scope="module")
-def module_sim() -> Iterator[CensusSimulator]:
-    with CensusSimulator(slow_seconds=SLOW_SECONDS, retry_after=RETRY_AFTER) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def sim(module_sim: CensusSimulator) -> CensusSimulator:
-    module_sim.reset()
-    return module_sim
 
 
 def test_page_renders_a_found_answer_under_every_layout(sim: CensusSimulator) -> None:

@@ -17,7 +17,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,20 +42,9 @@ from census.testing.simulator import (
     scenario_for,
     solve_captcha,
 )
+from tests.sites import FOUND_KEYS, SIM_RETRY_AFTER, SIM_SLOW_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOW_SECONDS = 1.0
-RETRY_AFTER = 7
-FOUND_KEYS = {
-    "nuip",
-    "nom_depto",
-    "nom_mun",
-    "nom_puesto",
-    "direccion",
-    "mesa",
-    "fingreso",
-    "coddivipol",
-}
 
 
 @dataclass
@@ -115,18 +103,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def module_sim() -> Iterator[CensusSimulator]:
-    with CensusSimulator(slow_seconds=SLOW_SECONDS, retry_after=RETRY_AFTER) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-def sim(module_sim: CensusSimulator) -> CensusSimulator:
-    module_sim.reset()
-    return module_sim
 
 
 # -- scenario table --------------------------------------------------------------------------
@@ -327,7 +303,7 @@ def test_blocked_429_carries_retry_after(sim: CensusSimulator) -> None:
     """Prefix 42: HTTP 429 with Retry-After set to the constructor's retry_after."""
     res = consulta(sim, "4212345678")
     assert res.status == 429
-    assert res.headers["Retry-After"] == str(RETRY_AFTER)
+    assert res.headers["Retry-After"] == str(SIM_RETRY_AFTER)
 
 
 def test_server_error_is_500_with_a_full_html_page(sim: CensusSimulator) -> None:
@@ -361,9 +337,9 @@ def test_slow_answer_arrives_after_slow_seconds(sim: CensusSimulator) -> None:
     token = token_for(sim, "6012345678")
     started = time.monotonic()
     res = consulta(sim, "6012345678", token)
-    assert time.monotonic() - started >= SLOW_SECONDS
+    assert time.monotonic() - started >= SIM_SLOW_SECONDS
     assert res.json["encontrado"] is True
-    assert sim.consultas()[0].monotonic - started < SLOW_SECONDS
+    assert sim.consultas()[0].monotonic - started < SIM_SLOW_SECONDS
 
 
 def test_stop_does_not_wait_for_a_slow_answer() -> None:
@@ -551,7 +527,7 @@ def test_spell_kinds_403_and_429(
     res = consulta(sim, "1012345678")
     assert res.status == status and marker in res.body
     if kind == "429":
-        assert res.headers["Retry-After"] == str(RETRY_AFTER)
+        assert res.headers["Retry-After"] == str(SIM_RETRY_AFTER)
     assert sim.consultas()[-1].scenario == f"spell_{kind}"
     assert sim.consultas()[-1].status == status
 
@@ -966,8 +942,8 @@ def test_invalid_documento_and_bad_json_are_errors(sim: CensusSimulator) -> None
         ("1", lambda r: r.status == 500),
         ("2", lambda r: r == "reset"),
         ("3", lambda r: r.json == {"ok": False, "error": "Token de captcha inválido o expirado"}),
-        ("4", lambda r: r.json["encontrado"] is True and r.elapsed >= SLOW_SECONDS),
-        ("5", lambda r: r.status == 429 and r.headers["Retry-After"] == str(RETRY_AFTER)),
+        ("4", lambda r: r.json["encontrado"] is True and r.elapsed >= SIM_SLOW_SECONDS),
+        ("5", lambda r: r.status == 429 and r.headers["Retry-After"] == str(SIM_RETRY_AFTER)),
     ],
 )
 def test_flaky_fails_k_times_then_is_found(sim: CensusSimulator, mode: str, check: Any) -> None:
