@@ -100,7 +100,7 @@ def _tree_rss_mb(pid: int) -> float | None:
 
 def measure(lookups: int) -> dict[str, Any]:
     """Both modes, alternating, ``lookups`` each after one warm-up lookup of each."""
-    with CensusSimulator() as site:
+    with CensusSimulator(captcha="click") as site:
         config = ScraperConfig(site_url=site.url, timeout=60)
         per_lookup = PlaywrightScraper(gate=OpenGate(), config=config)
         rss_before = _tree_rss_mb(os.getpid())

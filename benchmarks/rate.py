@@ -50,7 +50,7 @@ def browser_env(
 
 def run(params: dict[str, Any], clusters: Clusters) -> dict[str, Any]:
     count, limit = params["lookups"], params["limit"]
-    with CensusSimulator() as site:
+    with CensusSimulator(captcha="click") as site:
         env = browser_env(site, limit, **params.get("browser", {}))
         for workers in (2, 2) if params["servers"] else (4,):
             clusters.start(workers=workers, **env)

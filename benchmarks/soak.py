@@ -90,7 +90,7 @@ def _soak(cluster: Any, target: int, seconds: float, own: Any, tree: Any) -> lis
 def run(params: dict[str, Any], clusters: Clusters) -> dict[str, Any]:
     own: dict[int, list[float]] = {}  # lookup id -> samples, in the order first seen
     tree: dict[int, list[Any]] = {}  # lookup id -> (RSS, PSS) samples
-    with CensusSimulator() as site:
+    with CensusSimulator(captcha="click") as site:
         cluster = clusters.start(workers=1, **browser_env(site, 0))
         clusters.wait_ready()
         started = time.monotonic()

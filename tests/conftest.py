@@ -41,7 +41,9 @@ def qcluster(tmp_path: Path) -> Iterator[Callable[..., ClusterProcess]]:
 @pytest.fixture(scope="module")
 def module_sim() -> Iterator[CensusSimulator]:
     """The simulator tests' simulator, one per module (tests/sites.py has its settings)."""
-    with CensusSimulator(slow_seconds=SIM_SLOW_SECONDS, retry_after=SIM_RETRY_AFTER) as sim:
+    with CensusSimulator(
+        slow_seconds=SIM_SLOW_SECONDS, retry_after=SIM_RETRY_AFTER, captcha="click"
+    ) as sim:
         yield sim
 
 

@@ -168,8 +168,12 @@ _TOKEN_OR_CHALLENGE = """(title) => {
   }
   return false;
 }"""
-# A solved token goes where the widget puts its own; the challenge overlay, which a solved
-# widget would dismiss, is hidden so that it no longer covers the submit button.
+# A solved token goes where the widget puts its own (the textarea, getResponse) and to the
+# widget's callback, which pages that enable their submit from it need: the one named by
+# data-callback, and any kept in ___grecaptcha_cfg.clients (where api.js keeps a callback
+# given to grecaptcha.render), each called once. The challenge overlay, which a solved widget
+# would dismiss, is hidden so that it no longer covers the submit button. Returns how many
+# callbacks were called.
 _INJECT_TOKEN = """([token, title]) => {
   const area = document.getElementById('g-recaptcha-response');
   if (area) area.value = token;
@@ -180,6 +184,36 @@ _INJECT_TOKEN = """([token, title]) => {
     while (box.parentElement && box.parentElement !== document.body) box = box.parentElement;
     box.style.visibility = 'hidden';
   }
+  const called = new Set();
+  const call = (callback) => {
+    const fn = typeof callback === 'function' ? callback
+      : (typeof callback === 'string' ? window[callback] : null);
+    if (typeof fn !== 'function' || called.has(fn)) return;
+    called.add(fn);
+    try { fn(token); } catch (e) {}
+  };
+  for (const el of document.querySelectorAll('.g-recaptcha[data-callback]')) {
+    call(el.getAttribute('data-callback'));
+  }
+  const seen = new Set();
+  const walk = (node, depth) => {
+    if (!node || typeof node !== 'object' || depth > 5 || seen.has(node)) return;
+    if (node instanceof Node || node === window) return;
+    seen.add(node);
+    for (const [key, value] of Object.entries(node)) {
+      if (key === 'callback') call(value);
+      else walk(value, depth + 1);
+    }
+  };
+  const cfg = window.___grecaptcha_cfg;
+  if (cfg && cfg.clients) for (const client of Object.values(cfg.clients)) walk(client, 0);
+  return called.size;
+}"""
+#: Seconds the page gets to enable its submit once the token was handed over.
+SUBMIT_ENABLED_WAIT = 5.0
+_SUBMIT_ENABLED = """() => {
+  const button = document.querySelector('#submitBtn');
+  return !!button && !button.disabled;
 }"""
 _RESULT_SHOWN = """() => !!document.querySelector('#resultado table')
   || /no se encuentra en el censo/i.test(document.body ? document.body.innerText : '')"""
@@ -731,7 +765,19 @@ class _Flow:
             return LookupResult(
                 outcome=Outcome.CAPTCHA_FAILED, detail=f"{reason}; the solver found no token"
             )
-        self.page.evaluate(_INJECT_TOKEN, [token, CHALLENGE_TITLE])
+        callbacks = self.page.evaluate(_INJECT_TOKEN, [token, CHALLENGE_TITLE])
+        self._facts["callbacks"] = int(callbacks or 0)
+        try:
+            self.page.wait_for_function(
+                _SUBMIT_ENABLED,
+                timeout=self.budget.ms(SUBMIT_ENABLED_WAIT),
+                polling=100,
+            )
+        except PlaywrightTimeoutError:
+            return LookupResult(
+                outcome=Outcome.CAPTCHA_FAILED,
+                detail=f"{reason}; the page did not take the solved token (submit disabled)",
+            )
         events.emit(Event.CAPTCHA_SOLVED)
         return None
 

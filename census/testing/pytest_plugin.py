@@ -19,7 +19,7 @@ import pytest
 from census.testing.simulator import CensusSimulator
 
 #: Keyword arguments of the session simulator unless ``census_simulator_options`` is overridden.
-SIMULATOR_OPTIONS: dict[str, Any] = {"slow_seconds": 120.0, "retry_after": 10}
+SIMULATOR_OPTIONS: dict[str, Any] = {"slow_seconds": 120.0, "retry_after": 10, "captcha": "click"}
 
 
 @pytest.fixture(scope="session")

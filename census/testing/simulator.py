@@ -23,6 +23,7 @@ import socketserver
 import struct
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,7 @@ __all__ = [
     "SITE_KEY",
     "SPELL_KINDS",
     "UNBLOCK_PATH",
+    "CAPTCHA_MODES",
     "AccessRecord",
     "CensusSimulator",
     "Scenario",
@@ -70,6 +72,14 @@ ELECCIONES_PATH = "/back/api/elecciones"
 USERVERIFY_PATH = "/recaptcha/api2/userverify"
 SOLVE_PATH = "/recaptcha/api2/solve"
 TOKEN_REJECTED_ERROR = "Token de captcha inválido o expirado"
+#: How the checkbox treats a browser (``captcha=``). "challenge", the default, is the live
+#: site as every automated browser met it: an image challenge on every click, never a
+#: token; a token comes only from a solving service (``token_verifier`` checks it, as the
+#: real site's backend asks Google). "click" is the kind behaviour: a token on the click,
+#: an image challenge only for scenario 50.
+CAPTCHA_MODES = ("challenge", "click")
+#: A solving service's check of a token it issued: (valid, why not).
+TokenVerifier = Callable[[str], tuple[bool, str]]
 #: Control endpoints (loopback clients only): start a blocking spell, end it.
 BLOCK_PATH = "/__simulator__/block"
 UNBLOCK_PATH = "/__simulator__/unblock"
@@ -258,6 +268,8 @@ class CensusSimulator:
         access_log_path: str | Path | None = None,
         *,
         token_ttl: float = 120.0,
+        captcha: str = "challenge",
+        token_verifier: TokenVerifier | str | None = None,
         keep_alive: bool = False,
         on_access: Callable[[AccessRecord], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -270,6 +282,14 @@ class CensusSimulator:
         self.access_log_path = Path(access_log_path) if access_log_path else None
         #: Seconds a captcha token stays valid (single use), as reCAPTCHA's two minutes.
         self.token_ttl = token_ttl
+        if captcha not in CAPTCHA_MODES:
+            raise ValueError(f"captcha must be one of {CAPTCHA_MODES}; got {captcha!r}")
+        #: "challenge" (the live site, the default) or "click" (a token on the click).
+        self.captcha = captcha
+        #: Checks a token this simulator did not issue: a solving service's ``verify``
+        #: (``census.testing.solver``) or the URL of its ``/siteverify``; None accepts only
+        #: the simulator's own tokens.
+        self.token_verifier = token_verifier
         #: False sends ``Connection: close`` on every answer (see docs/simulator.md).
         self.keep_alive = keep_alive
         self._on_access = on_access
@@ -284,6 +304,7 @@ class CensusSimulator:
         self._log: list[AccessRecord] = []
         self._counts: dict[str, int] = {}
         self._tokens: dict[str, float] = {}
+        self._rejections: dict[str, int] = {}
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -366,6 +387,7 @@ class CensusSimulator:
         with self._lock:
             self._counts.clear()
             self._log.clear()
+            self._rejections.clear()
             self._spell = None
             self._layout = None
 
@@ -458,13 +480,34 @@ class CensusSimulator:
                 # A failing observer must not cost the client its answer.
                 logger.exception("census simulator: on_access callback failed")
 
+    def token_rejections(self) -> dict[str, int]:
+        """Consultas refused for their token, by why: ``missing``, ``expired`` (this
+        simulator's own), or the verifier's reason (``unknown``, ``expired``, ``reused``...)."""
+        with self._lock:
+            return dict(self._rejections)
+
     def _redeem(self, token: object) -> bool:
-        """Use up a token; true when this simulator issued it and it has not expired."""
+        """Use up a token: one this simulator issued and not expired, or one the
+        ``token_verifier`` accepts (it is single use there). Counts each refusal."""
+        reason = self._refusal(token)
+        if reason is None:
+            return True
+        with self._lock:
+            self._rejections[reason] = self._rejections.get(reason, 0) + 1
+        return False
+
+    def _refusal(self, token: object) -> str | None:
         if not isinstance(token, str) or not token:
-            return False
+            return "missing"
         with self._lock:
             expires = self._tokens.pop(token, None)
-        return expires is not None and expires > self._clock()
+        if expires is not None:
+            return None if expires > self._clock() else "expired"
+        verifier = self.token_verifier
+        if verifier is None:
+            return "unknown"
+        ok, reason = _siteverify(verifier, token) if isinstance(verifier, str) else verifier(token)
+        return None if ok else (reason or "rejected")
 
     def _route(
         self, method: str, path: str, body: bytes, client: str = "127.0.0.1"
@@ -527,7 +570,7 @@ class CensusSimulator:
             return "", "", _json(400, {"ok": False, "error": "invalid site key"})
         cedula = _SEPARATORS.sub("", str(payload.get("documento") or ""))
         scenario = scenario_for(cedula) if _CEDULA.fullmatch(cedula) else ""
-        if scenario == Scenario.CAPTCHA_CHALLENGE:
+        if self.captcha == "challenge" or scenario == Scenario.CAPTCHA_CHALLENGE:
             return cedula, scenario, _json(200, {"ok": True, "challenge": True})
         reply = {"ok": True, "token": self.issue_token(), "expires_in": self.token_ttl}
         return cedula, scenario, _json(200, reply)
@@ -784,6 +827,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         with self.server.resets_lock:
             self.server.resets.add(self.connection)
+
+
+def _siteverify(url: str, token: str) -> tuple[bool, str]:
+    """Ask a solving service's ``/siteverify`` at ``url`` about ``token``, as the real
+    site's backend asks Google's: (valid, why not)."""
+    request = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode({"secret": "census-simulator", "response": token}).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.load(response)
+    except (OSError, ValueError):
+        return False, "verifier_unreachable"
+    if answer.get("success") is True:
+        return True, ""
+    codes = answer.get("error-codes") or ["rejected"]
+    return False, str(codes[0])
 
 
 def solve_captcha(site_key: str, page_url: str) -> str | None:

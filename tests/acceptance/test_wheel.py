@@ -106,7 +106,7 @@ def test_a_new_project_following_the_readme_gets_a_found_lookup(
         env,
     )
     settings = tmp_path / "newportal" / "settings.py"
-    site = CensusSimulator().start()
+    site = CensusSimulator(captcha="click").start()
     try:
         settings.write_text(
             settings.read_text()

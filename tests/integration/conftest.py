@@ -15,7 +15,7 @@ from tests.sites import RETRY_AFTER, TIMEOUT
 def simulator() -> Iterator[CensusSimulator]:
     """The scraper tests' simulator, one per module: a short Retry-After, and a slow answer
     far beyond any test's timeout."""
-    with CensusSimulator(slow_seconds=60.0, retry_after=RETRY_AFTER) as site:
+    with CensusSimulator(slow_seconds=60.0, retry_after=RETRY_AFTER, captcha="click") as site:
         yield site
 
 

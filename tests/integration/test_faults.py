@@ -45,7 +45,7 @@ KILLED_TASK_RETRY = 60
 @pytest.fixture(scope="module")
 def site() -> Iterator[CensusSimulator]:
     """A simulator of our own: slow answers of 4 s, Retry-After of 2 s."""
-    with CensusSimulator(slow_seconds=SLOW_SECONDS, retry_after=2) as simulator:
+    with CensusSimulator(slow_seconds=SLOW_SECONDS, retry_after=2, captcha="click") as simulator:
         yield simulator
 
 

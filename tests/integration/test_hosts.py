@@ -62,7 +62,7 @@ def skewed(seconds: float) -> dict[str, str]:
 
 @pytest.fixture
 def site() -> Iterator[CensusSimulator]:
-    with CensusSimulator(retry_after=2) as simulator:
+    with CensusSimulator(retry_after=2, captcha="click") as simulator:
         yield simulator
 
 

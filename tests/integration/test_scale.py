@@ -59,7 +59,7 @@ MIX = (
 @pytest.fixture
 def site() -> Any:
     """A simulator whose slow answers outlast the 10 s scrape timeout."""
-    with CensusSimulator(slow_seconds=14.0, retry_after=2) as simulator:
+    with CensusSimulator(slow_seconds=14.0, retry_after=2, captcha="click") as simulator:
         yield simulator
 
 

@@ -344,7 +344,7 @@ def test_slow_answer_arrives_after_slow_seconds(sim: CensusSimulator) -> None:
 
 def test_stop_does_not_wait_for_a_slow_answer() -> None:
     """stop() returns promptly while a slow answer is held back; the client sees a drop."""
-    simulator = CensusSimulator(slow_seconds=60).start()
+    simulator = CensusSimulator(slow_seconds=60, captcha="click").start()
     errors: list[BaseException] = []
 
     def ask() -> None:
@@ -535,7 +535,7 @@ def test_spell_kinds_403_and_429(
 def test_spell_ends_at_its_time_on_the_injected_clock() -> None:
     """With a fake clock, a 20 s spell blocks until 20 s have passed on it, then lifts."""
     clock = FakeClock()
-    with CensusSimulator(clock=clock) as simulator:
+    with CensusSimulator(clock=clock, captcha="click") as simulator:
         simulator.block_for(20, "403")
         clock.advance(19.9)
         assert simulator.blocking == "403"
@@ -558,7 +558,7 @@ def test_short_spell_lifts_by_itself_on_the_real_clock(sim: CensusSimulator) -> 
 def test_new_spell_replaces_the_current_one() -> None:
     """A second block_for replaces the first: its kind and its end."""
     clock = FakeClock()
-    simulator = CensusSimulator(clock=clock)
+    simulator = CensusSimulator(clock=clock, captcha="click")
     simulator.block_for(60, "f5")
     simulator.block_for(5, "429")
     assert simulator.blocking == "429"
@@ -887,7 +887,7 @@ def test_token_is_single_use(sim: CensusSimulator) -> None:
 def test_token_expires_after_token_ttl() -> None:
     """A token is accepted until token_ttl has passed on the simulator's clock, then rejected."""
     clock = FakeClock()
-    with CensusSimulator(clock=clock) as simulator:
+    with CensusSimulator(clock=clock, captcha="click") as simulator:
         fresh, stale = token_for(simulator, "1012345678"), token_for(simulator, "1012345678")
         clock.advance(simulator.token_ttl - 0.1)
         assert consulta(simulator, "1012345678", fresh).json["encontrado"] is True
@@ -1213,7 +1213,15 @@ def test_management_command_block_first_and_control_endpoint(tmp_path: Path) -> 
     """--block-first/--block-kind block consultas from the start; POST /unblock lifts it."""
     log = tmp_path / "access.jsonl"
     proc, base, banner = _start_command(
-        "--block-first", "600", "--block-kind", "403", "--access-log", str(log), banner=3
+        "--captcha",
+        "click",
+        "--block-first",
+        "600",
+        "--block-kind",
+        "403",
+        "--access-log",
+        str(log),
+        banner=3,
     )
     try:
         assert fetch(f"{base}/consultar/").status == 200
@@ -1265,7 +1273,9 @@ def test_management_command_layout_starts_with_a_changed_layout(tmp_path: Path) 
     """--layout wrapper serves wrapped answers from the start, says so in the banner and in
     each printed line; POST /__simulator__/layout {"kind": null} restores the layout."""
     log = tmp_path / "access.jsonl"
-    proc, base, banner = _start_command("--layout", "wrapper", "--access-log", str(log), banner=3)
+    proc, base, banner = _start_command(
+        "--captcha", "click", "--layout", "wrapper", "--access-log", str(log), banner=3
+    )
     try:
         assert consulta(base, "1012345678").json["respuesta"]["encontrado"] is True
         assert fetch(base + LAYOUT_PATH, {"kind": None}).json == {"ok": True, "kind": None}
@@ -1297,3 +1307,43 @@ def test_management_command_refuses_an_unknown_layout() -> None:
 
 
 # -- the real page in Chromium ----------------------------------------------------------------
+
+
+# -- the live site's captcha (captcha="challenge", the default) ------------------------------
+
+
+def test_the_default_captcha_challenges_every_click_and_refuses_unknown_tokens() -> None:
+    """As the live site treats an automated browser: an image challenge on every click (a
+    "found" cédula too), and a consulta with a token nobody issued is refused and counted."""
+    with CensusSimulator() as simulator:
+        click = fetch(
+            f"{simulator.base_url}/recaptcha/api2/userverify",
+            {"k": SITE_KEY, "documento": "1012345678"},
+        )
+        assert click.json == {"ok": True, "challenge": True}
+        refused = consulta(simulator, "1012345678", token="03Aforged")
+        assert refused.json["ok"] is False
+        assert simulator.token_rejections() == {"unknown": 1}
+
+
+def test_a_token_the_verifier_accepts_gets_the_answer_and_its_refusals_are_counted() -> None:
+    """The solving service's check decides on tokens the simulator did not issue (single use
+    there), and each refusal is counted by the verifier's reason."""
+    issued = {"03Agood"}
+
+    def verify(token: str) -> tuple[bool, str]:
+        if token in issued:
+            issued.discard(token)
+            return True, ""
+        return False, "timeout-or-duplicate"
+
+    with CensusSimulator(token_verifier=verify) as simulator:
+        assert consulta(simulator, "1012345678", token="03Agood").json["encontrado"] is True
+        assert consulta(simulator, "1012345678", token="03Agood").json["ok"] is False
+        assert consulta(simulator, "1012345678", token="").json["ok"] is False
+        assert simulator.token_rejections() == {"timeout-or-duplicate": 1, "missing": 1}
+
+
+def test_the_captcha_mode_must_be_known() -> None:
+    with pytest.raises(ValueError, match="captcha must be one of"):
+        CensusSimulator(captcha="easy")

@@ -7,6 +7,18 @@
   var mensaje = document.getElementById("mensaje");
   var resultado = document.getElementById("resultado");
 
+  // The token the widget's callback handed over: the only one the form sends (as the
+  // Registraduría's sister site does, the submit is enabled by the callback alone).
+  var tokenCaptcha = "";
+  window.captchaResuelto = function (token) {
+    tokenCaptcha = token || "";
+    boton.disabled = !tokenCaptcha;
+  };
+  window.captchaCaducado = function () {
+    tokenCaptcha = "";
+    boton.disabled = true;
+  };
+
   function aviso(texto, esError) {
     mensaje.textContent = texto;
     mensaje.className = esError ? "mensaje error" : "mensaje";
@@ -102,7 +114,7 @@
       aviso("Seleccione una elección.", true);
       return;
     }
-    var token = window.grecaptcha ? window.grecaptcha.getResponse() : "";
+    var token = tokenCaptcha;
     if (!token) {
       aviso("Por favor confirme que no es un robot.", true);
       return;
@@ -135,8 +147,9 @@
         aviso("No fue posible conectar con el servidor. Intente nuevamente.", true);
       })
       .then(function () {
-        boton.disabled = false;
-        // A token is good for one consulta only.
+        // A token is good for one consulta only: the next needs the widget again.
+        tokenCaptcha = "";
+        boton.disabled = true;
         if (window.grecaptcha) window.grecaptcha.reset();
       });
   });

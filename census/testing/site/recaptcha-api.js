@@ -1,15 +1,39 @@
 // A local stand-in for reCAPTCHA v2's api.js: renders the checkbox widget into every
-// div.g-recaptcha[data-sitekey] and exposes grecaptcha.getResponse() / reset().
+// div.g-recaptcha[data-sitekey] (or where grecaptcha.render is called) and exposes
+// grecaptcha.getResponse() / reset() / render(). Like the real api.js it keeps each
+// widget's parameters in window.___grecaptcha_cfg.clients, nested under short,
+// meaningless keys, and hands a token to the widget's callback (data-callback, or the
+// callback given to render): pages that act on the callback see nothing of a token
+// written only into the textarea.
 (function () {
   "use strict";
   var widgets = [];
+  var cfg = window.___grecaptcha_cfg = window.___grecaptcha_cfg || { count: 0, clients: {} };
+
+  // A data-callback names a global function; render() may pass the function itself.
+  function llamar(callback, arg) {
+    var fn = typeof callback === "function" ? callback : window[callback];
+    if (typeof fn === "function") {
+      try { fn(arg); } catch (e) { /* the page's error, not the widget's */ }
+    }
+  }
 
   function nombre(prefijo) {
     return prefijo + "-" + Math.random().toString(36).slice(2, 12);
   }
 
-  function render(el) {
-    var key = el.getAttribute("data-sitekey");
+  function render(el, params) {
+    params = params || {};
+    var key = params.sitekey || el.getAttribute("data-sitekey");
+    var id = cfg.count++;
+    var cliente = {
+      callback: params.callback || el.getAttribute("data-callback") || null,
+      "expired-callback": params["expired-callback"] || el.getAttribute("data-expired-callback") || null,
+      sitekey: key,
+      size: "normal"
+    };
+    // The real structure nests the parameters two obfuscated levels down.
+    cfg.clients[id] = { id: id, V: { V: cliente } };
     var caja = document.createElement("div");
     caja.style.cssText = "width: 304px; height: 78px;";
     var anchor = document.createElement("iframe");
@@ -50,7 +74,8 @@
     reto.appendChild(velo);
     reto.appendChild(marco);
     document.body.appendChild(reto);
-    widgets.push({ anchor: anchor, respuesta: respuesta, reto: reto });
+    widgets.push({ anchor: anchor, respuesta: respuesta, reto: reto, cliente: cliente });
+    return id;
   }
 
   function ocultarReto(w) {
@@ -71,6 +96,26 @@
         w.anchor.src = w.anchor.src;
       });
     },
+    render: function (contenedor, params) {
+      var el = typeof contenedor === "string" ? document.getElementById(contenedor) : contenedor;
+      return render(el, params);
+    },
+    // Called by the anchor frame (same origin) with a token: into the textarea, then the
+    // widget's callback.
+    _entregar: function (token) {
+      widgets.forEach(function (w) {
+        w.respuesta.value = token;
+        ocultarReto(w);
+        llamar(w.cliente.callback, token);
+      });
+    },
+    // Called by the anchor frame when its token expired.
+    _caducar: function () {
+      widgets.forEach(function (w) {
+        w.respuesta.value = "";
+        llamar(w.cliente["expired-callback"]);
+      });
+    },
     // Called by the anchor frame (same origin) when the site asks for an image challenge.
     _mostrarReto: function () {
       widgets.forEach(function (w) {
@@ -82,7 +127,7 @@
   };
 
   function iniciar() {
-    document.querySelectorAll(".g-recaptcha[data-sitekey]").forEach(render);
+    document.querySelectorAll(".g-recaptcha[data-sitekey]").forEach(function (el) { render(el); });
   }
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", iniciar);

@@ -10,7 +10,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from census.testing.simulator import LAYOUT_KINDS, SPELL_KINDS, AccessRecord, CensusSimulator
+from census.testing.simulator import (
+    CAPTCHA_MODES,
+    LAYOUT_KINDS,
+    SPELL_KINDS,
+    AccessRecord,
+    CensusSimulator,
+)
 
 
 class Command(BaseCommand):
@@ -41,6 +47,20 @@ class Command(BaseCommand):
             help="answer of that spell: the F5 page (HTTP 200), 403 or 429 (default f5)",
         )
         parser.add_argument(
+            "--captcha",
+            choices=CAPTCHA_MODES,
+            default="challenge",
+            help="challenge: an image challenge on every click, as the live site shows an "
+            "automated browser (tokens come from a solving service); click: a token on the "
+            "click (default challenge)",
+        )
+        parser.add_argument(
+            "--verify-url",
+            default=None,
+            metavar="URL",
+            help="the solving service's /siteverify, which checks the tokens it issued",
+        )
+        parser.add_argument(
             "--layout",
             choices=LAYOUT_KINDS,
             default=None,
@@ -58,6 +78,8 @@ class Command(BaseCommand):
                 retry_after=options["retry_after"],
                 access_log_path=options["access_log"],
                 on_access=on_access,
+                captcha=options["captcha"],
+                token_verifier=options["verify_url"],
             )
             if options["block_first"]:
                 simulator.block_for(options["block_first"], options["block_kind"])

@@ -248,6 +248,8 @@ class Demo:
             slow_seconds=self.config.scrape_timeout + 12,
             retry_after=2,
             access_log_path=self.var_dir / "demo-simulator.jsonl",
+            # A token on the checkbox click, until the demo runs the local solving service.
+            captcha="click",
         )
         cluster: processes.ManagedProcess | None = None
         previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
