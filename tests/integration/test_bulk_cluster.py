@@ -123,8 +123,11 @@ def test_backfill_is_paced_resumable_and_lets_registrations_first(
     for number in numbers:
         info = by_user[number]
         assert info.status == EXPECTED[number[:2]], (number[-3:], info.raw_response)
-        # One lookup, one budget, one attempt, one request: the kill repeated nothing.
-        assert (info.budget_start, info.attempts.count()) == (1, 1)
+        # One lookup, one budget, one request: the kill repeated nothing. (A loaded machine
+        # may add attempts that sent nothing: deferred for its own slowness, or timed out
+        # before the submit; they are not the kill's.)
+        assert info.budget_start == 1, (number[-3:], info.budget_start)
+        assert info.attempts.filter(sent=True).count() == 1
         assert census_site.consulta_count(number) == 1
     assert 10 <= fed_at_kill < 40
     assert BulkRun.objects.count() == 1 and BulkRun.objects.get().finished_at is not None
