@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from census.outcomes import Outcome
+from census.outcomes import AnswerReason, Outcome
 
 
 class Status(models.TextChoices):
@@ -22,9 +22,13 @@ class Status(models.TextChoices):
     RETRYING = "retrying", _("Retrying")
     #: Final: the cédula is in the census, with its polling place.
     FOUND = "found", _("Found")
-    #: Final: the census does not list the cédula for this election.
+    #: Final: the census does not list the cédula for this election (``final_reason``
+    #: ``not_enabled`` or ``pending_request``: listed, but not enabled to vote, or with a
+    #: request in process; ``novedad`` keeps the site's words).
     NOT_FOUND = "not_found", _("Not found")
-    #: Final: the cédula carries a novedad (cancelled).
+    #: Final: the cédula carries a novedad: cancelled (death, double registration, ...), or
+    #: its holder's political rights are lost or suspended (``final_reason``
+    #: ``rights_suspended``).
     CANCELLED = "cancelled", _("Cancelled")
     #: Final: attempts exhausted, or the cédula is not valid; details in ``raw_response``.
     ERROR = "error", _("Error")
@@ -55,6 +59,18 @@ OUTCOME_LABELS = {
 #: Choices for the fields that hold an outcome: one vocabulary, ``census.outcomes``.
 OUTCOME_CHOICES = [(outcome.value, OUTCOME_LABELS[outcome]) for outcome in Outcome]
 
+#: The label of each answer reason (``census.outcomes.AnswerReason``).
+REASON_LABELS = {
+    AnswerReason.RIGHTS_SUSPENDED: _("Political rights lost or suspended"),
+    AnswerReason.NOT_ENABLED: _("Not enabled to vote"),
+    AnswerReason.PENDING_REQUEST: _("Request in process"),
+}
+#: Choices of ``CedulaInfo.final_reason``: the outcome that ended the lookup, or what the
+#: answer's wording said beyond it.
+FINAL_REASON_CHOICES = OUTCOME_CHOICES + [
+    (reason.value, REASON_LABELS[reason]) for reason in AnswerReason
+]
+
 FINAL_STATUSES = frozenset({Status.FOUND, Status.NOT_FOUND, Status.CANCELLED, Status.ERROR})
 #: The one mapping from the site's answers (``Outcome.is_answer``) to the final status each
 #: gives, by their shared value; every other outcome that ends a lookup ends it in ``error``.
@@ -69,6 +85,7 @@ ANSWER_FIELDS = (
     "puesto",
     "direccion",
     "mesa",
+    "coddivipol",
     "novedad",
     "resolucion",
     "fecha_novedad",
@@ -113,6 +130,8 @@ class CedulaInfo(models.Model):
     puesto = models.CharField(_("polling place"), max_length=200, blank=True)
     direccion = models.CharField(_("address"), max_length=200, blank=True)
     mesa = models.CharField(_("table"), max_length=20, blank=True)
+    #: The polling place's DIVIPOL code, when the answer carried one: digits only.
+    coddivipol = models.CharField(_("polling place code"), max_length=20, blank=True)
 
     novedad = models.CharField(_("census notice"), max_length=200, blank=True)
     resolucion = models.CharField(_("resolution"), max_length=100, blank=True)
@@ -120,9 +139,10 @@ class CedulaInfo(models.Model):
 
     #: Error details kept when the lookup ends in ``error`` (bounded, cédula scrubbed).
     raw_response = models.TextField(_("response / details"), blank=True)
-    #: The outcome that ended the lookup, or why it gave up.
+    #: The outcome that ended the lookup, or why it gave up; for an answer whose wording says
+    #: more than its status, an ``AnswerReason`` (``rights_suspended``, ...).
     final_reason = models.CharField(
-        _("final reason"), max_length=32, blank=True, choices=OUTCOME_CHOICES
+        _("final reason"), max_length=32, blank=True, choices=FINAL_REASON_CHOICES
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -168,7 +188,8 @@ class Attempt(models.Model):
     sent = models.BooleanField(_("request sent"), default=False)
     #: When the request was confirmed sent, on the database's clock.
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
-    #: Census data of an answer (place or novedad fields), written by the task.
+    #: Census data of an answer (place or novedad fields, and the wording's ``reason``),
+    #: written by the task.
     answer = models.JSONField(_("answer"), default=dict, blank=True)
     #: Seconds the site (or the closed gate) asked to wait, clamped.
     retry_after = models.FloatField(_("retry after (s)"), null=True, blank=True)

@@ -50,6 +50,25 @@ _ANSWERS = frozenset({Outcome.FOUND, Outcome.NOT_FOUND, Outcome.CANCELLED})
 _FINAL = _ANSWERS | {Outcome.INVALID_CEDULA, Outcome.MISSING_CEDULA}
 
 
+class AnswerReason(StrEnum):
+    """Why a census answer is what it is, when the site's wording says more than its outcome.
+
+    A lookup that ends on such an answer keeps its status (``cancelled`` or ``not_found``)
+    and has this value as its ``final_reason`` instead of the outcome's own;
+    ``census.scraper.wordings`` is the one table from the site's wordings to both.
+    """
+
+    #: Cancelled: the holder's political rights are lost or suspended ("Vigente con", "Baja
+    #: por" or "Cancelada por Pérdida o Suspensión de los Derechos Políticos"). The cédula may
+    #: be valid; its holder may not vote while the suspension lasts.
+    RIGHTS_SUSPENDED = "rights_suspended"
+    #: Not found: "no se encuentra habilitado para votar" (listed, but not enabled to vote).
+    NOT_ENABLED = "not_enabled"
+    #: Not found: "Pendiente por Solicitud en proceso": a request about the cédula is being
+    #: processed; the census may list it later (a re-check or a refresh asks again).
+    PENDING_REQUEST = "pending_request"
+
+
 #: Why a ``deferred`` attempt sent nothing because of this host, not the gate: it could not
 #: drive a browser in time, or had none free. Re-tried shortly, off the gate's cursor.
 OWN_SLOWNESS_REASONS = ("browser_slow", "browsers_busy")

@@ -26,7 +26,8 @@ from django.dispatch import Signal
 lookup_status_changed = Signal()
 
 #: A final status was reached: ``lookup``, ``lookup_id``, ``user_id``, ``status`` (found,
-#: not_found, cancelled or error), ``reason`` (the outcome that ended it), ``previous_result``
+#: not_found, cancelled or error), ``reason`` (the outcome that ended it, or what the answer's
+#: wording said beyond it: ``census.outcomes.AnswerReason``), ``previous_result``
 #: (the result before a refresh or re-check, None on a first lookup) and ``changed`` (True
 #: when there was a previous census answer and this one differs from it).
 lookup_finished = Signal()

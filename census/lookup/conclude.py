@@ -19,11 +19,11 @@ from census.conf import settings
 from census.events import Event
 from census.gate.waiter import GateWaiter
 from census.lookup import policy
-from census.lookup.report import raw_cedula
+from census.lookup.report import REASON_KEY, raw_cedula
 from census.lookup.results import changed_fields, result_of
 from census.lookup.status import locked, transition
 from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
-from census.outcomes import Outcome, is_own_slowness
+from census.outcomes import AnswerReason, Outcome, is_own_slowness
 from census.q2.queue import schedule_attempt
 
 
@@ -58,6 +58,7 @@ def conclude_attempt(lookup_id: int, step: int, *, task_id: str | None = None) -
             retry_after=row.retry_after,
             deferred_s=info.deferred_s,
             max_defer=settings.max_defer_seconds,
+            answer_reason=_answer_reason(row),
         )
         if isinstance(decision, policy.Defer) and not _defer(info, row, decision.delay):
             decision = policy.Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
@@ -154,6 +155,15 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
     )
     schedule_attempt(info.pk, next_step, due)
     return True
+
+
+def _answer_reason(row: Attempt) -> AnswerReason | None:
+    """What the attempt's answer said beyond its outcome, as its report stored it."""
+    value = row.answer.get(REASON_KEY) if isinstance(row.answer, dict) else None
+    try:
+        return AnswerReason(value) if value else None
+    except ValueError:  # a report written by a newer census: its outcome still holds
+        return None
 
 
 def _site_changed(row: Attempt) -> bool:

@@ -7,15 +7,16 @@ from dataclasses import dataclass
 
 from census.limits import MAX_DEFER_SECONDS
 from census.models import ANSWER_STATUS, Status
-from census.outcomes import Outcome
+from census.outcomes import AnswerReason, Outcome
 
 
 @dataclass(frozen=True, kw_only=True)
 class Finish:
-    """End the lookup in ``status``; ``reason`` is the outcome that ended it."""
+    """End the lookup in ``status``; ``reason`` is the outcome that ended it, or what the
+    answer's wording says beyond it (``AnswerReason``)."""
 
     status: Status
-    reason: Outcome
+    reason: Outcome | AnswerReason
     #: True when a retriable failure ended the lookup because no attempt was left.
     exhausted: bool = False
 
@@ -51,6 +52,7 @@ def decide(
     retry_after: float | None = None,
     deferred_s: float = 0.0,
     max_defer: float = MAX_DEFER_SECONDS,
+    answer_reason: AnswerReason | None = None,
 ) -> Decision:
     """What to do after a request to the site ended in ``outcome``.
 
@@ -60,6 +62,10 @@ def decide(
     ``retry_after`` is how long the site or the gate asked to wait, as the attempt report
     stored it (clamped there: ``census.limits``); ``deferred_s`` is how long this budget
     already waited on a closed gate.
+
+    ``answer_reason`` is what an answer's wording said beyond its outcome (the attempt
+    report's): the final reason of a lookup that ends on that answer. Ignored for any other
+    outcome.
     """
     wait = retry_after or 0.0
     if outcome is Outcome.DEFERRED:
@@ -67,7 +73,7 @@ def decide(
             return Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
         return Defer(delay=wait)
     if outcome in ANSWER_STATUS:
-        return Finish(status=ANSWER_STATUS[outcome], reason=outcome)
+        return Finish(status=ANSWER_STATUS[outcome], reason=answer_reason or outcome)
     if not outcome.retriable:
         return Finish(status=Status.ERROR, reason=outcome)
     if retry_count + 1 >= max_attempts:

@@ -26,6 +26,9 @@ from census.models import Attempt, CedulaInfo
 from census.outcomes import Outcome
 from census.scraper import LookupResult
 
+#: The key of ``Attempt.answer`` that holds what the answer's wording says beyond its
+#: outcome (``LookupResult.reason``); the lookup's ``final_reason`` when it ends on it.
+REASON_KEY = "reason"
 #: Characters of error text kept on an attempt row (its column's length).
 ERROR_CHARS = 500
 #: Characters of a crash's traceback kept on an attempt row.
@@ -64,6 +67,8 @@ def write_report(
         answer.update(asdict(result.place))
     if result.novedad is not None:
         answer.update(asdict(result.novedad))
+    if result.reason is not None and outcome.is_answer:
+        answer[REASON_KEY] = result.reason.value
     # A site's Retry-After is capped by CENSUS_MAX_RETRY_AFTER_SECONDS; a deferral's wait is
     # the gate's own, and the lookup's deferral bound judges it (a wait past the bound ends
     # the lookup): capped like a header, it woke a deferred lookup every few seconds to be

@@ -20,11 +20,16 @@ def result_of(info: CedulaInfo) -> dict[str, Any]:
 
 def changed_fields(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """The ``RESULT_FIELDS`` whose value differs between two results (none without a
-    previous result, or when either is not a census answer: ``error`` says nothing new)."""
+    previous result, or when either is not a census answer: ``error`` says nothing new).
+
+    A field the previous result does not hold at all (kept before census had it, as
+    ``coddivipol``) says nothing about a change, and is not compared."""
     if previous.get("status") not in ANSWER_STATUSES:
         return []
     if current.get("status") not in ANSWER_STATUSES:
         return []
     return [
-        name for name in RESULT_FIELDS if (previous.get(name) or "") != (current.get(name) or "")
+        name
+        for name in RESULT_FIELDS
+        if name in previous and (previous.get(name) or "") != (current.get(name) or "")
     ]

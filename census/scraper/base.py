@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from census.limits import MAX_RETRY_AFTER_SECONDS
-from census.outcomes import Outcome
+from census.outcomes import AnswerReason, Outcome
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,11 +18,13 @@ class Place:
     puesto: str = ""
     direccion: str = ""
     mesa: str = ""
+    #: The polling place's DIVIPOL code when the answer carries one: digits only, or "".
+    coddivipol: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Novedad:
-    """Why a cédula is cancelled."""
+    """The novelty the census records on a cédula (cancelled, rights suspended, ...)."""
 
     novedad: str = ""
     resolucion: str = ""
@@ -60,6 +62,9 @@ class LookupResult:
     outcome: Outcome
     place: Place | None = None
     novedad: Novedad | None = None
+    #: What the answer's wording says beyond its outcome (``census.scraper.wordings``):
+    #: the lookup's ``final_reason`` when it ends on this answer. None: the outcome says all.
+    reason: AnswerReason | None = None
     #: Short human-readable explanation (error text, HTTP status, bounded page excerpt).
     detail: str = ""
     #: Seconds the site asked us to wait (HTTP 429 ``Retry-After``), if any.

@@ -7,10 +7,19 @@ Every ``detail`` is scrubbed of the cédula: answers echo it (``nuip``, the not-
 Every answer is checked against the shapes the site is known to send (``census-site.md``,
 ``docs/simulator.md``); anything else is ``unexpected_page``, never a guess: a renamed or
 retyped field must not turn into a wrong final answer. An ``ok: true`` answer needs a boolean
-``encontrado`` (a truthy ``novedad``, at the top or in ``data``, means cancelled whatever
+``encontrado`` (a truthy ``novedad``, at the top or in ``data``, is a novelty whatever
 ``encontrado`` says, but a present ``encontrado`` must still be a boolean); an ``ok: false``
 answer is a captcha rejection or unknown. A field is type-checked whenever it is present, and
 required when the outcome depends on it.
+
+What a novelty or a not-found answer means is in its words: its text is read against
+``census.scraper.wordings.WORDINGS`` (the one table), which gives the outcome and the reason.
+A novelty whose texts (``novedad`` when it is a text, ``descripcion``, ``mensaje``) carry no
+known wording, and a not-found answer whose ``mensaje``/``descripcion`` carries neither the
+not-found phrase ("no se encuentra en el censo") nor another known wording, are
+``unexpected_page``: a reworded answer counts toward the site-changed breaker, never as a
+silent ``not_found``. A found answer's ``coddivipol`` (any key case) is kept when it is 1 to
+``MAX_CODE_DIGITS`` ASCII digits and does not contain the cédula; otherwise it is dropped.
 
 Signatures
 ----------
@@ -52,10 +61,21 @@ signature                                   check that failed
                                             ``nom_puesto``, ``direccion``, ``mesa``) of a
                                             found answer is not a string, number or null
 ``answer:found_without_place``              found, but no departamento, municipio or puesto
+``answer:novedad_without_text``             a truthy ``novedad`` and no text to read (no
+                                            text ``novedad``, ``descripcion``, ``mensaje``)
+``answer:unknown_novedad:<hash>``           a novelty whose texts carry no known wording;
+                                            ``<hash>`` of the first text, as for errors
+``answer:missing_field:mensaje``            ``encontrado: false``, no novelty, and neither
+                                            ``mensaje`` nor ``descripcion``
+``answer:unknown_message:<hash>``           ``encontrado: false``, no novelty, and a message
+                                            with no known wording (a reworded not-found);
+                                            ``<hash>`` of the message, as for errors
 ``answer:too_deep``                         the answer is nested too deeply to read
 ``page:found_without_place``                rendered found table without a place
 ``page:unknown_table``                      rendered table with a ``NUIP`` column but neither
                                             the found nor the cancelled columns
+``page:novedad_without_text``               rendered novelty table with an empty NOVEDAD
+``page:unknown_novedad:<hash>``             rendered NOVEDAD in no known wording
 ``page:oversized``                          nothing known in the first ``MAX_PAGE_CHARS`` of
                                             a longer page
 ``page:missing_element:resultado``          the rendered page shows no known result (found
@@ -66,11 +86,11 @@ signature                                   check that failed
 the page load's own response), ``answer`` (the decoded JSON, via either function), ``page``
 (``parse_rendered_page``). Field names in signatures come from ``SIGNATURE_FIELDS``.
 
-The error hash is the first 6 hex digits of the SHA-256 of the error text with every number
-replaced by one ``0`` (a number: digits with single ``census.cedula.SEPARATORS`` between
-them, as ``scrub`` reads an echo: ``15008``, ``31.234.567``, ``1 012 345 678``), whitespace
-squashed and lower-cased: the same error echoing another cédula, of another length, or
-another count of milliseconds hashes the same.
+The error hash (also that of an unknown novelty or message) is the first 6 hex digits of the
+SHA-256 of the text with every number replaced by one ``0`` (a number: digits with single
+``census.cedula.SEPARATORS`` between them, as ``scrub`` reads an echo: ``15008``,
+``31.234.567``, ``1 012 345 678``), whitespace squashed and lower-cased: the same error
+echoing another cédula, of another length, or another count of milliseconds hashes the same.
 
 Hostile answers stay cheap and bounded: only the first ``MAX_BODY_CHARS`` of a consulta body
 (``MAX_PAGE_CHARS`` of a rendered page) are read, and a JSON body longer than that is
@@ -87,9 +107,10 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
+from functools import partial
 from html import unescape
 from html.parser import HTMLParser
 from typing import Any
@@ -97,6 +118,7 @@ from typing import Any
 from census.cedula import SEPARATORS, scrub
 from census.limits import MAX_RETRY_AFTER_SECONDS, clamp_seconds
 from census.outcomes import Outcome
+from census.scraper import wordings
 from census.scraper.base import SNAPSHOT_HTML_CHARS, LookupResult, Novedad, Place
 
 #: Characters of page or body text kept in ``detail``.
@@ -107,6 +129,8 @@ MAX_BODY_CHARS = 256 * 1024
 MAX_PAGE_CHARS = 1024 * 1024
 #: Characters kept of each place and novedad field (the database columns are shorter still).
 MAX_FIELD_CHARS = 200
+#: Most digits of a kept ``coddivipol`` (``CedulaInfo.coddivipol``); a longer one is dropped.
+MAX_CODE_DIGITS = 20
 #: Longest ``meta["signature"]`` (the snapshot table's column).
 SIGNATURE_CHARS = 80
 #: The only field names a signature may name.
@@ -146,13 +170,13 @@ _CAPTCHA_ERROR = re.compile(r"captcha|token|expir", re.IGNORECASE)
 _UPSTREAM_ERROR = re.compile(r"curl error|timed out|time-?out", re.IGNORECASE)
 _F5_PHRASE = re.compile(r"the requested url was rejected", re.IGNORECASE)
 _SUPPORT_ID = re.compile(r"support\s+id\s*(?:is)?\s*:?\s*(\d{6,})", re.IGNORECASE)
-_NOT_FOUND_PHRASE = re.compile(r"no se encuentra en el censo", re.IGNORECASE)
 #: A number in an error text (``15008``, ``31.234.567``, ``1 012 345 678``): one ``0`` in its
 #: hash. One separator of ``SEPARATORS`` between two digits, as ``scrub`` reads an echo.
 _NUMBER = re.compile(r"\d+(?:[" + re.escape(SEPARATORS) + r"]\d+)*")
 #: What a media type in a signature may keep; runs of 3+ digits are squeezed to ``0``.
 _MEDIA_TYPE_JUNK = re.compile(r"[^a-z0-9./+-]+")
 _DIGIT_RUN = re.compile(r"[0-9]{3,}")
+_CODE = re.compile(rf"[0-9]{{1,{MAX_CODE_DIGITS}}}")
 _JSON_MEDIA_TYPES = frozenset({"application/json", "text/json"})
 #: The place fields of a found answer's ``data``, in ``Place`` order.
 _PLACE_KEYS = ("nom_depto", "nom_mun", "nom_puesto", "direccion", "mesa")
@@ -266,13 +290,13 @@ def parse_rendered_page(html: str, cedula: str) -> LookupResult:
             continue
         values = dict(zip(header, rows[0], strict=False))
         if "novedad" in values:
-            return LookupResult(
-                outcome=Outcome.CANCELLED,
-                novedad=Novedad(
-                    novedad=_field(values.get("novedad"), cedula),
-                    resolucion=_field(values.get("resolucion"), cedula),
-                    fecha_novedad=_field(values.get("fecha novedad"), cedula),
-                ),
+            return _novelty(
+                "page",
+                [_text(values.get("novedad"))],
+                values.get("resolucion"),
+                values.get("fecha novedad"),
+                partial(_described, "rendered novelty table", " | ".join(rows[0])),
+                cedula,
             )
         if "departamento" in values and "municipio" in values:
             place = _place(values)
@@ -288,11 +312,11 @@ def parse_rendered_page(html: str, cedula: str) -> LookupResult:
         return _unexpected(
             _signature("page", "unknown_table"), f"rendered page: {page.text}", cedula
         )
-    match = _NOT_FOUND_PHRASE.search(page.text)
-    if match:
-        return LookupResult(
-            outcome=Outcome.NOT_FOUND, detail=_excerpt(_sentence(page.text, match), cedula)
-        )
+    # Only the not-found message is read from the page's free text: other words there may be
+    # the page's own (help, notices), and a tableless answer in other words is new.
+    reading = wordings.read(page.text, among=(wordings.NOT_IN_CENSUS,))
+    if reading is not None:
+        return LookupResult(outcome=Outcome.NOT_FOUND, detail=_excerpt(_sentence(reading), cedula))
     if len(html) > MAX_PAGE_CHARS:
         signature = _signature("page", "oversized")
     else:
@@ -538,7 +562,14 @@ def _classify_answer(answer: Mapping[str, Any], cedula: str) -> LookupResult:
             cedula,
         )
     if top.get("novedad") or data.get("novedad"):
-        return LookupResult(outcome=Outcome.CANCELLED, novedad=_novedad(top, data, cedula))
+        return _novelty(
+            "answer",
+            _novelty_texts(top, data),
+            data.get("resolucion") or top.get("resolucion"),
+            _first(data, top, ("fecha_novedad", "fechanovedad", "fecha")),
+            partial(_described, "novelty answer", answer),
+            cedula,
+        )
     if "encontrado" not in top:
         return _unexpected(
             _signature("answer", "missing_field", "encontrado"),
@@ -546,8 +577,7 @@ def _classify_answer(answer: Mapping[str, Any], cedula: str) -> LookupResult:
             cedula,
         )
     if not top["encontrado"]:
-        message = _text(top.get("mensaje") or top.get("descripcion"))
-        return LookupResult(outcome=Outcome.NOT_FOUND, detail=_excerpt(message, cedula))
+        return _not_found(top, data, answer, cedula)
     for key in _PLACE_KEYS:
         value = data.get(key)
         if value is not None and (
@@ -565,7 +595,117 @@ def _classify_answer(answer: Mapping[str, Any], cedula: str) -> LookupResult:
             f"found answer without a place: {_dump(answer)}",
             cedula,
         )
-    return LookupResult(outcome=Outcome.FOUND, place=place)
+    return LookupResult(
+        outcome=Outcome.FOUND,
+        place=replace(place, coddivipol=_code(data.get("coddivipol"), cedula)),
+    )
+
+
+def _not_found(
+    top: Mapping[str, Any], data: Mapping[str, Any], answer: Mapping[str, Any], cedula: str
+) -> LookupResult:
+    """``encontrado: false`` without a novelty: its message says what it is, in known words."""
+    texts = [text for text in (_text(top.get(key)) for key in ("mensaje", "descripcion")) if text]
+    if not texts:
+        return _unexpected(
+            _signature("answer", "missing_field", "mensaje"),
+            f"not-found answer without a message: {_dump(answer)}",
+            cedula,
+        )
+    for text in texts:
+        reading = wordings.read(text)
+        if reading is None:
+            continue
+        wording = reading.wording
+        if wording.outcome is Outcome.NOT_FOUND and wording.reason is None:
+            return LookupResult(outcome=Outcome.NOT_FOUND, detail=_excerpt(text, cedula))
+        fecha = _first(data, top, ("fecha_novedad", "fechanovedad", "fecha"))
+        resolucion = data.get("resolucion") or top.get("resolucion")
+        return _worded(wording, text, resolucion, fecha, cedula)
+    return _unexpected(
+        _signature("answer", "unknown_message", _error_hash(texts[0])),
+        f"not-found answer in no known wording: {_dump(answer)}",
+        cedula,
+    )
+
+
+def _novelty(
+    where: str,
+    texts: list[str],
+    resolucion: Any,
+    fecha: Any,
+    shown: Callable[[], str],
+    cedula: str,
+) -> LookupResult:
+    """A novelty (truthy ``novedad``, or the page's NOVEDAD table): the first of ``texts``
+    in a known wording says what it is; none is an answer in no known shape (``shown``
+    writes the answer for its detail)."""
+    texts = [text for text in texts if text]
+    if not texts:
+        return _unexpected(_signature(where, "novedad_without_text"), shown(), cedula)
+    for text in texts:
+        reading = wordings.read(text)
+        if reading is not None:
+            return _worded(reading.wording, text, resolucion, fecha, cedula)
+    return _unexpected(
+        _signature(where, "unknown_novedad", _error_hash(texts[0])),
+        f"{shown()} (no known wording)",
+        cedula,
+    )
+
+
+def _described(what: str, answer: Any) -> str:
+    """``what: answer`` for a detail, the answer written back as JSON unless a text."""
+    return f"{what}: {answer if isinstance(answer, str) else _dump(answer)}"
+
+
+def _worded(
+    wording: wordings.Wording, text: str, resolucion: Any, fecha: Any, cedula: str
+) -> LookupResult:
+    """The answer a known wording gives, keeping the text as the site wrote it."""
+    novedad = Novedad(
+        novedad=_field(text, cedula),
+        resolucion=_field(resolucion, cedula),
+        fecha_novedad=_field(fecha, cedula),
+    )
+    return LookupResult(
+        outcome=wording.outcome,
+        novedad=novedad,
+        reason=wording.reason,
+        detail=_excerpt(text, cedula) if wording.outcome is Outcome.NOT_FOUND else "",
+    )
+
+
+def _novelty_texts(top: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
+    """The texts a novelty answer may word itself in, the most specific first."""
+    flags = [value for value in (data.get("novedad"), top.get("novedad")) if isinstance(value, str)]
+    others = [
+        top.get("descripcion"),
+        data.get("descripcion"),
+        top.get("mensaje"),
+        data.get("mensaje"),
+    ]
+    return [_text(value) for value in (*flags, *others)]
+
+
+def _first(data: Mapping[str, Any], top: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    """The first truthy value under ``keys``, in ``data`` before the top level."""
+    for source in (data, top):
+        for key in keys:
+            if source.get(key):
+                return source.get(key)
+    return None
+
+
+def _code(value: Any, cedula: str) -> str:
+    """A ``coddivipol`` fit to keep: ASCII digits, at most ``MAX_CODE_DIGITS``, never holding
+    the cédula; anything else is ""."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return ""
+    text = _text(value)
+    if not _CODE.fullmatch(text) or (cedula and cedula in text):
+        return ""
+    return text
 
 
 def _error_answer(top: Mapping[str, Any], cedula: str) -> LookupResult:
@@ -662,25 +802,6 @@ def _blocked_page(page: _Page, meta: _Meta, cedula: str) -> LookupResult:
     return LookupResult(outcome=Outcome.BLOCKED, detail=detail, meta=meta)
 
 
-def _novedad(top: Mapping[str, Any], data: Mapping[str, Any], cedula: str) -> Novedad:
-    flag = data.get("novedad") or top.get("novedad")
-    text = flag if isinstance(flag, str) else ""
-    text = text or _text(top.get("descripcion") or data.get("descripcion") or top.get("mensaje"))
-    resolucion = data.get("resolucion") or top.get("resolucion")
-    fecha = (
-        data.get("fecha_novedad")
-        or data.get("fechanovedad")
-        or data.get("fecha")
-        or top.get("fecha_novedad")
-        or top.get("fecha")
-    )
-    return Novedad(
-        novedad=_field(text, cedula),
-        resolucion=_field(resolucion, cedula),
-        fecha_novedad=_field(fecha, cedula),
-    )
-
-
 def _decode(body: str) -> tuple[Mapping[str, Any] | None, str]:
     """The body's JSON object, or None and the check that failed."""
     if not body.strip():
@@ -745,10 +866,12 @@ def _fold(header: str) -> str:
     return _squash(header).translate(table).lower()
 
 
-def _sentence(text: str, match: re.Match[str]) -> str:
-    start = max(text.rfind(".", 0, match.start()) + 1, match.start() - 200)
-    end = text.find(".", match.end())
-    return text[start : end + 1 if end != -1 else match.end() + 200].strip()
+def _sentence(reading: wordings.Reading) -> str:
+    """The sentence around the words read (at most 200 characters either side)."""
+    text = reading.text
+    start = max(text.rfind(".", 0, reading.start) + 1, reading.start - 200)
+    end = text.find(".", reading.end)
+    return text[start : end + 1 if end != -1 else reading.end + 200].strip()
 
 
 def _excerpt(text: str, cedula: str) -> str:

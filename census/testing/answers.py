@@ -46,11 +46,21 @@ _LOCALITIES: tuple[str, ...] = (
     "BOSA",
 )
 
+#: The novelty text of each novelty scenario (``3x``), as the site words it.
 NOVEDADES: dict[Scenario, str] = {
     Scenario.CANCELLED_DEATH: "Cancelada por Muerte",
     Scenario.CANCELLED_DOUBLE: "Cancelada por Doble Cedulación",
     Scenario.CANCELLED_RIGHTS: "Cancelada por Pérdida o Suspensión de los Derechos Políticos",
+    Scenario.NOVEDAD_RIGHTS_VALID: "Vigente con Pérdida o Suspensión de los Derechos Políticos",
+    Scenario.NOVEDAD_RIGHTS_REMOVED: "Baja por Pérdida o Suspensión de los Derechos Políticos",
+    Scenario.NOVEDAD_NOT_ENABLED: "no se encuentra habilitado para votar",
+    Scenario.NOVEDAD_PENDING: "Pendiente por Solicitud en proceso",
+    Scenario.CANCELLED_FALSE_IDENTITY: "Cancelada por Falsa Identidad",
+    # No wording census knows: read as an answer in no known shape, never a guess.
+    Scenario.NOVEDAD_UNKNOWN: "En verificación de identidad",
 }
+#: The message of ``not_found_reworded``: a not-found answer without the phrase.
+REWORDED_NOT_FOUND = "La cédula {cedula} no registra información para esta elección"
 
 
 def _digest(cedula: str) -> bytes:
@@ -84,6 +94,8 @@ def found(cedula: str, scenario: Scenario = Scenario.FOUND) -> dict[str, Any]:
             direccion=school,
         )
         lat, lng = _CITIES[0][3], _CITIES[0][4]
+    if scenario is Scenario.FOUND_WITHOUT_CODDIVIPOL:
+        del data["coddivipol"]
     if scenario is Scenario.FOUND_UPPER:
         data = {key.upper(): value for key, value in data.items()}
     lat += (h[13] - 128) / 5000
@@ -96,17 +108,18 @@ def found(cedula: str, scenario: Scenario = Scenario.FOUND) -> dict[str, Any]:
     return {"ok": True, "encontrado": True, "data": data, "mapa": mapa}
 
 
-def not_found(cedula: str) -> dict[str, Any]:
-    """The not-found answer; like the real one, its message echoes the number."""
-    return {
-        "ok": True,
-        "encontrado": False,
-        "mensaje": f"La cédula {cedula} no se encuentra en el censo para esta elección",
-    }
+def not_found(cedula: str, scenario: Scenario = Scenario.NOT_FOUND) -> dict[str, Any]:
+    """The not-found answer; like the real one, its message echoes the number. Reworded
+    (``not_found_reworded``), the message lacks "no se encuentra en el censo"."""
+    message = f"La cédula {cedula} no se encuentra en el censo para esta elección"
+    if scenario is Scenario.NOT_FOUND_REWORDED:
+        message = REWORDED_NOT_FOUND.format(cedula=cedula)
+    return {"ok": True, "encontrado": False, "mensaje": message}
 
 
 def cancelled(cedula: str, scenario: Scenario) -> dict[str, Any]:
-    """The cancelled (novedad) answer: truthy ``novedad`` plus a ``data`` record."""
+    """The novelty answer (cancelled, or another ``NOVEDADES`` wording): truthy ``novedad``
+    plus a ``data`` record."""
     h = _digest(cedula)
     novedad = NOVEDADES[scenario]
     year = 2010 + h[2] % 15
@@ -164,16 +177,37 @@ def error(message: str) -> dict[str, Any]:
     return {"ok": False, "error": message}
 
 
+#: The scenarios whose consulta gets an application answer of its own from ``answer``
+#: (found, not found, novelties): the fake scraper's ``answer:<scenario>`` steps.
+ANSWER_SCENARIOS = frozenset(
+    {
+        Scenario.FOUND,
+        Scenario.FOUND_LOCALITY,
+        Scenario.FOUND_UPPER,
+        Scenario.FOUND_WITHOUT_CODDIVIPOL,
+        Scenario.NOT_FOUND,
+        Scenario.NOT_FOUND_REWORDED,
+        *NOVEDADES,
+        Scenario.FOUND_LONG_FIELDS,
+        Scenario.CANCELLED_LONG_FIELDS,
+    }
+)
+
+
 def answer(cedula: str, scenario: Scenario) -> dict[str, Any]:
     """The JSON answer of an accepted consulta for this scenario (found unless it says else)."""
-    if scenario is Scenario.NOT_FOUND:
-        return not_found(cedula)
+    if scenario in (Scenario.NOT_FOUND, Scenario.NOT_FOUND_REWORDED):
+        return not_found(cedula, scenario)
     if scenario in NOVEDADES:
         return cancelled(cedula, scenario)
     if scenario is Scenario.FOUND_LONG_FIELDS:
         return found_long_fields(cedula)
     if scenario is Scenario.CANCELLED_LONG_FIELDS:
         return cancelled_long_fields(cedula)
-    if scenario in (Scenario.FOUND_LOCALITY, Scenario.FOUND_UPPER):
+    if scenario in (
+        Scenario.FOUND_LOCALITY,
+        Scenario.FOUND_UPPER,
+        Scenario.FOUND_WITHOUT_CODDIVIPOL,
+    ):
         return found(cedula, scenario)
     return found(cedula)

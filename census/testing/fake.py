@@ -7,7 +7,10 @@ running in different processes continue the same script. Outcomes:
 
 - ``"found"``, ``"not_found"``, ``"cancelled"``, ``"timeout"``, ... (any ``Outcome`` value);
 - ``"raise"``: the scraper raises, as a crashing browser would (echoing the cédula);
-- ``"sleep:N"``: sleep N seconds, then answer ``found`` (to exercise task timeouts).
+- ``"sleep:N"``: sleep N seconds, then answer ``found`` (to exercise task timeouts);
+- ``"answer:<scenario>"``: the census-site simulator's JSON answer for that scenario
+  (``census.testing.answers.ANSWER_SCENARIOS``: found, not found, the novelty wordings),
+  read by the real parser, e.g. ``"answer:novedad_not_enabled"``.
 
 Past the end of its script a cédula repeats the last step; an unscripted cédula is found.
 
@@ -22,6 +25,7 @@ import fcntl
 import hashlib
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings as django_settings
@@ -30,6 +34,9 @@ from django.core.exceptions import ImproperlyConfigured
 from census.gate.protocol import Closed, Gate, Slot
 from census.outcomes import Outcome
 from census.scraper.base import LookupResult, Novedad, Place, ScraperConfig, site_changed
+from census.scraper.parser import parse_answer
+from census.testing import answers
+from census.testing.scenarios import Scenario
 
 #: The signature of a scripted ``unexpected_page`` step.
 SCRIPTED_SIGNATURE = "scripted:unexpected_page"
@@ -59,6 +66,7 @@ SETTINGS: dict[str, object] = {
     "CENSUS_FAKE_STATE_DIR": None,
 }
 _SPECIAL = re.compile(r"raise|sleep:\d+(\.\d+)?")
+_ANSWER_STEPS = {f"answer:{scenario.value}" for scenario in answers.ANSWER_SCENARIOS}
 
 
 def check_script(script: object) -> dict[str, list[str]]:
@@ -70,10 +78,10 @@ def check_script(script: object) -> dict[str, list[str]]:
         if not isinstance(steps, list | tuple) or not steps:
             raise ImproperlyConfigured("each CENSUS_FAKE_SCRIPT entry is a non-empty list")
         for step in steps:
-            if step not in known and not _SPECIAL.fullmatch(str(step)):
+            if step not in known | _ANSWER_STEPS and not _SPECIAL.fullmatch(str(step)):
                 raise ImproperlyConfigured(
                     f"unknown CENSUS_FAKE_SCRIPT step {step!r}: an Outcome value, "
-                    "'raise' or 'sleep:N'"
+                    "'raise', 'sleep:N' or 'answer:<scenario>'"
                 )
     return {str(cedula): list(steps) for cedula, steps in script.items()}
 
@@ -105,7 +113,12 @@ class FakeScraper:
         if step.startswith("sleep:"):
             time.sleep(float(step.split(":", 1)[1]))
             step = "found"
-        result = self._answer(cedula, Outcome(step))
+        if step.startswith("answer:"):
+            scenario = Scenario(step.split(":", 1)[1])
+            parsed = parse_answer(answers.answer(cedula, scenario), cedula)
+            result = replace(parsed, meta={**parsed.meta, "sent": True})
+        else:
+            result = self._answer(cedula, Outcome(step))
         if self.gate is not None and slot is not None:
             unexpected = result.outcome is Outcome.UNEXPECTED_PAGE
             opens_in = self.gate.record(

@@ -15,14 +15,30 @@ class Scenario(StrEnum):
     FOUND_LOCALITY = "found_locality"
     #: Found; ``data`` keys in UPPER case.
     FOUND_UPPER = "found_upper"
+    #: Found; ``data`` without ``coddivipol`` (the others carry one).
+    FOUND_WITHOUT_CODDIVIPOL = "found_without_coddivipol"
     #: Not in the census for this election.
     NOT_FOUND = "not_found"
+    #: ``encontrado: false``, its ``mensaje`` reworded: no "no se encuentra en el censo".
+    NOT_FOUND_REWORDED = "not_found_reworded"
     #: Cancelled: "Cancelada por Muerte".
     CANCELLED_DEATH = "cancelled_death"
     #: Cancelled: "Cancelada por Doble Cedulación".
     CANCELLED_DOUBLE = "cancelled_double"
     #: Cancelled: "Cancelada por Pérdida o Suspensión de los Derechos Políticos".
     CANCELLED_RIGHTS = "cancelled_rights"
+    #: Novelty: "Vigente con Pérdida o Suspensión de los Derechos Políticos".
+    NOVEDAD_RIGHTS_VALID = "novedad_rights_valid"
+    #: Novelty: "Baja por Pérdida o Suspensión de los Derechos Políticos".
+    NOVEDAD_RIGHTS_REMOVED = "novedad_rights_removed"
+    #: Novelty: "no se encuentra habilitado para votar".
+    NOVEDAD_NOT_ENABLED = "novedad_not_enabled"
+    #: Novelty: "Pendiente por Solicitud en proceso".
+    NOVEDAD_PENDING = "novedad_pending"
+    #: Cancelled: "Cancelada por Falsa Identidad".
+    CANCELLED_FALSE_IDENTITY = "cancelled_false_identity"
+    #: Novelty in a wording census does not know: "En verificación de identidad".
+    NOVEDAD_UNKNOWN = "novedad_unknown"
     #: The F5 BIG-IP block page, HTTP 200 text/html.
     BLOCKED_PAGE = "blocked_page"
     #: HTTP 403.
@@ -78,10 +94,18 @@ _BY_PREFIX: dict[str, Scenario] = {
     "10": Scenario.FOUND,
     "11": Scenario.FOUND_LOCALITY,
     "12": Scenario.FOUND_UPPER,
+    "13": Scenario.FOUND_WITHOUT_CODDIVIPOL,
     "20": Scenario.NOT_FOUND,
+    "21": Scenario.NOT_FOUND_REWORDED,
     "30": Scenario.CANCELLED_DEATH,
     "31": Scenario.CANCELLED_DOUBLE,
     "32": Scenario.CANCELLED_RIGHTS,
+    "33": Scenario.NOVEDAD_RIGHTS_VALID,
+    "34": Scenario.NOVEDAD_RIGHTS_REMOVED,
+    "35": Scenario.NOVEDAD_NOT_ENABLED,
+    "36": Scenario.NOVEDAD_PENDING,
+    "37": Scenario.CANCELLED_FALSE_IDENTITY,
+    "38": Scenario.NOVEDAD_UNKNOWN,
     "40": Scenario.BLOCKED_PAGE,
     "41": Scenario.BLOCKED_403,
     "42": Scenario.BLOCKED_429,

@@ -96,3 +96,27 @@ def test_retry_count_comes_back_with_every_lookups_value() -> None:
     migrate_to(None)
     assert restored == [(9, 0), (9, 1), (9, 2)]
     assert undone == [1, 2, 3]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_coddivipol_and_the_answer_reasons_come_and_go() -> None:
+    """0015 adds ``coddivipol`` (empty on every lookup until its next answer) and the answer
+    reasons; going back drops the code and turns each reason into its lookup's status, the
+    only reasons the older code knows."""
+    old = migrate_to("0014_retry_count").get_model("census", "CedulaInfo")
+    first, second, third = user_ids(3, "40000000")
+    found = old.objects.create(user_id=first, status="found", final_reason="found", mesa="3")
+    new = migrate_to("0015_coddivipol_and_answer_reasons").get_model("census", "CedulaInfo")
+    kept = new.objects.values_list("coddivipol", "mesa", "final_reason").get(pk=found.pk)
+    new.objects.filter(pk=found.pk).update(coddivipol="160010101")
+    suspended = new.objects.create(
+        user_id=second, status="cancelled", final_reason="rights_suspended"
+    )
+    pending = new.objects.create(user_id=third, status="not_found", final_reason="pending_request")
+    back = migrate_to("0014_retry_count").get_model("census", "CedulaInfo")
+    reasons = [back.objects.get(pk=i.pk).final_reason for i in (found, suspended, pending)]
+    columns = {field.name for field in back._meta.get_fields()}
+    migrate_to(None)
+    assert kept == ("", "3", "found")
+    assert reasons == ["found", "cancelled", "not_found"]
+    assert "coddivipol" not in columns

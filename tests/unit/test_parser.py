@@ -15,11 +15,12 @@ import pytest
 
 from census.cedula import mask
 from census.limits import MAX_RETRY_AFTER_SECONDS
-from census.outcomes import Outcome
+from census.outcomes import AnswerReason, Outcome
 from census.scraper.base import LookupResult, Novedad, Place
 from census.scraper.parser import (
     EXCERPT_CHARS,
     MAX_BODY_CHARS,
+    MAX_CODE_DIGITS,
     MAX_FIELD_CHARS,
     MAX_PAGE_CHARS,
     SIGNATURE_CHARS,
@@ -67,6 +68,7 @@ CONSULTA_CASES = [
             puesto="COLEGIO DISTRITAL LA CANDELARIA",
             direccion="CL 12 # 2-45",
             mesa="7",
+            coddivipol="1600101",
         ),
     ),
     # A real answer: nom_puesto holds a locality and direccion the school; kept as sent.
@@ -80,6 +82,7 @@ CONSULTA_CASES = [
             puesto="CAZUCA",
             direccion="INSTITUCION EDUCATIVA GABRIEL GARCIA MARQUEZ",
             mesa="12",
+            coddivipol="1519001",
         ),
     ),
     Case(
@@ -600,7 +603,9 @@ def test_place_fields_are_cut(key: str) -> None:
 @pytest.mark.parametrize("key", ["mensaje", "resolucion", "fecha_novedad"])
 def test_novedad_fields_are_cut_after_scrubbing(key: str) -> None:
     """Novedad fields are bounded, and a cédula near the cut is masked, not half shown."""
-    long_text = "y" * (MAX_FIELD_CHARS - 5) + " 3012345678 " + "z" * 10_000
+    long_text = (
+        "Cancelada por Muerte " + "y" * (MAX_FIELD_CHARS - 26) + " 3012345678 " + "z" * 10_000
+    )
     answer: dict[str, object] = {
         "ok": True,
         "novedad": True,
@@ -825,6 +830,60 @@ SIGNATURE_CASES = [
         id="found-no-place",
     ),
     pytest.param(_answer(_RecursingMapping()), "answer:too_deep", id="answer-too-deep"),
+    pytest.param(
+        _answer({"ok": True, "encontrado": False, "novedad": True}),
+        "answer:novedad_without_text",
+        id="novedad-without-text",
+    ),
+    pytest.param(
+        _answer({"ok": True, "novedad": 1, "data": {"novedad": True, "resolucion": "1 de 2020"}}),
+        "answer:novedad_without_text",
+        id="novedad-only-flags",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": False, "novedad": "En verificación de identidad"}),
+        "answer:unknown_novedad:" + _error_hash("en verificación de identidad"),
+        id="novedad-unknown-wording",
+    ),
+    pytest.param(
+        _answer(
+            {
+                "ok": True,
+                "novedad": True,
+                "mensaje": f"La cédula {CEDULA} presenta una novedad: Reservada",
+                "descripcion": "Reservada",
+            }
+        ),
+        "answer:unknown_novedad:" + _error_hash("reservada"),
+        id="novedad-unknown-descripcion-first",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": False}),
+        "answer:missing_field:mensaje",
+        id="not-found-without-message",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": False, "mensaje": "  "}),
+        "answer:missing_field:mensaje",
+        id="not-found-blank-message",
+    ),
+    pytest.param(
+        _answer(
+            {
+                "ok": True,
+                "encontrado": False,
+                "mensaje": f"La cédula {CEDULA} no registra información para esta elección",
+            }
+        ),
+        "answer:unknown_message:"
+        + _error_hash("la cédula 0 no registra información para esta elección"),
+        id="not-found-reworded",
+    ),
+    pytest.param(
+        _answer({"ok": True, "encontrado": False, "mensaje": "Consulta realizada"}),
+        "answer:unknown_message:" + _error_hash("consulta realizada"),
+        id="not-found-other-words",
+    ),
     # page: the rendered page
     pytest.param(
         _page(_table(["NUIP", "DEPARTAMENTO", "MUNICIPIO", "MESA"], [CEDULA, "", "", "7"])),
@@ -853,6 +912,16 @@ SIGNATURE_CASES = [
         _page(_read("page_with_captcha_challenge.html")),
         "page:missing_element:resultado",
         id="page-no-result",
+    ),
+    pytest.param(
+        _page(_table(["NUIP", "NOVEDAD", "RESOLUCIÓN"], [CEDULA, "En verificación", "1 de 2020"])),
+        "page:unknown_novedad:" + _error_hash("en verificación"),
+        id="page-novedad-unknown-wording",
+    ),
+    pytest.param(
+        _page(_table(["NUIP", "NOVEDAD", "RESOLUCIÓN"], [CEDULA, "", "1 de 2020"])),
+        "page:novedad_without_text",
+        id="page-novedad-without-text",
     ),
     pytest.param(
         _page(_read("server_error.html")), "page:missing_element:resultado", id="page-error"
@@ -989,6 +1058,8 @@ def test_signature_of_other_outcomes_is_empty() -> None:
 #: A signature's shape, and what its last part may hold for each check.
 _SIGNATURE_SHAPE = re.compile(r"(consulta|answer|page):[a-z_]+(?::([a-z0-9./+_-]+))?")
 _HASH = re.compile(r"[0-9a-f]{6}")
+#: The checks whose signature ends in the hash of a text (an error, a novelty, a message).
+_HASHED_CHECKS = ("unknown_error", "unknown_novedad", "unknown_message")
 _STATUS = re.compile(r"[1-4][0-9]{2}|invalid")
 
 PLACEHOLDER = "{c}"
@@ -1004,7 +1075,7 @@ def _assert_well_formed(signature: str) -> None:
     detail = match.group(2) or ""
     if check == "status":
         assert _STATUS.fullmatch(detail), signature
-    elif check == "unknown_error":
+    elif check in _HASHED_CHECKS:
         assert _HASH.fullmatch(detail), signature
     elif check == "content_type":
         assert len(detail) <= 40
@@ -1126,7 +1197,8 @@ def test_every_unexpected_result_is_signed() -> None:
             _assert_well_formed(signature)
             for cedula, result in zip(TWO_CEDULAS, (first, second), strict=True):
                 assert cedula not in repr(result)
-            seen.add(signature.rsplit(":", 1)[0] if "unknown_error" in signature else signature)
+            hashed = signature.split(":")[1] in _HASHED_CHECKS
+            seen.add(signature.rsplit(":", 1)[0] if hashed else signature)
     assert unexpected > 1000
     assert len(seen) > 15, sorted(seen)
 
@@ -1166,3 +1238,222 @@ def test_scrub_page_reads_a_hostile_page_like_any_other() -> None:
     kept = scrub_page(page, PAGE_CEDULA)
     assert kept.startswith(VISIBLE_TEXT_ONLY) and mask(PAGE_CEDULA) in kept
     assert PAGE_CEDULA not in kept
+
+
+# -- wordings: what a novelty or a not-found answer says, and coddivipol ---------------------
+
+RIGHTS = AnswerReason.RIGHTS_SUSPENDED
+#: Real novelty wordings (census-site.md) and what each answer is.
+NOVELTIES: list[tuple[str, Outcome, AnswerReason | None]] = [
+    ("Cancelada por Muerte", Outcome.CANCELLED, None),
+    ("Cancelada por Doble Cedulación", Outcome.CANCELLED, None),
+    ("Cancelada por Falsa Identidad", Outcome.CANCELLED, None),
+    ("Cancelada por Pérdida o Suspensión de los Derechos Políticos", Outcome.CANCELLED, RIGHTS),
+    ("Vigente con Pérdida o Suspensión de los Derechos Políticos", Outcome.CANCELLED, RIGHTS),
+    ("Baja por Pérdida o Suspensión de los Derechos Políticos", Outcome.CANCELLED, RIGHTS),
+    ("no se encuentra habilitado para votar", Outcome.NOT_FOUND, AnswerReason.NOT_ENABLED),
+    ("Pendiente por Solicitud en proceso", Outcome.NOT_FOUND, AnswerReason.PENDING_REQUEST),
+]
+
+
+def _novelty_answer(text: str, cedula: str = CEDULA) -> dict[str, Any]:
+    """A novelty answer shaped as the simulator's: the text in ``data.novedad`` too."""
+    return {
+        "ok": True,
+        "encontrado": False,
+        "novedad": True,
+        "mensaje": f"La cédula {cedula} presenta una novedad: {text}",
+        "descripcion": text,
+        "data": {
+            "nuip": cedula,
+            "novedad": text,
+            "resolucion": "0042 de 2024",
+            "fecha_novedad": "2024-03-01",
+        },
+    }
+
+
+def _upper_keys(answer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key.upper(): _upper_keys(value) if isinstance(value, dict) else value
+        for key, value in answer.items()
+    }
+
+
+@pytest.mark.parametrize(("text", "outcome", "reason"), NOVELTIES)
+def test_a_novelty_is_what_its_wording_says(
+    text: str, outcome: Outcome, reason: AnswerReason | None
+) -> None:
+    """Each real novelty wording gives its outcome and reason and keeps its text, resolution
+    and date, whatever the key case; the answer is a known shape (no signature)."""
+    expected = Novedad(novedad=text, resolucion="0042 de 2024", fecha_novedad="2024-03-01")
+    for answer in (_novelty_answer(text), _upper_keys(_novelty_answer(text))):
+        result = parse_answer(answer, CEDULA)
+        assert (result.outcome, result.reason) == (outcome, reason), result
+        assert result.novedad == expected
+        assert result.place is None and unexpected_signature(result) == ""
+        _assert_scrubbed(result, CEDULA)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # The wording only in descripcion (novedad a number), as the fixtures' older shape.
+        {
+            "ok": True,
+            "novedad": 1,
+            "descripcion": "VIGENTE CON PERDIDA O SUSPENSION DE LOS DERECHOS POLITICOS",
+        },
+        # In a string flag that is no wording, then in descripcion.
+        {
+            "ok": True,
+            "novedad": "S",
+            "descripcion": "Baja  por pérdida o suspensión de derechos políticos",
+        },
+        # Only in the message, which echoes the cédula.
+        {
+            "ok": True,
+            "novedad": True,
+            "mensaje": f"La cédula {CEDULA} presenta una novedad: "
+            "Vigente con Pérdida o Suspensión de los Derechos Políticos",
+        },
+    ],
+)
+def test_a_novelty_reads_the_first_of_its_texts_in_a_known_wording(answer: dict[str, Any]) -> None:
+    """The flag's text, descripcion and mensaje are read in turn; the one in a known wording
+    says what the answer is and is the text kept (scrubbed)."""
+    result = parse_answer(answer, CEDULA)
+    assert (result.outcome, result.reason) == (Outcome.CANCELLED, RIGHTS)
+    assert result.novedad is not None and "Derechos" in result.novedad.novedad.title()
+    _assert_scrubbed(result, CEDULA)
+
+
+def test_a_novelty_in_words_nobody_knows_is_unexpected_not_cancelled() -> None:
+    """A novelty was cancelled whatever it said: in unknown words it is an answer in no known
+    shape, with the same signature for every cédula, and nothing of it is kept as a novedad."""
+    results = [
+        parse_answer(_novelty_answer("En verificación de identidad", cedula), cedula)
+        for cedula in TWO_CEDULAS
+    ]
+    assert {r.outcome for r in results} == {Outcome.UNEXPECTED_PAGE}
+    assert {r.novedad for r in results} == {None}
+    (signature,) = {unexpected_signature(r) for r in results}
+    assert signature == "answer:unknown_novedad:" + _error_hash("en verificación de identidad")
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("La cédula {c} no se encuentra en el censo para esta elección", None),
+        ("LA CÉDULA {c} NO SE ENCUENTRA EN EL CENSO PARA ESTA ELECCIÓN", None),
+        ("la cedula {c} no  se\u00a0encuentra en el\tcenso para esta eleccion", None),
+        ("La cédula {c} no se encuentra habilitada para votar", AnswerReason.NOT_ENABLED),
+        ("Pendiente por Solicitud en proceso", AnswerReason.PENDING_REQUEST),
+    ],
+)
+def test_not_found_needs_its_words(message: str, reason: AnswerReason | None) -> None:
+    """``encontrado: false`` is not_found when its message says so, in any accents, case and
+    spacing; a not-enabled or in-process message keeps its text as the novedad."""
+    text = message.format(c=CEDULA)
+    result = parse_answer({"ok": True, "encontrado": False, "mensaje": text}, CEDULA)
+    assert (result.outcome, result.reason) == (Outcome.NOT_FOUND, reason)
+    assert mask(CEDULA) in result.detail or "{c}" not in message
+    assert (result.novedad is not None) is (reason is not None)
+    _assert_scrubbed(result, CEDULA)
+
+
+def test_a_reworded_not_found_is_unexpected_never_a_silent_not_found() -> None:
+    """Without "no se encuentra en el censo" (nor another known wording) an ``encontrado:
+    false`` answer is unexpected, signed the same for every cédula, through parse_consulta
+    too; descripcion is read when mensaje is absent."""
+    template = "La cédula {} no registra información para esta elección"
+    results = [
+        parse_consulta(
+            200,
+            JSON,
+            json.dumps({"ok": True, "encontrado": False, "mensaje": template.format(c)}),
+            {},
+            c,
+        )
+        for c in TWO_CEDULAS
+    ]
+    assert {r.outcome for r in results} == {Outcome.UNEXPECTED_PAGE}
+    (signature,) = {unexpected_signature(r) for r in results}
+    assert signature == "answer:unknown_message:" + _error_hash(template.format(0).lower())
+    described = parse_answer(
+        {"ok": True, "encontrado": False, "descripcion": "No se encuentra en el censo"}, CEDULA
+    )
+    assert described.outcome is Outcome.NOT_FOUND
+
+
+def test_a_cancellation_worded_in_a_not_found_message_is_cancelled() -> None:
+    """The words decide, not the flag: "Cancelada por …" in the message of an answer without
+    a novelty flag is cancelled, with its text."""
+    answer = {
+        "ok": True,
+        "encontrado": False,
+        "mensaje": "Cancelada por Muerte",
+        "data": {"resolucion": "0042 de 2024", "fecha_novedad": "2024-03-01"},
+    }
+    result = parse_answer(answer, CEDULA)
+    assert (result.outcome, result.reason) == (Outcome.CANCELLED, None)
+    assert result.novedad == Novedad(
+        novedad="Cancelada por Muerte", resolucion="0042 de 2024", fecha_novedad="2024-03-01"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("1600101", "1600101"),
+        (1600101, "1600101"),
+        (" 157301924 ", "157301924"),
+        ("0" * MAX_CODE_DIGITS, "0" * MAX_CODE_DIGITS),
+        ("1" * (MAX_CODE_DIGITS + 1), ""),
+        ("16-001-01", ""),
+        ("16001 01", ""),
+        ("ABC123", ""),
+        ("１６００１", ""),  # fullwidth digits
+        ("", ""),
+        (None, ""),
+        (True, ""),
+        (1.5, ""),
+        ({"code": "1600101"}, ""),
+        (["1600101"], ""),
+        (CEDULA, ""),
+        ("16" + CEDULA, ""),
+        pytest.param(10**5000, "", id="int-too-long-to-print"),
+    ],
+)
+def test_coddivipol_is_kept_only_as_digits_without_the_cedula(value: Any, kept: str) -> None:
+    """A found answer's coddivipol is kept when it is 1 to MAX_CODE_DIGITS ASCII digits and
+    does not contain the cédula; anything else is dropped, and the answer is still found."""
+    data = {"nom_depto": "META", "nom_mun": "ACACIAS", "coddivipol": value}
+    result = parse_answer({"ok": True, "encontrado": True, "data": data}, CEDULA)
+    assert result.outcome is Outcome.FOUND
+    assert result.place is not None and result.place.coddivipol == kept
+    assert CEDULA not in result.place.coddivipol
+
+
+@pytest.mark.parametrize("key", ["coddivipol", "CODDIVIPOL", "CodDivipol"])
+def test_coddivipol_is_read_in_any_key_case(key: str) -> None:
+    """The code is read whatever its key's case; an answer without it has an empty one."""
+    data = {"nom_depto": "META", "nom_mun": "ACACIAS", key: "5000101"}
+    result = parse_answer({"ok": True, "encontrado": True, "data": data}, CEDULA)
+    assert result.place is not None and result.place.coddivipol == "5000101"
+    del data[key]
+    result = parse_answer({"ok": True, "encontrado": True, "data": data}, CEDULA)
+    assert result.place is not None and result.place.coddivipol == ""
+
+
+@pytest.mark.parametrize(("text", "outcome", "reason"), NOVELTIES)
+def test_the_rendered_novelty_table_is_read_by_its_wording(
+    text: str, outcome: Outcome, reason: AnswerReason | None
+) -> None:
+    """The page's NOVEDAD cell is read against the same table as the JSON answer."""
+    html = _table(
+        ["NUIP", "NOVEDAD", "RESOLUCIÓN", "FECHA NOVEDAD"], [CEDULA, text, "7 de 2020", "2020"]
+    )
+    result = parse_rendered_page(html, CEDULA)
+    assert (result.outcome, result.reason) == (outcome, reason)
+    assert result.novedad == Novedad(novedad=text, resolucion="7 de 2020", fecha_novedad="2020")

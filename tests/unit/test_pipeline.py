@@ -14,8 +14,10 @@ from django_q.models import Schedule
 from structlog.testing import capture_logs
 
 from census.events import Event
-from census.models import Status
+from census.lookup.results import changed_fields, result_of
+from census.models import CedulaInfo, PageSnapshot, RateGate, Status
 from census.q2 import hooks, queue
+from census.signals import lookup_finished
 from tests.driving import drive, run_and_hook
 
 pytestmark = pytest.mark.django_db
@@ -160,3 +162,127 @@ def test_duplicate_hook_changes_nothing(
 
 
 # -- refresh ---------------------------------------------------------------------------------
+
+
+# -- answers as the live site words them, through to the lookup ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "status", "reason", "novedad"),
+    [
+        ("found", Status.FOUND, "found", ""),
+        ("not_found", Status.NOT_FOUND, "not_found", ""),
+        ("cancelled_death", Status.CANCELLED, "cancelled", "Cancelada por Muerte"),
+        (
+            "cancelled_false_identity",
+            Status.CANCELLED,
+            "cancelled",
+            "Cancelada por Falsa Identidad",
+        ),
+        (
+            "cancelled_rights",
+            Status.CANCELLED,
+            "rights_suspended",
+            "Cancelada por Pérdida o Suspensión de los Derechos Políticos",
+        ),
+        (
+            "novedad_rights_valid",
+            Status.CANCELLED,
+            "rights_suspended",
+            "Vigente con Pérdida o Suspensión de los Derechos Políticos",
+        ),
+        (
+            "novedad_rights_removed",
+            Status.CANCELLED,
+            "rights_suspended",
+            "Baja por Pérdida o Suspensión de los Derechos Políticos",
+        ),
+        (
+            "novedad_not_enabled",
+            Status.NOT_FOUND,
+            "not_enabled",
+            "no se encuentra habilitado para votar",
+        ),
+        (
+            "novedad_pending",
+            Status.NOT_FOUND,
+            "pending_request",
+            "Pendiente por Solicitud en proceso",
+        ),
+    ],
+)
+def test_each_worded_answer_ends_in_its_status_with_its_reason(
+    new_lookup: Any,
+    django_capture_on_commit_callbacks: Any,
+    scenario: str,
+    status: Status,
+    reason: str,
+    novedad: str,
+) -> None:
+    """The simulator's answer in each real wording, read by the real parser, ends the lookup
+    at its first attempt in one of the design card's statuses, with its reason in
+    final_reason, the lookup_finished signal and the final event, and the site's words kept."""
+    heard: list[dict[str, Any]] = []
+
+    def listen(sender: Any, **kwargs: Any) -> None:
+        heard.append(kwargs)
+
+    lookup_finished.connect(listen, sender=CedulaInfo, weak=False)
+    try:
+        with capture_logs() as logs:
+            info = drive(new_lookup(f"answer:{scenario}"), django_capture_on_commit_callbacks)
+    finally:
+        lookup_finished.disconnect(listen, sender=CedulaInfo)
+    assert (info.status, info.final_reason, info.novedad) == (status, reason, novedad)
+    assert info.retry_count == 0 and info.attempts.count() == 1
+    assert [(k["status"], k["reason"]) for k in heard] == [(status, reason)]
+    [final] = [e for e in logs if e.get("to_status") == status]
+    assert final["reason"] == reason
+    assert result_of(info)["final_reason"] == reason
+    assert info.user.username not in info.novedad
+
+
+@pytest.mark.parametrize("scenario", ["novedad_unknown", "not_found_reworded"])
+def test_an_answer_in_unknown_words_is_unexpected_never_final(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any, scenario: str
+) -> None:
+    """A novelty in words nobody knows, and a not-found message without its phrase, are
+    answers in no known shape: retried, counted by the site-changed breaker and kept as a
+    snapshot, never a final not_found or cancelled."""
+    info = new_lookup(f"answer:{scenario}")
+    with django_capture_on_commit_callbacks(execute=True):
+        run_and_hook(info.pk, 1)
+    info.refresh_from_db()
+    assert info.status == Status.RETRYING
+    attempt = info.attempts.get(step=1)
+    assert (attempt.outcome, attempt.answer) == ("unexpected_page", {})
+    assert RateGate.objects.get(name="census").unexpected_streak == 1
+    [snapshot] = PageSnapshot.objects.all()
+    check = "unknown_novedad" if scenario == "novedad_unknown" else "unknown_message"
+    assert snapshot.signature.startswith(f"answer:{check}:")
+    assert info.user.username not in snapshot.detail
+
+
+def test_a_found_answer_keeps_its_coddivipol(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """coddivipol travels from the answer (any key case) to the lookup and its result; an
+    answer without one leaves it empty."""
+    capture = django_capture_on_commit_callbacks
+    lower = drive(new_lookup("answer:found"), capture)
+    upper = drive(new_lookup("answer:found_upper"), capture)
+    without = drive(new_lookup("answer:found_without_coddivipol"), capture)
+    for info in (lower, upper):
+        assert info.status == Status.FOUND
+        assert info.coddivipol.isdigit() and len(info.coddivipol) == 9
+        assert info.user.username not in info.coddivipol
+        assert result_of(info)["coddivipol"] == info.coddivipol
+    assert (without.status, without.coddivipol) == (Status.FOUND, "")
+
+
+def test_a_recheck_does_not_count_a_first_coddivipol_as_a_change() -> None:
+    """A previous result kept before census had coddivipol says nothing about it; a code
+    that differs from a kept one is a change."""
+    current = {"status": "found", "puesto": "P", "coddivipol": "160010101"}
+    assert changed_fields({"status": "found", "puesto": "P"}, current) == []
+    assert changed_fields({**current, "coddivipol": ""}, current) == ["coddivipol"]

@@ -6,7 +6,7 @@ import pytest
 
 from census.lookup.policy import Finish, Retry, decide, retry_delay
 from census.models import Status
-from census.outcomes import Outcome
+from census.outcomes import AnswerReason, Outcome
 
 DELAYS = (60, 300, 900)
 
@@ -74,3 +74,23 @@ def test_every_outcome_is_classified() -> None:
         Outcome.INVALID_CEDULA,
         Outcome.MISSING_CEDULA,
     }
+
+
+@pytest.mark.parametrize(
+    ("outcome", "reason", "status"),
+    [
+        (Outcome.CANCELLED, AnswerReason.RIGHTS_SUSPENDED, Status.CANCELLED),
+        (Outcome.NOT_FOUND, AnswerReason.NOT_ENABLED, Status.NOT_FOUND),
+        (Outcome.NOT_FOUND, AnswerReason.PENDING_REQUEST, Status.NOT_FOUND),
+    ],
+)
+def test_an_answers_reason_is_its_final_reason(
+    outcome: Outcome, reason: AnswerReason, status: Status
+) -> None:
+    """An answer whose wording says more than its outcome finishes in the outcome's status
+    with that reason; any other outcome ignores it."""
+    decision = decide(outcome, 0, max_attempts=3, delays=DELAYS, answer_reason=reason)
+    assert decision == Finish(status=status, reason=reason)
+    assert decide(
+        Outcome.TIMEOUT, 2, max_attempts=3, delays=DELAYS, answer_reason=reason
+    ) == Finish(status=Status.ERROR, reason="timeout", exhausted=True)

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 
 from census.cedula import mask
+from census.outcomes import AnswerReason, Outcome
+from census.scraper.parser import parse_answer, unexpected_signature
 from census.testing import answers
 from census.testing.simulator import (
     BLOCK_PATH,
@@ -114,10 +116,21 @@ class FakeClock:
         ("1012345678", "found"),
         ("1112345678", "found_locality"),
         ("1212345678", "found_upper"),
+        ("1312345678", "found_without_coddivipol"),
+        ("1412345678", "found"),
         ("2012345678", "not_found"),
+        ("2112345678", "not_found_reworded"),
+        ("2212345678", "found"),
         ("3012345678", "cancelled_death"),
         ("3112345678", "cancelled_double"),
         ("3212345678", "cancelled_rights"),
+        ("3312345678", "novedad_rights_valid"),
+        ("3412345678", "novedad_rights_removed"),
+        ("3512345678", "novedad_not_enabled"),
+        ("3612345678", "novedad_pending"),
+        ("3712345678", "cancelled_false_identity"),
+        ("3812345678", "novedad_unknown"),
+        ("3912345678", "found"),
         ("4012345678", "blocked_page"),
         ("4112345678", "blocked_403"),
         ("4212345678", "blocked_429"),
@@ -250,6 +263,34 @@ def test_found_data_is_deterministic_per_cedula(sim: CensusSimulator) -> None:
     assert len(places) > 5
 
 
+def test_not_found_reworded_lacks_the_phrase(sim: CensusSimulator) -> None:
+    """Prefix 21: a not-found answer whose message echoes the number without "no se
+    encuentra en el censo"; census reads it as unexpected, never as not found."""
+    res = consulta(sim, "2112345678").json
+    assert res["ok"] is True and res["encontrado"] is False and "novedad" not in res
+    assert res["mensaje"] == answers.REWORDED_NOT_FOUND.format(cedula="2112345678")
+    assert "no se encuentra en el censo" not in res["mensaje"]
+    result = parse_answer(res, "2112345678")
+    assert result.outcome is Outcome.UNEXPECTED_PAGE
+    assert unexpected_signature(result).startswith("answer:unknown_message:")
+
+
+def test_found_answers_carry_a_digit_coddivipol_but_13(sim: CensusSimulator) -> None:
+    """Found answers carry ``coddivipol`` (9 digits, in the key case of the answer) and census
+    keeps it; prefix 13 leaves it out."""
+    for cedula, key in (("1012345678", "coddivipol"), ("1212345678", "CODDIVIPOL")):
+        res = consulta(sim, cedula).json
+        data = res["data"]
+        assert data[key].isdigit() and len(data[key]) == 9
+        place = parse_answer(res, cedula).place
+        assert place is not None and place.coddivipol == data[key]
+    res = consulta(sim, "1312345678").json
+    assert res["encontrado"] is True
+    assert set(res["data"]) == FOUND_KEYS - {"coddivipol"}
+    place = parse_answer(res, "1312345678").place
+    assert place is not None and place.coddivipol == "" and place.departamento
+
+
 def test_not_found_message_echoes_the_number(sim: CensusSimulator) -> None:
     """Prefix 20: ok, not encontrado, mensaje with the number and the real wording."""
     res = consulta(sim, "2012345678").json
@@ -259,18 +300,51 @@ def test_not_found_message_echoes_the_number(sim: CensusSimulator) -> None:
     assert "novedad" not in res
 
 
-@pytest.mark.parametrize(
-    ("cedula", "novedad"),
-    [
-        ("3012345678", "Cancelada por Muerte"),
-        ("3112345678", "Cancelada por Doble Cedulación"),
-        ("3212345678", "Cancelada por Pérdida o Suspensión de los Derechos Políticos"),
-    ],
-)
+#: The novelty scenarios (prefixes 30-38): the site's words, and what census reads them as.
+NOVELTY_SCENARIOS: list[tuple[str, str, Outcome, AnswerReason | None]] = [
+    ("3012345678", "Cancelada por Muerte", Outcome.CANCELLED, None),
+    ("3112345678", "Cancelada por Doble Cedulación", Outcome.CANCELLED, None),
+    (
+        "3212345678",
+        "Cancelada por Pérdida o Suspensión de los Derechos Políticos",
+        Outcome.CANCELLED,
+        AnswerReason.RIGHTS_SUSPENDED,
+    ),
+    (
+        "3312345678",
+        "Vigente con Pérdida o Suspensión de los Derechos Políticos",
+        Outcome.CANCELLED,
+        AnswerReason.RIGHTS_SUSPENDED,
+    ),
+    (
+        "3412345678",
+        "Baja por Pérdida o Suspensión de los Derechos Políticos",
+        Outcome.CANCELLED,
+        AnswerReason.RIGHTS_SUSPENDED,
+    ),
+    (
+        "3512345678",
+        "no se encuentra habilitado para votar",
+        Outcome.NOT_FOUND,
+        AnswerReason.NOT_ENABLED,
+    ),
+    (
+        "3612345678",
+        "Pendiente por Solicitud en proceso",
+        Outcome.NOT_FOUND,
+        AnswerReason.PENDING_REQUEST,
+    ),
+    ("3712345678", "Cancelada por Falsa Identidad", Outcome.CANCELLED, None),
+    ("3812345678", "En verificación de identidad", Outcome.UNEXPECTED_PAGE, None),
+]
+
+
+@pytest.mark.parametrize(("cedula", "novedad", "outcome", "reason"), NOVELTY_SCENARIOS)
 def test_cancelled_answer_carries_the_novedad(
-    sim: CensusSimulator, cedula: str, novedad: str
+    sim: CensusSimulator, cedula: str, novedad: str, outcome: Outcome, reason: Any
 ) -> None:
-    """Prefixes 30-32: truthy novedad, mensaje, descripcion and data with resolución and date."""
+    """Prefixes 30-38: truthy novedad, mensaje, descripcion and data with resolución and date,
+    in the real wordings (and one nobody knows); census reads each as documented."""
     res = consulta(sim, cedula).json
     assert res["ok"] is True and res["encontrado"] is False and res["novedad"]
     assert res["descripcion"] == novedad
@@ -278,6 +352,8 @@ def test_cancelled_answer_carries_the_novedad(
     assert res["data"]["nuip"] == cedula
     assert res["data"]["novedad"] == novedad
     assert res["data"]["resolucion"] and res["data"]["fecha_novedad"]
+    result = parse_answer(res, cedula)
+    assert (result.outcome, result.reason) == (outcome, reason)
 
 
 # -- blocks and failures ----------------------------------------------------------------------
