@@ -7,6 +7,7 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from census.models import CedulaInfo, Status
+from census.outcomes import AnswerReason
 
 #: One sentence per status, for the member.
 EXPLANATIONS: dict[Status, str] = {
@@ -17,6 +18,18 @@ EXPLANATIONS: dict[Status, str] = {
     Status.NOT_FOUND: "Tu cédula no aparece en el censo electoral para esta elección.",
     Status.CANCELLED: "Tu cédula tiene una novedad en el censo electoral:",
     Status.ERROR: "No pudimos completar la consulta. Un líder puede pedir una nueva.",
+}
+#: For a final answer whose wording said more than its status (``final_reason``).
+REASON_EXPLANATIONS: dict[str, str] = {
+    AnswerReason.RIGHTS_SUSPENDED: (
+        "Tu cédula tiene una novedad en el censo electoral: tus derechos políticos están "
+        "suspendidos."
+    ),
+    AnswerReason.NOT_ENABLED: "Tu cédula no está habilitada para votar en esta elección:",
+    AnswerReason.PENDING_REQUEST: (
+        "Tu cédula tiene una solicitud en proceso en la Registraduría; consúltala de nuevo "
+        "más adelante:"
+    ),
 }
 NO_LOOKUP = "Todavía no hay una consulta del censo para tu cuenta."
 
@@ -30,7 +43,7 @@ def census_card(info: CedulaInfo | None) -> dict[str, Any]:
         "status": status.value,
         "label": str(status.label),
         "final": status.is_final,
-        "explanation": EXPLANATIONS[status],
+        "explanation": _explanation(info, status),
         "status_changed_at": info.status_changed_at,
         "next_attempt_at": info.next_attempt_at if status == Status.RETRYING else None,
         "place": None,
@@ -43,14 +56,21 @@ def census_card(info: CedulaInfo | None) -> dict[str, Any]:
             "puesto": info.puesto,
             "direccion": info.direccion,
             "mesa": info.mesa,
+            "coddivipol": info.coddivipol,
         }
-    elif status == Status.CANCELLED:
+    elif status == Status.CANCELLED or (status == Status.NOT_FOUND and info.novedad):
         card["novedad"] = {
             "novedad": info.novedad,
             "resolucion": info.resolucion,
             "fecha_novedad": info.fecha_novedad,
         }
     return card
+
+
+def _explanation(info: CedulaInfo, status: Status) -> str:
+    if status.is_final and info.final_reason in REASON_EXPLANATIONS:
+        return REASON_EXPLANATIONS[info.final_reason]
+    return EXPLANATIONS[status]
 
 
 def render_card(card: dict[str, Any]) -> str:

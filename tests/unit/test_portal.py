@@ -182,6 +182,37 @@ def test_status_json_shows_the_novedad_of_a_cancelled_cedula(client: Client) -> 
     assert response["Cache-Control"].startswith("max-age=0")
 
 
+def test_status_json_and_profile_show_the_coddivipol_of_a_found_lookup(client: Client) -> None:
+    """A found lookup's DIVIPOL code is in the place of the JSON and on the profile."""
+    member = factories.member()
+    _finish(member, Status.FOUND, municipio="SOACHA", puesto="PUESTO 3", coddivipol="157301903")
+    client.force_login(member)
+
+    data = client.get(reverse("portal:census_status")).json()
+    page = client.get(reverse("portal:profile")).content.decode()
+
+    assert data["place"]["coddivipol"] == "157301903"
+    assert 'data-testid="census-coddivipol">157301903<' in page
+
+
+def test_a_not_found_with_a_reason_explains_it_and_shows_the_sites_words(client: Client) -> None:
+    """A not-found lookup whose answer said "no se encuentra habilitado para votar" says so,
+    with the site's words; a plain not-found keeps the general sentence and no novedad."""
+    member, other = factories.member(), factories.member()
+    words = "no se encuentra habilitado para votar"
+    _finish(member, Status.NOT_FOUND, final_reason="not_enabled", novedad=words)
+    _finish(other, Status.NOT_FOUND, final_reason="not_found")
+    client.force_login(member)
+    data = client.get(reverse("portal:census_status")).json()
+    client.force_login(other)
+    plain = client.get(reverse("portal:census_status")).json()
+
+    assert "no está habilitada para votar" in data["explanation"]
+    assert data["novedad"]["novedad"] == words
+    assert plain["novedad"] is None
+    assert plain["explanation"].startswith("Tu cédula no aparece en el censo")
+
+
 def test_status_json_requires_login(client: Client) -> None:
     """Anonymous requests get no census data."""
     response = client.get(reverse("portal:census_status"))
