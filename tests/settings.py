@@ -177,6 +177,9 @@ if os.environ.get("CENSUS_BROWSERS_PER_HOST"):
 if os.environ.get("CENSUS_MAX_ATTEMPTS"):
     CENSUS_MAX_ATTEMPTS = int(os.environ["CENSUS_MAX_ATTEMPTS"])
 CENSUS_SITE_URL = os.environ.get("CENSUS_SITE_URL", "http://127.0.0.1:9/consultar/")
+# A solving service for real-process tests (tests/integration/test_captcha_cluster.py).
+if os.environ.get("CENSUS_TEST_CAPTCHA_JSON"):
+    CENSUS_CAPTCHA = json.loads(os.environ["CENSUS_TEST_CAPTCHA_JSON"])
 CENSUS_FAKE_STATE_DIR = os.environ.get("CENSUS_FAKE_STATE_DIR") or None
 if "CENSUS_FAKE_SCRIPT" in os.environ:
     import json

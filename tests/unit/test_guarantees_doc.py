@@ -24,6 +24,7 @@ def _test_functions() -> set[str]:
 
 
 def test_every_test_the_guarantees_name_exists() -> None:
+    """Each test the page names, in full, is a test function of the suite."""
     text = PAGE.read_text()
     assert re.findall(r"test_[a-z0-9_]*…", text) == [], "name tests in full"
     named = set(re.findall(r"`(test_[a-z0-9_]+)`", text))
@@ -32,12 +33,14 @@ def test_every_test_the_guarantees_name_exists() -> None:
 
 
 def test_every_file_the_guarantees_name_exists() -> None:
+    """Each census/ or tests/ file the page names exists."""
     named = set(re.findall(r"`((?:census|tests)/[\w/]+\.py)`", PAGE.read_text()))
     assert named, "the page names no files: its format changed"
     assert sorted(name for name in named if not (ROOT / name).is_file()) == []
 
 
 def test_every_promise_row_names_a_test() -> None:
+    """No promise without a test that shows it."""
     rows = [line for line in PAGE.read_text().splitlines() if line.startswith("| **")]
     assert rows, "no promise rows: the table's format changed"
     unshown = [row.split("**")[1] for row in rows if not re.search(r"`test_[a-z0-9_]+`", row)]

@@ -1421,5 +1421,6 @@ def test_a_token_the_verifier_accepts_gets_the_answer_and_its_refusals_are_count
 
 
 def test_the_captcha_mode_must_be_known() -> None:
+    """A misspelled captcha mode is refused at construction, not served as some default."""
     with pytest.raises(ValueError, match="captcha must be one of"):
         CensusSimulator(captcha="easy")
