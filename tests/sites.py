@@ -8,12 +8,17 @@
 - ``worker_process`` runs a script as a Django-Q2 worker would: the tests' settings and
   database, census pointed at a simulator.
 - ``check_site`` runs ``census_check_site`` in-process; ``stages`` reads its stage lines.
+- ``command_env`` is the environment a management command runs in as a subprocess;
+  ``django_command`` starts one, its output (stderr too) piped; ``stop_command`` SIGTERMs it.
+- ``FakeClock`` stands in for the clocks the simulator, the solving service and the solving
+  client take, so that tests move time instead of sleeping.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from io import StringIO
@@ -93,3 +98,54 @@ def worker_process(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def command_env() -> dict[str, str]:
+    """The environment a ``python -m django <command>`` subprocess runs in: the tests'
+    settings, the repository and the example portal importable, output unbuffered."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example")]),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def django_command(*args: str) -> subprocess.Popen[str]:
+    """``python -m django ARGS`` in the repository, with ``command_env()``; stdout piped, text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", *args],
+        cwd=ROOT,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop_command(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM the command and return the rest of its output."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return out
+
+
+class FakeClock:
+    """An injectable clock that only moves when told to; ``sleep`` moves it too (a client's
+    injected ``sleep``), so a 30 s solve takes no time."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    sleep = advance

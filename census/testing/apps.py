@@ -1,6 +1,6 @@
 """``census.testing`` as a Django app: add it to ``INSTALLED_APPS`` to get the
-``census_simulator`` management command (a development or test project's choice; a portal
-that only installs ``census`` gets no simulator command)."""
+``census_simulator`` and ``census_solving_service`` management commands (a development or
+test project's choice; a portal that only installs ``census`` gets neither)."""
 
 from __future__ import annotations
 

@@ -57,6 +57,7 @@ __all__ = [
     "CAPTCHA_MODES",
     "AccessRecord",
     "CensusSimulator",
+    "LoopbackHTTPServer",
     "Scenario",
     "cedula_key",
     "scenario_for",
@@ -725,10 +726,20 @@ def _parse(body: bytes) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-class _Server(ThreadingHTTPServer):
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server that does not look its own name up: the simulator's, and the
+    local solving service's (``census.testing.solving_service``)."""
+
     daemon_threads = True
     block_on_close = False
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls getfqdn(), a DNS lookup that can stall for seconds.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+
+class _Server(LoopbackHTTPServer):
     def __init__(
         self, address: tuple[str, int], simulator: CensusSimulator, family: socket.AddressFamily
     ) -> None:
@@ -737,11 +748,6 @@ class _Server(ThreadingHTTPServer):
         self.resets: set[socket.socket] = set()
         self.resets_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls getfqdn(), a DNS lookup that can stall for seconds.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     def shutdown_request(self, request: Any) -> None:
         with self.resets_lock:

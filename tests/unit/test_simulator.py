@@ -7,8 +7,6 @@ import contextlib
 import errno
 import hashlib
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +42,15 @@ from census.testing.simulator import (
     scenario_for,
     solve_captcha,
 )
-from tests.sites import FOUND_KEYS, SIM_RETRY_AFTER, SIM_SLOW_SECONDS
+from tests.sites import (
+    FOUND_KEYS,
+    SIM_RETRY_AFTER,
+    SIM_SLOW_SECONDS,
+    FakeClock,
+    command_env,
+    django_command,
+    stop_command,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,19 +98,6 @@ def consulta(sim: CensusSimulator | str, cedula: str, token: str | None = None) 
         token = token_for(base, cedula)
     payload = {"documento": cedula, "eleccionId": 0, "captchaToken": token}
     return fetch(f"{base}/back/api/consulta", payload)
-
-
-class FakeClock:
-    """An injectable monotonic clock that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # -- scenario table --------------------------------------------------------------------------
@@ -1225,28 +1218,11 @@ def test_census_site_fixture_is_the_session_simulator_after_reset(
     assert site.slow_seconds == 120.0 and site.retry_after == 10
 
 
-def _command_env() -> dict[str, str]:
-    """The environment the management command runs in (the tests' settings)."""
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example")]),
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
 def _start_command(*args: str, banner: int = 2) -> tuple[subprocess.Popen[str], str, str]:
     """Run ``manage.py census_simulator --port 0 ARGS``; (process, base URL, banner) once it
     serves. The ``banner`` first lines are read here, before any request, so that no output is
     left in the pipe's read buffer where ``communicate(timeout=...)`` would not see it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "django", "census_simulator", "--port", "0", *args],
-        cwd=ROOT,
-        env=_command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = django_command("census_simulator", "--port", "0", *args)
     assert proc.stdout is not None
     first = proc.stdout.readline()
     if not first.startswith("Census simulator serving http://127.0.0.1:"):
@@ -1254,18 +1230,6 @@ def _start_command(*args: str, banner: int = 2) -> tuple[subprocess.Popen[str], 
         raise AssertionError(first + proc.communicate(timeout=15)[0])
     lines = [first] + [proc.stdout.readline() for _ in range(banner - 1)]
     return proc, first.split()[-1].removesuffix("/consultar/"), "".join(lines)
-
-
-def _stop_command(proc: subprocess.Popen[str]) -> str:
-    """SIGTERM the command and return the rest of its output."""
-    try:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return out
 
 
 def test_management_command_serves_until_sigterm(tmp_path: Path) -> None:
@@ -1277,7 +1241,7 @@ def test_management_command_serves_until_sigterm(tmp_path: Path) -> None:
         res = fetch(f"{base}/back/api/consulta", {"documento": "4212345678"})
         assert res.status == 429 and res.headers["Retry-After"] == "3"
     finally:
-        out = _stop_command(proc)
+        out = stop_command(proc)
     assert proc.returncode == 0
     assert "POST /back/api/consulta *******678 blocked_429 -> 429" in out
     assert "Census simulator stopped." in out
@@ -1316,7 +1280,7 @@ def test_management_command_block_first_and_control_endpoint(tmp_path: Path) -> 
         assert fetch(base + BLOCK_PATH, {"seconds": 600, "kind": "429"}).status == 200
         assert consulta(base, "1012345678").status == 429
     finally:
-        out = _stop_command(proc)
+        out = stop_command(proc)
     assert proc.returncode == 0
     assert banner.splitlines()[-1] == "Blocking every consulta (403) for the first 600 s."
     assert "POST /back/api/consulta *******678 spell_403 -> 403" in out
@@ -1336,7 +1300,7 @@ def test_management_command_refuses_a_negative_block_first() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "django", "census_simulator", "--port", "0", "--block-first=-1"],
         cwd=ROOT,
-        env=_command_env(),
+        env=command_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -1357,7 +1321,7 @@ def test_management_command_layout_starts_with_a_changed_layout(tmp_path: Path) 
         assert fetch(base + LAYOUT_PATH, {"kind": None}).json == {"ok": True, "kind": None}
         assert consulta(base, "1012345678").json["encontrado"] is True
     finally:
-        out = _stop_command(proc)
+        out = stop_command(proc)
     assert proc.returncode == 0
     assert banner.splitlines()[-1] == 'Serving the changed layout "wrapper".'
     assert "POST /back/api/consulta *******678 found -> 200 [layout wrapper]" in out
@@ -1372,7 +1336,7 @@ def test_management_command_refuses_an_unknown_layout() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "django", "census_simulator", "--port", "0", "--layout", "bogus"],
         cwd=ROOT,
-        env=_command_env(),
+        env=command_env(),
         capture_output=True,
         text=True,
         timeout=60,
