@@ -9,6 +9,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
+from census.captcha.services import CaptchaConfig, is_cleartext_remote, setting_problems
 from census.conf import settings
 from census.models import FINAL_STATUSES
 
@@ -170,6 +171,50 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error 
         except ValueError as exc:
             found.append(Error(f"{setting}: {exc}", id="census.E005"))
     found += _follow_up_errors(getattr(django_settings, "CENSUS_FOLLOW_UPS", None) or {})
+    found += _captcha_problems(getattr(django_settings, "CENSUS_CAPTCHA", None))
+    return found
+
+
+#: ``census.captcha.services.setting_problems`` keys -> check ids.
+CAPTCHA_CHECK_IDS = {
+    "setting": "census.E008",
+    "service": "census.E009",
+    "api_key": "census.E010",
+    "api_url": "census.E011",
+}
+
+
+def _captcha_problems(value: Any) -> list[Error | Warning]:
+    """A ``CENSUS_CAPTCHA`` that names no known service, has no key or a base URL without
+    scheme and host would fail every solve: say so at startup. Messages name no key."""
+    if value is None:
+        return []
+    errors: list[Error | Warning] = [
+        Error(message, hint="See docs/captcha.md.", id=CAPTCHA_CHECK_IDS[key])
+        for key, message in setting_problems(value)
+    ]
+    if errors:
+        return errors
+    config = CaptchaConfig.from_setting(value)
+    found: list[Error | Warning] = []
+    if is_cleartext_remote(config.api_url):
+        found.append(
+            Warning(
+                f"CENSUS_CAPTCHA['api_url'] = {config.api_url!r} is plain http to another "
+                "host: the API key would travel in clear.",
+                hint="Use https, or a loopback address for a local solving service.",
+                id="census.W007",
+            )
+        )
+    if settings.captcha_solver_path:
+        found.append(
+            Warning(
+                "CENSUS_CAPTCHA_SOLVER and CENSUS_CAPTCHA are both set: the scraper calls "
+                "CENSUS_CAPTCHA_SOLVER, and CENSUS_CAPTCHA is not used.",
+                hint="Remove one of them.",
+                id="census.W008",
+            )
+        )
     return found
 
 

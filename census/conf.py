@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
 
+from census.captcha.services import CaptchaConfig
 from census.limits import MAX_DEFER_SECONDS, MAX_RETRY_AFTER_SECONDS
 from census.scraper.base import SITE_URL, ScraperConfig
 
@@ -47,8 +48,13 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_MAX_RETRY_AFTER_SECONDS": MAX_RETRY_AFTER_SECONDS,
     # A lookup deferred (gate closed) longer than this in total ends in error (blocked).
     "CENSUS_MAX_DEFER_SECONDS": MAX_DEFER_SECONDS,
-    # Dotted path of a captcha solver, callable(site_key, page_url) -> token | None.
+    # Dotted path of a captcha solver, callable(site_key, page_url) -> token | None. Wins over
+    # CENSUS_CAPTCHA when both are set.
     "CENSUS_CAPTCHA_SOLVER": None,
+    # The solving service that gets tokens for the site's reCAPTCHA (docs/captcha.md):
+    # {"service": "2captcha" | "capsolver" | "anti-captcha" | "capmonster", "api_key": "...",
+    #  "api_url": None (the service's own) or a base URL such as "http://127.0.0.1:8766"}.
+    "CENSUS_CAPTCHA": None,
     # Seconds between scheduler runs inside each qcluster worker; 0 turns it off.
     "CENSUS_SCHEDULER_TICK": 1.0,
     # Bytes of error detail kept in raw_response.
@@ -110,6 +116,9 @@ def parse_duration(text: str | float) -> float:
         )
     return seconds
 
+
+#: The solver the scraper calls when only ``CENSUS_CAPTCHA`` is set.
+SERVICE_SOLVER = "census.captcha.solver.solve_with_service"
 
 #: Seconds the Django-Q2 task timeout adds on top of the scrape timeout.
 TASK_TIMEOUT_MARGIN = 30
@@ -185,6 +194,21 @@ class CensusSettings:
         return self._get("CENSUS_CAPTCHA_SOLVER")
 
     @property
+    def captcha(self) -> CaptchaConfig | None:
+        """``CENSUS_CAPTCHA`` checked (``ValueError`` when malformed; the system check says
+        why at startup), or None when no solving service is configured."""
+        value = self._get("CENSUS_CAPTCHA")
+        return None if value is None else CaptchaConfig.from_setting(value)
+
+    @property
+    def solver_path(self) -> str | None:
+        """The solver the scraper calls: ``CENSUS_CAPTCHA_SOLVER``, else the configured
+        service's (``SERVICE_SOLVER``), else none."""
+        if self.captcha_solver_path:
+            return self.captcha_solver_path
+        return SERVICE_SOLVER if self._get("CENSUS_CAPTCHA") is not None else None
+
+    @property
     def scheduler_tick(self) -> float:
         return float(self._get("CENSUS_SCHEDULER_TICK") or 0)
 
@@ -194,7 +218,7 @@ class CensusSettings:
             site_url=self.site_url,
             timeout=self.scrape_timeout,
             executable=self.browser_executable,
-            solver_path=self.captcha_solver_path,
+            solver_path=self.solver_path,
             max_retry_after=self.max_retry_after_seconds,
             browsers_per_host=self.browsers_per_host,
         )

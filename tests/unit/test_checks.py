@@ -99,3 +99,37 @@ def test_a_duration_that_is_not_one_is_an_error(setting: str) -> None:
     with override_settings(**{setting: "two weeks"}):
         errors = [m for m in check_census_settings() if m.id == "census.E005"]
     assert [setting in e.msg for e in errors] == [True]
+
+
+CAPTCHA = {"service": "2captcha", "api_key": "k3y-value", "api_url": None}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, []),
+        (CAPTCHA, []),
+        ({**CAPTCHA, "api_url": "http://127.0.0.1:8766"}, []),
+        ("2captcha", ["census.E008"]),
+        ({**CAPTCHA, "retries": 3}, ["census.E008"]),
+        ({**CAPTCHA, "service": "deathbycaptcha"}, ["census.E009"]),
+        ({**CAPTCHA, "api_key": ""}, ["census.E010"]),
+        ({"service": "capmonster"}, ["census.E010"]),
+        ({**CAPTCHA, "api_url": "api.2captcha.com"}, ["census.E011"]),
+        ({**CAPTCHA, "api_url": "http://solver.example.com"}, ["census.W007"]),
+    ],
+)
+def test_census_captcha_is_checked(value: Any, expected: list[str]) -> None:
+    """An unknown service, a missing key or a base URL without scheme and host is an error at
+    startup; plain http to another host is a warning; no message shows the key."""
+    with override_settings(CENSUS_CAPTCHA=value):
+        found = [m for m in check_census_settings() if m.id.startswith("census.")]
+    assert [m.id for m in found] == expected
+    assert all("k3y-value" not in f"{m.msg} {m.hint}" for m in found)
+
+
+def test_a_solver_callable_and_a_service_together_are_warned() -> None:
+    """Both CENSUS_CAPTCHA_SOLVER and CENSUS_CAPTCHA: the callable is used, census.W008."""
+    solver = "census.testing.simulator.solve_captcha"
+    with override_settings(CENSUS_CAPTCHA=CAPTCHA, CENSUS_CAPTCHA_SOLVER=solver):
+        assert [m.id for m in check_census_settings()] == ["census.W008"]

@@ -37,7 +37,19 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
-    ("the scraper (no Django)", frozenset({"scraper", "scraper."})),
+    (
+        "the scraper and the captcha client (no Django)",
+        frozenset(
+            {
+                "scraper",
+                "scraper.",
+                "captcha",
+                "captcha.client",
+                "captcha.errors",
+                "captcha.services",
+            }
+        ),
+    ),
     ("settings and storage", frozenset({"conf", "logs", "models", "database", "gate.store"})),
     (
         "services",
@@ -53,6 +65,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "observability.snapshots",
                 "bulk.selection",
                 "bulk.window",
+                "captcha.solver",
             }
         ),
     ),
@@ -112,6 +125,19 @@ def test_the_scraper_package_reads_no_settings_and_touches_no_database(path: Pat
     imports = imported_modules(path)
     assert not {m for m in imports if m == "django" or m.startswith("django.")}
     assert not imports & forbidden
+
+
+#: census.captcha's modules that must work without Django (only ``solver`` reads settings).
+CAPTCHA_CLIENT = sorted(p for p in (CENSUS / "captcha").glob("*.py") if p.name != "solver.py")
+
+
+@pytest.mark.parametrize("path", CAPTCHA_CLIENT, ids=lambda p: p.name)
+def test_the_captcha_client_reads_no_settings(path: Path) -> None:
+    """census.captcha (but its settings glue, ``solver``) imports nothing of Django or the
+    settings, so the client works from the scraper, a shell or a pool."""
+    imports = imported_modules(path)
+    assert not {m for m in imports if m == "django" or m.startswith("django.")}
+    assert "census.conf" not in imports and "census.models" not in imports
 
 
 def test_django_q2_is_called_from_one_module() -> None:
