@@ -1,0 +1,94 @@
+"""Lookups against the live site's captcha, with real processes: a qcluster drives Chromium
+against the simulator in its default mode (an image challenge on every click, the submit
+enabled by the widget's callback only, each token checked with the solving service) and the
+local solving service, over its HTTP protocol, solves each challenge in seconds.
+
+What the site received (its access log), what the service charged (its ledger) and what the
+database says are counted against each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from census.models import Status
+from census.testing.simulator import CensusSimulator
+from census.testing.solving_service import SolvingService
+from tests import factories
+from tests.clusters import browser_cluster, register, wait_until_final
+from tests.evidence import assert_attempts_match_requests, assert_no_cedula_stored, summary
+
+# Chromium, the simulator and the service: nothing here differs between databases.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.any_database,
+]
+
+#: (prefix, final status, how many members).
+MIX = (("10", Status.FOUND, 3), ("20", Status.NOT_FOUND, 1), ("30", Status.CANCELLED, 1))
+
+
+@pytest.fixture
+def service() -> Iterator[SolvingService]:
+    with SolvingService(solve_seconds=2.0) as solving:
+        yield solving
+
+
+@pytest.fixture
+def live_site(service: SolvingService) -> Iterator[CensusSimulator]:
+    with CensusSimulator(retry_after=2, token_verifier=service.verify) as site:
+        yield site
+
+
+def test_every_member_is_right_and_each_consulta_used_one_paid_solve(
+    qcluster: Any, service: SolvingService, live_site: CensusSimulator
+) -> None:
+    """With a solving service configured, every lookup ends right; each consulta carried a
+    token the service issued and the site accepted; every paid solve was used.
+
+    Without the callback the page's submit stays disabled (every lookup captcha_failed, then
+    error); without a service the challenge is never passed (the test below)."""
+    cluster = browser_cluster(
+        qcluster, live_site, CENSUS_TEST_CAPTCHA_JSON=json.dumps(service.setting())
+    )
+    expected = {
+        factories.cedula(prefix): status for prefix, status, count in MIX for _ in range(count)
+    }
+    infos = wait_until_final(register(list(expected)), cluster, timeout=300)
+    for info in infos:
+        assert info.status == expected[info.user.username], (info.pk, info.raw_response)
+    consultas = len(live_site.consultas())
+    ledger = service.ledger()
+    assert consultas == len(infos)
+    assert (ledger.used, ledger.paid, ledger.wasted) == (consultas, consultas, 0)
+    assert live_site.token_rejections() == {}
+    assert_attempts_match_requests(live_site, infos)
+    assert_no_cedula_stored(list(expected), cluster)
+    summary(
+        "captcha",
+        infos,
+        live_site,
+        solves_paid=ledger.paid,
+        tokens_used=ledger.used,
+        solves_per_lookup=round(ledger.paid / len(infos), 3),
+        spent_usd=round(ledger.spent, 5),
+    )
+
+
+def test_without_a_solving_service_no_lookup_passes_the_challenge(
+    qcluster: Any, live_site: CensusSimulator
+) -> None:
+    """The same site with no service configured: the challenge is never passed, nothing is
+    sent, and the lookups end in error (captcha_failed), as a deployment without a service
+    would against the live site."""
+    cluster = browser_cluster(qcluster, live_site, CENSUS_MAX_ATTEMPTS="1")
+    infos = wait_until_final(register([factories.cedula("10") for _ in range(2)]), cluster)
+    assert {(i.status, i.final_reason) for i in infos} == {(Status.ERROR, "captcha_failed")}
+    assert live_site.consultas() == []
+    summary("captcha_none", infos, live_site)
