@@ -77,3 +77,13 @@ OWN_SLOWNESS_REASONS = ("browser_slow", "browsers_busy")
 def is_own_slowness(error: str) -> bool:
     """Does a deferred attempt's error text name this host's slowness?"""
     return error.split(":", 1)[0] in OWN_SLOWNESS_REASONS
+
+
+#: Why a ``deferred`` attempt sent nothing because the captcha-solving service could not
+#: serve the account (no balance, down, a bad key): a solver error with ``defer_seconds``.
+CAPTCHA_SERVICE_REASON = "captcha_service"
+
+
+def is_captcha_service(error: str) -> bool:
+    """Does a deferred attempt's error text say the solving service could not serve it?"""
+    return error.split(":", 1)[0] == CAPTCHA_SERVICE_REASON

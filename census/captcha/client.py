@@ -100,6 +100,10 @@ class SolvingClient:
 
     # -- the protocol -------------------------------------------------------------------------
 
+    def now(self) -> float:
+        """This client's clock (seconds), on which ``solve``'s deadline is read."""
+        return self._clock()
+
     def solve(
         self,
         site_key: str,

@@ -81,9 +81,18 @@ class CaptchaError(CensusError):
         self.reason = reason
 
 
+#: Seconds a lookup waits, deferred and uncharged, when the service cannot serve the account.
+SERVICE_WAIT_SECONDS = 60.0
+
+
 class CaptchaServiceUnavailable(CaptchaError):
     """The service cannot serve this account now: unreachable, HTTP 5xx, zero balance, a wrong
-    key, no free worker, rate-limited, this IP refused. Not the task's fault: wait."""
+    key, no free worker, rate-limited, this IP refused. Not the task's fault: wait.
+
+    ``defer_seconds`` is what the scraper reads (it knows no census.captcha class): a solver
+    error carrying it defers the lookup that long, uncharged."""
+
+    defer_seconds = SERVICE_WAIT_SECONDS
 
 
 class CaptchaNotSolved(CaptchaError):

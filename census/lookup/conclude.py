@@ -23,7 +23,7 @@ from census.lookup.report import REASON_KEY, raw_cedula
 from census.lookup.results import changed_fields, result_of
 from census.lookup.status import locked, transition
 from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
-from census.outcomes import AnswerReason, Outcome, is_own_slowness
+from census.outcomes import AnswerReason, Outcome, is_captcha_service, is_own_slowness
 from census.q2.queue import schedule_attempt
 
 
@@ -62,6 +62,12 @@ def conclude_attempt(lookup_id: int, step: int, *, task_id: str | None = None) -
         )
         if isinstance(decision, policy.Defer) and not _defer(info, row, decision.delay):
             decision = policy.Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
+        if isinstance(decision, policy.Finish) and _captcha_service(row):
+            # Deferred past the bound because the solving service could not serve the
+            # account: the captcha was never passed.
+            decision = policy.Finish(
+                status=decision.status, reason=Outcome.CAPTCHA_FAILED, exhausted=True
+            )
         if isinstance(decision, policy.Finish) and _site_changed(row):
             # Deferred past the bound because the site's pages changed, not because it blocked.
             decision = policy.Finish(
@@ -164,6 +170,11 @@ def _answer_reason(row: Attempt) -> AnswerReason | None:
         return AnswerReason(value) if value else None
     except ValueError:  # a report written by a newer census: its outcome still holds
         return None
+
+
+def _captcha_service(row: Attempt) -> bool:
+    """Was this attempt deferred because the solving service could not serve it?"""
+    return row.outcome == Outcome.DEFERRED and is_captcha_service(row.error)
 
 
 def _site_changed(row: Attempt) -> bool:

@@ -62,7 +62,7 @@ from census.cedula import (
 from census.compat import renamed
 from census.events import Event
 from census.gate.protocol import Closed, Gate, Slot
-from census.outcomes import OWN_SLOWNESS_REASONS, Outcome
+from census.outcomes import CAPTCHA_SERVICE_REASON, OWN_SLOWNESS_REASONS, Outcome
 from census.scraper.base import (
     LookupResult,
     ScraperConfig,
@@ -759,6 +759,18 @@ class _Flow:
         try:
             token = _load(path)(site_key, self.page.url)
         except Exception as error:
+            wait = getattr(error, "defer_seconds", None)
+            if isinstance(wait, int | float) and wait > 0:
+                # The solving service cannot serve the account (no balance, down, a bad
+                # key; census.captcha.CaptchaServiceUnavailable carries ``defer_seconds``):
+                # not the member's failure. Nothing was sent; the lookup waits, uncharged.
+                why = getattr(error, "reason", "") or "unavailable"
+                return LookupResult(
+                    outcome=Outcome.DEFERRED,
+                    detail=_describe(error, self.cedula, f"{CAPTCHA_SERVICE_REASON}: {why}"),
+                    retry_after=float(wait),
+                    meta={"sent": False},
+                )
             detail = _describe(error, self.cedula, f"{reason}; the solver failed")
             return LookupResult(outcome=Outcome.CAPTCHA_FAILED, detail=detail)
         if not token:

@@ -10,7 +10,9 @@ running in different processes continue the same script. Outcomes:
 - ``"sleep:N"``: sleep N seconds, then answer ``found`` (to exercise task timeouts);
 - ``"answer:<scenario>"``: the census-site simulator's JSON answer for that scenario
   (``census.testing.answers.ANSWER_SCENARIOS``: found, not found, the novelty wordings),
-  read by the real parser, e.g. ``"answer:novedad_not_enabled"``.
+  read by the real parser, e.g. ``"answer:novedad_not_enabled"``;
+- ``"captcha_service"``: the solving service could not serve the account (a zero balance):
+  deferred for ``SERVICE_WAIT_SECONDS``, nothing sent, as the real scraper answers.
 
 Past the end of its script a cédula repeats the last step; an unscripted cédula is found.
 
@@ -32,7 +34,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from census.gate.protocol import Closed, Gate, Slot
-from census.outcomes import Outcome
+from census.outcomes import CAPTCHA_SERVICE_REASON, Outcome
 from census.scraper.base import LookupResult, Novedad, Place, ScraperConfig, site_changed
 from census.scraper.parser import parse_answer
 from census.testing import answers
@@ -65,7 +67,9 @@ SETTINGS: dict[str, object] = {
     # Directory for script positions shared across processes; None keeps them in memory.
     "CENSUS_FAKE_STATE_DIR": None,
 }
-_SPECIAL = re.compile(r"raise|sleep:\d+(\.\d+)?")
+_SPECIAL = re.compile(rf"raise|{CAPTCHA_SERVICE_REASON}|sleep:\d+(\.\d+)?")
+#: Seconds a scripted ``captcha_service`` step defers its lookup.
+SERVICE_WAIT_SECONDS = 60.0
 _ANSWER_STEPS = {f"answer:{scenario.value}" for scenario in answers.ANSWER_SCENARIOS}
 
 
@@ -106,13 +110,22 @@ class FakeScraper:
             slot = admission
         step = self._next_step(cedula)
         if self.gate is not None and slot is not None:  # the "request" leaves at once
-            self.gate.sent(slot, left=step != Outcome.CAPTCHA_FAILED.value)
+            self.gate.sent(
+                slot, left=step not in (Outcome.CAPTCHA_FAILED.value, CAPTCHA_SERVICE_REASON)
+            )
         if step == "raise":
             # As a crashing browser may: the message echoes the cédula it was given.
             raise ScriptedFailure(f"scripted scraper crash on {cedula}")
         if step.startswith("sleep:"):
             time.sleep(float(step.split(":", 1)[1]))
             step = "found"
+        if step == CAPTCHA_SERVICE_REASON:
+            return LookupResult(
+                outcome=Outcome.DEFERRED,
+                detail=f"{CAPTCHA_SERVICE_REASON}: zero_balance: scripted",
+                retry_after=SERVICE_WAIT_SECONDS,
+                meta={"sent": False},
+            )
         if step.startswith("answer:"):
             scenario = Scenario(step.split(":", 1)[1])
             parsed = parse_answer(answers.answer(cedula, scenario), cedula)

@@ -13,12 +13,14 @@ from collections.abc import Iterator
 import pytest
 from django.test import override_settings
 
+from census.captcha.errors import SERVICE_WAIT_SECONDS
 from census.conf import settings as census_settings
 from census.gate.protocol import OpenGate
 from census.outcomes import Outcome
 from census.scraper.base import LookupResult
 from census.scraper.playwright import PlaywrightScraper
 from census.testing.simulator import SITE_KEY, CensusSimulator, solve_captcha
+from census.testing.solving_service import SolvingService
 from tests.sites import TIMEOUT
 
 # The browser against the simulator (an open gate, no database): one pass is enough.
@@ -101,3 +103,19 @@ def test_a_token_only_in_the_textarea_never_leaves_the_page(site: CensusSimulato
             browser.close()
     assert "no es un robot" in shown
     assert site.consultas() == []
+
+
+def test_a_solving_service_that_cannot_serve_defers_the_lookup_uncharged(
+    site: CensusSimulator,
+) -> None:
+    """A zero balance at the configured service: the lookup is deferred (not charged, nothing
+    sent) for the service's wait, not failed as the member's captcha."""
+    with SolvingService(balance=0.0) as service:
+        with override_settings(CENSUS_CAPTCHA=service.setting()):
+            result = _lookup(site, "1000000104", solver=None)
+        ledger = service.ledger()
+    assert result.outcome is Outcome.DEFERRED, result.detail
+    assert result.detail.startswith("captcha_service:") and "zero_balance" in result.detail
+    assert result.retry_after == SERVICE_WAIT_SECONDS
+    assert result.meta["sent"] is False and site.consultas() == []
+    assert ledger.paid == 0

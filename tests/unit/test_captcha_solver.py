@@ -80,4 +80,18 @@ def test_the_solve_inside_an_attempt_leaves_room_in_its_budget(
     settings.CENSUS_CAPTCHA = SETTING
     settings.CENSUS_SCRAPE_TIMEOUT = scrape_timeout
     assert solve_with_service(SITE_KEY, PAGE_URL) == "token"
-    assert asked == {"timeout": solve_timeout}
+    assert asked == {"timeout": pytest.approx(solve_timeout, abs=0.5)}
+
+
+def test_a_task_the_service_failed_is_asked_again_within_the_wait(
+    settings: Any, census_captcha_service: SolvingService
+) -> None:
+    """Unsolvable once: a second task is asked and its token returned; the failed task is
+    not paid (the service's failure, not the member's)."""
+    census_captcha_service.configure(solve_seconds=0, unsolvable_every=2)
+    settings.CENSUS_CAPTCHA = census_captcha_service.setting()
+    solve_with_service(SITE_KEY, PAGE_URL, sleep=lambda seconds: None)  # task 1: solved
+    token = solve_with_service(SITE_KEY, PAGE_URL, sleep=lambda seconds: None)  # 2 fails, 3
+    assert census_captcha_service.verify(token) == (True, "")
+    ledger = census_captcha_service.ledger()
+    assert (ledger.created, ledger.unsolvable, ledger.paid) == (3, 1, 2)

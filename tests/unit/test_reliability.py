@@ -122,6 +122,22 @@ def test_deferred_past_the_maximum_ends_in_error_blocked(
     assert "deferred" in other.raw_response and "CENSUS_MAX_DEFER_SECONDS" in other.raw_response
 
 
+def test_a_solving_service_that_cannot_serve_charges_no_attempt_and_ends_captcha_failed(
+    settings: Any, new_lookup: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A lookup deferred by the solving service (a zero balance) is not charged: it waits
+    and comes back; deferred past CENSUS_MAX_DEFER_SECONDS it ends error/captcha_failed
+    (the captcha was never passed), not blocked."""
+    settings.CENSUS_MAX_DEFER_SECONDS = 90  # one 60 s wait fits, a second does not
+    info = first_attempt(new_lookup("captcha_service"), django_capture_on_commit_callbacks)
+    assert (info.status, info.retry_count) == (Status.RETRYING, 0)
+    assert Attempt.objects.get(lookup=info).outcome == "deferred"
+    CedulaInfo.objects.filter(pk=info.pk).update(next_attempt_at=timezone.now())
+    info = drive(info, django_capture_on_commit_callbacks)
+    assert (info.status, info.final_reason) == (Status.ERROR, "captcha_failed")
+    assert not Attempt.objects.filter(lookup=info).exclude(outcome="deferred").exists()
+
+
 # -- durable reports and task ownership --------------------------------------------------------
 
 
