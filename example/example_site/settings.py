@@ -25,7 +25,9 @@ Environment variables (all optional):
   ``CENSUS_RETRY_DELAYS`` (seconds, commas), ``CENSUS_MAX_ATTEMPTS``,
   ``CENSUS_SCHEDULER_TICK``, ``CENSUS_BLOCK_BACKOFF_SECONDS``,
   ``CENSUS_BLOCK_BACKOFF_MAX_SECONDS``, ``CENSUS_BULK_WINDOW_SECONDS``,
-  ``CENSUS_RECHECK_AFTER`` (e.g. ``90d``), ``CENSUS_RECHECK_HOUR``: the census settings of the
+  ``CENSUS_RECHECK_AFTER`` (e.g. ``90d``), ``CENSUS_RECHECK_HOUR``, and
+  ``CENSUS_CAPTCHA_SERVICE`` / ``CENSUS_CAPTCHA_API_KEY`` / ``CENSUS_CAPTCHA_API_URL``
+  (``CENSUS_CAPTCHA``'s keys; unset: no solving service): the census settings of the
   same name (defaults: census's own).
 """
 
@@ -215,6 +217,13 @@ CENSUS_FOLLOW_UPS = {
 }
 CENSUS_SCRAPER = _env("CENSUS_SCRAPER") or DEFAULTS["CENSUS_SCRAPER"]
 CENSUS_SITE_URL = _env("CENSUS_SITE_URL") or "http://127.0.0.1:8765/consultar/"
+# The captcha-solving service (docs/captcha.md): a lookup against the live site needs one.
+if _env("CENSUS_CAPTCHA_SERVICE"):
+    CENSUS_CAPTCHA = {
+        "service": _env("CENSUS_CAPTCHA_SERVICE"),
+        "api_key": _env("CENSUS_CAPTCHA_API_KEY"),
+        "api_url": _env("CENSUS_CAPTCHA_API_URL") or None,
+    }
 CENSUS_BROWSER_EXECUTABLE = _env("CENSUS_BROWSER_EXECUTABLE")
 CENSUS_SCRAPE_TIMEOUT = float(_env("CENSUS_SCRAPE_TIMEOUT") or DEFAULTS["CENSUS_SCRAPE_TIMEOUT"])
 CENSUS_RATE_LIMIT_SECONDS = float(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -92,6 +93,13 @@ def test_demo_exits_zero_with_a_summary(demo_run: DemoRun) -> None:
     assert f"for {MEMBERS}/{MEMBERS} lookups" in output
     assert "qinfo" in output and "qmonitor" in output and "/admin/" in output
     assert "CENSUS_RATE_LIMIT_SECONDS=1 (production default 5)" in output
+    # The live site's captcha, solved by the local service: one paid solve per request; the
+    # site uses each token but those of requests its front layer blocked (the 429).
+    requests = re.search(r"Census requests seen by the simulator: (\d+)", output)
+    solves = re.search(r"Captcha solves paid: (\d+) .* tokens used by the site: (\d+)", output)
+    assert requests and solves, output[-3000:]
+    assert int(solves[1]) == int(requests[1]) > MEMBERS
+    assert int(solves[2]) == int(solves[1]) - 1
     # The example settings run portal.followups.notify_leader for found, cancelled and
     # error: 5 of the first 6 cases (not the not-found one). No demo member has a leader.
     assert (

@@ -34,7 +34,7 @@ MIX: tuple[Case, ...] = (
     Case(prefix="30", label="cancelled (death)", expected=CANCELLED),
     Case(prefix="715", label="blocked (429) once, then found", expected=FOUND),
     Case(prefix="714", label="too slow once (timeout), then found", expected=FOUND),
-    Case(prefix="50", label="captcha challenge: exhausts retries", expected=ERROR),
+    Case(prefix="51", label="captcha token rejected every time: exhausts retries", expected=ERROR),
     Case(prefix="11", label="found (locality, school)", expected=FOUND),
     Case(prefix="713", label="captcha token rejected once, then found", expected=FOUND),
     Case(prefix="31", label="cancelled (double cédula)", expected=CANCELLED),

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from census.models import FINAL_STATUSES, FollowUp, Status
 from census.observability.stats import CensusStats
+from census.testing.solving_service import Ledger
 from portal.demo.progress import Row
 from portal.models import Notice
 
@@ -161,6 +162,16 @@ def _retries_line(stats: CensusStats) -> str:
     )
 
 
+def solves(ledger: Ledger, *, lookups: int) -> str:
+    """The captcha line: what the solving service was paid for, and what it was used for."""
+    per_lookup = f"{ledger.paid / lookups:.2f}" if lookups else "-"
+    return (
+        f"Captcha solves paid: {ledger.paid} ({per_lookup} per lookup), tokens used by the "
+        f"site: {ledger.used}, paid but unused: {ledger.wasted}, unsolvable (not paid): "
+        f"{ledger.unsolvable}; USD {ledger.spent:.4f} at the service's price."
+    )
+
+
 def render(
     *,
     rows: Sequence[Row],
@@ -170,6 +181,7 @@ def render(
     elapsed: float,
     consultas: int,
     closest_spacing: float | None,
+    solves: str,
     settings_note: Sequence[str],
     commands: Sequence[str],
     interrupted: bool,
@@ -226,6 +238,7 @@ def render(
             if closest_spacing is not None
             else "."
         ),
+        solves,
         "",
         *settings_note,
         "",
