@@ -55,6 +55,15 @@ DEFAULTS: dict[str, Any] = {
     # {"service": "2captcha" | "capsolver" | "anti-captcha" | "capmonster", "api_key": "...",
     #  "api_url": None (the service's own) or a base URL such as "http://127.0.0.1:8766"}.
     "CENSUS_CAPTCHA": None,
+    # With CENSUS_CAPTCHA: solve ahead, before any browser opens (census.captcha.pool), as
+    # many as the gate can spend while one is solved. False solves inside each attempt.
+    "CENSUS_CAPTCHA_POOL": True,
+    # Solves asked of the service per day (the server's local day), or None for no cap. Past
+    # it, lookups wait for the next day, uncharged.
+    "CENSUS_CAPTCHA_DAILY_LIMIT": None,
+    # Seconds a solve inside an attempt (CENSUS_CAPTCHA_SOLVER, or CENSUS_CAPTCHA_POOL False)
+    # may take, on top of CENSUS_SCRAPE_TIMEOUT: the page's budget stops while it runs.
+    "CENSUS_CAPTCHA_SOLVE_TIMEOUT": 120,
     # Seconds between scheduler runs inside each qcluster worker; 0 turns it off.
     "CENSUS_SCHEDULER_TICK": 1.0,
     # Bytes of error detail kept in raw_response.
@@ -166,8 +175,9 @@ class CensusSettings:
 
     @property
     def task_timeout(self) -> int:
-        """Django-Q2 task timeout: whole seconds (SIGALRM), above the scrape timeout."""
-        return int(self.scrape_timeout) + TASK_TIMEOUT_MARGIN
+        """Django-Q2 task timeout: whole seconds (SIGALRM), above the scrape timeout and a
+        solve inside the attempt."""
+        return int(self.scrape_timeout + self.solve_in_attempt) + TASK_TIMEOUT_MARGIN
 
     @property
     def rate_limit_seconds(self) -> float:
@@ -209,6 +219,29 @@ class CensusSettings:
         return SERVICE_SOLVER if self._get("CENSUS_CAPTCHA") is not None else None
 
     @property
+    def captcha_pool(self) -> bool:
+        """Are tokens solved ahead by the pool? Only for ``CENSUS_CAPTCHA``'s service (a
+        ``CENSUS_CAPTCHA_SOLVER`` callable is called inside the attempt)."""
+        return (
+            self.solver_path == SERVICE_SOLVER
+            and not self.captcha_solver_path
+            and bool(self._get("CENSUS_CAPTCHA_POOL"))
+        )
+
+    @property
+    def captcha_daily_limit(self) -> int | None:
+        value = self._get("CENSUS_CAPTCHA_DAILY_LIMIT")
+        return None if value is None else max(int(value), 0)
+
+    @property
+    def solve_in_attempt(self) -> float:
+        """Seconds a solve inside the attempt may add to its scrape budget: 0 when none runs
+        there (no solver, or the pool solves ahead)."""
+        if not self.solver_path or self.captcha_pool:
+            return 0.0
+        return max(float(self._get("CENSUS_CAPTCHA_SOLVE_TIMEOUT")), 0.0)
+
+    @property
     def scheduler_tick(self) -> float:
         return float(self._get("CENSUS_SCHEDULER_TICK") or 0)
 
@@ -219,6 +252,7 @@ class CensusSettings:
             timeout=self.scrape_timeout,
             executable=self.browser_executable,
             solver_path=self.solver_path,
+            solve_timeout=self.solve_in_attempt,
             max_retry_after=self.max_retry_after_seconds,
             browsers_per_host=self.browsers_per_host,
         )

@@ -70,6 +70,24 @@ class Event(StrEnum):
     BROWSER_KILLED = "browser_killed"
     #: The configured solver gave a captcha token.
     CAPTCHA_SOLVED = "captcha_solved"
+    #: The pool asked the solving service for a solve (``createTask``), ahead of the lookups.
+    CAPTCHA_SOLVE_ASKED = "captcha_solve_asked"
+    #: A solve asked ahead ended: ``ready`` (delivered, paid) or ``failed`` (not delivered,
+    #: not paid), or ``wasted`` (aged out in the pool unused).
+    CAPTCHA_SOLVE_ENDED = "captcha_solve_ended"
+    #: An attempt ended with a token: ``used``, ``refused`` (sent; the site said no),
+    #: ``returned`` (never sent, back to the pool) or ``wasted``.
+    CAPTCHA_TOKEN_SETTLED = "captcha_token_settled"
+    #: Recording what became of an attempt's token failed (database trouble); the attempt's
+    #: report is written anyway.
+    CAPTCHA_SETTLE_FAILED = "captcha_settle_failed"
+    #: The solving service cannot serve the account (down, no balance, a bad key, the day's
+    #: limit): nothing is asked of it until its probe succeeds; lookups wait, uncharged.
+    CAPTCHA_SERVICE_PAUSED = "captcha_service_paused"
+    #: The solving service answered its probe: solves are asked again.
+    CAPTCHA_SERVICE_RESUMED = "captcha_service_resumed"
+    #: A round of the token pool (polls, asks, expiries) failed; the next round runs anyway.
+    CAPTCHA_POOL_FAILED = "captcha_pool_failed"
     #: A re-check (refresh, bulk run) ended with a different census answer than before:
     #: the changed fields with their previous and current values (never the cédula).
     LOOKUP_RESULT_CHANGED = "lookup_result_changed"
@@ -136,6 +154,9 @@ _LEVELS: dict[Event, str] = {
     Event.CENSUS_PAUSED: "warning",
     Event.FOLLOW_UP_FAILED: "error",
     Event.FOLLOW_UP_RESUMED: "warning",
+    Event.CAPTCHA_SETTLE_FAILED: "error",
+    Event.CAPTCHA_SERVICE_PAUSED: "warning",
+    Event.CAPTCHA_POOL_FAILED: "error",
 }
 
 logger = structlog.get_logger("census")

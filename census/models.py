@@ -452,3 +452,108 @@ class PageSnapshot(models.Model):
 
     def __str__(self) -> str:
         return self.signature
+
+
+class CaptchaToken(models.Model):
+    """One solve asked of the captcha-solving service, and what became of its token.
+
+    ``census.captcha.pool`` (the attempt's side) and ``census.captcha.filler`` (the ticker's
+    side) are its only writers. A row is a paid solve from ``ready`` on: the services charge
+    for a delivered token, not for an unsolvable task (``failed``).
+    """
+
+    class State(models.TextChoices):
+        #: Asked (``createTask``); the service is solving it.
+        SOLVING = "solving", _("being solved")
+        #: Delivered (paid); waits in the pool for a lookup.
+        READY = "ready", _("ready")
+        #: Taken by an attempt, which has not ended yet.
+        HELD = "held", _("held by an attempt")
+        #: Went out with a consulta (``refused``: the site did not accept it).
+        USED = "used", _("used")
+        #: Paid, never sent: it aged out in the pool, or its attempt ended before the submit
+        #: and it was too old to go back.
+        WASTED = "wasted", _("wasted")
+        #: The service delivered no token (unsolvable, its own timeout): not paid.
+        FAILED = "failed", _("not delivered")
+
+    class Mode(models.TextChoices):
+        #: Asked ahead by the pool, before any browser opened.
+        POOL = "pool", _("pool")
+        #: Solved inside an attempt, with its browser open (no pool, or a custom solver).
+        ATTEMPT = "attempt", _("inside an attempt")
+
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.SOLVING, db_index=True
+    )
+    mode = models.CharField(_("asked"), max_length=16, choices=Mode.choices, default=Mode.POOL)
+    service = models.CharField(_("solving service"), max_length=32, blank=True)
+    task_id = models.CharField(_("service task"), max_length=100, blank=True)
+    site_key = models.CharField(_("site key"), max_length=100, blank=True)
+    page_url = models.CharField(_("page URL"), max_length=300, blank=True)
+    #: The token while it may still be used (``ready`` or ``held``); emptied after.
+    token = models.TextField(_("token"), blank=True)
+    #: Times on the database's clock (hosts' clocks differ; a token's life does not).
+    asked_at = models.DateTimeField(_("asked at"), db_index=True)
+    solved_at = models.DateTimeField(_("solved at"), null=True, blank=True)
+    next_poll_at = models.DateTimeField(_("next poll"), null=True, blank=True)
+    held_at = models.DateTimeField(_("held at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    #: The lookup that held it last, and at which step.
+    lookup = models.ForeignKey(
+        CedulaInfo,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="captcha_tokens",
+        verbose_name=_("lookup"),
+    )
+    step = models.PositiveIntegerField(_("step"), null=True, blank=True)
+    #: The site answered the consulta that carried it with a captcha error.
+    refused = models.BooleanField(_("refused by the site"), default=False)
+    #: Why it was wasted or not delivered.
+    error = models.CharField(_("error"), max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("captcha solve")
+        verbose_name_plural = _("captcha solves")
+        ordering = ["-asked_at"]
+        indexes = [models.Index(fields=["state", "solved_at"])]
+
+    def __str__(self) -> str:
+        return gettext("captcha solve %(id)s (%(state)s)") % {
+            "id": self.pk,
+            "state": self.get_state_display(),
+        }
+
+    @property
+    def paid(self) -> bool:
+        """Delivered by the service, so charged for."""
+        return self.state not in (self.State.SOLVING, self.State.FAILED)
+
+
+class CaptchaService(models.Model):
+    """The solving service as every host sees it (one row): its breaker, the site key the
+    pages carry, and the lease of the host that keeps the pool this moment."""
+
+    name = models.CharField(_("name"), max_length=32, unique=True, default="default")
+    #: The reCAPTCHA site key and page URL last seen on the census site's form.
+    site_key = models.CharField(_("site key"), max_length=100, blank=True)
+    page_url = models.CharField(_("page URL"), max_length=300, blank=True)
+    #: While set and in the future, nothing is asked of the service; at that time it is
+    #: probed (``getBalance``).
+    open_until = models.DateTimeField(_("paused until"), null=True, blank=True)
+    opened_at = models.DateTimeField(_("paused since"), null=True, blank=True)
+    #: Why it is paused (``zero_balance``, ``bad_key``, ``unreachable``, ``daily_limit``...).
+    reason = models.CharField(_("reason"), max_length=300, blank=True)
+    #: Failed probes since it was paused (the backoff doubles with each).
+    failures = models.PositiveSmallIntegerField(_("failed probes"), default=0)
+    lease_until = models.DateTimeField(_("pool kept until"), null=True, blank=True)
+    lease_holder = models.CharField(_("pool kept by"), max_length=100, blank=True)
+
+    class Meta:
+        verbose_name = _("captcha-solving service")
+        verbose_name_plural = _("captcha-solving services")
+
+    def __str__(self) -> str:
+        return self.name

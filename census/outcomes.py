@@ -84,6 +84,27 @@ def is_own_slowness(error: str) -> bool:
 CAPTCHA_SERVICE_REASON = "captcha_service"
 
 
+#: Why a ``deferred`` attempt sent nothing because no solved token was there for it yet
+#: (``census.captcha.pool``): it looks again when one is likely there, off the gate's line.
+CAPTCHA_TOKEN_REASON = "captcha_token"
+
+
+def is_captcha_token(error: str) -> bool:
+    """Did a deferred attempt wait for a solved token?"""
+    return error.split(":", 1)[0] == CAPTCHA_TOKEN_REASON
+
+
+#: The words after ``captcha_service:`` when the day's solves (CENSUS_CAPTCHA_DAILY_LIMIT) are
+#: spent: the lookup waits for the next day, past CENSUS_MAX_DEFER_SECONDS if need be.
+DAILY_LIMIT_REASON = "daily_limit"
+
+
+def is_daily_limit(error: str) -> bool:
+    """Did a deferred attempt wait for the next day's solves?"""
+    head, _, rest = error.partition(":")
+    return head == CAPTCHA_SERVICE_REASON and rest.strip().startswith(DAILY_LIMIT_REASON)
+
+
 def is_captcha_service(error: str) -> bool:
     """Does a deferred attempt's error text say the solving service could not serve it?"""
     return error.split(":", 1)[0] == CAPTCHA_SERVICE_REASON

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from census import database, events, logs
+from census.captcha import pool as captcha_pool
 from census.cedula import InvalidCedula, mask, normalize, scrub
 from census.conf import settings
 from census.events import Event
@@ -86,7 +87,11 @@ def _run_claimed(
     started = time.monotonic()
     try:
         result = _lookup(
-            raw_cedula, claimed.ticketed, partial(report.mark_sent, lookup_id, step, task_id)
+            raw_cedula,
+            claimed.ticketed,
+            partial(report.mark_sent, lookup_id, step, task_id),
+            lookup_id=lookup_id,
+            step=step,
         )
     except Exception as exc:  # a bug, not a site failure: kept as data, logged, retried
         detail = scrub(f"{type(exc).__name__}: {exc}", raw_cedula)
@@ -164,15 +169,32 @@ def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> C
     return Claimed(raw_text, ticketed, info.retry_count)
 
 
-def _lookup(raw_cedula: str, ticketed: bool, on_sent: Callable[[], None]) -> LookupResult:
+def _lookup(
+    raw_cedula: str, ticketed: bool, on_sent: Callable[[], None], *, lookup_id: int, step: int
+) -> LookupResult:
     if not raw_cedula.strip():
         return LookupResult(outcome=Outcome.MISSING_CEDULA, detail="the user has no cédula")
     try:
         cedula = normalize(raw_cedula)
     except InvalidCedula as invalid:
         return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
-    gate = GateWaiter(policy=policy_from_settings(), ticketed=ticketed, on_sent=on_sent)
+    # A solved captcha token, taken before any browser opens (or why the lookup waits).
+    held = captcha_pool.take(lookup_id, step)
+    if isinstance(held, LookupResult):
+        return held
+
+    def sent() -> None:
+        held.sent = True
+        on_sent()
+
+    gate = GateWaiter(policy=policy_from_settings(), ticketed=ticketed, on_sent=sent)
     scraper: Scraper = import_string(settings.scraper_path)(
         gate=gate, config=settings.scraper_config()
     )
-    return scraper.lookup(cedula)
+    result: LookupResult | None = None
+    try:
+        with captcha_pool.holding(held):
+            result = scraper.lookup(cedula)
+    finally:  # a crash too: its token goes back to the pool, or is counted as wasted
+        captcha_pool.settle(held, result)
+    return result

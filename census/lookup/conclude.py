@@ -23,7 +23,14 @@ from census.lookup.report import REASON_KEY, raw_cedula
 from census.lookup.results import changed_fields, result_of
 from census.lookup.status import locked, transition
 from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
-from census.outcomes import AnswerReason, Outcome, is_captcha_service, is_own_slowness
+from census.outcomes import (
+    AnswerReason,
+    Outcome,
+    is_captcha_service,
+    is_captcha_token,
+    is_daily_limit,
+    is_own_slowness,
+)
 from census.q2.queue import schedule_attempt
 
 
@@ -59,6 +66,7 @@ def conclude_attempt(lookup_id: int, step: int, *, task_id: str | None = None) -
             deferred_s=info.deferred_s,
             max_defer=settings.max_defer_seconds,
             answer_reason=_answer_reason(row),
+            bounded=not is_daily_limit(row.error),
         )
         if isinstance(decision, policy.Defer) and not _defer(info, row, decision.delay):
             decision = policy.Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
@@ -122,10 +130,15 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
     (``CENSUS_MAX_DEFER_SECONDS``): however long the cursor, the bound holds.
     """
     left = settings.max_defer_seconds - info.deferred_s
-    if is_own_slowness(row.error):
-        # This host's browsers were busy or slow: try again shortly, off the gate's cursor
-        # (it sent nothing and holds no place in the site's line).
-        waited: float | None = delay if delay <= left else None
+    # Waits of this host's own (busy or slow browsers, a token still being solved) come
+    # back after their delay, off the gate's cursor: they sent nothing and hold no place in
+    # the site's line. The day's spent solves wait for the next day, past the bound.
+    local = is_own_slowness(row.error) or is_captcha_token(row.error)
+    unbounded = is_daily_limit(row.error)
+    if unbounded:
+        waited: float | None = delay
+    elif local:
+        waited = delay if delay <= left else None
     else:
         waited = GateWaiter().place_deferred(delay, at_most=left)
     if waited is None:
@@ -143,8 +156,8 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
         fields={
             "step": next_step,
             "next_attempt_at": due,
-            "deferred_s": info.deferred_s + waited,
-            "ticketed": not is_own_slowness(row.error),
+            "deferred_s": info.deferred_s + (0.0 if unbounded else waited),
+            "ticketed": not (local or unbounded),
         },
         log={"delay_s": round(waited, 3), "due_at": due.isoformat(), "deferred": True},
     )

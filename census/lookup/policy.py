@@ -53,6 +53,7 @@ def decide(
     deferred_s: float = 0.0,
     max_defer: float = MAX_DEFER_SECONDS,
     answer_reason: AnswerReason | None = None,
+    bounded: bool = True,
 ) -> Decision:
     """What to do after a request to the site ended in ``outcome``.
 
@@ -61,7 +62,8 @@ def decide(
 
     ``retry_after`` is how long the site or the gate asked to wait, as the attempt report
     stored it (clamped there: ``census.limits``); ``deferred_s`` is how long this budget
-    already waited on a closed gate.
+    already waited on a closed gate; ``bounded`` False lets a deferral wait past
+    ``max_defer`` (the day's captcha solves are spent: the next day comes, whatever the wait).
 
     ``answer_reason`` is what an answer's wording said beyond its outcome (the attempt
     report's): the final reason of a lookup that ends on that answer. Ignored for any other
@@ -69,7 +71,7 @@ def decide(
     """
     wait = retry_after or 0.0
     if outcome is Outcome.DEFERRED:
-        if deferred_s + wait > max_defer:
+        if bounded and deferred_s + wait > max_defer:
             return Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
         return Defer(delay=wait)
     if outcome in ANSWER_STATUS:

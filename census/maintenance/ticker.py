@@ -8,6 +8,8 @@ second task finds its attempt no longer current. The same thread runs the sweepe
 and prunes old task rows hourly (``census.maintenance.upkeep``).
 
 The thread lives in workers, never in the qcluster parent; it does ORM work only, no browser.
+With a solving service configured, each worker also runs the captcha token pool's thread
+(``census.captcha.filler``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.cache import cache
@@ -23,6 +26,7 @@ from django_q.scheduler import scheduler
 from django_q.signals import post_spawn
 
 from census import database, events
+from census.captcha import filler
 from census.conf import settings
 from census.events import Event
 from census.maintenance import sweeper, upkeep
@@ -70,16 +74,21 @@ def tick() -> None:
         upkeep.prune()
 
 
-def _run(interval: float) -> None:
+def _run(interval: float, work: Callable[[], object], failed: Event) -> None:
+    """Run ``work`` every ``interval`` seconds, forever; a failed round emits ``failed``."""
     while True:
         started = time.monotonic()
         try:
-            tick()
+            work()
         except Exception:
-            events.emit(Event.SCHEDULER_TICK_FAILED)
+            events.emit(failed)
         finally:
             close_old_connections()
         time.sleep(max(interval - (time.monotonic() - started), 0.05))
+
+
+def _thread(name: str, *args: object) -> None:
+    threading.Thread(target=_run, args=args, name=name, daemon=True).start()
 
 
 def start_in_worker(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
@@ -94,7 +103,11 @@ def start_in_worker(sender: Any = None, proc_name: str = "", **kwargs: Any) -> N
     interval = settings.scheduler_tick
     if interval <= 0:
         return
-    threading.Thread(target=_run, args=(interval,), name="census-ticker", daemon=True).start()
+    _thread("census-ticker", interval, tick, Event.SCHEDULER_TICK_FAILED)
+    if settings.captcha is not None:
+        # The captcha token pool keeps its own thread: a stalled solving service must not
+        # delay a retry's schedule.
+        _thread("census-captcha-pool", filler.ROUND_SECONDS, filler.fill, Event.CAPTCHA_POOL_FAILED)
 
 
 def connect() -> None:

@@ -94,6 +94,9 @@ class ScraperConfig:
     executable: str | None = None
     #: Dotted path of ``callable(site_key, page_url) -> token | None``.
     solver_path: str | None = None
+    #: Seconds the solver may take on top of ``timeout``: the page's budget stops while it
+    #: runs (a token asked ahead takes no time; a solve inside the attempt ~30 s).
+    solve_timeout: float = 0.0
     headless: bool = True
     #: Longest wait a Retry-After may ask for, whatever its form.
     max_retry_after: float = MAX_RETRY_AFTER_SECONDS

@@ -374,13 +374,18 @@ def new_lookup_context(browser: Browser, timeout_ms: float) -> BrowserContext:
     return context
 
 
-@dataclass(frozen=True)
+@dataclass
 class LookupBudget:
-    """The settings, the gate and the deadline (``time.monotonic()``) of one lookup."""
+    """The settings, the gate and the deadline (``time.monotonic()``) of one lookup.
+
+    The deadline stops while the captcha solver runs (at most ``config.solve_timeout``): a
+    solve's wait is the solving service's, not the page's."""
 
     config: ScraperConfig
     gate: Gate
     deadline: float
+    #: When the solver was called, while it runs.
+    solving_since: float | None = None
 
     @classmethod
     def start(cls, config: ScraperConfig, gate: Gate) -> LookupBudget:
@@ -388,6 +393,24 @@ class LookupBudget:
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def solving(self) -> None:
+        """The solver was called: the page's deadline stops until ``solved``."""
+        self.solving_since = time.monotonic()
+
+    def solved(self) -> None:
+        """The solver returned: the deadline moves on by its time (at most the solve
+        timeout)."""
+        if self.solving_since is not None:
+            spent = time.monotonic() - self.solving_since
+            self.deadline += min(max(spent, 0.0), self.config.solve_timeout)
+            self.solving_since = None
+
+    def hard_limit(self) -> float:
+        """When a browser still running is killed: the deadline, plus a running solve's
+        allowance, plus ``CLOSE_GRACE``."""
+        allowance = self.config.solve_timeout if self.solving_since is not None else 0.0
+        return self.deadline + allowance + CLOSE_GRACE
 
     def ms(self, cap: float | None = None) -> float:
         """A Playwright timeout: the time left (at most ``cap`` s), never 0 (= no timeout)."""
@@ -434,6 +457,9 @@ class _Run:
         thread.start()
         try:
             finished = self._done.wait(self.config.timeout + CLOSE_GRACE)
+            # The budget may have moved on while the solver ran (``LookupBudget.solved``).
+            while not finished and (left := self.budget.hard_limit() - time.monotonic()) > 0:
+                finished = self._done.wait(left)
         except BaseException:
             # Django-Q2's timeout (SIGALRM) raises here: take the browser down before leaving.
             self._abort("caller_interrupted")
@@ -554,6 +580,8 @@ class _Flow:
         self._submit_done = False
         self._gate_seconds = 0.0
         self._sent_at: float | None = None
+        #: When the solved token stops being usable (``time.monotonic()``), if it says.
+        self._use_by: float | None = None
 
     @property
     def slot(self) -> Slot | None:
@@ -708,7 +736,10 @@ class _Flow:
         self.stage = "rate_gate"
         asked = time.monotonic()
         # Blocking here only pauses this page's event loop: nothing else is due meanwhile.
-        answer = _ask_gate(self.budget.gate, self.budget.remaining() - ANSWER_RESERVE)
+        within = self.budget.remaining() - ANSWER_RESERVE
+        if self._use_by is not None:  # a token sent past its life would be refused, and paid
+            within = min(within, self._use_by - time.monotonic())
+        answer = _ask_gate(self.budget.gate, within)
         self._gate_seconds = time.monotonic() - asked
         self.gate_answer = answer
         if not isinstance(answer, Slot):
@@ -756,27 +787,36 @@ class _Flow:
             )
             or ""
         )
+        self.budget.solving()
         try:
             token = _load(path)(site_key, self.page.url)
         except Exception as error:
             wait = getattr(error, "defer_seconds", None)
             if isinstance(wait, int | float) and wait > 0:
                 # The solving service cannot serve the account (no balance, down, a bad
-                # key; census.captcha.CaptchaServiceUnavailable carries ``defer_seconds``):
-                # not the member's failure. Nothing was sent; the lookup waits, uncharged.
+                # key; census.captcha.CaptchaServiceUnavailable carries ``defer_seconds``),
+                # or no token was asked ahead for this attempt (``defer_reason``): not the
+                # member's failure. Nothing was sent; the lookup waits, uncharged.
                 why = getattr(error, "reason", "") or "unavailable"
+                prefix = getattr(error, "defer_reason", "") or CAPTCHA_SERVICE_REASON
                 return LookupResult(
                     outcome=Outcome.DEFERRED,
-                    detail=_describe(error, self.cedula, f"{CAPTCHA_SERVICE_REASON}: {why}"),
+                    detail=_describe(error, self.cedula, f"{prefix}: {why}"),
                     retry_after=float(wait),
                     meta={"sent": False},
                 )
             detail = _describe(error, self.cedula, f"{reason}; the solver failed")
             return LookupResult(outcome=Outcome.CAPTCHA_FAILED, detail=detail)
+        finally:
+            self.budget.solved()
         if not token:
             return LookupResult(
                 outcome=Outcome.CAPTCHA_FAILED, detail=f"{reason}; the solver found no token"
             )
+        # A token that knows its life (``census.captcha.pool.Token``): the consulta leaves
+        # before it ends, or not at all.
+        use_by = getattr(token, "use_by", None)
+        self._use_by = float(use_by) if isinstance(use_by, int | float) else None
         callbacks = self.page.evaluate(_INJECT_TOKEN, [token, CHALLENGE_TITLE])
         self._facts["callbacks"] = int(callbacks or 0)
         try:

@@ -248,8 +248,11 @@ def test_stuck_browser_is_killed(site: CensusSimulator, monkeypatch: pytest.Monk
     _solver_entered.clear()
     try:
         # Long enough for a loaded machine to reach the captcha; the solver then hangs.
+        # The page's budget stops while the solver runs, for CENSUS_CAPTCHA_SOLVE_TIMEOUT.
         with override_settings(
-            CENSUS_SCRAPE_TIMEOUT=15, CENSUS_CAPTCHA_SOLVER=f"{__name__}.stuck_solver"
+            CENSUS_SCRAPE_TIMEOUT=15,
+            CENSUS_CAPTCHA_SOLVER=f"{__name__}.stuck_solver",
+            CENSUS_CAPTCHA_SOLVE_TIMEOUT=2,
         ):
             result, _ = _lookup("5000000003")
     finally:

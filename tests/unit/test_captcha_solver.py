@@ -65,11 +65,12 @@ def test_solve_with_service_without_the_setting_is_a_request_error(settings: Any
         solve_with_service(SITE_KEY, PAGE_URL)
 
 
-@pytest.mark.parametrize(("scrape_timeout", "solve_timeout"), [(90, 60.0), (30, 20.0)])
-def test_the_solve_inside_an_attempt_leaves_room_in_its_budget(
-    settings: Any, monkeypatch: pytest.MonkeyPatch, scrape_timeout: int, solve_timeout: float
+@pytest.mark.parametrize(("pool", "solve_timeout"), [(False, 45.0), (True, 120.0)])
+def test_the_solve_inside_an_attempt_has_its_own_wait(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, pool: bool, solve_timeout: float
 ) -> None:
-    """The wait for a token is at most 60 s and at most 2/3 of CENSUS_SCRAPE_TIMEOUT."""
+    """The wait for a token is CENSUS_CAPTCHA_SOLVE_TIMEOUT, whatever the scrape timeout
+    (the page's budget stops while it runs); outside an attempt with the pool on, 120 s."""
     asked: dict[str, Any] = {}
 
     def solve(self: SolvingClient, site_key: str, page_url: str, **kwargs: Any) -> str:
@@ -78,7 +79,9 @@ def test_the_solve_inside_an_attempt_leaves_room_in_its_budget(
 
     monkeypatch.setattr(SolvingClient, "solve", solve)
     settings.CENSUS_CAPTCHA = SETTING
-    settings.CENSUS_SCRAPE_TIMEOUT = scrape_timeout
+    settings.CENSUS_CAPTCHA_POOL = pool
+    settings.CENSUS_CAPTCHA_SOLVE_TIMEOUT = 45
+    settings.CENSUS_SCRAPE_TIMEOUT = 10
     assert solve_with_service(SITE_KEY, PAGE_URL) == "token"
     assert asked == {"timeout": pytest.approx(solve_timeout, abs=0.5)}
 

@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "captcha",
                 "captcha.client",
                 "captcha.errors",
+                "captcha.policy",
                 "captcha.services",
             }
         ),
@@ -65,6 +66,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "observability.snapshots",
                 "bulk.selection",
                 "bulk.window",
+                "captcha.breaker",
+                "captcha.pool",
+                "captcha.filler",
                 "captcha.solver",
             }
         ),
@@ -127,14 +131,19 @@ def test_the_scraper_package_reads_no_settings_and_touches_no_database(path: Pat
     assert not imports & forbidden
 
 
-#: census.captcha's modules that must work without Django (only ``solver`` reads settings).
-CAPTCHA_CLIENT = sorted(p for p in (CENSUS / "captcha").glob("*.py") if p.name != "solver.py")
+#: census.captcha's modules that must work without Django: the client, its errors, the
+#: services' table and the pool's pure rules (``solver``, ``pool``, ``breaker`` and ``filler``
+#: are the Django side).
+CAPTCHA_DJANGO = {"solver.py", "pool.py", "breaker.py", "filler.py"}
+CAPTCHA_CLIENT = sorted(
+    p for p in (CENSUS / "captcha").glob("*.py") if p.name not in CAPTCHA_DJANGO
+)
 
 
 @pytest.mark.parametrize("path", CAPTCHA_CLIENT, ids=lambda p: p.name)
 def test_the_captcha_client_reads_no_settings(path: Path) -> None:
-    """census.captcha (but its settings glue, ``solver``) imports nothing of Django or the
-    settings, so the client works from the scraper, a shell or a pool."""
+    """census.captcha's client and rules (not its Django side: ``CAPTCHA_DJANGO``) import
+    nothing of Django or the settings, so the client works from the scraper or a shell."""
     imports = imported_modules(path)
     assert not {m for m in imports if m == "django" or m.startswith("django.")}
     assert "census.conf" not in imports and "census.models" not in imports

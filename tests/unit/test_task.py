@@ -107,9 +107,9 @@ def test_the_deferral_ticket_is_stored_and_read_by_the_next_claim(
     seen: list[bool] = []
     real = attempt_task._lookup
 
-    def spy(raw: str, ticketed: bool, on_sent: Any) -> Any:
+    def spy(raw: str, ticketed: bool, on_sent: Any, **where: int) -> Any:
         seen.append(ticketed)
-        return real(raw, ticketed, on_sent)
+        return real(raw, ticketed, on_sent, **where)
 
     monkeypatch.setattr(attempt_task, "_lookup", spy)
     RateGate.objects.filter(pk=gate.pk).update(breaker_until=None, defer_cursor=None)
