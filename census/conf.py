@@ -61,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
     # Solves asked of the service per day (the server's local day), or None for no cap. Past
     # it, lookups wait for the next day, uncharged.
     "CENSUS_CAPTCHA_DAILY_LIMIT": None,
+    # Seconds the solving service is left alone after it failed (no balance, down, a bad key)
+    # before a free probe (getBalance); doubled after each failed probe, up to 15 times.
+    "CENSUS_CAPTCHA_PROBE_SECONDS": 60,
     # Seconds a solve inside an attempt (CENSUS_CAPTCHA_SOLVER, or CENSUS_CAPTCHA_POOL False)
     # may take, on top of CENSUS_SCRAPE_TIMEOUT: the page's budget stops while it runs.
     "CENSUS_CAPTCHA_SOLVE_TIMEOUT": 120,
@@ -232,6 +235,10 @@ class CensusSettings:
     def captcha_daily_limit(self) -> int | None:
         value = self._get("CENSUS_CAPTCHA_DAILY_LIMIT")
         return None if value is None else max(int(value), 0)
+
+    @property
+    def captcha_probe_seconds(self) -> float:
+        return max(float(self._get("CENSUS_CAPTCHA_PROBE_SECONDS")), 1.0)
 
     @property
     def solve_in_attempt(self) -> float:

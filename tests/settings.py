@@ -180,6 +180,8 @@ CENSUS_SITE_URL = os.environ.get("CENSUS_SITE_URL", "http://127.0.0.1:9/consulta
 # A solving service for real-process tests (tests/integration/test_captcha_cluster.py).
 if os.environ.get("CENSUS_TEST_CAPTCHA_JSON"):
     CENSUS_CAPTCHA = json.loads(os.environ["CENSUS_TEST_CAPTCHA_JSON"])
+if os.environ.get("CENSUS_CAPTCHA_PROBE_SECONDS"):
+    CENSUS_CAPTCHA_PROBE_SECONDS = float(os.environ["CENSUS_CAPTCHA_PROBE_SECONDS"])
 CENSUS_FAKE_STATE_DIR = os.environ.get("CENSUS_FAKE_STATE_DIR") or None
 if "CENSUS_FAKE_SCRIPT" in os.environ:
     import json

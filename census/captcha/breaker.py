@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from census import events
 from census.captcha import policy
+from census.conf import settings
 from census.events import Event
 from census.models import CaptchaService
 
@@ -31,7 +32,7 @@ def pause_service(reason: str, now: datetime, *, probe_failed: bool = False) -> 
     if not probe_failed and service.open_until is not None and service.open_until > now:
         return
     failures = service.failures + 1 if probe_failed else 0
-    until = now + timedelta(seconds=policy.backoff(failures))
+    until = now + timedelta(seconds=policy.backoff(failures, settings.captcha_probe_seconds))
     CaptchaService.objects.filter(pk=service.pk).update(
         open_until=until,
         opened_at=service.opened_at or now,

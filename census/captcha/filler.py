@@ -22,7 +22,7 @@ from census.captcha import policy
 from census.captcha.breaker import SERVICE, pause_service, resume_service
 from census.captcha.client import SolvingClient
 from census.captcha.errors import CaptchaError, CaptchaNotSolved, CaptchaServiceUnavailable
-from census.captcha.pool import asked_today, recent_solve_seconds
+from census.captcha.pool import asked_today, recent_solves
 from census.conf import settings
 from census.events import Event
 from census.gate import pause
@@ -140,7 +140,7 @@ def _ask(client: SolvingClient, service: CaptchaService, now: datetime, stop_at:
     """Ask as many solves as the lookups due can use before their tokens age out."""
     if not _may_ask(now):
         return
-    estimate = recent_solve_seconds()
+    estimate = policy.solve_estimate(recent_solves())
     interval = settings.rate_limit_seconds
     in_flight = CaptchaToken.objects.filter(state__in=(State.SOLVING, State.READY)).count()
     limit = settings.captcha_daily_limit

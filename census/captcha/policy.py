@@ -31,9 +31,12 @@ SAMPLES = 20
 #: Seconds a lookup waiting for a token waits at least, and at most, before it looks again.
 MIN_WAIT = 2.0
 MAX_WAIT = 60.0
-#: Seconds the service is left alone after a failure, doubling with each failed probe.
+#: ... and at most this long while no solve has been seen (the solve time is a guess).
+FIRST_LOOK = 10.0
+#: Seconds the service is left alone after a failure (CENSUS_CAPTCHA_PROBE_SECONDS), doubling
+#: with each failed probe, up to ``BACKOFF_GROWTH`` times that.
 BACKOFF = 60.0
-BACKOFF_MAX = 900.0
+BACKOFF_GROWTH = 15
 
 
 def solve_estimate(samples: Sequence[float]) -> float:
@@ -71,9 +74,9 @@ def wait_for_token(
     return min(max(wait, MIN_WAIT), MAX_WAIT)
 
 
-def backoff(failures: int) -> float:
+def backoff(failures: int, base: float = BACKOFF) -> float:
     """Seconds before the next probe of a service that failed ``failures`` probes already."""
-    return min(BACKOFF * 2 ** max(failures, 0), BACKOFF_MAX)
+    return min(base * 2 ** min(max(failures, 0), 16), base * BACKOFF_GROWTH)
 
 
 def usable(age: float) -> bool:

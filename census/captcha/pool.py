@@ -104,7 +104,7 @@ class Held:
             raise NoTokenHeld(
                 "no token was asked for this page yet: the pool learns its site key",
                 reason="learning_site_key",
-                defer_seconds=policy.DEFAULT_SOLVE_SECONDS,
+                defer_seconds=policy.FIRST_LOOK,
             )
         if site_key and site_key != self.site_key:
             raise NoTokenHeld(
@@ -227,7 +227,8 @@ def _expected_wait(lookup_id: int, now: datetime) -> tuple[float, int]:
     solving = list(
         CaptchaToken.objects.filter(state=State.SOLVING).values_list("asked_at", flat=True)
     )
-    estimate = recent_solve_seconds()
+    samples = recent_solves()
+    estimate = policy.solve_estimate(samples)
     ready_in = [estimate - (now - asked).total_seconds() for asked in solving]
     # Lookups already waiting (deferred, due soon) go first.
     horizon = now + timedelta(seconds=policy.MAX_WAIT)
@@ -241,6 +242,8 @@ def _expected_wait(lookup_id: int, now: datetime) -> tuple[float, int]:
     wait = policy.wait_for_token(
         waiting, ready_in, solve_seconds=estimate, interval=settings.rate_limit_seconds
     )
+    if not samples:  # no solve seen yet: look again sooner than a guess of the solve time
+        wait = min(wait, policy.FIRST_LOOK)
     return wait, len(solving)
 
 
@@ -322,16 +325,14 @@ def _counted(row: CaptchaToken) -> None:
 # -- reads ------------------------------------------------------------------------------------
 
 
-def recent_solve_seconds() -> float:
-    """Seconds a solve takes, from the last delivered ones."""
+def recent_solves() -> list[float]:
+    """Seconds the last solves asked ahead took (newest first; empty before any)."""
     recent = (
         CaptchaToken.objects.filter(mode=CaptchaToken.Mode.POOL, solved_at__isnull=False)
         .order_by("-solved_at")
         .values_list("asked_at", "solved_at")[: policy.SAMPLES]
     )
-    return policy.solve_estimate(
-        [(solved - asked).total_seconds() for asked, solved in recent if solved is not None]
-    )
+    return [(solved - asked).total_seconds() for asked, solved in recent if solved is not None]
 
 
 def _local_midnight(now: datetime) -> datetime:
@@ -386,7 +387,7 @@ __all__ = [
     "held",
     "holding",
     "ledger",
-    "recent_solve_seconds",
+    "recent_solves",
     "per_lookup",
     "settle",
     "take",

@@ -10,17 +10,18 @@ database says are counted against each other.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from census.captcha import policy, pool
-from census.models import Status
+from census.captcha import breaker, policy, pool
+from census.models import Attempt, Status
 from census.testing.simulator import CensusSimulator
 from census.testing.solving_service import SolvingService
 from tests import factories
-from tests.clusters import browser_cluster, register, wait_until_final
+from tests.clusters import ClusterProcess, browser_cluster, register, wait_until_final
 from tests.evidence import assert_attempts_match_requests, assert_no_cedula_stored, summary
 
 # Chromium, the simulator and the service: nothing here differs between databases.
@@ -99,3 +100,49 @@ def test_without_a_solving_service_no_lookup_passes_the_challenge(
     assert {(i.status, i.final_reason) for i in infos} == {(Status.ERROR, "captcha_failed")}
     assert live_site.consultas() == []
     summary("captcha_none", infos, live_site)
+
+
+def _wait_for_zero_balance_waits(lookup_ids: list[int], cluster: ClusterProcess) -> None:
+    """Until the service is paused for its balance and every lookup has waited for it."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        row = breaker.service_row()
+        waited = set(
+            Attempt.objects.filter(
+                lookup_id__in=lookup_ids, outcome="deferred", error__startswith="captcha_service"
+            ).values_list("lookup_id", flat=True)
+        )
+        if row is not None and row.reason == "zero_balance" and waited == set(lookup_ids):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no zero-balance wait for every lookup\n{cluster.output()[-3000:]}")
+
+
+def test_a_zero_balance_spell_charges_nobody(
+    qcluster: Any, service: SolvingService, live_site: CensusSimulator
+) -> None:
+    """The account has no money when a burst registers: the service is paused for every
+    host, the lookups wait (captcha_service, deferred), nothing is sent, paid or charged.
+    Money comes back: the service's probe resumes the pool and every lookup ends right on
+    its first attempt, one paid solve per consulta."""
+    service.balance = 0
+    cluster = browser_cluster(
+        qcluster,
+        live_site,
+        CENSUS_TEST_CAPTCHA_JSON=json.dumps(service.setting()),
+        CENSUS_CAPTCHA_PROBE_SECONDS="3",
+    )
+    numbers = [factories.cedula("10") for _ in range(3)]
+    ids = register(numbers)
+    _wait_for_zero_balance_waits(ids, cluster)
+    assert live_site.consultas() == [] and service.ledger().paid == 0
+    service.balance = 10
+    infos = wait_until_final(ids, cluster, timeout=240)
+    assert [(i.status, i.retry_count) for i in infos] == [(Status.FOUND, 0)] * 3
+    ledger = service.ledger()
+    consultas = len(live_site.consultas())
+    assert consultas == 3 and ledger.used == 3 and live_site.token_rejections() == {}
+    assert ledger.paid <= consultas + policy.depth(2.0, 1.0)
+    assert Attempt.objects.filter(lookup_id__in=ids).exclude(outcome="deferred").count() == 3
+    assert_no_cedula_stored(numbers, cluster)
+    summary("captcha_zero_balance", infos, live_site, solves_paid=ledger.paid)

@@ -85,6 +85,7 @@ def test_a_waiting_lookup_looks_again_when_its_place_in_line_is_solved() -> None
 def test_backoff_doubles_up_to_its_cap_and_old_tokens_are_not_taken() -> None:
     """60 s, 120 s, ... 900 s; a token older than CLAIM_WITHIN is not handed out."""
     assert [policy.backoff(n) for n in range(6)] == [60, 120, 240, 480, 900, 900]
+    assert policy.backoff(1, 3.0) == 6.0 and policy.backoff(9, 3.0) == 45.0
     assert policy.usable(policy.CLAIM_WITHIN) and not policy.usable(policy.CLAIM_WITHIN + 1)
     assert policy.solve_estimate([]) == policy.DEFAULT_SOLVE_SECONDS
     assert policy.solve_estimate([4.0, 40.0, 5.0]) == 5.0
@@ -294,3 +295,27 @@ def test_a_service_failure_inside_an_attempt_pauses_it_for_everyone(
     assert row is not None and row.reason == "unreachable" and row.open_until is not None
     waits = pool.take(lookup_id, 2)
     assert isinstance(waits, LookupResult) and waits.detail.startswith("captcha_service")
+
+
+def test_a_waiting_lookup_looks_again_soon_until_a_solve_time_is_known(
+    service: SolvingService, settings: Any
+) -> None:
+    """No solve seen yet: the 30 s guess is not trusted, the lookup looks again within
+    FIRST_LOOK; once solves were seen, it waits for its place in line by their median."""
+    settings.CENSUS_RATE_LIMIT_SECONDS = 5.0
+    breaker.learn_page(SITE_KEY, PAGE_URL)
+    first, second = _due(2)
+    CedulaInfo.objects.filter(pk=second).update(status=Status.SCRAPING)
+    filler.fill()  # one solve asked, none delivered yet
+    waits = pool.take(first, 1)
+    assert isinstance(waits, LookupResult) and waits.retry_after == policy.FIRST_LOOK
+    now = timezone.now()
+    CaptchaToken.objects.create(  # a solve seen: 40 s
+        state=State.USED,
+        asked_at=now - timedelta(seconds=60),
+        solved_at=now - timedelta(seconds=20),
+    )
+    CaptchaToken.objects.filter(state=State.SOLVING).update(asked_at=now)
+    waits = pool.take(first, 1)
+    assert isinstance(waits, LookupResult)
+    assert waits.retry_after == pytest.approx(40.0, abs=2)
