@@ -172,6 +172,52 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error 
             found.append(Error(f"{setting}: {exc}", id="census.E005"))
     found += _follow_up_errors(getattr(django_settings, "CENSUS_FOLLOW_UPS", None) or {})
     found += _captcha_problems(getattr(django_settings, "CENSUS_CAPTCHA", None))
+    found += _captcha_number_errors()
+    return found
+
+
+#: The captcha pool's number settings: (name, None allowed, the smallest value).
+CAPTCHA_NUMBERS = (
+    ("CENSUS_CAPTCHA_DAILY_LIMIT", True, 0),
+    ("CENSUS_CAPTCHA_PROBE_SECONDS", False, 1),
+    ("CENSUS_CAPTCHA_SOLVE_TIMEOUT", False, 0),
+)
+
+
+def _captcha_number_errors() -> list[Error | Warning]:
+    """A daily limit, probe period or solve timeout that is not a number in range would fail
+    in a worker's pool thread, silently: say so at startup."""
+    found: list[Error | Warning] = []
+    for name, nullable, smallest in CAPTCHA_NUMBERS:
+        value = getattr(django_settings, name, None if nullable else smallest)
+        if value is None and nullable:
+            continue
+        whole = name.endswith("LIMIT")
+        fits = (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and value >= smallest
+            and (not whole or value == int(value))
+        )
+        if not fits:
+            kind = "a whole number" if whole else "a number of seconds"
+            found.append(
+                Error(
+                    f"{name} = {value!r}: it must be {kind} >= {smallest}"
+                    + (" or None." if nullable else "."),
+                    hint="See docs/captcha.md.",
+                    id="census.E012",
+                )
+            )
+    pool = getattr(django_settings, "CENSUS_CAPTCHA_POOL", True)
+    if not isinstance(pool, bool):
+        found.append(
+            Error(
+                f"CENSUS_CAPTCHA_POOL = {pool!r}: it must be True or False.",
+                hint="See docs/captcha.md.",
+                id="census.E012",
+            )
+        )
     return found
 
 

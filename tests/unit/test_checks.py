@@ -133,3 +133,25 @@ def test_a_solver_callable_and_a_service_together_are_warned() -> None:
     solver = "census.testing.simulator.solve_captcha"
     with override_settings(CENSUS_CAPTCHA=CAPTCHA, CENSUS_CAPTCHA_SOLVER=solver):
         assert [m.id for m in check_census_settings()] == ["census.W008"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"CENSUS_CAPTCHA_DAILY_LIMIT": 500, "CENSUS_CAPTCHA_PROBE_SECONDS": 30}, []),
+        ({"CENSUS_CAPTCHA_DAILY_LIMIT": None, "CENSUS_CAPTCHA_POOL": False}, []),
+        ({"CENSUS_CAPTCHA_DAILY_LIMIT": -1}, ["census.E012"]),
+        ({"CENSUS_CAPTCHA_DAILY_LIMIT": "500"}, ["census.E012"]),
+        ({"CENSUS_CAPTCHA_DAILY_LIMIT": 2.5}, ["census.E012"]),
+        ({"CENSUS_CAPTCHA_PROBE_SECONDS": 0}, ["census.E012"]),
+        ({"CENSUS_CAPTCHA_SOLVE_TIMEOUT": None}, ["census.E012"]),
+        ({"CENSUS_CAPTCHA_POOL": "yes"}, ["census.E012"]),
+    ],
+)
+def test_the_captcha_pools_settings_are_checked(
+    overrides: dict[str, Any], expected: list[str]
+) -> None:
+    """A daily limit, probe period, solve timeout or pool switch of the wrong kind is an
+    error at startup (the pool thread would otherwise fail in every worker, silently)."""
+    with override_settings(**overrides):
+        assert [m.id for m in check_census_settings()] == expected
