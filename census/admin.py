@@ -18,7 +18,16 @@ from census.conf import settings
 from census.gate import pause
 from census.lookup import refresh
 from census.maintenance import sweeper
-from census.models import Attempt, BulkRun, CedulaInfo, FollowUp, PageSnapshot, RateGate
+from census.models import (
+    Attempt,
+    BulkRun,
+    CaptchaService,
+    CaptchaToken,
+    CedulaInfo,
+    FollowUp,
+    PageSnapshot,
+    RateGate,
+)
 
 LOOKUP_VIEW = "census.view_cedulainfo"
 
@@ -51,6 +60,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class LookupPartAdmin(ReadOnlyAdmin):
+    """Rows that tell part of the lookups' story (follow-ups, unexpected pages, captcha
+    solves): whoever may view lookups sees them, read-only."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(LOOKUP_VIEW)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
 
 
 class AttemptInline(LookupPartInline):
@@ -145,20 +165,13 @@ class CedulaInfoAdmin(ReadOnlyAdmin):
 
 
 @admin.register(FollowUp)
-class FollowUpAdmin(ReadOnlyAdmin):
+class FollowUpAdmin(LookupPartAdmin):
     """Every follow-up, read-only; leaders may run a failed one again."""
 
     list_display = ("id", "lookup", "step", "position", "path", "state", "tries", "finished_at")
     list_filter = ("state", "status", "path")
     readonly_fields = ("lookup", *FOLLOW_UP_FIELDS)
     actions = ["run_again"]
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Part of the lookup: whoever may view lookups sees their follow-ups.
-        return request.user.has_perm(LOOKUP_VIEW)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self.has_view_permission(request)
 
     def has_run_again_permission(self, request: HttpRequest) -> bool:
         return settings.is_leader(request.user)
@@ -216,7 +229,7 @@ class RateGateAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PageSnapshot)
-class PageSnapshotAdmin(ReadOnlyAdmin):
+class PageSnapshotAdmin(LookupPartAdmin):
     """Answers in no known shape, one row per signature: how often, since when, and the page
     as it looked the first time (screenshot with the cédula's input masked, scrubbed HTML)."""
 
@@ -237,12 +250,6 @@ class PageSnapshotAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(LOOKUP_VIEW)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self.has_view_permission(request)
-
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting a signature forgets it: its next occurrence keeps a new snapshot.
         return request.user.has_perm("census.delete_pagesnapshot")
@@ -261,6 +268,71 @@ class PageSnapshotAdmin(ReadOnlyAdmin):
             data,
             row.signature,
         )
+
+
+#: A solve's columns the admin shows: never ``token``, a bearer credential while it lives.
+CAPTCHA_TOKEN_FIELDS = (
+    "state",
+    "mode",
+    "refused",
+    "service",
+    "task_id",
+    "site_key",
+    "page_url",
+    "asked_at",
+    "solved_at",
+    "next_poll_at",
+    "held_at",
+    "finished_at",
+    "lookup",
+    "step",
+    "error",
+)
+
+
+@admin.register(CaptchaToken)
+class CaptchaTokenAdmin(LookupPartAdmin):
+    """Every captcha solve asked of the solving service and what became of it, read-only.
+    The token itself is never shown: whoever holds it may send a consulta with it."""
+
+    list_display = ("id", "state", "mode", "lookup", "asked_at", "solved_at", "refused", "error")
+    list_filter = ("state", "mode", "refused")
+    list_select_related = ("lookup",)
+    date_hierarchy = "asked_at"
+    fields = CAPTCHA_TOKEN_FIELDS
+    readonly_fields = CAPTCHA_TOKEN_FIELDS
+    exclude = ("token",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CaptchaToken]:
+        # The token never leaves the database for the admin.
+        return super().get_queryset(request).defer("token")
+
+
+@admin.register(CaptchaService)
+class CaptchaServiceAdmin(LookupPartAdmin):
+    """The solving service as every host sees it: paused or not (and why, until when, failed
+    probes), the census page's site key, and which host keeps the pool. Read-only: a probe
+    resumes it."""
+
+    fields = (
+        "name",
+        "state",
+        "reason",
+        "opened_at",
+        "open_until",
+        "failures",
+        "site_key",
+        "page_url",
+        "lease_holder",
+        "lease_until",
+    )
+    list_display = tuple(f for f in fields if f != "page_url")
+    readonly_fields = fields
+
+    @admin.display(description=_("state"))
+    def state(self, row: CaptchaService) -> str:
+        """Paused while ``open_until`` is set: nothing is asked until a probe answers."""
+        return gettext("paused") if row.open_until is not None else gettext("available")
 
 
 @admin.register(BulkRun)

@@ -4,7 +4,8 @@ Every figure is read from census's tables, so it is the same whichever host, clu
 worker made the change and whichever web process answers the scrape: no per-process
 registry to merge (prometheus_client's multiprocess mode only merges one host's processes
 and loses a dead worker's counts on restart). Counters are counts of rows that are never
-deleted (``Attempt``), so they only grow. No label is ever a cédula or a user id.
+deleted (``Attempt``, ``CaptchaToken``), so they only grow. No label is ever a cédula or a
+user id.
 
 Mount the view and give it a token or a permission::
 
@@ -28,7 +29,12 @@ from census.conf import settings
 from census.gate import pause
 from census.gate.rules import BreakerPhase
 from census.models import Attempt, CedulaInfo, FollowUp, PageSnapshot, Status
-from census.observability.stats import breaker_state
+from census.observability.stats import (
+    breaker_state,
+    daily_left,
+    solve_ledger,
+    solving_service_state,
+)
 from census.outcomes import Outcome
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -154,7 +160,62 @@ def render() -> str:
         "Follow-ups by state.",
         ((f'state="{s.value}"', follow_ups.get(s.value, 0)) for s in FollowUp.State),
     )
+    lines += _captcha()
     return "\n".join(lines) + "\n"
+
+
+#: ``census_captcha_solves_total``'s results: what became of the solves, never undone.
+SOLVE_RESULTS = ("asked", "paid", "used", "refused", "wasted", "failed")
+#: ``census_captcha_tokens``' states: solves on their way to a result.
+TOKEN_STATES = ("solving", "ready", "held")
+
+
+def _captcha() -> list[str]:
+    """The token pool's solves and the solving service's breaker (every series, zeros too,
+    configured or not)."""
+    solves = solve_ledger()
+    service = solving_service_state()
+    lines = _family(
+        "census_captcha_solves_total",
+        "counter",
+        "Captcha solves by result: asked, paid (delivered), used (sent), refused (sent, the "
+        "site said no), wasted (paid, never sent), failed (not delivered, not paid).",
+        ((f'result="{r}"', solves[r]) for r in SOLVE_RESULTS),
+    )
+    lines += _family(
+        "census_captcha_tokens",
+        "gauge",
+        "Solves in flight: being solved, ready in the pool, held by an attempt.",
+        ((f'state="{s}"', solves[s]) for s in TOKEN_STATES),
+    )
+    paused = service.state == "paused"
+    lines += _family(
+        "census_captcha_service_paused",
+        "gauge",
+        "1 while the solving service is paused (nothing asked until a probe answers), "
+        "with the reason.",
+        [(f'reason="{_label(service.reason or "unavailable")}"' if paused else "", int(paused))],
+    )
+    lines += _family(
+        "census_captcha_service_failed_probes",
+        "gauge",
+        "Probes of the paused solving service that failed (the backoff doubles with each).",
+        [("", service.failed_probes)],
+    )
+    left = daily_left()
+    if left is not None:
+        lines += _family(
+            "census_captcha_daily_left",
+            "gauge",
+            "Solves CENSUS_CAPTCHA_DAILY_LIMIT still allows today (server's local day).",
+            [("", left)],
+        )
+    return lines
+
+
+def _label(value: str) -> str:
+    """A label value in Prometheus's text format (backslash, quote and newline escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _family(

@@ -8,7 +8,9 @@ Definitions (also in docs/observability.md):
   at enqueue) minus its due time: the scheduler's punctuality alone. A retry queued on time
   but started late waited for a free worker;
 - *time to final*: ``CedulaInfo.finished_at - CedulaInfo.created_at`` for lookups in a final
-  state (from registration, so a refreshed lookup counts from its registration too).
+  state (from registration, so a refreshed lookup counts from its registration too);
+- *captcha solves*: ``CaptchaToken`` rows by what became of them (``census.captcha.pool.
+  ledger``), today (since the server's local midnight, by ``asked_at``) and overall.
 """
 
 from __future__ import annotations
@@ -21,19 +23,35 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
 from django_q.models import Task
 
+from census import database
+from census.captcha import breaker as captcha_breaker
+from census.captcha import pool as captcha_pool
+from census.conf import settings
 from census.gate import pause
 from census.gate.rules import BreakerPhase
 from census.gate.store import GateStore
 from census.gate.waiter import DEFAULT_NAME as DEFAULT_GATE
-from census.models import FINAL_STATUSES, Attempt, CedulaInfo, PageSnapshot, Status
+from census.models import (
+    FINAL_STATUSES,
+    Attempt,
+    CaptchaToken,
+    CedulaInfo,
+    PageSnapshot,
+    Status,
+)
 from census.outcomes import Outcome
 
 #: Seconds after its due time past which a retry counts as late.
 DEFAULT_LATE_AFTER = 2.0
 #: How an attempt without an outcome yet is counted.
 RUNNING = "running"
+#: The token pool's ledger (``census.captcha.pool.ledger``) in the order census_stats shows
+#: it: solves asked, paid (delivered), used (sent), refused (sent, the site said no: part of
+#: used), wasted (paid, never sent), failed (not delivered, not paid), and those in flight.
+SOLVE_FIGURES = ("asked", "paid", "used", "refused", "wasted", "failed", "solving", "ready", "held")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -107,6 +125,109 @@ def breaker_state(now: datetime | None = None) -> BreakerState:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SolvingServiceState:
+    """The solving service as every host sees it (the shared ``CaptchaService`` row)."""
+
+    #: ``paused`` (nothing is asked of it until a probe answers) or ``ok``.
+    state: str
+    #: Why it is paused (``zero_balance``, ``bad_key``, ``unreachable``...); "" when ok.
+    reason: str = ""
+    #: Paused: since when, and when it is probed next (ISO times); None when ok.
+    since: str | None = None
+    until: str | None = None
+    #: Probes that failed since it was paused (the backoff doubles with each).
+    failed_probes: int = 0
+    #: The census page's site key was seen (the pool asks solves for it).
+    site_key_known: bool = False
+
+
+def solving_service_state() -> SolvingServiceState:
+    """Read the shared row (no row yet: ok, no site key known)."""
+    row = captcha_breaker.service_row()
+    if row is None:
+        return SolvingServiceState(state="ok")
+    paused = row.open_until is not None
+    return SolvingServiceState(
+        state="paused" if paused else "ok",
+        reason=row.reason if paused else "",
+        since=row.opened_at.isoformat() if paused and row.opened_at else None,
+        until=row.open_until.isoformat() if row.open_until else None,
+        failed_probes=row.failures if paused else 0,
+        site_key_known=bool(row.site_key),
+    )
+
+
+def solve_ledger(since: datetime | None = None) -> dict[str, int]:
+    """``census.captcha.pool.ledger`` in ``SOLVE_FIGURES``' order."""
+    counts = captcha_pool.ledger(since)
+    return {figure: counts[figure] for figure in SOLVE_FIGURES}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptchaStats:
+    """The captcha solves paid for the lookups, and the solving service's breaker."""
+
+    #: ``CENSUS_CAPTCHA``'s service (``2captcha``...), None when it is not set.
+    service: str | None
+    #: Tokens are solved ahead by the pool (``CENSUS_CAPTCHA_POOL``), not inside attempts.
+    pool: bool
+    solving_service: SolvingServiceState
+    #: ``SOLVE_FIGURES`` since the server's local midnight, and over every solve.
+    today: dict[str, int]
+    overall: dict[str, int]
+    #: Paid solves per lookup that used one (None before any).
+    paid_per_lookup_today: float | None
+    paid_per_lookup: float | None
+    #: ``CENSUS_CAPTCHA_DAILY_LIMIT`` and the solves it still allows today (None: no limit).
+    daily_limit: int | None
+    daily_left: int | None
+
+
+def captcha_stats(now: datetime | None = None) -> CaptchaStats | None:
+    """The pool's accounting on the database's clock; None when no solving service is
+    configured and no solve was ever recorded."""
+    service = _captcha_service()
+    if service is None and not CaptchaToken.objects.exists():
+        return None
+    now = now or database.clock()
+    midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    return CaptchaStats(
+        service=service,
+        pool=settings.captcha_pool,
+        solving_service=solving_service_state(),
+        today=solve_ledger(midnight),
+        overall=solve_ledger(),
+        paid_per_lookup_today=_rounded(captcha_pool.per_lookup(midnight)),
+        paid_per_lookup=_rounded(captcha_pool.per_lookup()),
+        daily_limit=settings.captcha_daily_limit,
+        daily_left=daily_left(now),
+    )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def daily_left(now: datetime | None = None) -> int | None:
+    """Solves ``CENSUS_CAPTCHA_DAILY_LIMIT`` still allows today (None: no limit). The limit
+    counts every solve asked since the server's local midnight but those not delivered."""
+    limit = settings.captcha_daily_limit
+    if limit is None:
+        return None
+    return max(limit - captcha_pool.asked_today(now or database.clock()), 0)
+
+
+def _captcha_service() -> str | None:
+    """``CENSUS_CAPTCHA``'s service; a malformed value (the system check names the problem)
+    still counts as one configured."""
+    try:
+        config = settings.captcha
+    except ValueError:
+        return "invalid CENSUS_CAPTCHA"
+    return None if config is None else config.service
+
+
+@dataclass(frozen=True, kw_only=True)
 class CensusStats:
     """Everything ``census_stats`` reports about a set of lookups."""
 
@@ -134,6 +255,8 @@ class CensusStats:
     paused: dict[str, str] | None = None
     #: Answers in no known shape, one entry per signature, most recently seen first.
     unexpected_pages: list[dict[str, Any]] = field(default_factory=list)
+    #: The captcha solves and the solving service; None when none is configured or used.
+    captcha: CaptchaStats | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: nested dicts, keys as strings."""
@@ -204,6 +327,7 @@ def compute(
         breaker=breaker_state(),
         paused=_paused(),
         unexpected_pages=_unexpected_pages(),
+        captcha=captcha_stats(),
     )
 
 
@@ -300,7 +424,61 @@ def render_table(stats: CensusStats) -> str:
         if stats.unexpected_pages
         else ["(none)"]
     )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *_captcha_lines(stats.captcha)])
+
+
+def _captcha_lines(captcha: CaptchaStats | None) -> list[str]:
+    if captcha is None:
+        return ["Captcha solves: no solving service configured (CENSUS_CAPTCHA)"]
+    service = captcha.solving_service
+    if service.state == "paused":
+        state = (
+            f"PAUSED since {service.since or '?'}: {service.reason or 'unavailable'}"
+            f"   next probe {service.until}   failed probes {service.failed_probes}"
+            " (nothing is asked of it; lookups wait, uncharged)"
+        )
+    else:
+        state = "ok"
+    lines = [
+        "Captcha solves (the solving service and the token pool)",
+        f"service {captcha.service or 'not set'}   pool {'on' if captcha.pool else 'off'}"
+        f"   site key {'known' if service.site_key_known else 'not seen yet'}",
+        f"state {state}",
+    ]
+    lines += _rows(
+        ["Solves", "Today", "Overall"],
+        (
+            [_SOLVE_LABELS.get(figure, figure), captcha.today[figure], captcha.overall[figure]]
+            for figure in SOLVE_FIGURES
+        ),
+    )
+    lines.append(
+        f"paid solves per lookup   today {_ratio(captcha.paid_per_lookup_today)}"
+        f"   overall {_ratio(captcha.paid_per_lookup)}"
+    )
+    if captcha.daily_limit is not None:
+        lines.append(
+            f"daily limit (CENSUS_CAPTCHA_DAILY_LIMIT) {captcha.daily_limit}"
+            f"   left today {captcha.daily_left}"
+        )
+    return lines
+
+
+#: census_stats' words for the ledger's figures, where the key alone would not say it.
+_SOLVE_LABELS = {
+    "paid": "paid (delivered)",
+    "used": "used (sent)",
+    "refused": "  of them refused",
+    "wasted": "wasted (paid, never sent)",
+    "failed": "failed (not paid)",
+    "solving": "being solved",
+    "ready": "ready in the pool",
+    "held": "held by an attempt",
+}
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _unexpected_pages(limit: int = 20) -> list[dict[str, Any]]:

@@ -185,3 +185,77 @@ def test_unexpected_pages_need_the_lookup_view_permission(client: Any) -> None:
     client.force_login(factories.member(is_staff=True))
     response = client.get(reverse("admin:census_pagesnapshot_changelist"))
     assert response.status_code == 403
+
+
+# -- captcha solves and the solving service (census.models.CaptchaToken, CaptchaService) -------
+
+
+def test_captcha_solves_are_listed_without_their_token(client: Any) -> None:
+    """The solves' list and page show state, mode, lookup, times, refused and error, filter
+    by state, mode and refused, and never the token (a bearer credential); read-only."""
+    from census.models import CaptchaToken
+
+    info = finished_lookup()
+    held = factories.captcha_solve("held", lookup=info, step=1, token="03A-secret-held-token")
+    factories.captcha_solve("used", lookup=info, step=1, refused=True, error="")
+    factories.captcha_solve("failed", error="service_timeout: no token")
+    client.force_login(staff())
+    url = reverse("admin:census_captchatoken_changelist")
+    listing = client.get(url)
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert "03A-secret-held-token" not in page
+    for column in ("state", "mode", "lookup", "asked_at", "solved_at", "refused", "error"):
+        assert f"column-{column}" in page
+    assert "service_timeout: no token" in page
+    assert f"consulta {info.pk}" in page  # the lookup by its id and status, never a cédula
+    assert info.user.username not in page
+    shown = {row.pk for row in client.get(url + "?state__exact=held").context["cl"].result_list}
+    assert shown == {held.pk}
+    refused = client.get(url + "?refused__exact=1").context["cl"].result_list
+    assert [row.state for row in refused] == [CaptchaToken.State.USED]
+    assert len(client.get(url + "?mode__exact=pool").context["cl"].result_list) == 3
+
+    change = reverse("admin:census_captchatoken_change", args=[held.pk])
+    page = client.get(change).content.decode()
+    assert "03A-secret-held-token" not in page and "field-token" not in page
+    assert "field-state" in page and 'name="_save"' not in page
+    assert client.post(change, {"token": "x"}).status_code == 403
+    assert CaptchaToken.objects.get(pk=held.pk).token == "03A-secret-held-token"
+
+
+def test_the_solving_service_row_shows_its_pause(client: Any) -> None:
+    """The service's row says paused (with reason, until, failed probes) or available, its
+    site key and who keeps the pool; read-only."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from census.models import CaptchaService
+
+    row = CaptchaService.objects.create(
+        name="default",
+        site_key="6LcKnownSiteKey",
+        open_until=timezone.now() + timedelta(seconds=60),
+        reason="zero_balance",
+        failures=3,
+        lease_holder="worker-1:4242",
+    )
+    client.force_login(staff())
+    url = reverse("admin:census_captchaservice_changelist")
+    page = client.get(url).content.decode()
+    assert '<td class="field-state">en pausa</td>' in page
+    assert "zero_balance" in page and "6LcKnownSiteKey" in page and "worker-1:4242" in page
+    assert '<td class="field-failures">3</td>' in page
+    CaptchaService.objects.filter(pk=row.pk).update(open_until=None, reason="", failures=0)
+    assert '<td class="field-state">disponible</td>' in client.get(url).content.decode()
+    change = reverse("admin:census_captchaservice_change", args=[row.pk])
+    assert 'name="_save"' not in client.get(change).content.decode()
+    assert client.post(change, {"reason": "x"}).status_code == 403
+
+
+def test_captcha_rows_need_the_lookup_view_permission(client: Any) -> None:
+    """Staff without view_cedulainfo see neither the solves nor the service."""
+    client.force_login(factories.member(is_staff=True))
+    for name in ("captchatoken", "captchaservice"):
+        assert client.get(reverse(f"admin:census_{name}_changelist")).status_code == 403

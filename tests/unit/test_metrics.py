@@ -151,3 +151,55 @@ def test_the_site_changed_gauges_follow_the_gate_row(client: Any, settings: Any)
     )
     got = samples(client.get(URL, headers=auth).content.decode())
     assert got[("census_site_changed", ())] == 0
+
+
+def test_the_captcha_solves_and_the_solving_services_pause(client: Any, settings: Any) -> None:
+    """census_captcha_solves_total counts solves by result, census_captcha_tokens those in
+    flight, census_captcha_service_paused is 1 with the reason while the service is paused
+    (0, no reason, once resumed), and census_captcha_daily_left follows the day's limit."""
+    from census.models import CaptchaService
+
+    settings.CENSUS_METRICS_TOKEN = "s3cret"
+    settings.CENSUS_CAPTCHA_DAILY_LIMIT = 10
+    factories.captcha_solves()
+    auth = {"Authorization": "Bearer s3cret"}
+    text = client.get(URL, headers=auth).content.decode()
+    got = samples(text)
+    solves = {
+        result: got[("census_captcha_solves_total", (("result", result),))]
+        for result in ("asked", "paid", "used", "refused", "wasted", "failed")
+    }
+    assert solves == {"asked": 10, "paid": 7, "used": 3, "refused": 1, "wasted": 2, "failed": 2}
+    tokens = {
+        s: got[("census_captcha_tokens", (("state", s),))] for s in ("solving", "ready", "held")
+    }
+    assert tokens == {"solving": 1, "ready": 1, "held": 1}
+    assert got[("census_captcha_service_paused", (("reason", "zero_balance"),))] == 1
+    assert got[("census_captcha_service_failed_probes", ())] == 2
+    assert got[("census_captcha_daily_left", ())] == 4  # 6 asked today and delivered or not yet
+    assert "03A-" not in text
+
+    CaptchaService.objects.update(open_until=None, opened_at=None, reason="", failures=0)
+    settings.CENSUS_CAPTCHA_DAILY_LIMIT = None
+    got = samples(client.get(URL, headers=auth).content.decode())
+    assert got[("census_captcha_service_paused", ())] == 0
+    assert not [key for key in got if key[0] == "census_captcha_service_paused" and key[1]]
+    assert got[("census_captcha_service_failed_probes", ())] == 0
+    assert not [key for key in got if key[0] == "census_captcha_daily_left"]
+
+
+def test_every_metric_served_is_in_the_docs_table(client: Any, settings: Any) -> None:
+    """docs/observability.md's metrics table lists every family the view serves, and no
+    other (a limit set, so the daily-limit gauge is served too)."""
+    import re
+
+    from tests.clusters import ROOT
+
+    settings.CENSUS_METRICS_TOKEN = "t"
+    settings.CENSUS_CAPTCHA_DAILY_LIMIT = 5
+    text = client.get(URL, headers={"Authorization": "Bearer t"}).content.decode()
+    served = set(re.findall(r"^# TYPE (census_[a-z_]+) ", text, flags=re.MULTILINE))
+    docs = (ROOT / "docs" / "observability.md").read_text()
+    table = docs.split("## Prometheus metrics", 1)[1]
+    documented = set(re.findall(r"^\| `(census_[a-z_]+)` \|", table, flags=re.MULTILINE))
+    assert served and documented == served, (served - documented, documented - served)

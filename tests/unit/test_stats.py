@@ -236,3 +236,128 @@ def test_the_site_changed_state_and_the_unexpected_pages() -> None:
     data = json.loads(out.getvalue())
     assert data["breaker"]["site_signature"] == "answer:missing_field:encontrado"
     assert data["unexpected_pages"][0]["count"] == 7
+
+
+# -- captcha solves (census.captcha.pool's ledger and the solving service's row) -------------
+
+CAPTCHA = {"service": "2captcha", "api_key": "census-test-key"}
+#: The keys census_stats --json printed before the captcha section: none changes.
+KEYS_BEFORE_CAPTCHA = {
+    "lookups",
+    "by_status",
+    "outcomes_by_step",
+    "error_reasons",
+    "attempts_used",
+    "retry_lateness",
+    "retry_queue_lateness",
+    "late_after",
+    "late_retries",
+    "time_to_final",
+    "breaker",
+    "paused",
+    "unexpected_pages",
+}
+
+
+@pytest.mark.django_db
+def test_captcha_solves_today_and_overall(settings: Any) -> None:
+    """The ledger of solves since the server's local midnight and over all of them, paid
+    solves per lookup, what the daily limit leaves, and the paused service's state."""
+    from census.observability.stats import captcha_stats
+
+    settings.CENSUS_CAPTCHA = CAPTCHA
+    settings.CENSUS_CAPTCHA_DAILY_LIMIT = 10
+    factories.captcha_solves()
+    stats = captcha_stats()
+
+    assert stats is not None
+    assert (stats.service, stats.pool) == ("2captcha", True)
+    assert stats.today == {
+        "asked": 7,
+        "paid": 5,
+        "used": 2,
+        "refused": 1,
+        "wasted": 1,
+        "failed": 1,
+        "solving": 1,
+        "ready": 1,
+        "held": 1,
+    }
+    assert stats.overall == {
+        "asked": 10,
+        "paid": 7,
+        "used": 3,
+        "refused": 1,
+        "wasted": 2,
+        "failed": 2,
+        "solving": 1,
+        "ready": 1,
+        "held": 1,
+    }
+    assert stats.paid_per_lookup_today == 1.667  # 5 paid for lookups B, C, D
+    assert stats.paid_per_lookup == 1.75
+    # The limit counts the solves asked today but the one never delivered: 6 of 10.
+    assert (stats.daily_limit, stats.daily_left) == (10, 4)
+    service = stats.solving_service
+    assert (service.state, service.reason, service.failed_probes) == ("paused", "zero_balance", 2)
+    assert service.since is not None and service.until is not None and service.site_key_known
+
+
+@pytest.mark.django_db
+def test_census_stats_prints_the_captcha_section(settings: Any) -> None:
+    """The table shows the service's pause with its reason, the solves today and overall,
+    per lookup and the day's limit; --json adds ``captcha`` and keeps every other key; no
+    token appears."""
+    settings.CENSUS_CAPTCHA = CAPTCHA
+    settings.CENSUS_CAPTCHA_DAILY_LIMIT = 10
+    factories.captcha_solves()
+    out = StringIO()
+    call_command("census_stats", stdout=out)
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert "Captcha solves (the solving service and the token pool)" in lines
+    assert "service 2captcha   pool on   site key known" in lines
+    state = next(line for line in lines if line.startswith("state PAUSED since"))
+    assert "zero_balance" in state and "failed probes 2" in state
+    assert [line.split() for line in lines if line.startswith(("asked ", "being solved"))] == [
+        ["asked", "7", "10"],
+        ["being", "solved", "1", "1"],
+    ]
+    assert "paid solves per lookup   today 1.67   overall 1.75" in lines
+    assert "daily limit (CENSUS_CAPTCHA_DAILY_LIMIT) 10   left today 4" in lines
+    assert "03A-" not in text
+
+    out = StringIO()
+    call_command("census_stats", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert set(data) == KEYS_BEFORE_CAPTCHA | {"captcha"}
+    captcha = data["captcha"]
+    assert captcha["today"]["paid"] == 5 and captcha["overall"]["wasted"] == 2
+    assert captcha["solving_service"]["state"] == "paused"
+    assert captcha["solving_service"]["reason"] == "zero_balance"
+    assert captcha["solving_service"]["failed_probes"] == 2
+    assert captcha["daily_left"] == 4 and captcha["paid_per_lookup"] == 1.75
+    assert "03A-" not in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_no_solving_service_and_no_solves(settings: Any) -> None:
+    """Without CENSUS_CAPTCHA and without a solve, census_stats says so in one line and
+    --json has ``captcha: null``; a configured service with no row yet is ok, no site key."""
+    from census.observability.stats import captcha_stats
+
+    settings.CENSUS_CAPTCHA = None
+    out = StringIO()
+    call_command("census_stats", stdout=out)
+    assert out.getvalue().splitlines()[-1] == (
+        "Captcha solves: no solving service configured (CENSUS_CAPTCHA)"
+    )
+    out = StringIO()
+    call_command("census_stats", "--json", stdout=out)
+    assert json.loads(out.getvalue())["captcha"] is None
+
+    settings.CENSUS_CAPTCHA = CAPTCHA
+    stats = captcha_stats()
+    assert stats is not None and stats.overall["asked"] == 0 and stats.daily_left is None
+    service = stats.solving_service
+    assert (service.state, service.site_key_known, service.until) == ("ok", False, None)
