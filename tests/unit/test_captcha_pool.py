@@ -319,3 +319,23 @@ def test_a_waiting_lookup_looks_again_soon_until_a_solve_time_is_known(
     waits = pool.take(first, 1)
     assert isinstance(waits, LookupResult)
     assert waits.retry_after == pytest.approx(40.0, abs=2)
+
+
+def test_no_solve_is_asked_while_the_sites_breaker_holds_past_a_tokens_life(
+    service: SolvingService,
+) -> None:
+    """The site blocked: its breaker is open for 5 minutes, longer than a token may wait;
+    no solve is asked until it reopens."""
+    from census.gate.waiter import DEFAULT_NAME
+    from census.models import RateGate
+
+    breaker.learn_page(SITE_KEY, PAGE_URL)
+    _due(2)
+    gate = RateGate.objects.create(
+        name=DEFAULT_NAME, breaker_until=timezone.now() + timedelta(minutes=5)
+    )
+    filler.fill()
+    assert service.ledger().created == 0
+    RateGate.objects.filter(pk=gate.pk).update(breaker_until=timezone.now() + timedelta(seconds=5))
+    filler.fill()
+    assert service.ledger().created == 2
