@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_SCRAPER": "census.scraper.playwright.PlaywrightScraper",
     # Dotted path of callable(user) -> bool deciding who may request a manual refresh.
     "CENSUS_IS_LEADER": "census.permissions.is_leader",
+    # Dotted path of callable(user) -> bool deciding whether a new user gets a lookup (asked
+    # in the user's post_save, and by bulk runs for users without one). The default refuses
+    # only a superuser without a valid cédula (createsuperuser's "admin").
+    "CENSUS_LOOKUP_FOR": "census.eligibility.lookup_for",
     # The census lookup page; its JSON endpoints live on the same origin.
     "CENSUS_SITE_URL": SITE_URL,
     # Chromium binary; None picks Playwright's own Chromium, else /usr/bin/chromium.
@@ -163,6 +167,10 @@ class CensusSettings:
     @property
     def is_leader(self) -> Callable[[Any], bool]:
         return import_string(self._get("CENSUS_IS_LEADER"))
+
+    @property
+    def lookup_for(self) -> Callable[[Any], bool]:
+        return import_string(self._get("CENSUS_LOOKUP_FOR"))
 
     @property
     def site_url(self) -> str:

@@ -35,6 +35,8 @@ class Event(StrEnum):
     ATTEMPT_LOST = "attempt_lost"
     #: The gate was closed: the attempt sent nothing and waits for the gate, spending no budget.
     ATTEMPT_DEFERRED = "attempt_deferred"
+    #: A new user got no lookup: ``CENSUS_LOOKUP_FOR`` refused them (emitted after commit).
+    LOOKUP_SKIPPED = "lookup_skipped"
     #: A lookup with no queued or running task was queued again by the sweeper.
     LOOKUP_RESUMED = "lookup_resumed"
     #: Queuing a lookup's task failed; the sweeper will resume it.

@@ -1,4 +1,5 @@
-"""Receivers: a new user gets a lookup; Django-Q2 tells an attempt its task id."""
+"""Receivers: a new user gets a lookup (if ``CENSUS_LOOKUP_FOR`` says so); Django-Q2 tells an
+attempt its task id."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from census.q2.context import current_task_id
 def user_saved(sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any) -> None:
     """Only brand-new users, and not fixture loads (``raw``)."""
     if created and not raw:
-        start.start_lookup(instance)
+        start.on_registration(instance)
 
 
 def task_starting(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:

@@ -25,6 +25,11 @@ def leader(**extra: Any) -> Any:
     return user
 
 
+def leaders_only(user: Any) -> bool:
+    """A portal's ``CENSUS_LOOKUP_FOR`` (``tests.factories.leaders_only``): leaders only."""
+    return bool(user.role == "leader")
+
+
 def permission_holder() -> Any:
     user = member()
     user.user_permissions.add(Permission.objects.get(codename="refresh_cedulainfo"))

@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from census.cedula import canonical
@@ -31,7 +32,8 @@ class Selection:
 
     ``missing`` members (no lookup yet) plus those whose final lookup matches ``statuses``
     and ``older_than_s`` (both when given); ``user_ids`` (from a users file) limits the
-    result, or alone selects those users whatever their lookup.
+    result, or alone selects those users whatever their lookup. A selected user without a
+    lookup stays out unless ``CENSUS_LOOKUP_FOR`` accepts them, as at registration.
     """
 
     missing: bool = False
@@ -84,7 +86,16 @@ class Selection:
             users = users.filter(pk__in=self.user_ids)
         else:
             users = users.filter(wanted)
-        return list(users.order_by("pk").values_list("pk", flat=True))
+        refused = _refused(users.filter(cedula_info__isnull=True))
+        pks = users.order_by("pk").values_list("pk", flat=True)
+        return [pk for pk in pks if pk not in refused]
+
+
+def _refused(users: QuerySet[Any]) -> set[Any]:
+    """The users (without a lookup) whom ``CENSUS_LOOKUP_FOR`` refuses: a run creates no
+    lookup that their registration did not. One query; the callable is called per user."""
+    lookup_for = settings.lookup_for
+    return {user.pk for user in users.iterator(chunk_size=2000) if not lookup_for(user)}
 
 
 def read_users_file(lines: Iterable[str]) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""Registration: a new member's lookup, created in PENDING; attempt 1 queued once it commits."""
+"""Registration: a new member's lookup, created in PENDING (if ``CENSUS_LOOKUP_FOR`` accepts
+them); attempt 1 queued once it commits."""
 
 from __future__ import annotations
 
@@ -7,9 +8,21 @@ from typing import Any
 
 from django.db import transaction
 
+from census import events
+from census.conf import settings
+from census.events import Event
 from census.lookup.status import log_created
 from census.models import CedulaInfo, Status
 from census.q2.queue import queue_now
+
+
+def on_registration(user: Any) -> CedulaInfo | None:
+    """A new user's lookup (``start_lookup``) if ``CENSUS_LOOKUP_FOR`` accepts them; else
+    none at all, and ``lookup_skipped`` once the registration commits."""
+    if settings.lookup_for(user):
+        return start_lookup(user)
+    transaction.on_commit(partial(events.emit, Event.LOOKUP_SKIPPED, user_id=user.pk), robust=True)
+    return None
 
 
 def start_lookup(user: Any) -> CedulaInfo:

@@ -116,6 +116,30 @@ def test_selections_combine(
     assert pks(missing=True, user_ids=listed) == {missing[0].pk}
 
 
+def test_a_run_starts_no_lookup_that_registration_refused(leader: Any, settings: Any) -> None:
+    """CENSUS_LOOKUP_FOR applies to members without a lookup, in every selection: --missing
+    and a users file leave out a superuser without a cédula; a superuser with one, and users
+    who already have a lookup, stay in."""
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.create_superuser(username="admin", password="x")
+    boss = factories.member_without_lookup(is_superuser=True)
+    member = factories.member_without_lookup()
+    assert not CedulaInfo.objects.filter(user=admin).exists()
+
+    def pks(**kwargs: Any) -> list[int]:
+        return bulk.Selection(**kwargs).user_pks()
+
+    assert pks(missing=True) == [boss.pk, member.pk]
+    assert pks(user_ids=(admin.pk, member.pk, leader.pk)) == [leader.pk, member.pk]
+    assert "would start 2 lookup(s)" in command("--as", leader.username, "--missing", "--dry-run")
+    looked_up = factories.member()
+    CedulaInfo.objects.filter(user=looked_up).update(status=Status.FOUND)
+    settings.CENSUS_LOOKUP_FOR = "tests.factories.leaders_only"
+    assert pks(missing=True) == []
+    assert pks(statuses=("found",)) == [leader.pk, looked_up.pk]  # have a lookup: not asked
+
+
 def test_users_file_takes_cedulas_and_ids(tmp_path: Path) -> None:
     """Lines hold a cédula (any separators) or a user id; blanks and # comments are skipped."""
     a, b = factories.member_without_lookup(), factories.member_without_lookup()

@@ -155,3 +155,12 @@ def test_the_captcha_pools_settings_are_checked(
     error at startup (the pool thread would otherwise fail in every worker, silently)."""
     with override_settings(**overrides):
         assert [m.id for m in check_census_settings()] == expected
+
+
+def test_an_unimportable_lookup_for_is_an_error() -> None:
+    """CENSUS_LOOKUP_FOR that cannot be imported is census.E004 at startup, naming the
+    setting, not an exception in every registration."""
+    with override_settings(CENSUS_LOOKUP_FOR="portal.nope.lookup_for"):
+        found = check_census_settings()
+    assert [m.id for m in found] == ["census.E004"]
+    assert "CENSUS_LOOKUP_FOR" in found[0].msg

@@ -66,6 +66,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "observability.snapshots",
                 "bulk.selection",
                 "bulk.window",
+                "eligibility",
                 "captcha.breaker",
                 "captcha.pool",
                 "captcha.filler",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core import serializers
 from django.db import transaction
 from structlog.testing import capture_logs
@@ -76,3 +77,36 @@ def test_fixture_loads_do_not_trigger(django_capture_on_commit_callbacks: Any) -
     assert user_model.objects.filter(pk=999).exists()
     assert not CedulaInfo.objects.filter(user_id=999).exists()
     assert callbacks == []
+
+
+def test_createsuperuser_without_a_cedula_gets_no_lookup(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The default CENSUS_LOOKUP_FOR: a superuser named ``admin`` gets no CedulaInfo and no
+    task; ``lookup_skipped`` is logged once the registration commits."""
+    with capture_logs() as logs:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            admin = get_user_model().objects.create_superuser(username="admin", password="x")
+            assert logs == []
+        for callback in callbacks:
+            callback()
+    assert not CedulaInfo.objects.filter(user=admin).exists()
+    assert queued() == []
+    assert [(e["event"], e["user_id"]) for e in logs] == [("lookup_skipped", admin.pk)]
+
+
+def test_the_setting_decides_who_gets_a_lookup(
+    settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """CENSUS_LOOKUP_FOR names the callable asked for each new user: refused, no row at all;
+    accepted (a superuser with a cédula by default), a pending lookup."""
+    settings.CENSUS_LOOKUP_FOR = "tests.factories.leaders_only"
+    with django_capture_on_commit_callbacks(execute=True):
+        member, leader = factories.member(), factories.leader()
+    assert not CedulaInfo.objects.filter(user=member).exists()
+    assert CedulaInfo.objects.get(user=leader).status == Status.PENDING
+    del settings.CENSUS_LOOKUP_FOR
+    with django_capture_on_commit_callbacks(execute=True):
+        superuser = factories.member(is_superuser=True)
+    assert CedulaInfo.objects.get(user=superuser).status == Status.PENDING
+    assert len(queued()) == 2
