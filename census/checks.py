@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
 from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 
@@ -171,10 +173,55 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error 
             getattr(settings, attribute)  # a malformed value raises
         except ValueError as exc:
             found.append(Error(f"{setting}: {exc}", id="census.E005"))
+    found += _cedula_field_errors()
     found += _follow_up_errors(getattr(django_settings, "CENSUS_FOLLOW_UPS", None) or {})
     found += _captcha_problems(getattr(django_settings, "CENSUS_CAPTCHA", None))
     found += _captcha_number_errors()
     return found
+
+
+#: The kinds of field a hint for ``CENSUS_CEDULA_FIELD`` offers (text and whole numbers).
+_CEDULA_FIELD_TYPES = {
+    "CharField",
+    "TextField",
+    "IntegerField",
+    "BigIntegerField",
+    "PositiveIntegerField",
+    "PositiveBigIntegerField",
+}
+
+
+def _cedula_field_errors() -> list[Error | Warning]:
+    """A ``CENSUS_CEDULA_FIELD`` that is no concrete field of the user model would end every
+    lookup ``error/missing_cedula``, and bulk runs and ``cedula_taken`` could not query it:
+    say so at startup."""
+    try:
+        user_model = get_user_model()
+    except ImproperlyConfigured:  # django.contrib.auth's own check says why
+        return []
+    name = settings.cedula_field
+    try:
+        field = user_model._meta.get_field(name)
+    except FieldDoesNotExist:
+        problem = _("the user model %(model)s has no field %(name)r")
+    else:
+        if field.concrete and not field.is_relation:
+            return []
+        problem = _("%(name)r is a relation of the user model %(model)s, not a value")
+    fields = [
+        f.name
+        for f in user_model._meta.concrete_fields
+        if f.get_internal_type() in _CEDULA_FIELD_TYPES and f.name != "password"
+    ]
+    return [
+        Error(
+            _("CENSUS_CEDULA_FIELD = %(name)r: %(problem)s; lookups would find no cédula.")
+            % {"name": name, "problem": problem % {"model": user_model._meta.label, "name": name}},
+            hint=_("Name the field that holds the cédula; the user model's fields: %(fields)s.")
+            % {"fields": ", ".join(fields)},
+            id="census.E013",
+        )
+    ]
 
 
 #: The captcha pool's number settings: (name, None allowed, the smallest value).

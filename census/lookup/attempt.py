@@ -173,7 +173,11 @@ def _lookup(
     raw_cedula: str, ticketed: bool, on_sent: Callable[[], None], *, lookup_id: int, step: int
 ) -> LookupResult:
     if not raw_cedula.strip():
-        return LookupResult(outcome=Outcome.MISSING_CEDULA, detail="the user has no cédula")
+        return LookupResult(
+            outcome=Outcome.MISSING_CEDULA,
+            detail="the user has no cédula "
+            f"(CENSUS_CEDULA_FIELD = {settings.cedula_field!r} is empty)",
+        )
     try:
         cedula = normalize(raw_cedula)
     except InvalidCedula as invalid:

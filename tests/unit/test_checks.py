@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
+from django.utils import translation
 
 from census.checks import check_census_settings, check_q_cluster
 
@@ -164,3 +165,31 @@ def test_an_unimportable_lookup_for_is_an_error() -> None:
         found = check_census_settings()
     assert [m.id for m in found] == ["census.E004"]
     assert "CENSUS_LOOKUP_FOR" in found[0].msg
+
+
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [
+        ("cedula", "has no field 'cedula'"),
+        ("groups", "'groups' is a relation"),  # many-to-many
+        ("referred_by", "'referred_by' is a relation"),  # a foreign key
+        ("cedula_info", "'cedula_info' is a relation"),  # census's own reverse one-to-one
+    ],
+)
+def test_a_cedula_field_that_is_no_field_of_the_user_model_is_an_error(
+    field: str, problem: str
+) -> None:
+    """CENSUS_CEDULA_FIELD naming no concrete value field of the user model is census.E013,
+    naming the setting, with a hint that lists the fields it could name."""
+    with override_settings(CENSUS_CEDULA_FIELD=field), translation.override("en"):
+        found = check_census_settings()
+    assert [m.id for m in found] == ["census.E013"]
+    assert f"CENSUS_CEDULA_FIELD = {field!r}" in found[0].msg and problem in found[0].msg
+    assert "username, first_name, last_name, email, role" in found[0].hint
+
+
+@pytest.mark.parametrize("field", ["username", "email", "id"])
+def test_a_cedula_field_of_the_user_model_passes(field: str) -> None:
+    """Any concrete field of the user model holding a value passes census.E013."""
+    with override_settings(CENSUS_CEDULA_FIELD=field):
+        assert check_census_settings() == []

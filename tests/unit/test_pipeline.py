@@ -146,6 +146,17 @@ def test_invalid_cedula_is_a_permanent_error_without_retry(
     assert "3 to 10 digits" in info.raw_response
 
 
+def test_a_missing_cedula_names_the_setting(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    """An empty cédula field ends in ERROR at once, reason missing_cedula, and the stored
+    detail names CENSUS_CEDULA_FIELD and the field it reads."""
+    settings.CENSUS_CEDULA_FIELD = "email"
+    info = drive(new_lookup(), django_capture_on_commit_callbacks)
+    assert (info.status, info.final_reason) == (Status.ERROR, "missing_cedula")
+    assert "the user has no cédula (CENSUS_CEDULA_FIELD = 'email' is empty)" in info.raw_response
+
+
 def test_duplicate_hook_changes_nothing(
     new_lookup: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
