@@ -67,6 +67,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "bulk.selection",
                 "bulk.window",
                 "eligibility",
+                "validators",
                 "captcha.breaker",
                 "captcha.pool",
                 "captcha.filler",
