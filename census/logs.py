@@ -1,4 +1,13 @@
-"""No cédula in what a project logs: a structlog processor and a ``logging`` filter.
+"""census's events in the project's logging, and no cédula in what a project logs.
+
+census emits structlog events (logger ``census``). A project that configures structlog
+itself keeps its set-up. One that does not gets census's events through Django's
+``LOGGING`` as ``key=value`` lines (``CensusConfig.ready`` calls ``configure_structlog``
+then), never structlog's own console output beside it. For JSON or coloured lines, call
+``configure_structlog()`` in the settings and give ``LOGGING`` a ``formatter("json")`` or
+``formatter("console")`` (docs/observability.md has the snippet).
+
+No cédula, with a structlog processor and a ``logging`` filter:
 
 census masks cédulas in its own event fields; a traceback is another matter (a ``KeyError``
 may carry the number, and so may an exception raised by portal code that census runs: a
@@ -30,6 +39,8 @@ from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+
+import structlog
 
 from census.cedula import scrub
 
@@ -105,3 +116,69 @@ class ScrubCedulaFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = scrub_in_scope(record.stack_info)
         return True
+
+
+# -- routing structlog through Django's LOGGING ------------------------------------------------
+
+#: Run on every line before it is rendered: census's events and other libraries' records.
+PRE_CHAIN: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure_structlog(*, plain: bool = False) -> None:
+    """Send structlog's events to the standard library's loggers (so to ``LOGGING``'s
+    handlers), cédulas masked.
+
+    ``plain``: render each event as one ``key=value`` string, for handlers with Django's
+    plain formatters; else hand the event over for a ``formatter(...)`` to render."""
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.StackInfoRenderer(),
+        scrub_cedula,  # tracebacks rendered here and masked: a KeyError may carry a cédula
+    ]
+    if plain:
+        processors.append(structlog.processors.KeyValueRenderer(key_order=["event"]))
+    else:
+        processors[:2] = PRE_CHAIN
+        processors.append(structlog.stdlib.ProcessorFormatter.wrap_for_formatter)
+    structlog.configure(
+        processors=processors,
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: a project (or a test) that configures structlog later is obeyed by
+        # loggers already used.
+        cache_logger_on_first_use=False,
+    )
+
+
+#: ``formatter``'s renderers.
+RENDERERS = ("json", "console", "keyvalue")
+
+
+def formatter(renderer: str = "json") -> dict[str, Any]:
+    """A ``LOGGING["formatters"]`` entry rendering structlog's events and every other
+    library's records alike (``json``, ``console`` or ``keyvalue``), cédulas masked."""
+    renderers: dict[str, Any] = {
+        "json": structlog.processors.JSONRenderer(ensure_ascii=False),
+        "console": structlog.dev.ConsoleRenderer(colors=False),
+        "keyvalue": structlog.processors.KeyValueRenderer(key_order=["timestamp", "event"]),
+    }
+    if renderer not in renderers:
+        raise ValueError(f"renderer must be one of {', '.join(RENDERERS)}; got {renderer!r}")
+    last: list[Any] = [renderer == "json" and structlog.processors.dict_tracebacks]
+    return {
+        "()": structlog.stdlib.ProcessorFormatter,
+        "foreign_pre_chain": [*PRE_CHAIN, scrub_cedula],
+        "processors": [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            scrub_cedula,  # every line, whatever chain built the event
+            *[p for p in last if p],
+            renderers[renderer],
+        ],
+    }
