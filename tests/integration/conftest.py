@@ -8,6 +8,7 @@ import pytest
 from django.test import override_settings
 
 from census.testing.simulator import CensusSimulator
+from census.testing.solving_service import SolvingService
 from tests.sites import RETRY_AFTER, TIMEOUT
 
 
@@ -31,3 +32,18 @@ def site(simulator: CensusSimulator) -> Iterator[CensusSimulator]:
         CENSUS_CAPTCHA_SOLVER=None,
     ):
         yield simulator
+
+
+@pytest.fixture
+def service() -> Iterator[SolvingService]:
+    """A local solving service of its own, 2 s a solve (the captcha tests count its ledger)."""
+    with SolvingService(solve_seconds=2.0) as solving:
+        yield solving
+
+
+@pytest.fixture
+def live_site(service: SolvingService) -> Iterator[CensusSimulator]:
+    """The simulator as the live site is to a browser: a challenge on every click, each
+    consulta's token checked with ``service``."""
+    with CensusSimulator(retry_after=2, token_verifier=service.verify) as site:
+        yield site

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,18 +33,6 @@ pytestmark = [
 
 #: (prefix, final status, how many members).
 MIX = (("10", Status.FOUND, 3), ("20", Status.NOT_FOUND, 1), ("30", Status.CANCELLED, 1))
-
-
-@pytest.fixture
-def service() -> Iterator[SolvingService]:
-    with SolvingService(solve_seconds=2.0) as solving:
-        yield solving
-
-
-@pytest.fixture
-def live_site(service: SolvingService) -> Iterator[CensusSimulator]:
-    with CensusSimulator(retry_after=2, token_verifier=service.verify) as site:
-        yield site
 
 
 def test_every_member_is_right_and_each_consulta_used_one_paid_solve(
