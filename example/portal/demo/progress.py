@@ -50,21 +50,21 @@ def snapshot(members: Sequence[Tracked]) -> list[Row]:
         info.user_id: info
         for info in CedulaInfo.objects.filter(user_id__in=[m.user_id for m in members])
     }
-    # Lookups back in RETRYING because the gate was closed: their last attempt was deferred.
-    waiting = set(
+    # Lookups back in RETRYING because their last attempt was deferred: why they wait.
+    waiting = dict(
         Attempt.objects.filter(
             lookup__in=infos.values(),
             lookup__status=Status.RETRYING,
             step=F("lookup__step") - 1,
             outcome=Outcome.DEFERRED.value,
-        ).values_list("lookup_id", flat=True)
+        ).values_list("lookup_id", "error")
     )
     rows = []
     for member in members:
         info = infos.get(member.user_id)
         reason = info.final_reason if info else ""
         if info is not None and info.pk in waiting:
-            reason = "waiting: the site blocks, nothing sent"
+            reason = f"waiting: {_WAITS.get(waiting[info.pk].split(':', 1)[0], _BLOCKED)}"
         rows.append(
             Row(
                 member=member,
@@ -75,6 +75,18 @@ def snapshot(members: Sequence[Tracked]) -> list[Row]:
             )
         )
     return rows
+
+
+_BLOCKED = "the site blocks, nothing sent"
+#: Why a deferred lookup waits, by its detail's first word; the gate's reasons say "blocks".
+_WAITS = {
+    "captcha_token": "a captcha token is being solved, nothing sent",
+    "captcha_service": "the solving service cannot serve, nothing sent",
+    "browsers_busy": "this host's browsers are busy, nothing sent",
+    "browser_slow": "this host was too slow, nothing sent",
+    "site_changed": "the site's pages changed, nothing sent",
+    "paused": "census is paused",
+}
 
 
 def _next(row: Row, now: datetime) -> str:
