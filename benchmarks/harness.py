@@ -90,6 +90,8 @@ class Clusters:
     def __init__(self, work: Path) -> None:
         self.work = work
         self.started: list[Any] = []
+        #: Started since the last ``stop()``: what ``wait_ready`` waits for.
+        self._starting: list[Any] = []
 
     def start(
         self, workers: int = 2, script: dict[str, list[str]] | None = None, **env: str
@@ -106,13 +108,15 @@ class Clusters:
         cluster = ClusterProcess(self.work, env, name=f"-{len(self.started)}")
         cluster.workers = workers
         self.started.append(cluster)
+        self._starting.append(cluster)
         cluster.start()
         return cluster
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Until every cluster logged "running" and shows all its workers idle."""
+        """Until every cluster started since the last ``stop()`` logged "running" and shows
+        all its workers idle."""
         deadline = time.monotonic() + timeout
-        for cluster in self.started:
+        for cluster in self._starting:
             while len(worker_processes(cluster)) < cluster.workers or "running" not in (
                 cluster.output()
             ):
@@ -123,6 +127,7 @@ class Clusters:
     def stop(self) -> None:
         for cluster in self.started:
             cluster.stop()
+        self._starting.clear()
 
 
 def worker_processes(cluster: Any) -> list[psutil.Process]:

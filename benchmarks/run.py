@@ -56,6 +56,13 @@ GOALS: dict[str, tuple[str, float, str]] = {
     "worker_tree_rss_mb": ("info", 1024, "busy worker + driver + Chromium"),
     "soak_rss_growth_pct": ("<", 20.0, "worker RSS after the first fifth"),
     "soak_leftover_processes": ("==", 0, "no Chromium/driver after the lookups"),
+    "captcha_pool_rate_utilisation": (">=", 0.95, "the limit, 5 s; 30 s solves asked ahead"),
+    "captcha_pool_paid_per_consulta": ("<=", 1.02, "consultas the site received"),
+    "captcha_pool_expired": ("==", 0, "tokens refused as expired, or paid and thrown away"),
+    "captcha_in_attempt_rate_utilisation": ("info", 0.29, "solved inside: 2 x 5 s / ~35 s"),
+    "captcha_in_attempt_paid_per_consulta": ("info", 1.0, "the same, solved inside"),
+    "captcha_in_attempt_expired": ("info", 0, "the same, solved inside"),
+    "captcha_pool_vs_in_attempt_utilisation_ratio": ("info", 3.3, "pool / solved inside"),
 }
 
 
@@ -124,6 +131,13 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"threads": 4, "calls": 50, "rounds": 2},
         {"threads": 4, "calls": 100, "rounds": 4},
     ),
+    # The same burst with the captcha solved ahead (lookups) and inside each attempt
+    # (in_attempt_lookups); the smoke run's solves take 2 s and its limit is 1 s.
+    "captcha": (
+        {"lookups": 2, "in_attempt_lookups": 2, "limit": 1.0, "solve_seconds": 2.0},
+        {"lookups": 10, "in_attempt_lookups": 4, "limit": 5.0, "solve_seconds": 30.0},
+        {"lookups": 20, "in_attempt_lookups": 8, "limit": 5.0, "solve_seconds": 30.0},
+    ),
     # Up to that many lookups, fed until the time box (seconds) closes.
     "soak": (
         {"lookups": 4, "seconds": 120},
@@ -136,13 +150,14 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
 def plan(mode: str, servers: bool) -> list[Stage]:
     """The measurements in stages, sized for a smoke, quick or full run.
 
-    The rate gate's measurement needs all the CPU (4 Chromium lookups at a time), so it runs
-    alone first. Then the soak (Chromium lookups through one worker, judged on memory and
-    leftovers only) runs beside the fake-scraper measurements, which compare alternating
-    batches side by side, and the stock scheduler's, which only waits for its clock. The
-    full run adds variants for comparison (their figures go to ``info``): persistent
-    connections, PostgreSQL + Redis, the gate at a slower limit, and the gate's row against
-    a Redis gate.
+    The rate gate's measurements need all the CPU (4 Chromium lookups at a time), so they run
+    alone first, and the captcha measurement after them (its utilisation is the gate's, with
+    the solves' waits: a starved browser would show in it). Then the soak (Chromium lookups
+    through one worker, judged on memory and leftovers only) runs beside the fake-scraper
+    measurements, which compare alternating batches side by side, and the stock scheduler's,
+    which only waits for its clock. The full run adds variants for comparison (their figures
+    go to ``info``): persistent connections, PostgreSQL + Redis, the gate at a slower limit,
+    and the gate's row against a Redis gate.
     """
     n = ("smoke", "quick", "full").index(mode)
     limit = (300, 300, 900)[n]
@@ -161,6 +176,7 @@ def plan(mode: str, servers: bool) -> list[Stage]:
         rate.append(job("rate_slower", "rate", servers=True, params=slower))
         if servers:  # where the gate could live: its row or Redis (figures to info)
             rate.append(job("gate_backends", servers=True))
+    rate.append(job("captcha", timeout=(300, 600, 900)[n]))
     beside_soak = [job("registration"), job("orchestration"), job("retries")]
     if mode == "full":  # the same with persistent connections, and on PostgreSQL + Redis
         persistent = (("CENSUS_BENCH_CONN_MAX_AGE", "600"),)
