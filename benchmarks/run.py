@@ -428,7 +428,7 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Measure the census pipeline against its anchors.")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="at most 5 minutes")
+    size.add_argument("--quick", action="store_true", help="smaller sizes: about 6 minutes")
     size.add_argument("--smoke", action="store_true", help="tiny sizes: does it all still run?")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--sqlite", action="store_true", help="no PostgreSQL/Redis, even if set")
