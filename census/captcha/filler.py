@@ -14,7 +14,8 @@ import socket
 import time
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from census import database, events
@@ -27,7 +28,10 @@ from census.conf import settings
 from census.events import Event
 from census.gate import pause
 from census.gate.waiter import GateWaiter
-from census.models import CaptchaService, CaptchaToken, CedulaInfo, Status
+from census.lookup.status import bring_forward
+from census.models import Attempt, CaptchaService, CaptchaToken, CedulaInfo, Status
+from census.outcomes import CAPTCHA_TOKEN_REASON, Outcome
+from census.q2 import queue
 
 State = CaptchaToken.State
 #: Seconds between rounds.
@@ -40,6 +44,8 @@ CALL_TIMEOUT = 10.0
 POLL_SECONDS = 3.0
 #: Seconds before a task's first poll (2captcha asks for at least 5).
 FIRST_POLL_SECONDS = 5.0
+#: Seconds: a lookup waiting for a token that is due this soon takes a ready one anyway.
+WAKE_SLACK = 2.0
 #: Failures of one task's polls that make the service count as down.
 _TRANSIENT = frozenset({"unreachable", "timeout", "server_error"})
 
@@ -72,6 +78,8 @@ def fill() -> bool:
         if until is not None and (until > now or not _probe(client, service, now)):
             return True
         _poll(client, now, stop_at)
+        if settings.captcha_pool:
+            _wake()
         if settings.captcha_pool and service.site_key:
             _ask(client, service, now, stop_at)
     finally:
@@ -146,7 +154,7 @@ def _ask(client: SolvingClient, service: CaptchaService, now: datetime, stop_at:
     limit = settings.captcha_daily_limit
     daily_left = None if limit is None else limit - asked_today(now)
     count = policy.to_ask(
-        due=_lookups_due(estimate + interval),
+        due=_lookups_due_by(timezone.now() + timedelta(seconds=estimate + interval)),
         in_flight=in_flight,
         depth=policy.depth(estimate, interval),
         daily_left=daily_left,
@@ -174,6 +182,41 @@ def _ask(client: SolvingClient, service: CaptchaService, now: datetime, stop_at:
         events.emit(Event.CAPTCHA_SOLVE_ASKED, token_id=row.pk)
 
 
+def _wake() -> None:
+    """Tokens ready that no lookup is due to take: the lookups that wait longest for one come
+    now, not at the time guessed when they were deferred (the gate would sit idle)."""
+    soon = timezone.now() + timedelta(seconds=WAKE_SLACK)
+    spare = CaptchaToken.objects.filter(state=State.READY).count() - _lookups_due_by(soon)
+    if spare <= 0:
+        return
+    waited_for_token = Attempt.objects.filter(
+        lookup=OuterRef("pk"),
+        step=OuterRef("step") - 1,
+        outcome=Outcome.DEFERRED.value,
+        error__startswith=f"{CAPTCHA_TOKEN_REASON}:",
+    )
+    waiting = (
+        CedulaInfo.objects.filter(status=Status.RETRYING, next_attempt_at__gt=soon)
+        .filter(Exists(waited_for_token))
+        .order_by("next_attempt_at")
+        .values_list("pk", "step")[:spare]
+    )
+    for lookup_id, step in waiting:
+        with transaction.atomic():
+            now = timezone.now()
+            if bring_forward(lookup_id, step, now):
+                queue.advance_attempt(lookup_id, step, now)
+
+
+def _lookups_due_by(when: datetime) -> int:
+    """Lookups that will take a token by ``when`` (queued, or retrying by then)."""
+    return CedulaInfo.objects.filter(
+        Q(status=Status.PENDING)
+        | Q(status=Status.RETRYING, next_attempt_at__lte=when)
+        | Q(status=Status.RETRYING, next_attempt_at__isnull=True)
+    ).count()
+
+
 def _may_ask(now: datetime) -> bool:
     """No solve for a lookup that census's pause or the site's breaker holds past a token's
     life."""
@@ -183,16 +226,6 @@ def _may_ask(now: datetime) -> bool:
     if state.breaker_until is None:
         return True
     return state.breaker_until <= now + timedelta(seconds=policy.CLAIM_WITHIN)
-
-
-def _lookups_due(horizon: float) -> int:
-    """Lookups that will want a token within ``horizon`` seconds (queued, or retrying soon)."""
-    soon = timezone.now() + timedelta(seconds=horizon)
-    return CedulaInfo.objects.filter(
-        Q(status=Status.PENDING)
-        | Q(status=Status.RETRYING, next_attempt_at__lte=soon)
-        | Q(status=Status.RETRYING, next_attempt_at__isnull=True)
-    ).count()
 
 
 def _probe(client: SolvingClient, service: CaptchaService, now: datetime) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -92,3 +93,13 @@ def _event_fields(
         "to_status": to_status,
         **(log or {}),
     }
+
+
+def bring_forward(lookup_id: int, step: int, due: datetime) -> bool:
+    """A lookup retrying at ``step`` runs at ``due`` instead, if that is sooner (its status
+    does not change); True if it moved. The caller moves its schedule in the same
+    transaction (``census.q2.queue.advance_attempt``)."""
+    moved = CedulaInfo.objects.filter(
+        pk=lookup_id, step=step, status=Status.RETRYING, next_attempt_at__gt=due
+    ).update(next_attempt_at=due)
+    return bool(moved)

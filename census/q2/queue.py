@@ -80,6 +80,14 @@ def schedule_attempt(lookup_id: int, step: int, due: datetime) -> Schedule:
     )
 
 
+def advance_attempt(lookup_id: int, step: int, due: datetime) -> bool:
+    """Move a scheduled attempt's run to ``due`` (if it was later); True if one moved."""
+    moved = Schedule.objects.filter(name=task_name(lookup_id, step), next_run__gt=due).update(
+        next_run=due
+    )
+    return bool(moved)
+
+
 def is_scheduled(lookup_id: int, step: int) -> bool:
     return Schedule.objects.filter(name=task_name(lookup_id, step)).exists()
 

@@ -339,3 +339,58 @@ def test_no_solve_is_asked_while_the_sites_breaker_holds_past_a_tokens_life(
     RateGate.objects.filter(pk=gate.pk).update(breaker_until=timezone.now() + timedelta(seconds=5))
     filler.fill()
     assert service.ledger().created == 2
+
+
+def _ready_token() -> None:
+    now = timezone.now()
+    CaptchaToken.objects.create(
+        state=State.READY, site_key=SITE_KEY, token="t", asked_at=now, solved_at=now
+    )
+
+
+def _waiting_for_token(lookup_id: int, seconds: float) -> None:
+    """The lookup's last attempt waited for a token; its next one is due in ``seconds``."""
+    from census.models import Attempt
+    from census.q2.queue import schedule_attempt
+
+    due = timezone.now() + timedelta(seconds=seconds)
+    CedulaInfo.objects.filter(pk=lookup_id).update(
+        status=Status.RETRYING, step=2, next_attempt_at=due
+    )
+    Attempt.objects.create(
+        lookup_id=lookup_id, step=1, outcome="deferred", error="captcha_token: waiting"
+    )
+    schedule_attempt(lookup_id, 2, due)
+
+
+def test_a_ready_token_brings_the_longest_waiting_lookup_forward(service: SolvingService) -> None:
+    """Two lookups wait for a token (due in 40 s and 50 s) and one is ready: the first comes
+    now, row and schedule alike, rather than leave the gate idle; the other keeps its time.
+    A token some queued lookup will take brings nobody forward."""
+    from django_q.models import Schedule
+
+    from census.q2.queue import task_name
+
+    breaker.learn_page(SITE_KEY, PAGE_URL)
+    first, second = _due(2)
+    _waiting_for_token(first, 40)
+    _waiting_for_token(second, 50)
+    _ready_token()
+    filler.fill()
+    soon = timezone.now() + timedelta(seconds=5)
+    rows = {i.pk: i.next_attempt_at for i in CedulaInfo.objects.filter(pk__in=[first, second])}
+    assert rows[first] < soon and rows[second] > soon
+    assert Schedule.objects.get(name=task_name(first, 2)).next_run < soon
+    assert Schedule.objects.get(name=task_name(second, 2)).next_run > soon
+
+
+def test_a_token_a_queued_lookup_will_take_brings_nobody_forward(service: SolvingService) -> None:
+    """One token ready, one lookup queued (pending) and one waiting: the queued one takes
+    it; the waiting one keeps its time."""
+    breaker.learn_page(SITE_KEY, PAGE_URL)
+    waiting, _queued = _due(2)
+    _waiting_for_token(waiting, 40)
+    _ready_token()
+    filler.fill()
+    info = CedulaInfo.objects.get(pk=waiting)
+    assert info.next_attempt_at > timezone.now() + timedelta(seconds=30)
