@@ -7,7 +7,7 @@ expects it at a form or a model field:
 - ``normalize_cedula``: the canonical digits a form stores (``clean_<field>``), or the
   validator's error;
 - ``cedula_taken``: whether some user's ``CENSUS_CEDULA_FIELD`` already holds the cédula,
-  in whatever spelling it was stored.
+  in whatever spelling it was stored (``CEDULA_TAKEN_MESSAGE`` is what to show then).
 
 The error message is generic and translated: it shows nothing of the value (``normalize``'s
 own text, with the value's last digits, is for logs and stored errors, and is English).
@@ -32,6 +32,10 @@ INVALID_CEDULA_MESSAGE = _(
 )
 #: The ``ValidationError`` code for a value that is not a cédula.
 INVALID_CEDULA_CODE = "invalid_cedula"
+#: What a form shows when ``cedula_taken`` says another account holds the cédula.
+CEDULA_TAKEN_MESSAGE = _("An account with this cédula already exists.")
+#: The ``ValidationError`` code for a cédula another account holds.
+CEDULA_TAKEN_CODE = "cedula_taken"
 
 
 @deconstructible(path="census.validators.CedulaValidator")

@@ -107,6 +107,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "observability.metrics",
                 "management.",
                 "testing.",
+                "contrib.",
             }
         ),
     ),
