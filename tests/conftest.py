@@ -156,17 +156,17 @@ def pytest_report_header(config: pytest.Config) -> str:
             "own_servers and any_database tests too (they run in the SQLite pass)"
         )
     else:
-        note = "; scale tests deselected (they need postgres + redis)"
+        note = "; scale and postgres_redis tests deselected (they need postgres + redis)"
     return f"census: database {database}, Django-Q2 broker {broker}{note}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect (and say so in the header) what this pass's servers cannot run.
 
-    Scale tests need PostgreSQL and Redis; orm_broker tests need the ORM broker; own_servers
-    tests choose their databases themselves and any_database tests exercise nothing a
-    database or broker changes, so the SQLite pass runs them. ./test runs both passes, so
-    each test runs in one of them at least.
+    Scale and postgres_redis tests need PostgreSQL and Redis; orm_broker tests need the ORM
+    broker; own_servers tests choose their databases themselves and any_database tests
+    exercise nothing a database or broker changes, so the SQLite pass runs them. ./test runs
+    both passes, so each test runs in one of them at least.
     """
     from django.conf import settings
 
@@ -174,7 +174,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if getattr(settings, "ON_REDIS", False):
         unfit = ("orm_broker", "own_servers", "any_database")
     if not _on_real_servers():
-        unfit = ("scale",)
+        unfit = ("scale", "postgres_redis")
     out = [item for item in items if any(item.get_closest_marker(name) for name in unfit)]
     if out:
         config.hook.pytest_deselected(items=out)
