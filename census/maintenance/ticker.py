@@ -57,9 +57,11 @@ def _take_turn(key: str, seconds: float) -> bool:
         now = time.time()
     window = int(now / seconds)
     try:
-        return bool(cache.add(f"{key}:{window}", os.getpid(), timeout=max(2 * seconds, 2)))
+        added = cache.add(f"{key}:{window}", os.getpid(), timeout=max(2 * seconds, 2))
     except Exception:  # a cache outage must not stop retries: run anyway
         return True
+    # django-redis with IGNORE_EXCEPTIONS answers None for an outage it swallowed: the same.
+    return added is None or bool(added)
 
 
 def tick() -> None:

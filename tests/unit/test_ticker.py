@@ -20,3 +20,17 @@ def test_the_tick_window_comes_from_the_database_clock(monkeypatch: Any, setting
     monkeypatch.setattr(ticker.time, "time", lambda: instant.timestamp() + 0.6)  # host B
     second = ticker._take_turn(key, 1.0)
     assert (first, second) == (True, False)
+
+
+class _SwallowingCache:
+    """django-redis with IGNORE_EXCEPTIONS while Redis is down: ``add`` answers None."""
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_a_cache_that_swallows_its_outage_still_lets_the_ticker_run(monkeypatch: Any) -> None:
+    """A None from cache.add is an outage the backend hid, not another worker's turn: every
+    worker runs the scheduler (a second run is harmless), so retries do not stop."""
+    monkeypatch.setattr(ticker, "cache", _SwallowingCache())
+    assert ticker._take_turn("census:test-swallowed", 1.0) is True
