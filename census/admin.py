@@ -142,26 +142,55 @@ class CedulaInfoAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in CedulaInfo._meta.fields]
 
     def has_refresh_permission(self, request: HttpRequest) -> bool:
+        # Offered to leaders (CENSUS_IS_LEADER); each row is then asked of CENSUS_CAN_REFRESH.
         return settings.is_leader(request.user)
 
     @admin.action(description=_("Refresh census lookup"), permissions=["refresh"])
     def refresh_lookup(self, request: HttpRequest, queryset: QuerySet[CedulaInfo]) -> None:
-        queued = skipped = 0
-        for info in queryset:
+        """Rows ``CENSUS_CAN_REFRESH`` refuses are left alone; one row is refreshed now, more
+        go to a background bulk run, fed at the site's pace like ``census_lookup``'s."""
+        allowed: list[CedulaInfo] = []
+        refused = 0
+        for info in queryset.select_related("user"):
             try:
-                if refresh.request_refresh(info, requested_by=request.user):
-                    queued += 1
-                else:
-                    skipped += 1
+                refresh.check_refresh(request.user, info, door="admin")
             except PermissionDenied:
-                self.message_user(request, gettext("Only leaders may refresh."), messages.ERROR)
-                return
-        self.message_user(
-            request,
-            gettext("%(queued)d lookup(s) queued; %(skipped)d still in flight were left alone.")
-            % {"queued": queued, "skipped": skipped},
-            messages.SUCCESS,
-        )
+                refused += 1
+            else:
+                allowed.append(info)
+        if refused:
+            self.message_user(
+                request,
+                gettext("%(refused)d lookup(s) you may not refresh were left alone.")
+                % {"refused": refused},
+                messages.WARNING,
+            )
+        if len(allowed) == 1:
+            started = refresh.restart(allowed[0].pk, requester_id=request.user.pk)
+            self.message_user(
+                request,
+                gettext("1 lookup queued.")
+                if started
+                else gettext("The lookup is still in flight; it was left alone."),
+                messages.SUCCESS if started else messages.INFO,
+            )
+        elif allowed:
+            run, _resumed = bulk.open_run(
+                bulk.Selection(user_ids=tuple(sorted(info.user_id for info in allowed))),
+                requested_by=request.user,
+                kind=BulkRun.Kind.ADMIN,
+                background=True,
+            )
+            if run is not None:
+                self.message_user(
+                    request,
+                    gettext(
+                        "%(count)d lookup(s) handed to bulk run %(run)d: the cluster starts "
+                        "them at the census site's pace (those still in flight are skipped)."
+                    )
+                    % {"count": run.total, "run": run.pk},
+                    messages.SUCCESS,
+                )
 
 
 @admin.register(FollowUp)

@@ -133,6 +133,7 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error 
     for setting, path in (
         ("CENSUS_SCRAPER", settings.scraper_path),
         ("CENSUS_IS_LEADER", getattr(django_settings, "CENSUS_IS_LEADER", None)),
+        ("CENSUS_CAN_REFRESH", getattr(django_settings, "CENSUS_CAN_REFRESH", None)),
         ("CENSUS_LOOKUP_FOR", getattr(django_settings, "CENSUS_LOOKUP_FOR", None)),
         ("CENSUS_CAPTCHA_SOLVER", settings.captcha_solver_path),
     ):

@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "CENSUS_SCRAPER": "census.scraper.playwright.PlaywrightScraper",
     # Dotted path of callable(user) -> bool deciding who may request a manual refresh.
     "CENSUS_IS_LEADER": "census.permissions.is_leader",
+    # Dotted path of callable(user, lookup) -> bool: may this user refresh this lookup? Every
+    # door asks it (admin action, request_refresh, census_lookup). The default admits whoever
+    # CENSUS_IS_LEADER admits; a portal with referrals adds its own rule here.
+    "CENSUS_CAN_REFRESH": "census.lookup.refresh.can_refresh",
     # Dotted path of callable(user) -> bool deciding whether a new user gets a lookup (asked
     # in the user's post_save, and by bulk runs for users without one). The default refuses
     # only a superuser without a valid cédula (createsuperuser's "admin").
@@ -167,6 +171,10 @@ class CensusSettings:
     @property
     def is_leader(self) -> Callable[[Any], bool]:
         return import_string(self._get("CENSUS_IS_LEADER"))
+
+    @property
+    def can_refresh(self) -> Callable[[Any, Any], bool]:
+        return import_string(self._get("CENSUS_CAN_REFRESH"))
 
     @property
     def lookup_for(self) -> Callable[[Any], bool]:

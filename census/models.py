@@ -265,6 +265,8 @@ class BulkRun(models.Model):
     class Kind(models.TextChoices):
         COMMAND = "command", _("census_lookup command")
         RECHECK = "recheck", _("periodic re-check")
+        #: The admin's refresh action on more than one lookup.
+        ADMIN = "admin", _("admin refresh action")
 
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.COMMAND)
     #: The leader it runs for (None: the app's periodic re-check).

@@ -1,4 +1,8 @@
-"""Who may ask for a new census lookup."""
+"""Who may ask for a new census lookup (``CENSUS_IS_LEADER``'s default).
+
+Of *whose* lookup is ``CENSUS_CAN_REFRESH`` (``census.lookup.refresh.can_refresh`` by
+default): census knows leaders, not who referred whom, which is the portal's model.
+"""
 
 from __future__ import annotations
 

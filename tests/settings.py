@@ -36,6 +36,9 @@ AUTH_USER_MODEL = "portal.Member"
 LANGUAGE_CODE = "es-co"
 USE_I18N = True
 CENSUS_IS_LEADER = "portal.leaders.is_leader"
+# Leaders refresh only their referrals (and themselves); superusers and holders of
+# census.refresh_cedulainfo anyone. Census's admin action and census_lookup ask it too.
+CENSUS_CAN_REFRESH = "portal.leaders.can_refresh"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

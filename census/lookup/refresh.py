@@ -1,11 +1,15 @@
 """A fresh attempt budget for a finished lookup: a leader's refresh, a bulk run, a re-check.
 
 Every door (the admin action, the portal's button, ``census_lookup``, the periodic re-check)
-checks who asks once, then goes through ``restart``: same transition, same events.
+checks who asks once, then goes through ``restart``: same transition, same events. Who may
+refresh which lookup is one rule, ``CENSUS_CAN_REFRESH`` (``can_refresh`` by default), asked
+by ``check_refresh`` (a lookup) and ``refused_users`` (a bulk selection); the periodic
+re-check is the operator's own setting and asks nobody.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -29,13 +33,64 @@ def check_leader(requested_by: Any, **context: Any) -> None:
         raise PermissionDenied("only leaders may request a new census lookup")
 
 
+def can_refresh(user: Any, lookup: CedulaInfo) -> bool:
+    """Default ``CENSUS_CAN_REFRESH``: whoever ``CENSUS_IS_LEADER`` admits, any lookup.
+
+    census has no notion of who referred whom; a portal that has one names a rule of its
+    own, e.g. leader *and* referrer of ``lookup.user`` (the example portal's
+    ``portal.leaders.can_refresh``).
+    """
+    return bool(settings.is_leader(user))
+
+
+def check_refresh(requested_by: Any, info: CedulaInfo, **context: Any) -> None:
+    """Raise ``PermissionDenied`` (and log ``refresh_denied``) unless ``CENSUS_CAN_REFRESH``
+    lets ``requested_by`` refresh ``info``."""
+    if not settings.can_refresh(requested_by, info):
+        events.emit(
+            Event.REFRESH_DENIED,
+            requested_by=getattr(requested_by, "pk", None),
+            lookup_id=info.pk,
+            **context,
+        )
+        raise PermissionDenied("not allowed to request a new census lookup of this member")
+
+
+def refused_users(requested_by: Any, user_ids: Iterable[int]) -> list[int]:
+    """The users among ``user_ids`` whose lookup ``CENSUS_CAN_REFRESH`` does not let
+    ``requested_by`` refresh (the rule asked once per lookup; a user without a lookup has
+    nothing to refresh and is not refused here: ``CENSUS_LOOKUP_FOR`` decides their first)."""
+    can = settings.can_refresh
+    lookups = CedulaInfo.objects.filter(user_id__in=list(user_ids)).select_related("user")
+    return sorted(
+        info.user_id for info in lookups.iterator(chunk_size=2000) if not can(requested_by, info)
+    )
+
+
+def check_refresh_users(requested_by: Any, user_ids: Iterable[int], **context: Any) -> None:
+    """Raise ``PermissionDenied`` (and log ``refresh_denied`` with the count) unless
+    ``requested_by`` may refresh every existing lookup among ``user_ids``."""
+    refused = refused_users(requested_by, user_ids)
+    if refused:
+        events.emit(
+            Event.REFRESH_DENIED,
+            requested_by=getattr(requested_by, "pk", None),
+            refused=len(refused),
+            **context,
+        )
+        raise PermissionDenied(
+            f"{len(refused)} of the selected lookups are not this user's to refresh"
+        )
+
+
 def request_refresh(info: CedulaInfo, *, requested_by: Any) -> bool:
-    """Start a fresh attempt budget for a finished lookup; leaders only.
+    """Start a fresh attempt budget for a finished lookup, if ``CENSUS_CAN_REFRESH`` lets
+    ``requested_by`` refresh it (by default: leaders).
 
     Raises ``PermissionDenied`` for anyone else. Returns False (and queues nothing) while
     the lookup is still in flight.
     """
-    check_leader(requested_by, lookup_id=info.pk)
+    check_refresh(requested_by, info)
     started = restart(info.pk, requester_id=getattr(requested_by, "pk", None))
     info.refresh_from_db()
     return started

@@ -208,6 +208,9 @@ STATIC_URL = "static/"
 
 # -- census -----------------------------------------------------------------------------------
 CENSUS_IS_LEADER = "portal.leaders.is_leader"
+# Leaders refresh only their referrals (and themselves); superusers and holders of
+# census.refresh_cedulainfo anyone. Census's admin action and census_lookup ask it too.
+CENSUS_CAN_REFRESH = "portal.leaders.can_refresh"
 # When a referred member's lookup ends found, cancelled or error, their leader gets a notice
 # on their profile and an email: a follow-up, run once, after the status committed.
 CENSUS_FOLLOW_UPS = {

@@ -7,6 +7,8 @@
   refresh any member's lookup.
 - ``may_refresh``: the referral rule on top. A leader by role may refresh the lookups of the
   members they referred (``Member.referred_by``) and their own, nobody else's.
+- ``can_refresh`` is the portal's ``CENSUS_CAN_REFRESH``: ``may_refresh`` for a lookup, so
+  census's admin action and ``census_lookup`` apply the referral rule as the button does.
 """
 
 from __future__ import annotations
@@ -45,3 +47,8 @@ def may_refresh(user: Any, member_id: int) -> bool:
     if member_id == user.pk:
         return True
     return Member.objects.filter(pk=member_id, referred_by=user).exists()
+
+
+def can_refresh(user: Any, lookup: Any) -> bool:
+    """``CENSUS_CAN_REFRESH``: whether ``user`` may refresh ``lookup`` (a ``CedulaInfo``)."""
+    return may_refresh(user, lookup.user_id)

@@ -114,7 +114,10 @@ def refresh(request: HttpRequest, user_id: int) -> HttpResponse:
        not exist;
     4. only then the lookup is loaded. None (a member created without census, e.g. by
        ``loaddata``): nothing is created, a message says so. An id that does not exist at
-       this point (only superusers and permission holders get here with one): 404.
+       this point (only superusers and permission holders get here with one): 404;
+    5. ``census.request_refresh`` asks ``CENSUS_CAN_REFRESH`` (the portal's
+       ``leaders.can_refresh``: step 3's rule, which census's admin action and
+       ``census_lookup`` ask too).
     """
     requester: Member = request.user  # type: ignore[assignment]
     if not leaders.may_refresh_someone(requester):

@@ -21,8 +21,8 @@ def staff(**extra: Any) -> Any:
     return user
 
 
-def finished_lookup() -> CedulaInfo:
-    info = CedulaInfo.objects.get(user=factories.member())
+def finished_lookup(**extra: Any) -> CedulaInfo:
+    info = CedulaInfo.objects.get(user=factories.member(**extra))
     CedulaInfo.objects.filter(pk=info.pk).update(status=Status.FOUND, puesto="COLEGIO 1")
     Attempt.objects.create(lookup=info, step=1, outcome="found")
     return info
@@ -68,9 +68,11 @@ def test_changelist_filters_by_status(client: Any) -> None:
 def test_leader_refresh_action_queues_a_lookup(
     client: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    """A leader's "Refresh census lookup" action starts a new budget and queues its attempt."""
-    info = finished_lookup()
-    client.force_login(staff(role="leader"))
+    """A leader's "Refresh census lookup" action on one of their referrals starts a new budget
+    and queues its attempt."""
+    leader = staff(role="leader")
+    info = finished_lookup(referred_by=leader)
+    client.force_login(leader)
     clear_queue()
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
@@ -95,6 +97,63 @@ def test_refresh_action_is_not_offered_to_members(client: Any) -> None:
     )
     info.refresh_from_db()
     assert info.status == Status.FOUND
+
+
+def test_a_leader_may_not_refresh_another_leaders_referral(client: Any) -> None:
+    """The action asks CENSUS_CAN_REFRESH (the portal's referral rule): another leader's
+    referral is left alone, refresh_denied is logged and the leader is told."""
+    from structlog.testing import capture_logs
+
+    from census.events import Event
+
+    info = finished_lookup(referred_by=factories.leader())
+    client.force_login(staff(role="leader"))
+    clear_queue()
+    with capture_logs() as logs:
+        response = client.post(
+            reverse("admin:census_cedulainfo_changelist"),
+            {"action": "refresh_lookup", "_selected_action": [info.pk]},
+            follow=True,
+        )
+    assert "1 consulta(s) que no puedes volver a pedir" in response.content.decode()
+    denied = [e for e in logs if e["event"] == Event.REFRESH_DENIED]
+    assert [(e["lookup_id"], e["door"]) for e in denied] == [(info.pk, "admin")]
+    info.refresh_from_db()
+    assert info.status == Status.FOUND and queued() == []
+
+
+def test_refreshing_many_rows_opens_a_paced_bulk_run(
+    client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Several rows go to a background bulk run (kind admin, fed by the cluster's schedule at
+    the site's pace): nothing is queued at once, nothing is restarted yet."""
+    from django_q.models import Schedule
+
+    from census.models import BulkMember, BulkRun
+
+    superuser = factories.member(is_staff=True, is_superuser=True)
+    rows = [finished_lookup() for _ in range(5)]
+    client.force_login(superuser)
+    clear_queue()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("admin:census_cedulainfo_changelist"),
+            {"action": "refresh_lookup", "_selected_action": [info.pk for info in rows]},
+        )
+    run = BulkRun.objects.get()
+    assert (run.kind, run.background, run.requested_by_id, run.total) == (
+        BulkRun.Kind.ADMIN,
+        True,
+        superuser.pk,
+        5,
+    )
+    members = set(BulkMember.objects.filter(run=run).values_list("user_id", flat=True))
+    assert members == {info.user_id for info in rows}
+    assert Schedule.objects.filter(name=f"census-bulk-{run.pk}").exists()
+    assert queued() == []
+    assert set(
+        CedulaInfo.objects.filter(pk__in=[i.pk for i in rows]).values_list("status", flat=True)
+    ) == {Status.FOUND}
 
 
 def failed_follow_up(info: CedulaInfo) -> FollowUp:

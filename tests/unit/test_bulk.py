@@ -36,6 +36,13 @@ from tests.driving import clear_queue, drive, queued
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _census_default_refresh_rule(settings: Any) -> None:
+    """The bulk mechanics under census's own ``CENSUS_CAN_REFRESH`` (any leader, any lookup);
+    the tests of the referral rule set the portal's."""
+    settings.CENSUS_CAN_REFRESH = "census.lookup.refresh.can_refresh"
+
+
 def command(*args: str) -> str:
     out = io.StringIO()
     call_command("census_lookup", *args, stdout=out, stderr=io.StringIO())
@@ -189,6 +196,28 @@ def test_only_leaders_may_run_it() -> None:
         command("--as", "nobody", "--missing")
     assert [e["door"] for e in logs if e["event"] == Event.REFRESH_DENIED] == ["census_lookup"]
     assert not BulkRun.objects.exists() and not queued()
+
+
+def test_a_lookup_the_leader_may_not_refresh_refuses_the_run(
+    leader: Any, settings: Any, tmp_path: Path
+) -> None:
+    """Under the portal's CENSUS_CAN_REFRESH a leader's run over another leader's referral is
+    refused whole (nothing selected is started, no run); their own referrals go ahead."""
+    settings.CENSUS_CAN_REFRESH = "portal.leaders.can_refresh"
+    other = factories.member(referred_by=factories.leader())
+    own = factories.member(referred_by=leader)
+    CedulaInfo.objects.filter(user__in=[other, own]).update(status=Status.FOUND)
+    clear_queue()
+    with capture_logs() as logs, pytest.raises(CommandError, match="CENSUS_CAN_REFRESH"):
+        command("--as", leader.username, "--status", "found", "--no-wait")
+    denied = [e for e in logs if e["event"] == Event.REFRESH_DENIED]
+    assert [(e["door"], e["refused"]) for e in denied] == [("census_lookup", 1)]
+    assert not BulkRun.objects.exists() and not queued()
+    users_file = tmp_path / "own.txt"
+    users_file.write_text(f"{own.pk}\n")
+    assert "started run" in command(
+        "--as", leader.username, "--users-file", str(users_file), "--no-wait"
+    )
 
 
 def test_dry_run_counts_and_prices_without_starting(leader: Any, settings: Any) -> None:

@@ -94,6 +94,8 @@ def observed(
         drive(deferred, capture)
         run_and_hook(retried.pk, retried.step, task_id="again")  # stale: ignored
         leader = factories.leader()
+        retried.user.referred_by = leader  # CENSUS_CAN_REFRESH: the portal's referral rule
+        retried.user.save(update_fields=["referred_by"])
         with capture(execute=True):
             refresh.request_refresh(retried, requested_by=leader)
         refresh.request_refresh(retried, requested_by=leader)  # in flight: skipped

@@ -18,6 +18,13 @@ from tests.driving import clear_queue, drive, queued
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _census_default_refresh_rule(settings: Any) -> None:
+    """census's own ``CENSUS_CAN_REFRESH`` (any leader, any lookup); the portal's referral
+    rule is set by the tests that show it."""
+    settings.CENSUS_CAN_REFRESH = "census.lookup.refresh.can_refresh"
+
+
 def test_leader_refresh_starts_a_fresh_budget(
     new_lookup: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -72,3 +79,23 @@ def test_refresh_in_flight_is_refused(new_lookup: Any) -> None:
         assert refresh.request_refresh(info, requested_by=leader) is False
     assert [p["args"] for p in queued()] == [(info.pk, 1)]
     assert [e["event"] for e in logs] == [Event.REFRESH_SKIPPED]
+
+
+def test_the_configured_rule_decides_whose_lookup(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    """With the portal's CENSUS_CAN_REFRESH a leader may not refresh another leader's referral
+    (PermissionDenied, refresh_denied, nothing queued) and may refresh their own."""
+    settings.CENSUS_CAN_REFRESH = "portal.leaders.can_refresh"
+    info = drive(new_lookup("found", "found"), django_capture_on_commit_callbacks)
+    leader, other = factories.leader(), factories.leader()
+    info.user.referred_by = other
+    info.user.save(update_fields=["referred_by"])
+    clear_queue()
+    with capture_logs() as logs, pytest.raises(PermissionDenied):
+        refresh.request_refresh(info, requested_by=leader)
+    assert [e["event"] for e in logs] == [Event.REFRESH_DENIED] and queued() == []
+    assert refresh.refused_users(leader, [info.user_id, leader.pk]) == [info.user_id]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert refresh.request_refresh(info, requested_by=other) is True
+    assert [p["args"] for p in queued()] == [(info.pk, info.step)]

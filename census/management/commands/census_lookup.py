@@ -28,8 +28,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from census import bulk
 from census.conf import parse_duration, settings
-from census.lookup.refresh import check_leader
-from census.models import BulkRun
+from census.lookup.refresh import check_leader, check_refresh_users
+from census.models import BulkMember, BulkRun
 
 #: Seconds between two feeds of a run fed from the terminal.
 POLL_SECONDS = 2.0
@@ -101,6 +101,7 @@ class Command(BaseCommand):
             )
         except ValueError as error:  # SelectionError, a bad duration
             raise CommandError(str(error)) from None
+        self._check_may_refresh(leader, selection)
         if options["dry_run"]:
             self._dry_run(selection)
             return
@@ -135,6 +136,25 @@ class Command(BaseCommand):
         except PermissionDenied:
             raise CommandError("--as must name a leader (CENSUS_IS_LEADER)") from None
         return user
+
+    def _check_may_refresh(self, leader: Any, selection: bulk.Selection) -> None:
+        """``CENSUS_CAN_REFRESH`` for every lookup the run would start: the open run's members
+        not yet fed (a resumed run), else the selection's. One refused: nothing starts."""
+        open_run = BulkRun.objects.filter(
+            selection=selection.key, finished_at=None, cancelled_at=None
+        ).first()
+        if open_run is not None:
+            members = BulkMember.objects.filter(run=open_run, fed_at=None)
+            user_ids = list(members.values_list("user_id", flat=True))
+        else:
+            user_ids = selection.user_pks()
+        try:
+            check_refresh_users(leader, user_ids, door="census_lookup")
+        except PermissionDenied as error:
+            raise CommandError(
+                f"{error} (CENSUS_CAN_REFRESH); nothing was started. Narrow the selection "
+                "(--users-file) or run it as someone who may refresh them all."
+            ) from None
 
     def _dry_run(self, selection: bulk.Selection) -> None:
         count = len(selection.user_pks())
