@@ -61,7 +61,8 @@ def configure_structlog() -> None:
 
 def logging_config(log_file: Path, *, console_level: str = "INFO") -> dict[str, Any]:
     """A ``LOGGING`` dict: JSON lines to ``log_file`` (INFO and up), console at the level given."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # Private when created here (the default is $PORTAL_VAR_DIR, already 0700).
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     remove_meta = structlog.stdlib.ProcessorFormatter.remove_processors_meta
     return {
         "version": 1,

@@ -2,7 +2,8 @@
 
 Environment variables (all optional):
 
-- ``PORTAL_VAR_DIR``: where the database and the log live (default ``<repo>/var``).
+- ``PORTAL_VAR_DIR``: where the database and the log live (default ``<repo>/var``), created
+  private (0700; an existing one of ours is made so).
 - ``PORTAL_DB``: the SQLite file (default ``$PORTAL_VAR_DIR/portal.sqlite3``).
 - ``DATABASE_URL``: a database URL (``postgresql://user@host:5432/portal``) instead of SQLite.
 - ``REDIS_URL``: ``redis://host:6379/0`` for Django-Q2's broker and the shared cache instead
@@ -10,13 +11,19 @@ Environment variables (all optional):
 - ``CENSUS_LOG_FILE``: the JSON log (default ``$PORTAL_VAR_DIR/census.log``).
 - ``PORTAL_LOG_CONSOLE_LEVEL``: console log level (default ``INFO``).
 - ``PORTAL_SECRET_KEY``: Django's ``SECRET_KEY``. Required, unless ``PORTAL_DEBUG`` or
-  ``PORTAL_DEMO`` is on: then a fixed development key is used (and refused otherwise).
+  ``PORTAL_DEMO`` is on: then a fixed development key is used (and refused otherwise). The
+  development key is refused whenever an allowed host is not loopback (``localhost``,
+  ``127.0.0.1``, ``[::1]``, and the test client's ``testserver``): it is published, and
+  Django-Q2 signs its task pickles with it.
 - ``PORTAL_DEBUG`` (``1``/``0``; default off): Django's ``DEBUG``.
 - ``PORTAL_DEMO`` (``1``/``0``; default off): the demo (``./demo``, ``manage.py
   census_demo``, which turn it on) may run without ``PORTAL_SECRET_KEY``. DEBUG stays off.
 - ``PORTAL_ALLOWED_HOSTS`` (commas): default ``localhost,127.0.0.1,[::1]``, plus
   ``testserver`` (Django's test client, which the demo registers members with) when
   ``PORTAL_DEBUG`` or ``PORTAL_DEMO`` is on.
+- ``PORTAL_HTTPS`` (``1``/``0``; default off): behind a TLS-terminating proxy that sets
+  ``X-Forwarded-Proto`` (and drops the client's): SSL redirect, HSTS, secure cookies, the
+  proxy's header trusted. ``PORTAL_HSTS_SECONDS``: HSTS max-age (default one year).
 - ``PORTAL_Q_WORKERS``: qcluster workers (default 2).
 - ``PORTAL_REFRESH_THROTTLE``: ``N,SECONDS`` refresh requests per leader (default ``10,600``),
   or ``off``.
@@ -44,7 +51,19 @@ from example_site.log_config import configure_structlog, logging_config
 BASE_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = BASE_DIR.parent
 VAR_DIR = Path(os.environ.get("PORTAL_VAR_DIR", REPO_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` created 0700 (the database, the log and the demo's outputs live there); one
+    that exists and is ours loses group and other access. One of another user's is left."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    status = path.stat()
+    if status.st_uid == os.getuid() and status.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+private_dir(VAR_DIR)
 
 
 def _env(name: str) -> str | None:
@@ -91,6 +110,34 @@ ALLOWED_HOSTS = [
     ).split(",")
     if host.strip()
 ]
+#: Names that reach only this machine: the development key is refused for any other. (A
+#: server bound to a public address still answers a forged ``Host: localhost``; the rule
+#: catches the deployment that names its public host, which is what a deployment does.)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]", "testserver"})
+if SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+    public = [host for host in ALLOWED_HOSTS if host.lower() not in LOOPBACK_HOSTS]
+    if public:
+        raise ImproperlyConfigured(
+            f"The example's public development key may serve only loopback hosts, and "
+            f"PORTAL_ALLOWED_HOSTS names {', '.join(public)}: whoever knows the key can forge "
+            "sessions and, with write access to the broker, run code in the workers (Django-Q2 "
+            "signs its tasks with it). Set PORTAL_SECRET_KEY for a public host."
+        )
+
+# -- HTTPS ------------------------------------------------------------------------------------
+# PORTAL_HTTPS=1: the portal is served over HTTPS by a proxy that terminates TLS and sets
+# X-Forwarded-Proto (dropping any the client sent). Plain HTTP is redirected, browsers are
+# told to use HTTPS only (HSTS, this host and its subdomains, preload allowed), and the
+# session and CSRF cookies travel over HTTPS only. ``check --deploy`` is then clean.
+PORTAL_HTTPS = _flag("PORTAL_HTTPS")
+if PORTAL_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = int(_env("PORTAL_HSTS_SECONDS") or 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from census import request_refresh
@@ -44,6 +45,9 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("portal:profile" if request.user.is_authenticated else "portal:register")
 
 
+# The passwords stay out of error reports (a "database is locked" e-mail carried password1).
+# Login is Django's LoginView, which hides its own.
+@sensitive_post_parameters("password1", "password2")
 def register(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("portal:profile")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from census.models import CedulaInfo, Status
-from portal import throttle
+from portal import throttle, views
 from portal.forms import INVALID_CEDULA, TAKEN_CEDULA, UNKNOWN_LEADER, RegistrationForm
 from portal.models import Member
 from tests import factories
@@ -674,6 +675,88 @@ def test_manage_py_refuses_to_start_without_a_key_but_the_demo_starts(tmp_path: 
     assert "PORTAL_SECRET_KEY is not set" in check.stderr
     assert demo.returncode == 0, demo.stderr[-2000:]
     assert "--members" in demo.stdout
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({"PORTAL_DEMO": "1"}, id="demo"),
+        pytest.param({"PORTAL_DEBUG": "1"}, id="debug"),
+    ],
+)
+@pytest.mark.parametrize("hosts", ["portal.example.org", "localhost,*", ".example.org"])
+def test_the_development_key_is_refused_for_a_public_host(
+    tmp_path: Path, env: dict, hosts: str
+) -> None:
+    """The demo or DEBUG on the published key does not start when an allowed host is not
+    loopback (its Django-Q2 tasks would be signed with a key anyone knows)."""
+    result = _run(
+        [sys.executable, "-c", SHOW_SETTINGS], tmp_path, PORTAL_ALLOWED_HOSTS=hosts, **env
+    )
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: The example's public development key" in result.stderr
+    loopback = _settings(tmp_path, PORTAL_ALLOWED_HOSTS="localhost,127.0.0.1,[::1]", **env)
+    assert loopback["SECRET_KEY"] == DEVELOPMENT_KEY
+
+
+#: A key as a deployment makes one (check --deploy wants 50 characters, 5 of them unique).
+DEPLOYMENT_KEY = "k3Vq9-Zr_L0wPz7Hc2Ys8NdXb4Mf6TgAe1Ju5Rn0Wq-Ko9Ip3Sl"
+
+
+def _check_deploy(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return _run(
+        [sys.executable, "example/manage.py", "check", "--deploy"],
+        tmp_path,
+        PORTAL_SECRET_KEY=DEPLOYMENT_KEY,
+        PORTAL_ALLOWED_HOSTS="portal.example.org",
+        **env,
+    )
+
+
+def test_check_deploy_is_clean_with_portal_https(tmp_path: Path) -> None:
+    """With a real key, a real host and PORTAL_HTTPS=1, ``check --deploy`` reports nothing;
+    without the switch it names the HTTPS settings it sets (W004, W008, W012, W016)."""
+    clean = _check_deploy(tmp_path, PORTAL_HTTPS="1")
+    plain = _check_deploy(tmp_path)
+
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    assert clean.stdout.strip() == "System check identified no issues (0 silenced)."
+    assert clean.stderr == ""
+    assert {"security.W004", "security.W008", "security.W012", "security.W016"} <= set(
+        re.findall(r"security\.W\d+", plain.stderr)
+    )
+
+
+def test_var_dir_is_created_private_and_made_private(tmp_path: Path) -> None:
+    """$PORTAL_VAR_DIR (the SQLite file, the log) is created 0700; an existing one readable
+    by others is made 0700."""
+    created = tmp_path / "new" / "var"
+    _settings(created, PORTAL_DEMO="1")
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    _settings(existing, PORTAL_DEMO="1")
+
+    assert oct(created.stat().st_mode & 0o777) == oct(0o700)
+    assert oct(existing.stat().st_mode & 0o777) == oct(0o700)
+
+
+def test_registration_keeps_the_passwords_out_of_error_reports(rf: Any) -> None:
+    """An error report of the registration view shows its passwords starred, not in clear."""
+    from django.contrib.auth.models import AnonymousUser
+    from django.views.debug import SafeExceptionReporterFilter
+
+    request = rf.post(
+        "/registro/", {"username": "12", "password1": "Clave-Secreta-1", "password2": "x"}
+    )
+    request.user = AnonymousUser()
+    views.register(request)
+    shown = SafeExceptionReporterFilter().get_post_parameters(request)
+
+    assert "Clave-Secreta-1" not in str(shown)
+    assert shown["password1"] == shown["password2"] == "********************"
+    assert shown["username"] == "12"
 
 
 @pytest.mark.django_db
