@@ -88,6 +88,11 @@ class Scenario(StrEnum):
     FOUND_LONG_FIELDS = "found_long_fields"
     #: Cancelled; ``novedad`` (also ``descripcion``) and ``resolucion`` 10,000 characters.
     CANCELLED_LONG_FIELDS = "cancelled_long_fields"
+    #: HTTP 200 ``application/json``: a 3 MiB answer with no ``Content-Length``, streamed.
+    HUGE_JSON = "huge_json"
+    # -- leaving the site (``9x``) --------------------------------------------------------------
+    #: The consulta is answered HTTP 307 to another origin (the simulator's ``elsewhere_url``).
+    REDIRECT_OFF_SITE = "redirect_off_site"
 
 
 _BY_PREFIX: dict[str, Scenario] = {
@@ -124,6 +129,8 @@ _BY_PREFIX: dict[str, Scenario] = {
     "86": Scenario.DEEP_JSON,
     "87": Scenario.FOUND_LONG_FIELDS,
     "88": Scenario.CANCELLED_LONG_FIELDS,
+    "89": Scenario.HUGE_JSON,
+    "90": Scenario.REDIRECT_OFF_SITE,
 }
 
 #: The ``Retry-After`` header value of each poison 429 scenario.

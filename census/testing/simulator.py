@@ -51,6 +51,8 @@ __all__ = [
     "CONSULTA_PATH",
     "LAYOUT_KINDS",
     "LAYOUT_PATH",
+    "THIRD_PARTY_IMAGE",
+    "THIRD_PARTY_SCRIPT",
     "SITE_KEY",
     "SPELL_KINDS",
     "UNBLOCK_PATH",
@@ -90,12 +92,25 @@ _CONTROL_PATHS = (BLOCK_PATH, UNBLOCK_PATH, LAYOUT_PATH)
 #: Layout changes (``change_layout``), as the real site makes them without notice:
 #: ``renamed_field``: the consulta's answers say ``hallado`` instead of ``encontrado``;
 #: ``wrapper``: the consulta's JSON answers come wrapped as ``{"respuesta": <answer>}``;
-#: ``form_renamed``: the form's ``#documento`` input is ``#numeroDocumento`` (id and name).
-LAYOUT_KINDS: tuple[str, ...] = ("renamed_field", "wrapper", "form_renamed")
+#: ``form_renamed``: the form's ``#documento`` input is ``#numeroDocumento`` (id and name);
+#: ``off_site``: the page answers HTTP 302 to another origin (``elsewhere_url``);
+#: ``third_party``: the page also loads a script and an image from that other origin.
+LAYOUT_KINDS: tuple[str, ...] = (
+    "renamed_field",
+    "wrapper",
+    "form_renamed",
+    "off_site",
+    "third_party",
+)
+#: The paths of the ``third_party`` layout's script and image on the other origin.
+THIRD_PARTY_SCRIPT = "/static/tracker.js"
+THIRD_PARTY_IMAGE = "/static/pixel.gif"
 #: The access-log scenario of a control request.
 CONTROL_SCENARIO = "control"
 #: Size of the ``huge_body`` answer: 8 MiB.
 HUGE_BODY_BYTES = 8 * 1024 * 1024
+#: Size of the ``huge_json`` answer, sent without ``Content-Length``: 3 MiB.
+HUGE_JSON_BYTES = 3 * 1024 * 1024
 #: ``<div>`` nesting of ``deep_html`` and array nesting of ``deep_json``.
 DEEP_HTML_LEVELS = 20_000
 DEEP_JSON_LEVELS = 100_000
@@ -173,7 +188,8 @@ class _Reply:
     headers: dict[str, str] = field(default_factory=dict)
     #: Seconds to hold the answer back (the slow scenario).
     delay: float = 0.0
-    #: A streamed body of ``length`` bytes, sent instead of ``body`` (the huge_body scenario).
+    #: A streamed body of ``length`` bytes, sent instead of ``body`` (the huge_body scenario);
+    #: a negative ``length`` sends no ``Content-Length`` and ends the body by closing.
     chunks: Callable[[], Iterator[bytes]] | None = None
     length: int = 0
     #: The layout the request was answered under ("" for the normal one), for its record.
@@ -217,6 +233,21 @@ def _huge_body() -> Iterator[bytes]:
     if rest:
         yield b" " * (rest - 1) + b"\n"
     yield _HUGE_TAIL
+
+
+_HUGE_JSON_HEAD = b'{"ok": true, "encontrado": false, "mensaje": "'
+_HUGE_JSON_TAIL = b'"}'
+
+
+def _huge_json() -> Iterator[bytes]:
+    """``HUGE_JSON_BYTES`` of one JSON answer in 64 KiB chunks (a message of filler)."""
+    yield _HUGE_JSON_HEAD
+    filler = HUGE_JSON_BYTES - len(_HUGE_JSON_HEAD) - len(_HUGE_JSON_TAIL)
+    chunk = b"x" * (64 * 1024)
+    for _ in range(filler // len(chunk)):
+        yield chunk
+    yield b"x" * (filler % len(chunk))
+    yield _HUGE_JSON_TAIL
 
 
 @cache
@@ -274,6 +305,7 @@ class CensusSimulator:
         keep_alive: bool = False,
         on_access: Callable[[AccessRecord], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        elsewhere: str | None = None,
     ) -> None:
         self._family = _loopback_family(host)
         self.host = host
@@ -294,6 +326,10 @@ class CensusSimulator:
         #: False sends ``Connection: close`` on every answer (see docs/simulator.md).
         self.keep_alive = keep_alive
         self._on_access = on_access
+        #: Another origin, where the ``off_site`` and ``third_party`` layouts and the
+        #: ``redirect_off_site`` scenario send the browser (no trailing slash); None: this
+        #: simulator itself under another host name (``elsewhere_url``).
+        self.elsewhere = elsewhere.rstrip("/") if elsewhere else None
         #: Measures token lifetimes and blocking spells (tests may inject a fake one); access
         #: records always carry the real ``time.time()`` and ``time.monotonic()``.
         self._clock = clock
@@ -365,6 +401,19 @@ class CensusSimulator:
         """The consulta page, what ``CENSUS_SITE_URL`` points to."""
         return f"{self.base_url}/consultar/"
 
+    @property
+    def elsewhere_url(self) -> str:
+        """The other origin of the off-site layouts and scenario: ``elsewhere``, else
+        ``http://localhost:<port>``: this server under a host name that is another origin
+        than ``base_url``'s address. Addressed that way, it serves the plain site (no
+        layout change, no ``redirect_off_site``): a look-alike of itself."""
+        return self.elsewhere or f"http://localhost:{self.port}"
+
+    def _addressed_elsewhere(self, host: str) -> bool:
+        """Whether a request's ``Host`` names ``elsewhere_url`` (this server as the other
+        origin)."""
+        return self.elsewhere is None and host.lower() == urlsplit(self.elsewhere_url).netloc
+
     # -- what tests look at -------------------------------------------------------------------
 
     @property
@@ -434,8 +483,11 @@ class CensusSimulator:
         ``kind`` is one of ``LAYOUT_KINDS``: "renamed_field" (consulta answers carry
         ``hallado`` instead of ``encontrado``), "wrapper" (consulta JSON answers come as
         ``{"respuesta": <answer>}``) or "form_renamed" (the form's ``#documento`` input is
-        ``#numeroDocumento``). The page's own scripts follow the change, as the real site's
-        would. A new kind replaces the current one; ``reset()`` restores the normal layout.
+        ``#numeroDocumento``), "off_site" (the page answers HTTP 302 to the same path on
+        ``elsewhere_url``) or "third_party" (the page also loads a script and an image from
+        ``elsewhere_url``). The page's own scripts follow
+        the change, as the real site's would. A new kind replaces the current one;
+        ``reset()`` restores the normal layout.
         """
         if kind is not None and (not isinstance(kind, str) or kind not in LAYOUT_KINDS):
             raise ValueError(
@@ -511,28 +563,30 @@ class CensusSimulator:
         return None if ok else (reason or "rejected")
 
     def _route(
-        self, method: str, path: str, body: bytes, client: str = "127.0.0.1"
+        self, method: str, path: str, body: bytes, client: str = "127.0.0.1", host: str = ""
     ) -> tuple[str, str, _Reply]:
-        """(cédula, scenario, reply) for one request from the ``client`` address.
+        """(cédula, scenario, reply) for one request from the ``client`` address, to ``host``
+        (its ``Host`` header).
 
         The reply's ``layout`` is the layout the request was answered under ("" for the normal
         one): read once, so that the answer and its record agree.
         """
-        layout = self.layout or ""
-        cedula, scenario, reply = self._dispatch(method, path, body, client, layout)
+        elsewhere = self._addressed_elsewhere(host)
+        layout = "" if elsewhere else self.layout or ""
+        cedula, scenario, reply = self._dispatch(method, path, body, client, layout, elsewhere)
         # A layout control request is answered under the layout it leaves in force.
         reply.layout = (self.layout or "") if path == LAYOUT_PATH else layout
         return cedula, scenario, reply
 
     def _dispatch(
-        self, method: str, path: str, body: bytes, client: str, layout: str
+        self, method: str, path: str, body: bytes, client: str, layout: str, elsewhere: bool
     ) -> tuple[str, str, _Reply]:
         if method == "GET":
             return "", "", self._get(path, layout)
         if path in _CONTROL_PATHS:
             return "", CONTROL_SCENARIO, self._control(path, body, client)
         if path == CONSULTA_PATH:
-            return self._consulta(body, layout)
+            return self._consulta(body, layout, elsewhere=elsewhere)
         if path == USERVERIFY_PATH:
             return self._userverify(body)
         if path == SOLVE_PATH:
@@ -546,9 +600,13 @@ class CensusSimulator:
 
     def _get(self, path: str, layout: str = "") -> _Reply:
         if path in ("/", "/consultar", "/consultar/"):
+            if layout == "off_site":
+                return _html(302, "", Location=f"{self.elsewhere_url}{path}")
             page = _asset("consultar.html").replace("{{SITE_KEY}}", SITE_KEY)
             if layout == "form_renamed":
                 page = _rename_document_input(page)
+            if layout == "third_party":
+                page = _add_third_party(page, self.elsewhere_url)
             return _html(200, page)
         if path == ELECCIONES_PATH:
             return _json(200, ELECCIONES)
@@ -618,7 +676,9 @@ class CensusSimulator:
             count = self._counts[cedula] = self._counts.get(cedula, 0) + 1
         return count
 
-    def _consulta(self, body: bytes, layout: str = "") -> tuple[str, str, _Reply]:
+    def _consulta(
+        self, body: bytes, layout: str = "", *, elsewhere: bool = False
+    ) -> tuple[str, str, _Reply]:
         def app(status: int, answer: dict[str, Any]) -> _Reply:
             # The application's JSON answers, in the layout in force (not F5's, not blocks).
             return _json(status, _in_layout(answer, layout))
@@ -645,6 +705,8 @@ class CensusSimulator:
             effective = plan.failure if count <= plan.failures else Scenario.FOUND
 
         # What F5 and the upstream servers do never reaches the application: no token is used.
+        if elsewhere and effective is Scenario.REDIRECT_OFF_SITE:
+            effective = Scenario.FOUND  # the look-alike answers what it was sent
         front = self._front(effective, cedula)
         if front is not None:
             return cedula, scenario, front
@@ -694,6 +756,12 @@ class CensusSimulator:
             return _html(200, _deep_html(cedula))
         if scenario is Scenario.DEEP_JSON:
             return _Reply(status=200, body=_deep_json())
+        if scenario is Scenario.HUGE_JSON:
+            return _Reply(status=200, chunks=_huge_json, length=-1)
+        if scenario is Scenario.REDIRECT_OFF_SITE:
+            # 307 keeps the method and body: a browser that follows it posts the query there.
+            location = f"{self.elsewhere_url}{CONSULTA_PATH}"
+            return _Reply(status=307, content_type="text/plain", headers={"Location": location})
         return None
 
 
@@ -705,6 +773,17 @@ def _in_layout(answer: dict[str, Any], layout: str) -> dict[str, Any]:
     if layout == "wrapper":
         return {"respuesta": answer}
     return answer
+
+
+def _add_third_party(page: str, elsewhere: str) -> str:
+    """The form page that also loads a script and an image from ``elsewhere``."""
+    extra = (
+        f'<script src="{elsewhere}{THIRD_PARTY_SCRIPT}"></script>'
+        f'<img src="{elsewhere}{THIRD_PARTY_IMAGE}" alt="" width="1" height="1">'
+    )
+    if "</body>" not in page:
+        raise RuntimeError("consultar.html: expected a </body>")
+    return page.replace("</body>", f"{extra}</body>", 1)
 
 
 _DOCUMENT_INPUT = re.compile(r'(\b(?:id|name|for)=")documento(")')
@@ -788,7 +867,8 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST":
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(min(length, _MAX_BODY))
-        cedula, scenario, reply = simulator._route(method, path, body, self.client_address[0])
+        client, host = self.client_address[0], self.headers.get("Host") or ""
+        cedula, scenario, reply = simulator._route(method, path, body, client, host)
         # Recorded when decided, before any slow delay, so tests see the request at once.
         simulator._record(
             AccessRecord(
@@ -811,11 +891,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         length = reply.length if reply.chunks is not None else len(reply.body)
-        self.send_header("Content-Length", str(length))
+        if length >= 0:
+            self.send_header("Content-Length", str(length))
         self.send_header("Cache-Control", "no-store")
         for name, value in reply.headers.items():
             self.send_header(name, value)
-        if not simulator.keep_alive:
+        if not simulator.keep_alive or length < 0:  # an undeclared body ends with the connection
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import http.client
 import json
 import socket
 import subprocess
@@ -30,9 +31,12 @@ from census.testing.simulator import (
     DEEP_HTML_LEVELS,
     DEEP_JSON_LEVELS,
     HUGE_BODY_BYTES,
+    HUGE_JSON_BYTES,
     LAYOUT_KINDS,
     LAYOUT_PATH,
     SITE_KEY,
+    THIRD_PARTY_IMAGE,
+    THIRD_PARTY_SCRIPT,
     UNBLOCK_PATH,
     AccessRecord,
     CensusSimulator,
@@ -149,7 +153,8 @@ def consulta(sim: CensusSimulator | str, cedula: str, token: str | None = None) 
         ("8712345678", "found_long_fields"),
         ("8812345678", "cancelled_long_fields"),
         ("803", "blocked_429_retry_inf"),
-        ("8912345678", "found"),
+        ("8912345678", "huge_json"),
+        ("9012345678", "redirect_off_site"),
         ("403", "blocked_page"),
         ("7062345678", "found"),
         ("7162345678", "found"),
@@ -485,6 +490,62 @@ def test_huge_body_is_streamed_in_small_chunks() -> None:
     assert max(sizes) <= 64 * 1024
 
 
+def test_huge_json_is_3_mib_without_content_length(sim: CensusSimulator) -> None:
+    """Prefix 89: HTTP 200 JSON of exactly 3 MiB that declares no size (ended by closing)."""
+    res = consulta(sim, "8912345678")
+    assert res.status == 200
+    assert "Content-Length" not in res.headers
+    assert len(res.body) == HUGE_JSON_BYTES
+    assert res.json["ok"] is True and res.json["encontrado"] is False
+
+
+def _raw(
+    sim: CensusSimulator, method: str, path: str, body: bytes = b""
+) -> http.client.HTTPResponse:
+    """One request, redirects not followed."""
+    conn = http.client.HTTPConnection(sim.host, sim.port, timeout=10)
+    conn.request(method, path, body=body or None, headers={"Content-Type": "application/json"})
+    return conn.getresponse()
+
+
+def test_redirect_off_site_sends_the_consulta_to_another_origin(sim: CensusSimulator) -> None:
+    """Prefix 90: the consulta is answered 307 to the consulta path under the other origin."""
+    payload = {"documento": "9012345678", "eleccionId": 0, "captchaToken": "x"}
+    res = _raw(sim, "POST", "/back/api/consulta", json.dumps(payload).encode())
+    assert res.status == 307
+    assert res.getheader("Location") == f"http://localhost:{sim.port}/back/api/consulta"
+    assert sim.consultas()[-1].scenario == "redirect_off_site"
+    # Addressed as that other origin, the simulator is a plain look-alike: no redirect.
+    elsewhere = consulta(f"http://localhost:{sim.port}", "9012345678")
+    assert (elsewhere.status, elsewhere.json["encontrado"]) == (200, True)
+
+
+def test_off_site_and_third_party_layouts_point_at_elsewhere() -> None:
+    """The off_site layout redirects the page to the same path on ``elsewhere``; third_party
+    loads a script and an image from there."""
+    with CensusSimulator(elsewhere="http://127.0.0.1:9/") as simulator:
+        simulator.change_layout("off_site")
+        res = _raw(simulator, "GET", "/consultar/")
+        assert (res.status, res.getheader("Location")) == (302, "http://127.0.0.1:9/consultar/")
+        simulator.change_layout("third_party")
+        page = fetch(simulator.url).body.decode()
+        assert f'src="http://127.0.0.1:9{THIRD_PARTY_SCRIPT}"' in page
+        assert f'src="http://127.0.0.1:9{THIRD_PARTY_IMAGE}"' in page
+
+
+def test_off_site_layout_by_default_redirects_to_itself_as_localhost(sim: CensusSimulator) -> None:
+    """Without ``elsewhere``, off_site sends the page to this simulator as localhost, which
+    serves the plain form there: a look-alike on another origin, and no redirect loop."""
+    sim.change_layout("off_site")
+    res = _raw(sim, "GET", "/consultar/")
+    assert (res.status, res.getheader("Location")) == (
+        302,
+        f"http://localhost:{sim.port}/consultar/",
+    )
+    page = fetch(f"http://localhost:{sim.port}/consultar/")
+    assert page.status == 200 and b'id="documento"' in page.body
+
+
 def test_client_hanging_up_on_the_huge_body_leaves_the_server_serving(
     sim: CensusSimulator,
 ) -> None:
@@ -734,7 +795,13 @@ def test_layout_is_normal_until_changed(sim: CensusSimulator) -> None:
         assert sim.layout == kind
     sim.change_layout(None)
     assert sim.layout is None
-    assert set(LAYOUT_KINDS) == {"renamed_field", "wrapper", "form_renamed"}
+    assert set(LAYOUT_KINDS) == {
+        "renamed_field",
+        "wrapper",
+        "form_renamed",
+        "off_site",
+        "third_party",
+    }
 
 
 def test_renamed_field_says_hallado_instead_of_encontrado(sim: CensusSimulator) -> None:
