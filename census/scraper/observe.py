@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from census.cedula import GAP_PIECES, MIN_DIGITS, SEPARATORS, mask, scrub
 from census.compat import renamed
 from census.scraper.base import SNAPSHOT_HTML_CHARS, SNAPSHOT_PNG_BYTES, LookupResult, Snapshot
-from census.scraper.parser import scrub_page
+from census.scraper.parser import MAX_PAGE_CHARS, scrub_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -34,6 +34,7 @@ __all__ = [
     "OnStage",
     "StageReport",
     "gate_refused",
+    "page_html",
     "refusal_facts",
     "report",
     "take_snapshot",
@@ -174,7 +175,7 @@ def take_snapshot(page: Page, cedula: str, body: str, remaining: float) -> Snaps
     with contextlib.suppress(Exception):
         path = url_path(page.url)
     with contextlib.suppress(Exception):
-        html = scrub_page(page.content(), cedula)
+        html = scrub_page(page_html(page), cedula)
     kept_body = _bounded(body, cedula) if body else ""
     timeout_ms = max(min(CAPTURE_WAIT, remaining), CAPTURE_FLOOR) * 1000.0
     try:
@@ -194,6 +195,21 @@ def take_snapshot(page: Page, cedula: str, body: str, remaining: float) -> Snaps
     if shot is not None and len(shot) <= SNAPSHOT_PNG_BYTES:
         png = shot
     return Snapshot(html=html, body=kept_body, png=png, path=path)
+
+
+#: The page's HTML as ``page.content()`` writes it, cut in the browser to the characters
+#: asked for: a page that grew without bound is never carried over whole.
+_PAGE_HTML = """(chars) => {
+  let html = document.doctype ? new XMLSerializer().serializeToString(document.doctype) : '';
+  if (document.documentElement) html += document.documentElement.outerHTML;
+  return html.length > chars ? html.slice(0, chars) : html;
+}"""
+
+
+def page_html(page: Page, chars: int = MAX_PAGE_CHARS + 1) -> str:
+    """The page's HTML, at most ``chars`` characters (by default one more than the parser
+    reads, so that it knows a page was longer)."""
+    return str(page.evaluate(_PAGE_HTML, chars))
 
 
 def url_path(url: str) -> str:

@@ -13,7 +13,9 @@ thread) keeps a working ORM, and no browser or driver outlives its lookup:
   DevTools pipe closes. Both measured; see docs/scraper.md.
 
 Finding and killing those processes is ``census.scraper.processes``'s job; this module is the
-page flow.
+page flow. The flow keeps the browser on the configured site (``census.scraper.perimeter``
+says where it may go): requests elsewhere are aborted, a page that lands elsewhere ends the
+lookup before the cédula is typed, and no body over the size limit is read.
 
 Each stage of the flow can be reported as it ends (``on_stage``, a ``StageReport``), and the page
 is kept as a ``Snapshot`` (scrubbed HTML, answer body, masked screenshot) when its answer has
@@ -34,7 +36,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from playwright.sync_api import (
     Browser,
@@ -44,6 +46,7 @@ from playwright.sync_api import (
     Request,
     Response,
     Route,
+    WebSocketRoute,
     sync_playwright,
 )
 from playwright.sync_api import Error as PlaywrightError
@@ -77,6 +80,7 @@ from census.scraper.observe import (
     OnStage,
     StageReport,
     gate_refused,
+    page_html,
     refusal_facts,
     report,
     resolve_renamed,
@@ -84,6 +88,13 @@ from census.scraper.observe import (
     url_path,
 )
 from census.scraper.parser import is_f5_block, parse_consulta, parse_rendered_page
+from census.scraper.perimeter import (
+    MAX_RESPONSE_BYTES,
+    allowed,
+    declared_size,
+    origin,
+    same_origin,
+)
 from census.scraper.processes import DriverProcesses, retrieve_driver_error
 from census.scraper.slots import NoBrowserSlot, browser_slot
 
@@ -103,6 +114,8 @@ __all__ = [
     "launch_browser",
     "missing_element",
     "new_lookup_context",
+    "off_site",
+    "oversized",
     "run_flow",
 ]
 
@@ -218,6 +231,30 @@ _SUBMIT_ENABLED = """() => {
 _RESULT_SHOWN = """() => !!document.querySelector('#resultado table')
   || /no se encuentra en el censo/i.test(document.body ? document.body.innerText : '')"""
 _MISSING = """(selectors) => selectors.filter((s) => !document.querySelector(s))"""
+# Chromium follows a redirect before any route sees it, and a 307 or 308 posts the query's
+# body again, to wherever it points: the page's fetch of the consulta is made with
+# ``redirect: "manual"``, so that a redirect is not followed; the browser then reports the
+# request as aborted, and the page's window notes that it was a redirect. Runs before the
+# page's own scripts.
+_CONSULTA_REDIRECTED = "() => window.__censusConsultaRedirected === true"
+_NO_CONSULTA_REDIRECTS = """(() => {
+  const original = window.fetch;
+  if (typeof original !== 'function') return;
+  window.fetch = function (input, init) {
+    try {
+      const target = typeof input === 'string' || input instanceof URL ? String(input) : input.url;
+      const url = new URL(target, location.href);
+      if (url.pathname.replace(/\\/+$/, '').endsWith('%s')) {
+        init = Object.assign({}, init || {}, { redirect: 'manual' });
+        return original.call(this, input, init).then((response) => {
+          if (response.type === 'opaqueredirect') window.__censusConsultaRedirected = true;
+          return response;
+        });
+      }
+    } catch (e) {}
+    return original.call(this, input, init);
+  };
+})();"""
 
 
 def _now() -> datetime:
@@ -363,12 +400,16 @@ def launch_browser(playwright: Playwright, config: ScraperConfig, timeout_ms: fl
 
 
 def new_lookup_context(browser: Browser, timeout_ms: float) -> BrowserContext:
-    """A fresh context with a normal desktop user agent (the default says HeadlessChrome)."""
+    """A fresh context with a normal desktop user agent (the default says HeadlessChrome).
+
+    Service workers are blocked: their requests would not pass the flow's routes, which keep
+    the browser on the site (``census.scraper.perimeter``)."""
     context = browser.new_context(
         user_agent=_user_agent(browser.version),
         locale="es-CO",
         timezone_id="America/Bogota",
         viewport={"width": 1280, "height": 800},
+        service_workers="block",
     )
     context.set_default_timeout(timeout_ms)
     return context
@@ -582,6 +623,13 @@ class _Flow:
         self._sent_at: float | None = None
         #: When the solved token stops being usable (``time.monotonic()``), if it says.
         self._use_by: float | None = None
+        #: The origins of the requests aborted for leaving the site, one entry per request.
+        self.aborted: list[str] = []
+        #: Requests whose response was fully received (``requestfinished``).
+        self._finished: list[Request] = []
+        #: The origin the consulta went to when it left the site (sent elsewhere by the page:
+        #: aborted; redirected by the site: gone, as no route sees a redirect).
+        self._consulta_left: str | None = None
 
     @property
     def slot(self) -> Slot | None:
@@ -604,6 +652,8 @@ class _Flow:
             result = replace(result, meta={**result.meta, "signature": FALLBACK_SIGNATURE})
         self._close_open_stage(result)
         meta = {**result.meta, **_stage_meta(self.stage), "sent": self.slot is not None}
+        if self.aborted:
+            meta["aborted"] = len(self.aborted)
         result = replace(result, meta=meta)
         if self.capture == "always" or result.outcome is Outcome.UNEXPECTED_PAGE:
             result = replace(result, snapshot=self.snapshot())
@@ -611,16 +661,32 @@ class _Flow:
 
     def _stages(self) -> LookupResult:
         page, config = self.page, self.budget.config
+        site = config.site_url
+        # Off the site, every request is aborted in the browser, for every page of the
+        # context (a popup too); the consulta's own route (below) is on the page and
+        # matches the site's origin only, so it never lets another origin's request go.
+        page.context.route(lambda url: not allowed(url, site), self._abort_off_site)
+        page.context.route_web_socket(lambda url: not allowed(url, site), self._close_socket)
+        page.context.add_init_script(_NO_CONSULTA_REDIRECTS % CONSULTA_PATH)
+        page.on("request", self._on_request)
+        page.on("requestfinished", self._on_request_finished)
         page.on("response", self._on_response)
         page.on("requestfailed", self._on_request_failed)
 
         self.stage = "load"
         self._begin("load")
-        loaded = page.goto(config.site_url, wait_until="domcontentloaded", timeout=self.budget.ms())
+        loaded = page.goto(site, wait_until="domcontentloaded", timeout=self.budget.ms())
         self._facts["path"] = url_path(page.url)
+        # A redirect is followed by the browser before any route sees it: the page may
+        # have landed elsewhere. Nothing is read from it, nothing typed into it.
+        if (left := self._left_site()) is not None:
+            return left
         if loaded is not None:
             self._facts["http_status"] = loaded.status
-            html = page.content()
+            if (size := self._too_large(loaded)) is not None:
+                self._facts["bytes"] = size
+                return oversized("page", size)
+            html = page_html(page)
             if loaded.status >= 400 or is_f5_block(html):
                 content_type = loaded.headers.get("content-type", "")
                 self._facts["content_type"] = content_type
@@ -642,7 +708,7 @@ class _Flow:
             if self.budget.remaining() <= 0:
                 raise
             self._facts["count"] = 0
-            found = parse_rendered_page(page.content(), self.cedula)
+            found = parse_rendered_page(page_html(page), self.cedula)
             return found.with_detail(f"no election list; {found.detail}")
         choices = page.evaluate(_ELECTION_CHOICES)
         labels = "; ".join(str(label) for _, label in choices)
@@ -656,6 +722,9 @@ class _Flow:
             return missing_element(missing)
         self._end(True, {"elements": len(FORM_ELEMENTS)})
 
+        # The page may have moved since it loaded: the cédula is typed on the site or nowhere.
+        if (left := self._left_site()) is not None:
+            return left
         # Typing (this host's own time) first: the captcha's frame loads meanwhile. Waiting
         # for the widget first moved a starved host's deadline from the typing (not charged)
         # into the captcha stage (charged as the site's timeout).
@@ -718,8 +787,13 @@ class _Flow:
         # limit on a busy machine.
         self.stage = "submit"
         self._begin("submit")
+        if (left := self._left_site()) is not None:
+            return left
         page.route(
-            lambda url: urlsplit(url).path.rstrip("/").endswith(CONSULTA_PATH), self._release
+            lambda url: (
+                same_origin(url, site) and urlsplit(url).path.rstrip("/").endswith(CONSULTA_PATH)
+            ),
+            self._release,
         )
         page.locator("#submitBtn").click(timeout=self.budget.ms())
         self._clicked = True
@@ -731,7 +805,7 @@ class _Flow:
         """Let the consulta request go when the gate allows, or abort it if it does not in
         time; the gate is told the moment it left."""
         if not _is_consulta(route.request):
-            route.continue_()
+            route.fallback()  # to the context's routes: the site's own, or aborted
             return
         self.stage = "rate_gate"
         asked = time.monotonic()
@@ -839,10 +913,25 @@ class _Flow:
         while True:
             if (refused := self.refusal) is not None:
                 return refused
+            if self._consulta_left is not None:
+                return off_site(self._consulta_left, "consulta")
             if self.responses:
-                return self._read(self.responses[0])
+                response = self.responses[0]
+                if (elsewhere := self._redirected_off_site(response)) is not None:
+                    return off_site(elsewhere, "consulta")
+                declared = declared_size(response.headers)
+                if declared is not None and declared > MAX_RESPONSE_BYTES:
+                    self._facts.update(http_status=response.status, bytes=declared)
+                    return oversized("consulta", declared)
+                if response.request in self._finished or self.failures:
+                    return self._read(response)  # a failed body: the rendered page
             if self.failures:
                 self._facts["error"] = self.failures[0]
+                if self._consulta_redirected():
+                    return _unexpected_page(
+                        "consulta:redirect",
+                        "the site answered the consulta with a redirect; not followed",
+                    )
                 return LookupResult(
                     outcome=Outcome.CONNECTION_ERROR,
                     detail=f"the consulta request failed: {self.failures[0]}",
@@ -852,9 +941,9 @@ class _Flow:
                 return _no_answer(self.budget.config.timeout)
             if time.monotonic() >= next_look:
                 # No response seen (another endpoint?) but the page may show the answer.
-                if self.page.evaluate(_RESULT_SHOWN):
+                if not self.responses and self.page.evaluate(_RESULT_SHOWN):
                     self._facts["read"] = "rendered page"
-                    return parse_rendered_page(self.page.content(), self.cedula)
+                    return parse_rendered_page(page_html(self.page), self.cedula)
                 next_look = time.monotonic() + 0.5
             self.page.wait_for_timeout(min(100.0, max(remaining * 1000, 1.0)))
 
@@ -862,6 +951,9 @@ class _Flow:
         headers = response.headers
         content_type = headers.get("content-type", "")
         self._facts.update(http_status=response.status, content_type=content_type)
+        if (size := self._too_large(response)) is not None:
+            self._facts["bytes"] = size
+            return oversized("consulta", size)
         try:
             body = response.text()
         except PlaywrightError:
@@ -869,7 +961,7 @@ class _Flow:
             with contextlib.suppress(PlaywrightTimeoutError):
                 self.page.wait_for_function(_RESULT_SHOWN, timeout=self.budget.ms(3))
             self._facts["read"] = "rendered page"
-            return parse_rendered_page(self.page.content(), self.cedula)
+            return parse_rendered_page(page_html(self.page), self.cedula)
         self.body = body
         return parse_consulta(
             response.status,
@@ -880,12 +972,80 @@ class _Flow:
             max_retry_after=self.budget.config.max_retry_after,
         )
 
+    def _too_large(self, response: Response) -> int | None:
+        """The size of ``response``'s body when over ``MAX_RESPONSE_BYTES``, as declared or
+        as received, else None; its body is not asked for."""
+        declared = declared_size(response.headers)
+        if declared is not None and declared > MAX_RESPONSE_BYTES:
+            return declared
+        try:
+            received = int(response.request.sizes()["responseBodySize"])
+        except (PlaywrightError, KeyError, TypeError, ValueError):
+            return None
+        return received if received > MAX_RESPONSE_BYTES else None
+
+    def _consulta_redirected(self) -> bool:
+        """Whether the consulta failed because it was answered with a redirect (which the
+        page's fetch was told not to follow)."""
+        try:
+            self.page.wait_for_function(_CONSULTA_REDIRECTED, timeout=self.budget.ms(1))
+        except PlaywrightError:  # a timeout too: a plain network failure
+            return False
+        return True
+
+    def _redirected_off_site(self, response: Response) -> str | None:
+        """The other origin a redirect answer points to, else None."""
+        location = response.headers.get("location")
+        if not 300 <= response.status < 400 or not location:
+            return None
+        target = urljoin(response.url, location)
+        if allowed(target, self.budget.config.site_url):
+            return None
+        return _origin_text(target, self.cedula)
+
+    def _on_site(self, url: str) -> bool:
+        return same_origin(url, self.budget.config.site_url)
+
+    def _left_site(self) -> LookupResult | None:
+        """``unexpected_page`` when the page is no longer on the configured site's origin."""
+        url = self.page.url
+        if same_origin(url, self.budget.config.site_url):
+            return None
+        return off_site(_origin_text(url, self.cedula), "page")
+
+    def _abort_off_site(self, route: Route) -> None:
+        """A request to another origin: aborted before it leaves the browser, and counted."""
+        where_to = _origin_text(route.request.url, self.cedula)
+        self.aborted.append(where_to)
+        if _is_consulta(route.request) and self._consulta_left is None:
+            self._consulta_left = where_to  # the page sent the query elsewhere: aborted
+        route.abort("blockedbyclient")
+
+    def _close_socket(self, socket: WebSocketRoute) -> None:
+        """A WebSocket to another origin: closed without ever connecting, and counted."""
+        self.aborted.append(_origin_text(socket.url, self.cedula))
+        socket.close()
+
+    def _on_request(self, request: Request) -> None:
+        """A redirect leaves the browser before any route sees it: note where the consulta
+        went when it was sent off the site that way."""
+        first = request.redirected_from
+        if first is None or allowed(request.url, self.budget.config.site_url):
+            return
+        while first.redirected_from is not None:
+            first = first.redirected_from
+        if _is_consulta(first) and self._consulta_left is None:
+            self._consulta_left = _origin_text(request.url, self.cedula)
+
+    def _on_request_finished(self, request: Request) -> None:
+        self._finished.append(request)
+
     def _on_response(self, response: Response) -> None:
-        if _is_consulta(response.request):
+        if _is_consulta(response.request) and self._on_site(response.url):
             self.responses.append(response)
 
     def _on_request_failed(self, request: Request) -> None:
-        if _is_consulta(request):
+        if _is_consulta(request) and self._on_site(request.url):
             self.failures.append(scrub(request.failure or "unknown network error", self.cedula))
 
     def _timed_out(self, error: PlaywrightTimeoutError) -> LookupResult:
@@ -928,6 +1088,9 @@ class _Flow:
         if self._open is None:
             return
         verdict: dict[str, Fact] = {"outcome": result.outcome.value}
+        if self.aborted:
+            verdict["aborted"] = len(self.aborted)
+            verdict["aborted_origins"] = ", ".join(sorted(set(self.aborted)))
         unexpected = result.outcome is Outcome.UNEXPECTED_PAGE
         if unexpected:
             verdict["signature"] = result.meta.get("signature")
@@ -987,11 +1150,45 @@ def missing_element(selectors: list[str], seconds: float | None = None) -> Looku
     renamed, ...): the site has changed. Its signature names the first one missing."""
     names = [selector.lstrip("#") for selector in selectors]
     waited = f" within {seconds:g}s" if seconds is not None else ""
-    return LookupResult(
-        outcome=Outcome.UNEXPECTED_PAGE,
-        detail=f"the page has no {', '.join(selectors)}{waited}: the form has changed",
-        meta={"signature": f"page:missing_element:{names[0]}"},
+    return _unexpected_page(
+        f"page:missing_element:{names[0]}",
+        f"the page has no {', '.join(selectors)}{waited}: the form has changed",
     )
+
+
+def off_site(where_to: str, where: str) -> LookupResult:
+    """``unexpected_page`` for a flow that left the configured site: the page (its load
+    redirected, or a later navigation; nothing is typed there) or the consulta (sent there
+    by the page, and aborted; or redirected there by the site) is on ``where_to``, another
+    origin."""
+    what = "the page is" if where == "page" else "the consulta went"
+    detail = f"{what} off the configured site, on {where_to}; nothing is read from there"
+    return _unexpected_page(f"{where}:off_site", detail)
+
+
+def oversized(where: str, size: int) -> LookupResult:
+    """``unexpected_page`` for a page or consulta answer larger than ``MAX_RESPONSE_BYTES``:
+    its body is not read."""
+    what = "the page" if where == "page" else "the consulta's answer"
+    detail = f"{what} is {size} bytes, over the {MAX_RESPONSE_BYTES}-byte limit: not read"
+    return _unexpected_page(f"{where}:oversized", detail)
+
+
+def _unexpected_page(signature: str, detail: str) -> LookupResult:
+    """A page the flow's own checks found in no known shape, named by ``signature``."""
+    return LookupResult(
+        outcome=Outcome.UNEXPECTED_PAGE, detail=detail, meta={"signature": signature}
+    )
+
+
+def _origin_text(url: str, cedula: str) -> str:
+    """``scheme://host:port`` of ``url`` (never its path or query, which may carry the
+    number; a host naming it is scrubbed too), or its scheme alone when it has no origin."""
+    parts = origin(url)
+    if parts is None:
+        return scrub(url.split(":", 1)[0][:20], cedula) or "(none)"
+    scheme, host, port = parts
+    return scrub(f"{scheme}://{host[:100]}:{port}", cedula)
 
 
 def _is_consulta(request: Request) -> bool:
