@@ -3,7 +3,7 @@
 The public names, importable from ``census`` (those that need Django's app registry are
 loaded on first access)::
 
-    from census import Attempt, CedulaInfo, Event, Outcome, Status, request_refresh
+    from census import Attempt, CedulaInfo, Event, Outcome, Status, mark_verified, request_refresh
 """
 
 from __future__ import annotations
@@ -18,13 +18,22 @@ compat.install()  # the paths of modules that moved keep working, with a warning
 
 __version__ = "0.2.0"
 
-__all__ = ["Attempt", "CedulaInfo", "Event", "Outcome", "Status", "request_refresh"]
+__all__ = [
+    "Attempt",
+    "CedulaInfo",
+    "Event",
+    "Outcome",
+    "Status",
+    "mark_verified",
+    "request_refresh",
+]
 
 _LAZY = {
     "Attempt": "census.models",
     "CedulaInfo": "census.models",
     "Status": "census.models",
     "request_refresh": "census.lookup.refresh",
+    "mark_verified": "census.lookup.capacity",
 }
 
 

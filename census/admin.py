@@ -166,6 +166,16 @@ class CedulaInfoAdmin(ReadOnlyAdmin):
                 messages.WARNING,
             )
         if len(allowed) == 1:
+            try:
+                refresh.check_throttle(request.user, allowed[0], door="admin")
+            except refresh.RefreshThrottled as throttled:
+                self.message_user(
+                    request,
+                    gettext("Not refreshed: too soon (%(reason)s); try again in %(seconds)d s.")
+                    % {"reason": throttled.reason, "seconds": throttled.retry_after},
+                    messages.WARNING,
+                )
+                return
             started = refresh.restart(allowed[0].pk, requester_id=request.user.pk)
             self.message_user(
                 request,

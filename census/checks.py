@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from census.captcha.services import CaptchaConfig, is_cleartext_remote, setting_problems
 from census.conf import settings
+from census.gate.shares import SHARED
 from census.models import FINAL_STATUSES
 
 _LOCAL_CACHES = {
@@ -135,6 +136,7 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error 
         ("CENSUS_IS_LEADER", getattr(django_settings, "CENSUS_IS_LEADER", None)),
         ("CENSUS_CAN_REFRESH", getattr(django_settings, "CENSUS_CAN_REFRESH", None)),
         ("CENSUS_LOOKUP_FOR", getattr(django_settings, "CENSUS_LOOKUP_FOR", None)),
+        ("CENSUS_IS_VERIFIED", getattr(django_settings, "CENSUS_IS_VERIFIED", None)),
         ("CENSUS_CAPTCHA_SOLVER", settings.captcha_solver_path),
     ):
         if path is None:
@@ -168,6 +170,7 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error 
         ("CENSUS_RECHECK_AFTER", "recheck_after_seconds"),
         ("CENSUS_TASK_RETENTION", "task_retention_seconds"),
         ("CENSUS_SNAPSHOT_RETENTION", "snapshot_retention_seconds"),
+        ("CENSUS_REFRESH_COOLDOWN", "refresh_cooldown"),
     )
     for setting, attribute in durations:
         try:
@@ -178,6 +181,45 @@ def check_census_settings(app_configs: Any = None, **kwargs: Any) -> list[Error 
     found += _follow_up_errors(getattr(django_settings, "CENSUS_FOLLOW_UPS", None) or {})
     found += _captcha_problems(getattr(django_settings, "CENSUS_CAPTCHA", None))
     found += _captcha_number_errors()
+    found += _capacity_errors()
+    return found
+
+
+def _capacity_errors() -> list[Error | Warning]:
+    """Shares for classes that take none, out of 0..1, or leaving registrations nothing; an
+    hourly cap that is no whole number: each would fail in a worker, or starve a class."""
+    found: list[Error | Warning] = []
+    shares = getattr(django_settings, "CENSUS_CAPACITY_SHARES", None) or {}
+    known = {cls.value for cls in SHARED}
+    problem = ""
+    if not isinstance(shares, dict):
+        problem = "it must be a dict such as {'refresh': 0.2, 'bulk': 0.2}"
+    elif set(shares) - known:
+        problem = f"only {sorted(known)} take a share, not {sorted(set(shares) - known)}"
+    elif not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+        for v in shares.values()
+    ):
+        problem = "each share is a number from 0 to 1"
+    elif sum(shares.values()) >= 1:
+        problem = "the shares add up to 1 or more: registrations would get nothing"
+    if problem:
+        found.append(
+            Error(
+                f"CENSUS_CAPACITY_SHARES = {shares!r}: {problem}.",
+                hint="See docs/capacity.md.",
+                id="census.E014",
+            )
+        )
+    cap = getattr(django_settings, "CENSUS_REFRESH_PER_HOUR", 0)
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        found.append(
+            Error(
+                f"CENSUS_REFRESH_PER_HOUR = {cap!r}: it must be a whole number >= 0 or None.",
+                hint="See docs/capacity.md.",
+                id="census.E014",
+            )
+        )
     return found
 
 

@@ -37,6 +37,18 @@ DEFAULTS: dict[str, Any] = {
     # in the user's post_save, and by bulk runs for users without one). The default refuses
     # only a superuser without a valid cédula (createsuperuser's "admin").
     "CENSUS_LOOKUP_FOR": "census.eligibility.lookup_for",
+    # Dotted path of callable(user) -> bool: is this new user's registration verified? An
+    # unverified one's lookup runs only in the site's spare capacity until the portal calls
+    # census.mark_verified(user). The default verifies everyone.
+    "CENSUS_IS_VERIFIED": "census.eligibility.is_verified",
+    # Share of the site's requests refreshes and bulk runs may each use while new
+    # registrations wait (census.gate.shares); registrations get the rest, and all of it
+    # when these have nothing waiting.
+    "CENSUS_CAPACITY_SHARES": {"refresh": 0.2, "bulk": 0.2},
+    # Seconds ("10m", "1h") after a lookup ended before request_refresh may start it again.
+    "CENSUS_REFRESH_COOLDOWN": "10m",
+    # Refreshes one user may request per hour (request_refresh and the admin); None: no cap.
+    "CENSUS_REFRESH_PER_HOUR": 30,
     # The census lookup page; its JSON endpoints live on the same origin.
     "CENSUS_SITE_URL": SITE_URL,
     # Chromium binary; None picks Playwright's own Chromium, else /usr/bin/chromium.
@@ -179,6 +191,26 @@ class CensusSettings:
     @property
     def lookup_for(self) -> Callable[[Any], bool]:
         return import_string(self._get("CENSUS_LOOKUP_FOR"))
+
+    @property
+    def is_verified(self) -> Callable[[Any], bool]:
+        return import_string(self._get("CENSUS_IS_VERIFIED"))
+
+    @property
+    def capacity_shares(self) -> dict[str, float]:
+        """Each class's share, as the setting names it (unknown classes are the check's)."""
+        value = self._get("CENSUS_CAPACITY_SHARES") or {}
+        return {str(name): float(share) for name, share in dict(value).items()}
+
+    @property
+    def refresh_cooldown(self) -> float:
+        value = self._get("CENSUS_REFRESH_COOLDOWN")
+        return 0.0 if value in (None, "", 0) else parse_duration(value)
+
+    @property
+    def refresh_per_hour(self) -> int | None:
+        value = self._get("CENSUS_REFRESH_PER_HOUR")
+        return None if value is None else max(int(value), 0)
 
     @property
     def site_url(self) -> str:

@@ -27,3 +27,13 @@ def lookup_for(user: Any) -> bool:
     if not getattr(user, "is_superuser", False):
         return True
     return canonical(getattr(user, settings.cedula_field, None)) is not None
+
+
+def is_verified(user: Any) -> bool:
+    """Default ``CENSUS_IS_VERIFIED``: every registration counts as verified.
+
+    A portal that checks new members first (an e-mail link, a captcha, a leader's invite)
+    names its own callable; until it calls ``census.mark_verified(user)`` that member's
+    lookup runs only in the site's spare capacity (``census.gate.shares``).
+    """
+    return True

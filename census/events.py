@@ -37,6 +37,9 @@ class Event(StrEnum):
     ATTEMPT_DEFERRED = "attempt_deferred"
     #: A new user got no lookup: ``CENSUS_LOOKUP_FOR`` refused them (emitted after commit).
     LOOKUP_SKIPPED = "lookup_skipped"
+    #: The portal verified a member (``census.mark_verified``): their lookup is a
+    #: registration now, no longer waiting for spare capacity.
+    LOOKUP_VERIFIED = "lookup_verified"
     #: A lookup with no queued or running task was queued again by the sweeper.
     LOOKUP_RESUMED = "lookup_resumed"
     #: Queuing a lookup's task failed; the sweeper will resume it.
@@ -109,6 +112,9 @@ class Event(StrEnum):
     REFRESH_SKIPPED = "refresh_skipped"
     #: Someone who is not a leader asked for a new lookup.
     REFRESH_DENIED = "refresh_denied"
+    #: A refresh was refused for its timing: the lookup ended less than
+    #: ``CENSUS_REFRESH_COOLDOWN`` ago, or its requester reached ``CENSUS_REFRESH_PER_HOUR``.
+    REFRESH_THROTTLED = "refresh_throttled"
     #: A receiver of a census signal raised; with its traceback. The others still ran.
     RECEIVER_FAILED = "receiver_failed"
     #: A follow-up's try was queued (now, or scheduled for ``due_at``).
@@ -152,6 +158,7 @@ _LEVELS: dict[Event, str] = {
     Event.DATABASE_RETRY: "warning",
     Event.BROWSER_KILLED: "warning",
     Event.REFRESH_DENIED: "warning",
+    Event.REFRESH_THROTTLED: "warning",
     Event.RECEIVER_FAILED: "error",
     Event.CENSUS_PAUSED: "warning",
     Event.FOLLOW_UP_FAILED: "error",

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from census.gate.shares import WorkClass
 from census.outcomes import AnswerReason, Outcome
 
 
@@ -92,6 +93,15 @@ ANSWER_FIELDS = (
 )
 
 
+#: The work classes (``census.gate.shares``), labelled for the admin.
+WORK_CLASS_CHOICES = [
+    (WorkClass.REGISTRATION.value, _("registration")),
+    (WorkClass.REFRESH.value, _("refresh")),
+    (WorkClass.BULK.value, _("bulk")),
+    (WorkClass.UNVERIFIED.value, _("unverified registration")),
+]
+
+
 class CedulaInfo(models.Model):
     """The census lookup of one user's cédula."""
 
@@ -125,6 +135,26 @@ class CedulaInfo(models.Model):
     #: other move (``census.lookup.status``).
     ticketed = models.BooleanField(_("holds a place in the gate's queue"), default=False)
 
+    #: Why the current budget runs (``census.gate.shares.WorkClass``): what share of the
+    #: site it gets. Set when the budget starts; ``mark_verified`` promotes an unverified one.
+    work_class = models.CharField(
+        _("work class"),
+        max_length=16,
+        choices=WORK_CLASS_CHOICES,
+        default=WorkClass.REGISTRATION.value,
+    )
+    #: Who asked for the current budget (a refresh or a bulk run), and when; empty for a
+    #: registration. ``CENSUS_REFRESH_PER_HOUR`` counts these.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    requested_at = models.DateTimeField(_("requested at"), null=True, blank=True)
+
     departamento = models.CharField(_("department"), max_length=100, blank=True)
     municipio = models.CharField(_("municipality"), max_length=100, blank=True)
     puesto = models.CharField(_("polling place"), max_length=200, blank=True)
@@ -154,6 +184,10 @@ class CedulaInfo(models.Model):
         verbose_name = _("census lookup")
         verbose_name_plural = _("census lookups")
         permissions = [("refresh_cedulainfo", _("Can request a new census lookup"))]
+        indexes = [
+            models.Index(fields=["work_class", "status"], name="census_lookup_class_status"),
+            models.Index(fields=["requested_by", "requested_at"], name="census_lookup_requested"),
+        ]
 
     def __str__(self) -> str:
         return gettext("lookup %(id)s (%(status)s)") % {
@@ -193,6 +227,10 @@ class Attempt(models.Model):
     answer = models.JSONField(_("answer"), default=dict, blank=True)
     #: Seconds the site (or the closed gate) asked to wait, clamped.
     retry_after = models.FloatField(_("retry after (s)"), null=True, blank=True)
+    #: The lookup's work class when this attempt was claimed: what share it counts against.
+    work_class = models.CharField(
+        _("work class"), max_length=16, choices=WORK_CLASS_CHOICES, blank=True
+    )
     #: A crash (a bug, not a site failure): the exception's class and its traceback,
     #: scrubbed of the cédula and bounded.
     error_class = models.CharField(_("error class"), max_length=200, blank=True)
@@ -204,6 +242,9 @@ class Attempt(models.Model):
         ordering = ["lookup", "step"]
         constraints = [
             models.UniqueConstraint(fields=["lookup", "step"], name="census_attempt_unique")
+        ]
+        indexes = [
+            models.Index(fields=["work_class", "started_at"], name="census_attempt_class_start")
         ]
 
     def __str__(self) -> str:

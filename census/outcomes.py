@@ -94,6 +94,18 @@ def is_captcha_token(error: str) -> bool:
     return error.split(":", 1)[0] == CAPTCHA_TOKEN_REASON
 
 
+#: Why a ``deferred`` attempt sent nothing because its work class had used its share of the
+#: site while registrations waited, or was unverified while verified work waited
+#: (``census.gate.shares``): it looks again later, off the gate's line, uncharged and
+#: unbounded by ``CENSUS_MAX_DEFER_SECONDS`` (its turn comes once the others are served).
+CAPACITY_REASON = "capacity"
+
+
+def is_capacity(error: str) -> bool:
+    """Did a deferred attempt wait for its work class's share of the site?"""
+    return error.split(":", 1)[0] == CAPACITY_REASON
+
+
 #: The words after ``captcha_service:`` when the day's solves (CENSUS_CAPTCHA_DAILY_LIMIT) are
 #: spent: the lookup waits for the next day, past CENSUS_MAX_DEFER_SECONDS if need be.
 DAILY_LIMIT_REASON = "daily_limit"

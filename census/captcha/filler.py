@@ -30,7 +30,7 @@ from census.gate import pause
 from census.gate.waiter import GateWaiter
 from census.lookup.status import bring_forward
 from census.models import Attempt, CaptchaService, CaptchaToken, CedulaInfo, Status
-from census.outcomes import CAPTCHA_TOKEN_REASON, Outcome
+from census.outcomes import CAPACITY_REASON, CAPTCHA_TOKEN_REASON, Outcome
 from census.q2 import queue
 
 State = CaptchaToken.State
@@ -189,11 +189,14 @@ def _wake() -> None:
     spare = CaptchaToken.objects.filter(state=State.READY).count() - _lookups_due_by(soon)
     if spare <= 0:
         return
+    # Tokens nobody due will take are spare capacity too: lookups waiting for their class's
+    # share or for spare capacity (census.gate.shares) may have it; they ask again on waking.
     waited_for_token = Attempt.objects.filter(
+        Q(error__startswith=f"{CAPTCHA_TOKEN_REASON}:")
+        | Q(error__startswith=f"{CAPACITY_REASON}:"),
         lookup=OuterRef("pk"),
         step=OuterRef("step") - 1,
         outcome=Outcome.DEFERRED.value,
-        error__startswith=f"{CAPTCHA_TOKEN_REASON}:",
     )
     waiting = (
         CedulaInfo.objects.filter(status=Status.RETRYING, next_attempt_at__gt=soon)

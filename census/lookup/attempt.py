@@ -24,7 +24,7 @@ from census.events import Event
 from census.exceptions import CensusError
 from census.gate import pause
 from census.gate.waiter import GateWaiter, policy_from_settings
-from census.lookup import report
+from census.lookup import capacity, report
 from census.lookup.status import TransitionRefused, locked, transition
 from census.models import Attempt, Status
 from census.observability import snapshots
@@ -34,11 +34,13 @@ from census.scraper import LookupResult, Scraper
 
 
 class Claimed(NamedTuple):
-    """What a claimed step needs: the raw cédula, its place on the gate, its retry count."""
+    """What a claimed step needs: the raw cédula, its place on the gate, its retry count,
+    its work class (what share of the site it may use)."""
 
     raw_cedula: str
     ticketed: bool
     retry_count: int
+    work_class: str = ""
 
 
 class ScraperCrashed(CensusError, RuntimeError):
@@ -90,6 +92,7 @@ def _run_claimed(
             raw_cedula,
             claimed.ticketed,
             partial(report.mark_sent, lookup_id, step, task_id),
+            work_class=claimed.work_class,
             lookup_id=lookup_id,
             step=step,
         )
@@ -137,7 +140,7 @@ def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> C
         ticketed = info.ticketed
         if info.status == Status.SCRAPING and row is not None and row.task_id == task_id:
             if again and not row.outcome and not row.sent:
-                return Claimed(report.raw_cedula(info), ticketed, info.retry_count)
+                return Claimed(report.raw_cedula(info), ticketed, info.retry_count, info.work_class)
             events.emit(Event.ATTEMPT_IGNORED, reason="duplicate delivery", status=info.status)
             return None
         try:
@@ -157,6 +160,7 @@ def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> C
                 "outcome": "",
                 "finished_at": None,
                 "sent": False,
+                "work_class": info.work_class,
             },
         )
         raw_text = report.raw_cedula(info)
@@ -166,11 +170,17 @@ def _claim(lookup_id: int, step: int, task_id: str, *, again: bool = False) -> C
         retry_count=info.retry_count,
         cedula=mask(raw_text),
     )
-    return Claimed(raw_text, ticketed, info.retry_count)
+    return Claimed(raw_text, ticketed, info.retry_count, info.work_class)
 
 
 def _lookup(
-    raw_cedula: str, ticketed: bool, on_sent: Callable[[], None], *, lookup_id: int, step: int
+    raw_cedula: str,
+    ticketed: bool,
+    on_sent: Callable[[], None],
+    *,
+    lookup_id: int,
+    step: int,
+    work_class: str = "",
 ) -> LookupResult:
     if not raw_cedula.strip():
         return LookupResult(
@@ -182,7 +192,11 @@ def _lookup(
         cedula = normalize(raw_cedula)
     except InvalidCedula as invalid:
         return LookupResult(outcome=Outcome.INVALID_CEDULA, detail=str(invalid))
-    # A solved captcha token, taken before any browser opens (or why the lookup waits).
+    # Its class's share of the site, then a solved captcha token, both before any browser
+    # opens (or why the lookup waits).
+    waits = capacity.wait_for_share(lookup_id, work_class)
+    if waits is not None:
+        return waits
     held = captcha_pool.take(lookup_id, step)
     if isinstance(held, LookupResult):
         return held

@@ -26,6 +26,7 @@ from census.models import ANSWER_FIELDS, Attempt, CedulaInfo, Status
 from census.outcomes import (
     AnswerReason,
     Outcome,
+    is_capacity,
     is_captcha_service,
     is_captcha_token,
     is_daily_limit,
@@ -66,7 +67,7 @@ def conclude_attempt(lookup_id: int, step: int, *, task_id: str | None = None) -
             deferred_s=info.deferred_s,
             max_defer=settings.max_defer_seconds,
             answer_reason=_answer_reason(row),
-            bounded=not is_daily_limit(row.error),
+            bounded=not (is_daily_limit(row.error) or is_capacity(row.error)),
         )
         if isinstance(decision, policy.Defer) and not _defer(info, row, decision.delay):
             decision = policy.Finish(status=Status.ERROR, reason=Outcome.BLOCKED, exhausted=True)
@@ -132,9 +133,10 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
     left = settings.max_defer_seconds - info.deferred_s
     # Waits of this host's own (busy or slow browsers, a token still being solved) come
     # back after their delay, off the gate's cursor: they sent nothing and hold no place in
-    # the site's line. The day's spent solves wait for the next day, past the bound.
+    # the site's line. The day's spent solves wait for the next day, past the bound; a class
+    # past its share waits for its turn, however long the others take.
     local = is_own_slowness(row.error) or is_captcha_token(row.error)
-    unbounded = is_daily_limit(row.error)
+    unbounded = is_daily_limit(row.error) or is_capacity(row.error)
     if unbounded:
         waited: float | None = delay
     elif local:

@@ -5,20 +5,30 @@ checks who asks once, then goes through ``restart``: same transition, same event
 refresh which lookup is one rule, ``CENSUS_CAN_REFRESH`` (``can_refresh`` by default), asked
 by ``check_refresh`` (a lookup) and ``refused_users`` (a bulk selection); the periodic
 re-check is the operator's own setting and asks nobody.
+
+How often is ``check_throttle``'s: a lookup is refreshed at most once per
+``CENSUS_REFRESH_COOLDOWN`` after it ended, and one user asks at most
+``CENSUS_REFRESH_PER_HOUR`` refreshes an hour. What share of the site a refresh then gets is
+``census.gate.shares``'s: each budget carries its work class.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from census import events
 from census.conf import settings
 from census.events import Event
+from census.exceptions import CensusError
+from census.gate.shares import WorkClass
 from census.lookup.results import result_of
 from census.lookup.start import start_lookup
 from census.lookup.status import locked, transition
@@ -83,23 +93,96 @@ def check_refresh_users(requested_by: Any, user_ids: Iterable[int], **context: A
         )
 
 
-def request_refresh(info: CedulaInfo, *, requested_by: Any) -> bool:
-    """Start a fresh attempt budget for a finished lookup, if ``CENSUS_CAN_REFRESH`` lets
-    ``requested_by`` refresh it (by default: leaders).
+class RefreshThrottled(CensusError, PermissionDenied):
+    """A refresh refused for its timing, not for who asks: ``reason`` is ``"cooldown"`` (the
+    lookup ended less than ``CENSUS_REFRESH_COOLDOWN`` ago) or ``"hourly_limit"`` (the
+    requester reached ``CENSUS_REFRESH_PER_HOUR``); ``retry_after``: whole seconds until
+    it would be let in. A ``PermissionDenied``: code that only knows that one still refuses."""
 
-    Raises ``PermissionDenied`` for anyone else. Returns False (and queues nothing) while
-    the lookup is still in flight.
+    def __init__(self, reason: str, retry_after: int) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(f"refresh refused ({reason}); try again in {retry_after} s")
+
+
+#: The period ``CENSUS_REFRESH_PER_HOUR`` counts over.
+HOUR = timedelta(hours=1)
+
+
+def check_throttle(requested_by: Any, info: CedulaInfo, **context: Any) -> None:
+    """Raise ``RefreshThrottled`` (and log ``refresh_throttled``) when ``info`` ended within
+    ``CENSUS_REFRESH_COOLDOWN``, or ``requested_by`` asked ``CENSUS_REFRESH_PER_HOUR``
+    refreshes in the last hour. A lookup in flight is not throttled: ``restart`` skips it.
+
+    The hourly count is of lookups whose current budget this user started as a refresh;
+    two requests at the same instant may both pass it (one over the cap at most per
+    concurrent request).
     """
-    check_refresh(requested_by, info)
-    started = restart(info.pk, requester_id=getattr(requested_by, "pk", None))
+    now = timezone.now()
+    verdict = _throttled(requested_by, info, now)
+    if verdict is None:
+        return
+    reason, wait = verdict
+    retry_after = max(1, math.ceil(wait))
+    events.emit(
+        Event.REFRESH_THROTTLED,
+        requested_by=getattr(requested_by, "pk", None),
+        lookup_id=info.pk,
+        reason=reason,
+        retry_after_s=retry_after,
+        **context,
+    )
+    raise RefreshThrottled(reason, retry_after)
+
+
+def _throttled(requested_by: Any, info: CedulaInfo, now: datetime) -> tuple[str, float] | None:
+    """Why and for how long a refresh must wait (None: it need not)."""
+    cooldown = settings.refresh_cooldown
+    if cooldown > 0 and info.current_status.is_final and info.finished_at is not None:
+        left = cooldown - (now - info.finished_at).total_seconds()
+        if left > 0:
+            return "cooldown", left
+    cap = settings.refresh_per_hour
+    requester = getattr(requested_by, "pk", None)
+    if cap is None or requester is None:
+        return None
+    recent = CedulaInfo.objects.filter(
+        requested_by_id=requester, requested_at__gt=now - HOUR, work_class=WorkClass.REFRESH
+    ).exclude(pk=info.pk)
+    times = sorted(t for t in recent.values_list("requested_at", flat=True) if t is not None)
+    if len(times) < cap:
+        return None
+    if cap == 0:
+        return "hourly_limit", HOUR.total_seconds()
+    # Let in again once enough of the counted requests are an hour old.
+    return "hourly_limit", (times[len(times) - cap] + HOUR - now).total_seconds()
+
+
+def request_refresh(info: CedulaInfo, *, requested_by: Any, **context: Any) -> bool:
+    """Start a fresh attempt budget for a finished lookup, if ``CENSUS_CAN_REFRESH`` lets
+    ``requested_by`` refresh it (by default: leaders) and ``check_throttle`` lets it now.
+
+    Raises ``PermissionDenied`` for anyone else, ``RefreshThrottled`` (a
+    ``PermissionDenied``) when it is too soon. Returns False (and queues nothing) while the
+    lookup is still in flight. The new budget is of the ``refresh`` class: while new
+    registrations wait it gets only its share of the site (``CENSUS_CAPACITY_SHARES``).
+    """
+    check_refresh(requested_by, info, **context)
+    check_throttle(requested_by, info, **context)
+    started = restart(
+        info.pk, requester_id=getattr(requested_by, "pk", None), work_class=WorkClass.REFRESH
+    )
     info.refresh_from_db()
     return started
 
 
-def restart(lookup_id: int, *, requester_id: int | None) -> bool:
+def restart(
+    lookup_id: int, *, requester_id: int | None, work_class: WorkClass = WorkClass.REFRESH
+) -> bool:
     """A fresh budget for a final lookup (the caller checked who asks); False if in flight.
 
     The previous result is kept in ``previous_result``; the attempt is queued on commit.
+    ``work_class``: what share of the site the budget gets (``census.gate.shares``).
     """
     with locked(lookup_id) as current:
         if current is None or not current.current_status.is_final:
@@ -121,6 +204,9 @@ def restart(lookup_id: int, *, requester_id: int | None) -> bool:
                 "deferred_s": 0.0,
                 "next_attempt_at": None,
                 "previous_result": result_of(current),
+                "work_class": work_class.value,
+                "requested_by_id": requester_id,
+                "requested_at": timezone.now(),
             },
             log={"requested_by": requester_id},
         )
@@ -143,7 +229,8 @@ def _log_requested_on_commit(info: CedulaInfo, requester_id: int | None) -> None
 
 
 def start_for_user(user: Any, *, requester_id: int | None) -> bool:
-    """A lookup for ``user`` now: its first one if it has none, else a fresh budget.
+    """A bulk run's lookup for ``user`` now: its first one if it has none, else a fresh
+    budget; either of the ``bulk`` class.
 
     False when its lookup is in flight (nothing queued). The caller checked who asks.
     """
@@ -151,10 +238,10 @@ def start_for_user(user: Any, *, requester_id: int | None) -> bool:
     if info is None:
         try:
             with transaction.atomic():
-                created = start_lookup(user)
+                created = start_lookup(user, work_class=WorkClass.BULK, requester_id=requester_id)
         except IntegrityError:  # created meanwhile (a registration, another run)
             info = CedulaInfo.objects.get(user=user)
         else:
             _log_requested_on_commit(created, requester_id)
             return True
-    return restart(info.pk, requester_id=requester_id)
+    return restart(info.pk, requester_id=requester_id, work_class=WorkClass.BULK)

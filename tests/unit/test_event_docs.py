@@ -84,6 +84,7 @@ def observed(
     make_records_table()
     settings.CENSUS_FOLLOW_UPS = {"found": ["tests.follow_up_tasks.record"]}
     settings.CENSUS_FOLLOW_UP_RETRY_DELAYS = [0]
+    settings.CENSUS_REFRESH_COOLDOWN = 0  # refreshed as soon as it ends; one throttled below
     capture = django_capture_on_commit_callbacks
     seen: dict[str, set[str]] = defaultdict(set)
     processors = [structlog.contextvars.merge_contextvars, scrub_cedula]
@@ -110,7 +111,12 @@ def observed(
         finally:
             signals.lookup_finished.disconnect(_broken_receiver)
         settings.CENSUS_FOLLOW_UPS = {"any": ["tests.follow_up_tasks.fail"]}
-        drive(new_lookup("found"), capture)
+        ended = drive(new_lookup("found"), capture)
+        ended.user.referred_by = leader
+        ended.user.save(update_fields=["referred_by"])
+        settings.CENSUS_REFRESH_COOLDOWN = "1h"
+        with contextlib.suppress(PermissionDenied):
+            refresh.request_refresh(ended, requested_by=leader)  # too soon: throttled
         for number, row in enumerate(followups.FollowUp.objects.order_by("pk")):
             current_task_id.set(f"docs{number}")
             with capture(execute=True), contextlib.suppress(followups.FollowUpFailed):

@@ -21,8 +21,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _census_default_refresh_rule(settings: Any) -> None:
     """census's own ``CENSUS_CAN_REFRESH`` (any leader, any lookup); the portal's referral
-    rule is set by the tests that show it."""
+    rule is set by the tests that show it. No cooldown: these tests refresh lookups that
+    have just ended; the cooldown's own tests set it."""
     settings.CENSUS_CAN_REFRESH = "census.lookup.refresh.can_refresh"
+    settings.CENSUS_REFRESH_COOLDOWN = 0
 
 
 def test_leader_refresh_starts_a_fresh_budget(
@@ -99,3 +101,59 @@ def test_the_configured_rule_decides_whose_lookup(
     with django_capture_on_commit_callbacks(execute=True):
         assert refresh.request_refresh(info, requested_by=other) is True
     assert [p["args"] for p in queued()] == [(info.pk, info.step)]
+
+
+def _ended(info: Any, seconds_ago: float) -> None:
+    """Move the lookup's end ``seconds_ago`` into the past."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    type(info).objects.filter(pk=info.pk).update(
+        finished_at=timezone.now() - timedelta(seconds=seconds_ago)
+    )
+    info.refresh_from_db()
+
+
+def test_a_lookup_that_just_ended_waits_out_the_cooldown(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    """Within ``CENSUS_REFRESH_COOLDOWN`` of its end a lookup is not refreshed: a
+    ``RefreshThrottled`` (a ``PermissionDenied``) says for how long, nothing is queued; once
+    the cooldown is over the same request starts a budget."""
+    settings.CENSUS_REFRESH_COOLDOWN = "10m"
+    info = drive(new_lookup("found"), django_capture_on_commit_callbacks)
+    leader = factories.leader()
+    _ended(info, 60)
+    clear_queue()
+    with capture_logs() as logs, pytest.raises(refresh.RefreshThrottled) as refused:
+        refresh.request_refresh(info, requested_by=leader)
+    assert isinstance(refused.value, PermissionDenied)
+    assert refused.value.reason == "cooldown"
+    assert 530 <= refused.value.retry_after <= 540
+    assert queued() == []
+    assert [e["reason"] for e in logs if e["event"] == Event.REFRESH_THROTTLED] == ["cooldown"]
+    _ended(info, 601)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert refresh.request_refresh(info, requested_by=leader) is True
+    info.refresh_from_db()
+    assert (info.work_class, info.requested_by_id) == ("refresh", leader.pk)
+
+
+def test_one_requester_gets_at_most_the_hourly_cap(
+    new_lookup: Any, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    """``CENSUS_REFRESH_PER_HOUR`` counts the refreshes one user started in the last hour:
+    the next is refused with ``hourly_limit`` while another leader is still let in."""
+    settings.CENSUS_REFRESH_PER_HOUR = 2
+    leader, other = factories.leader(), factories.leader()
+    infos = [drive(new_lookup("found"), django_capture_on_commit_callbacks) for _ in range(3)]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert refresh.request_refresh(infos[0], requested_by=leader)
+        assert refresh.request_refresh(infos[1], requested_by=leader)
+    with pytest.raises(refresh.RefreshThrottled) as refused:
+        refresh.request_refresh(infos[2], requested_by=leader)
+    assert refused.value.reason == "hourly_limit"
+    assert 3590 <= refused.value.retry_after <= 3600
+    with django_capture_on_commit_callbacks(execute=True):
+        assert refresh.request_refresh(infos[2], requested_by=other)
