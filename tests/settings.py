@@ -171,6 +171,9 @@ for _name in (
 ):
     if os.environ.get(_name):
         globals()[_name] = float(os.environ[_name])
+# The capacity tests' shares (tests/integration/test_capacity_cluster.py), as JSON.
+if os.environ.get("CENSUS_CAPACITY_SHARES"):
+    CENSUS_CAPACITY_SHARES = json.loads(os.environ["CENSUS_CAPACITY_SHARES"])
 # Real-process tests sweep every 10 s (tests/clusters.py): a killed worker's attempt is
 # found lost 10 s past the task timeout instead of 30, and sweeps come three times as often.
 if os.environ.get("CENSUS_SWEEP_SECONDS"):
