@@ -63,6 +63,15 @@ GOALS: dict[str, tuple[str, float, str]] = {
     "captcha_in_attempt_paid_per_consulta": ("info", 1.0, "the same, solved inside"),
     "captcha_in_attempt_expired": ("info", 0, "the same, solved inside"),
     "captcha_pool_vs_in_attempt_utilisation_ratio": ("info", 3.3, "pool / solved inside"),
+    "flood_alone_member_p50_s": ("info", 5.0, "members alone: registration to final"),
+    "flood_alone_member_max_s": ("info", 5.0, "the same, the slowest member"),
+    "flood_verified_member_p50_s": ("info", 30.0, "behind a flood of verified sign-ups"),
+    "flood_verified_member_max_s": ("info", 30.0, "the same, the slowest member"),
+    "flood_unverified_member_p50_s": ("info", 5.0, "behind a flood of unverified sign-ups"),
+    "flood_unverified_member_max_s": ("info", 5.0, "the same, the slowest member"),
+    "flood_verified_vs_alone_ratio": ("info", 5.0, "members' median, flood verified / alone"),
+    "flood_unverified_vs_alone_ratio": ("<=", 1.5, "members' median, flood unverified / alone"),
+    "flood_unverified_ahead": ("<=", 2, "flood consultas before the members' (2 workers)"),
 }
 
 
@@ -138,6 +147,12 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
         {"lookups": 10, "in_attempt_lookups": 4, "limit": 5.0, "solve_seconds": 30.0},
         {"lookups": 20, "in_attempt_lookups": 8, "limit": 5.0, "solve_seconds": 30.0},
     ),
+    # Members registering behind a flood of sign-ups (verified, then unverified), and alone.
+    "flood": (
+        {"flood": 3, "members": 1, "limit": 1.0},
+        {"flood": 16, "members": 3, "limit": 1.0},
+        {"flood": 40, "members": 5, "limit": 1.0},
+    ),
     # Up to that many lookups, fed until the time box (seconds) closes.
     "soak": (
         {"lookups": 4, "seconds": 120},
@@ -177,6 +192,7 @@ def plan(mode: str, servers: bool) -> list[Stage]:
         if servers:  # where the gate could live: its row or Redis (figures to info)
             rate.append(job("gate_backends", servers=True))
     rate.append(job("captcha", timeout=(300, 600, 900)[n]))
+    rate.append(job("flood", timeout=(300, 600, 900)[n]))
     beside_soak = [job("registration"), job("orchestration"), job("retries")]
     if mode == "full":  # the same with persistent connections, and on PostgreSQL + Redis
         persistent = (("CENSUS_BENCH_CONN_MAX_AGE", "600"),)
