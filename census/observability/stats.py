@@ -10,7 +10,10 @@ Definitions (also in docs/observability.md):
 - *time to final*: ``CedulaInfo.finished_at - CedulaInfo.created_at`` for lookups in a final
   state (from registration, so a refreshed lookup counts from its registration too);
 - *captcha solves*: ``CaptchaToken`` rows by what became of them (``census.captcha.pool.
-  ledger``), today (since the server's local midnight, by ``asked_at``) and overall.
+  ledger``), today (since the server's local midnight, by ``asked_at``) and overall;
+- *work classes*: ``census.lookup.capacity.queues``: per class, the lookups that wait
+  (queued, running, or due within 30 s), the consultas its attempts sent in the last hour,
+  and its share of the site while registrations wait.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from census.captcha import pool as captcha_pool
 from census.conf import settings
 from census.gate import pause
 from census.gate.rules import BreakerPhase
+from census.gate.shares import WorkClass
 from census.gate.store import GateStore
 from census.gate.waiter import DEFAULT_NAME as DEFAULT_GATE
+from census.lookup.capacity import ClassQueue, queues
 from census.models import (
     FINAL_STATUSES,
     Attempt,
@@ -257,6 +262,9 @@ class CensusStats:
     unexpected_pages: list[dict[str, Any]] = field(default_factory=list)
     #: The captcha solves and the solving service; None when none is configured or used.
     captcha: CaptchaStats | None = None
+    #: Each work class's queue, consultas sent in the last hour and share, by class name,
+    #: highest priority first (``census.lookup.capacity.queues``).
+    work_classes: dict[str, ClassQueue] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: nested dicts, keys as strings."""
@@ -265,6 +273,10 @@ class CensusStats:
             str(number): outcomes for number, outcomes in self.outcomes_by_step.items()
         }
         data["attempts_used"] = {str(n): count for n, count in self.attempts_used.items()}
+        data["work_classes"] = {
+            name: {"waiting": q.waiting, "sent_last_hour": q.sent_last_hour, "share": q.share}
+            for name, q in self.work_classes.items()
+        }
         return data
 
 
@@ -328,7 +340,13 @@ def compute(
         paused=_paused(),
         unexpected_pages=_unexpected_pages(),
         captcha=captcha_stats(),
+        work_classes=work_class_stats(),
     )
+
+
+def work_class_stats() -> dict[str, ClassQueue]:
+    """Every work class's queue, by class name, highest priority first."""
+    return {queue.work_class.value: queue for queue in queues()}
 
 
 def _seconds(value: float | None, digits: int = 1) -> str:
@@ -424,7 +442,31 @@ def render_table(stats: CensusStats) -> str:
         if stats.unexpected_pages
         else ["(none)"]
     )
+    lines += ["", *_work_class_lines(stats.work_classes)]
     return "\n".join([*lines, "", *_captcha_lines(stats.captcha)])
+
+
+def share_text(queue: ClassQueue) -> str:
+    """What a class gets of the site while registrations wait: ``first`` (registrations),
+    ``spare only`` (unverified), else its share as a percentage."""
+    if queue.share is None:
+        return "first"
+    if queue.work_class is WorkClass.UNVERIFIED:
+        return "spare only"
+    return f"{queue.share * 100:.4g}%"
+
+
+def _work_class_lines(classes: dict[str, ClassQueue]) -> list[str]:
+    return [
+        "Work classes (the site's capacity shared while registrations wait: docs/capacity.md)",
+        *_rows(
+            ["Class", "Waiting", "Sent last hour", "Share"],
+            (
+                [name, queue.waiting, queue.sent_last_hour, share_text(queue)]
+                for name, queue in classes.items()
+            ),
+        ),
+    ]
 
 
 def _captcha_lines(captcha: CaptchaStats | None) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from django_q.models import Task
 
 from census.models import Attempt, CedulaInfo, Status
@@ -330,7 +331,7 @@ def test_census_stats_prints_the_captcha_section(settings: Any) -> None:
     out = StringIO()
     call_command("census_stats", "--json", stdout=out)
     data = json.loads(out.getvalue())
-    assert set(data) == KEYS_BEFORE_CAPTCHA | {"captcha"}
+    assert set(data) == KEYS_BEFORE_CAPTCHA | {"captcha", "work_classes"}
     captcha = data["captcha"]
     assert captcha["today"]["paid"] == 5 and captcha["overall"]["wasted"] == 2
     assert captcha["solving_service"]["state"] == "paused"
@@ -361,3 +362,76 @@ def test_no_solving_service_and_no_solves(settings: Any) -> None:
     assert stats is not None and stats.overall["asked"] == 0 and stats.daily_left is None
     service = stats.solving_service
     assert (service.state, service.site_key_known, service.until) == ("ok", False, None)
+
+
+# -- work classes (census.lookup.capacity.queues) ---------------------------------------------
+
+
+def _class_lookup(work_class: str, status: Status, *, due_in: float | None = None) -> CedulaInfo:
+    info = CedulaInfo.objects.get(user=factories.member())
+    due = timezone.now() + timedelta(seconds=due_in) if due_in is not None else None
+    CedulaInfo.objects.filter(pk=info.pk).update(
+        work_class=work_class, status=status.value, next_attempt_at=due
+    )
+    return CedulaInfo.objects.get(pk=info.pk)
+
+
+def _sent(info: CedulaInfo, step: int, *, minutes_ago: float, sent: bool = True) -> None:
+    Attempt.objects.create(
+        lookup=info,
+        step=step,
+        outcome="found" if sent else "deferred",
+        sent=sent,
+        work_class=info.work_class,
+        started_at=timezone.now() - timedelta(minutes=minutes_ago),
+    )
+
+
+@pytest.fixture
+def classes(db: Any, settings: Any) -> None:
+    """Two registrations waiting (one running), a refresh due in 10 s and one due in an hour,
+    a finished bulk lookup, three unverified ones pending; consultas sent in the last hour:
+    3 for refreshes, 1 for bulk (and one two hours ago, one deferral that sent nothing)."""
+    settings.CENSUS_CAPACITY_SHARES = {"refresh": 0.25, "bulk": 0.1}
+    _class_lookup("registration", Status.PENDING)
+    _class_lookup("registration", Status.SCRAPING)
+    refresh = _class_lookup("refresh", Status.RETRYING, due_in=10)
+    later = _class_lookup("refresh", Status.RETRYING, due_in=3600)
+    bulk = _class_lookup("bulk", Status.FOUND)
+    for _ in range(3):
+        _class_lookup("unverified", Status.PENDING)
+    _sent(refresh, 1, minutes_ago=50)
+    _sent(refresh, 2, minutes_ago=5)
+    _sent(later, 1, minutes_ago=1)
+    _sent(later, 2, minutes_ago=0.5, sent=False)  # deferred for its share: nothing sent
+    _sent(bulk, 1, minutes_ago=120)  # before the hour
+    _sent(bulk, 2, minutes_ago=30)
+
+
+def test_census_stats_shows_each_work_classs_queue_and_share(classes: None) -> None:
+    """Per work class: the lookups waiting (queued, running or due within 30 s), the
+    consultas sent in the last hour, and the share: registrations first, refresh and bulk
+    their CENSUS_CAPACITY_SHARES as a percentage, unverified spare capacity only; --json
+    has the same under ``work_classes``, the share as a fraction (null: first)."""
+    out = StringIO()
+    call_command("census_stats", stdout=out)
+    lines = out.getvalue().splitlines()
+    start = lines.index(
+        "Work classes (the site's capacity shared while registrations wait: docs/capacity.md)"
+    )
+    assert lines[start + 1 : start + 6] == [
+        "Class         Waiting  Sent last hour       Share",
+        "registration        2               0       first",
+        "refresh             1               3         25%",
+        "bulk                0               1         10%",
+        "unverified          3               0  spare only",
+    ]
+
+    out = StringIO()
+    call_command("census_stats", "--json", stdout=out)
+    assert json.loads(out.getvalue())["work_classes"] == {
+        "registration": {"waiting": 2, "sent_last_hour": 0, "share": None},
+        "refresh": {"waiting": 1, "sent_last_hour": 3, "share": 0.25},
+        "bulk": {"waiting": 0, "sent_last_hour": 1, "share": 0.1},
+        "unverified": {"waiting": 3, "sent_last_hour": 0, "share": 0.0},
+    }

@@ -14,8 +14,9 @@ from census.observability.stats import DEFAULT_LATE_AFTER, compute, render_table
 class Command(BaseCommand):
     help = (
         "Counts by status, outcomes per attempt, error reasons, retry lateness and "
-        "time-to-final percentiles of the census lookups, the breaker, and the captcha "
-        "solves with the solving service's state, as a table or JSON."
+        "time-to-final percentiles of the census lookups, the breaker, each work class's "
+        "queue and share, and the captcha solves with the solving service's state, as a "
+        "table or JSON."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
