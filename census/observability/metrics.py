@@ -28,6 +28,8 @@ from django.http import HttpRequest, HttpResponse
 from census.conf import settings
 from census.gate import pause
 from census.gate.rules import BreakerPhase
+from census.gate.shares import SHARED, WorkClass
+from census.lookup.capacity import queues
 from census.models import Attempt, CedulaInfo, FollowUp, PageSnapshot, Status
 from census.observability.stats import (
     breaker_state,
@@ -160,8 +162,45 @@ def render() -> str:
         "Follow-ups by state.",
         ((f'state="{s.value}"', follow_ups.get(s.value, 0)) for s in FollowUp.State),
     )
+    lines += _work_classes()
     lines += _captcha()
     return "\n".join(lines) + "\n"
+
+
+def _work_classes() -> list[str]:
+    """Each work class's queue, its share, and the consultas it ever sent (every class's
+    series, zeros too; attempts from before work classes count under none).
+
+    The sent count is a counter like ``census_attempts_total``: ``Attempt`` rows are never
+    deleted, an attempt's class is written when it is claimed and kept, and ``sent`` only
+    ever becomes True. The last hour alone (``queues``' ``sent_last_hour``) would be a gauge
+    that Prometheus's ``rate`` cannot use."""
+    classes = queues()
+    lines = _family(
+        "census_lookups_waiting",
+        "gauge",
+        "Lookups that want the site now or soon (queued, running, due within 30 s), by work class.",
+        ((f'work_class="{q.work_class.value}"', q.waiting) for q in classes),
+    )
+    lines += _family(
+        "census_capacity_share",
+        "gauge",
+        "Share of the site's requests a work class may use while registrations wait "
+        "(CENSUS_CAPACITY_SHARES).",
+        (
+            (f'work_class="{q.work_class.value}"', q.share or 0)
+            for q in classes
+            if q.work_class in SHARED
+        ),
+    )
+    sent = dict(Attempt.objects.filter(sent=True).values_list("work_class").annotate(n=Count("pk")))
+    lines += _family(
+        "census_consultas_sent_total",
+        "counter",
+        "Consultas sent to the census site, by the work class of the attempt that sent them.",
+        ((f'work_class="{cls.value}"', sent.get(cls.value, 0)) for cls in WorkClass),
+    )
+    return lines
 
 
 #: ``census_captcha_solves_total``'s results: what became of the solves, never undone.

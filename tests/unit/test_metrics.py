@@ -203,3 +203,54 @@ def test_every_metric_served_is_in_the_docs_table(client: Any, settings: Any) ->
     table = docs.split("## Prometheus metrics", 1)[1]
     documented = set(re.findall(r"^\| `(census_[a-z_]+)` \|", table, flags=re.MULTILINE))
     assert served and documented == served, (served - documented, documented - served)
+
+
+def test_each_work_classs_queue_share_and_consultas_sent(client: Any, settings: Any) -> None:
+    """census_lookups_waiting counts each class's waiting lookups (queued, running, due
+    within 30 s), census_capacity_share is CENSUS_CAPACITY_SHARES for refresh and bulk, and
+    census_consultas_sent_total counts every attempt that sent its consulta, by the class it
+    was claimed under (a deferral sent nothing; an attempt from before the classes counts
+    under none); every class has its series, zeros too."""
+    settings.CENSUS_METRICS_TOKEN = "s3cret"
+    settings.CENSUS_CAPACITY_SHARES = {"refresh": 0.3, "bulk": 0.05}
+    now = timezone.now()
+    registration, refresh, bulk = (
+        CedulaInfo.objects.get(user=factories.member()) for _ in range(3)
+    )
+    CedulaInfo.objects.filter(pk=refresh.pk).update(
+        work_class="refresh", status=Status.RETRYING, next_attempt_at=now + timedelta(seconds=5)
+    )
+    CedulaInfo.objects.filter(pk=bulk.pk).update(work_class="bulk", status=Status.FOUND)
+    Attempt.objects.create(
+        lookup=registration, step=1, outcome="deferred", work_class="registration"
+    )
+    Attempt.objects.create(
+        lookup=refresh, step=1, outcome="timeout", sent=True, work_class="refresh"
+    )
+    Attempt.objects.create(lookup=bulk, step=1, outcome="found", sent=True, work_class="")
+    Attempt.objects.create(
+        lookup=bulk,
+        step=2,
+        outcome="found",
+        sent=True,
+        work_class="bulk",
+        started_at=now - timedelta(days=3),  # a counter: never only the last hour
+    )
+    got = samples(client.get(URL, headers={"Authorization": "Bearer s3cret"}).content.decode())
+
+    def by_class(name: str) -> dict[str, float]:
+        return {dict(labels)["work_class"]: v for (n, labels), v in got.items() if n == name}
+
+    assert by_class("census_lookups_waiting") == {
+        "registration": 1,
+        "refresh": 1,
+        "bulk": 0,
+        "unverified": 0,
+    }
+    assert by_class("census_capacity_share") == {"refresh": 0.3, "bulk": 0.05}
+    assert by_class("census_consultas_sent_total") == {
+        "registration": 0,
+        "refresh": 1,
+        "bulk": 1,
+        "unverified": 0,
+    }
