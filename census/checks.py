@@ -193,21 +193,25 @@ def _capacity_errors() -> list[Error | Warning]:
     known = {cls.value for cls in SHARED}
     problem = ""
     if not isinstance(shares, dict):
-        problem = "it must be a dict such as {'refresh': 0.2, 'bulk': 0.2}"
+        problem = _("it must be a dict such as {'refresh': 0.2, 'bulk': 0.2}")
     elif set(shares) - known:
-        problem = f"only {sorted(known)} take a share, not {sorted(set(shares) - known)}"
+        problem = _("only %(known)s take a share, not %(unknown)s") % {
+            "known": sorted(known),
+            "unknown": sorted(set(shares) - known),
+        }
     elif not all(
         isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
         for v in shares.values()
     ):
-        problem = "each share is a number from 0 to 1"
+        problem = _("each share is a number from 0 to 1")
     elif sum(shares.values()) >= 1:
-        problem = "the shares add up to 1 or more: registrations would get nothing"
+        problem = _("the shares add up to 1 or more: registrations would get nothing")
     if problem:
         found.append(
             Error(
-                f"CENSUS_CAPACITY_SHARES = {shares!r}: {problem}.",
-                hint="See docs/capacity.md.",
+                _("CENSUS_CAPACITY_SHARES = %(value)r: %(problem)s.")
+                % {"value": shares, "problem": problem},
+                hint=_("See docs/capacity.md."),
                 id="census.E014",
             )
         )
@@ -215,8 +219,9 @@ def _capacity_errors() -> list[Error | Warning]:
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
         found.append(
             Error(
-                f"CENSUS_REFRESH_PER_HOUR = {cap!r}: it must be a whole number >= 0 or None.",
-                hint="See docs/capacity.md.",
+                _("CENSUS_REFRESH_PER_HOUR = %(value)r: it must be a whole number >= 0 or None.")
+                % {"value": cap},
+                hint=_("See docs/capacity.md."),
                 id="census.E014",
             )
         )

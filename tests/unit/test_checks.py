@@ -158,13 +158,20 @@ def test_the_captcha_pools_settings_are_checked(
         assert [m.id for m in check_census_settings()] == expected
 
 
-def test_an_unimportable_lookup_for_is_an_error() -> None:
-    """CENSUS_LOOKUP_FOR that cannot be imported is census.E004 at startup, naming the
-    setting, not an exception in every registration."""
-    with override_settings(CENSUS_LOOKUP_FOR="portal.nope.lookup_for"):
+@pytest.mark.parametrize(
+    ("setting", "path"),
+    [
+        ("CENSUS_LOOKUP_FOR", "portal.nope.lookup_for"),
+        ("CENSUS_IS_VERIFIED", "portal.nope.is_verified"),
+    ],
+)
+def test_an_unimportable_registration_hook_is_an_error(setting: str, path: str) -> None:
+    """CENSUS_LOOKUP_FOR or CENSUS_IS_VERIFIED that cannot be imported is census.E004 at
+    startup, naming the setting and the path, not an exception in every registration."""
+    with override_settings(**{setting: path}):
         found = check_census_settings()
     assert [m.id for m in found] == ["census.E004"]
-    assert "CENSUS_LOOKUP_FOR" in found[0].msg
+    assert f"{setting} = {path!r}" in found[0].msg
 
 
 @pytest.mark.parametrize(
@@ -192,4 +199,55 @@ def test_a_cedula_field_that_is_no_field_of_the_user_model_is_an_error(
 def test_a_cedula_field_of_the_user_model_passes(field: str) -> None:
     """Any concrete field of the user model holding a value passes census.E013."""
     with override_settings(CENSUS_CEDULA_FIELD=field):
+        assert check_census_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"CENSUS_CAPACITY_SHARES": {"registration": 0.5}}, "not ['registration']"),
+        ({"CENSUS_CAPACITY_SHARES": {"refresh": 0.2, "leaders": 0.1}}, "not ['leaders']"),
+        ({"CENSUS_CAPACITY_SHARES": {"refresh": 1.5}}, "each share is a number from 0 to 1"),
+        ({"CENSUS_CAPACITY_SHARES": {"bulk": -0.1}}, "each share is a number from 0 to 1"),
+        ({"CENSUS_CAPACITY_SHARES": {"bulk": "0.2"}}, "each share is a number from 0 to 1"),
+        ({"CENSUS_CAPACITY_SHARES": {"bulk": True}}, "each share is a number from 0 to 1"),
+        ({"CENSUS_CAPACITY_SHARES": {"refresh": 0.5, "bulk": 0.5}}, "add up to 1 or more"),
+        ({"CENSUS_CAPACITY_SHARES": {"refresh": 1}}, "add up to 1 or more"),
+        ({"CENSUS_CAPACITY_SHARES": [0.2, 0.2]}, "it must be a dict"),
+        ({"CENSUS_REFRESH_PER_HOUR": -1}, "CENSUS_REFRESH_PER_HOUR = -1: it must be a whole"),
+        ({"CENSUS_REFRESH_PER_HOUR": 2.5}, "CENSUS_REFRESH_PER_HOUR = 2.5: it must be a whole"),
+        ({"CENSUS_REFRESH_PER_HOUR": "30"}, "CENSUS_REFRESH_PER_HOUR = '30': it must be"),
+        ({"CENSUS_REFRESH_PER_HOUR": True}, "CENSUS_REFRESH_PER_HOUR = True: it must be"),
+    ],
+)
+def test_capacity_settings_out_of_range_are_an_error(
+    overrides: dict[str, Any], problem: str
+) -> None:
+    """Shares for a class that takes none, out of 0..1 or not numbers, adding up to 1 or more
+    (registrations would get nothing), or not a dict, and an hourly refresh cap that is no
+    whole number >= 0, are census.E014 at startup, naming the setting and the problem."""
+    with override_settings(**overrides), translation.override("en"):
+        found = check_census_settings()
+    assert [m.id for m in found] == ["census.E014"]
+    assert problem in found[0].msg and found[0].hint == "See docs/capacity.md."
+    setting = next(iter(overrides))
+    assert found[0].msg.startswith(f"{setting} = {overrides[setting]!r}: ")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"CENSUS_CAPACITY_SHARES": {"refresh": 0.2, "bulk": 0.2}},  # the defaults, written out
+        {"CENSUS_CAPACITY_SHARES": {"refresh": 0.6, "bulk": 0.35}},
+        {"CENSUS_CAPACITY_SHARES": {"refresh": 0, "bulk": 0.5}},  # refreshes wait behind them
+        {"CENSUS_CAPACITY_SHARES": {}},
+        {"CENSUS_REFRESH_PER_HOUR": None},  # no cap
+        {"CENSUS_REFRESH_PER_HOUR": 0},  # no refresh at all
+        {"CENSUS_REFRESH_PER_HOUR": 30},
+    ],
+)
+def test_capacity_settings_in_range_pass(overrides: dict[str, Any]) -> None:
+    """The default shares and cap pass census.E014, as do shares from 0 to 1 that leave
+    registrations something, and an hourly cap that is None or a whole number >= 0."""
+    with override_settings(**overrides):
         assert check_census_settings() == []
