@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -16,9 +16,11 @@ from django.utils.translation import gettext_lazy as _
 from census import bulk, followups
 from census.conf import settings
 from census.gate import pause
-from census.lookup import refresh
+from census.gate.shares import WorkClass
+from census.lookup import capacity, refresh
 from census.maintenance import sweeper
 from census.models import (
+    WORK_CLASS_CHOICES,
     Attempt,
     BulkRun,
     CaptchaService,
@@ -78,6 +80,7 @@ class AttemptInline(LookupPartInline):
     fields = (
         "step",
         "outcome",
+        "work_class",
         "sent",
         "due_at",
         "started_at",
@@ -127,6 +130,7 @@ class CedulaInfoAdmin(ReadOnlyAdmin):
         "id",
         "user",
         "status",
+        "work_class",
         "retry_count",
         "status_changed_at",
         "next_attempt_at",
@@ -134,12 +138,20 @@ class CedulaInfoAdmin(ReadOnlyAdmin):
         "final_reason",
     )
     list_select_related = ("user",)
-    list_filter = ("status", "final_reason", "departamento")
+    list_filter = ("status", "work_class", "final_reason", "departamento")
     search_fields = ("user__username", "municipio", "puesto")
     date_hierarchy = "created_at"
     inlines = [AttemptInline, FollowUpInline]
     actions = ["refresh_lookup"]
     readonly_fields = [f.name for f in CedulaInfo._meta.fields]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The list, under a line with each work class's waiting lookups and share."""
+        return super().changelist_view(
+            request, {"subtitle": work_classes_line(), **(extra_context or {})}
+        )
 
     def has_refresh_permission(self, request: HttpRequest) -> bool:
         # Offered to leaders (CENSUS_IS_LEADER); each row is then asked of CENSUS_CAN_REFRESH.
@@ -201,6 +213,29 @@ class CedulaInfoAdmin(ReadOnlyAdmin):
                     % {"count": run.total, "run": run.pk},
                     messages.SUCCESS,
                 )
+
+
+def work_classes_line() -> str:
+    """Each work class's waiting lookups and what it gets of the site while registrations
+    wait (``census.lookup.capacity.queues``), on one line."""
+    labels = dict(WORK_CLASS_CHOICES)
+    parts = []
+    for queue in capacity.queues():
+        if queue.share is None:
+            share = gettext("first")
+        elif queue.work_class is WorkClass.UNVERIFIED:
+            share = gettext("spare capacity only")
+        else:
+            share = gettext("%(percent)s%% share") % {"percent": f"{queue.share * 100:.4g}"}
+        parts.append(
+            gettext("%(work_class)s %(waiting)d (%(share)s)")
+            % {
+                "work_class": labels[queue.work_class.value],
+                "waiting": queue.waiting,
+                "share": share,
+            }
+        )
+    return gettext("Waiting by work class: %(classes)s") % {"classes": " · ".join(parts)}
 
 
 @admin.register(FollowUp)

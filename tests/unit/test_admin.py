@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -318,3 +319,50 @@ def test_captcha_rows_need_the_lookup_view_permission(client: Any) -> None:
     client.force_login(factories.member(is_staff=True))
     for name in ("captchatoken", "captchaservice"):
         assert client.get(reverse(f"admin:census_{name}_changelist")).status_code == 403
+
+
+def test_lookups_show_their_work_class_and_each_classs_queue(client: Any, settings: Any) -> None:
+    """The list has a work class column and filter under a line with each class's waiting
+    lookups and share; a lookup's page shows who requested its budget and when, and each
+    attempt's class."""
+    from django.utils import timezone
+
+    settings.CENSUS_CAPACITY_SHARES = {"refresh": 0.25, "bulk": 0.1}
+    requester = factories.leader(username="lider-7")
+    viewer = staff()
+    CedulaInfo.objects.update(status=Status.FOUND)  # the requester's and the viewer's own
+    refreshed = finished_lookup()
+    asked = timezone.now()
+    CedulaInfo.objects.filter(pk=refreshed.pk).update(
+        work_class="refresh", requested_by=requester, requested_at=asked
+    )
+    Attempt.objects.filter(lookup=refreshed).update(work_class="refresh")
+    registration = CedulaInfo.objects.get(user=factories.member())  # pending: waits
+    unverified = [CedulaInfo.objects.get(user=factories.member()) for _ in range(2)]
+    CedulaInfo.objects.filter(pk__in=[i.pk for i in unverified]).update(work_class="unverified")
+    client.force_login(viewer)
+
+    url = reverse("admin:census_cedulainfo_changelist")
+    listing = client.get(url).content.decode()
+    assert (
+        "<h2>En espera por clase de trabajo: registro 1 (primero) · actualización 0 (cuota "
+        "del 25 %) · masiva 0 (cuota del 10 %) · registro sin verificar 2 (solo capacidad "
+        "sobrante)</h2>"
+    ) in listing
+    assert "column-work_class" in listing
+    assert '<td class="field-work_class">actualización</td>' in listing
+    changelist = client.get(url + "?work_class__exact=unverified").context["cl"]
+    assert "work_class" in [getattr(spec, "field_path", "") for spec in changelist.filter_specs]
+    filtered = changelist.result_list
+    assert sorted(row.pk for row in filtered) == sorted(i.pk for i in unverified)
+    assert registration.pk not in [row.pk for row in filtered]
+
+    page = client.get(reverse("admin:census_cedulainfo_change", args=[refreshed.pk]))
+    text = page.content.decode()
+    requested_by = re.search(r'field-requested_by">.*?readonly">(.*?)</div>', text, re.DOTALL)
+    requested_at = re.search(r'field-requested_at">.*?readonly">(.*?)</div>', text, re.DOTALL)
+    assert requested_by and str(requester) in requested_by[1] and "Solicitada por" in text
+    assert requested_at and requested_at[1] != "-" and "Solicitada el" in text
+    # The attempt's class, in the inline.
+    assert re.search(r'<td class="field-work_class">\s*<p>actualización</p>', text)
+    assert 'name="_save"' not in text
