@@ -204,7 +204,7 @@ def _capacity_errors() -> list[Error | Warning]:
         for v in shares.values()
     ):
         problem = _("each share is a number from 0 to 1")
-    elif sum(shares.values()) >= 1:
+    elif sum(settings.capacity_shares.values()) >= 1:  # with the defaults it leaves out
         problem = _("the shares add up to 1 or more: registrations would get nothing")
     if problem:
         found.append(

@@ -198,9 +198,11 @@ class CensusSettings:
 
     @property
     def capacity_shares(self) -> dict[str, float]:
-        """Each class's share, as the setting names it (unknown classes are the check's)."""
+        """Each class's share: the setting's, and the default for a class it does not name
+        (unknown classes are the check's)."""
         value = self._get("CENSUS_CAPACITY_SHARES") or {}
-        return {str(name): float(share) for name, share in dict(value).items()}
+        merged = {**DEFAULTS["CENSUS_CAPACITY_SHARES"], **dict(value)}
+        return {str(name): float(share) for name, share in merged.items()}
 
     @property
     def refresh_cooldown(self) -> float:

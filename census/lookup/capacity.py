@@ -156,7 +156,7 @@ def queues(now: datetime | None = None) -> list[ClassQueue]:
     now = now or timezone.now()
     counts = waiting(now)
     sent = dict(
-        Attempt.objects.filter(sent=True, started_at__gte=now - timedelta(hours=1))
+        Attempt.objects.filter(sent=True, sent_at__gte=now - timedelta(hours=1))
         .values_list("work_class")
         .annotate(n=Count("pk"))
         .order_by()

@@ -213,6 +213,7 @@ def test_a_cedula_field_of_the_user_model_passes(field: str) -> None:
         ({"CENSUS_CAPACITY_SHARES": {"bulk": True}}, "each share is a number from 0 to 1"),
         ({"CENSUS_CAPACITY_SHARES": {"refresh": 0.5, "bulk": 0.5}}, "add up to 1 or more"),
         ({"CENSUS_CAPACITY_SHARES": {"refresh": 1}}, "add up to 1 or more"),
+        ({"CENSUS_CAPACITY_SHARES": {"refresh": 0.9}}, "add up to 1 or more"),  # bulk's 0.2
         ({"CENSUS_CAPACITY_SHARES": [0.2, 0.2]}, "it must be a dict"),
         ({"CENSUS_REFRESH_PER_HOUR": -1}, "CENSUS_REFRESH_PER_HOUR = -1: it must be a whole"),
         ({"CENSUS_REFRESH_PER_HOUR": 2.5}, "CENSUS_REFRESH_PER_HOUR = 2.5: it must be a whole"),
@@ -239,6 +240,7 @@ def test_capacity_settings_out_of_range_are_an_error(
     [
         {"CENSUS_CAPACITY_SHARES": {"refresh": 0.2, "bulk": 0.2}},  # the defaults, written out
         {"CENSUS_CAPACITY_SHARES": {"refresh": 0.6, "bulk": 0.35}},
+        {"CENSUS_CAPACITY_SHARES": {"refresh": 0.7}},  # and bulk's default 0.2
         {"CENSUS_CAPACITY_SHARES": {"refresh": 0, "bulk": 0.5}},  # refreshes wait behind them
         {"CENSUS_CAPACITY_SHARES": {}},
         {"CENSUS_REFRESH_PER_HOUR": None},  # no cap

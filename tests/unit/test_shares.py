@@ -213,7 +213,9 @@ def test_the_queues_name_each_class_with_its_share(
     settings.CENSUS_CAPACITY_SHARES = {"refresh": 0.25, "bulk": 0.1}
     _lookup_of(django_capture_on_commit_callbacks)
     sent = _lookup_of(django_capture_on_commit_callbacks, work_class="bulk", status=Status.FOUND)
-    Attempt.objects.create(lookup=sent, step=1, work_class="bulk", sent=True)
+    Attempt.objects.create(
+        lookup=sent, step=1, work_class="bulk", sent=True, sent_at=timezone.now()
+    )
     by_class = {q.work_class: q for q in capacity.queues()}
     assert [(q.waiting, q.sent_last_hour, q.share) for q in by_class.values()] == [
         (1, 0, None),

@@ -384,6 +384,7 @@ def _sent(info: CedulaInfo, step: int, *, minutes_ago: float, sent: bool = True)
         sent=sent,
         work_class=info.work_class,
         started_at=timezone.now() - timedelta(minutes=minutes_ago),
+        sent_at=timezone.now() - timedelta(minutes=minutes_ago) if sent else None,
     )
 
 
