@@ -22,11 +22,16 @@ Environment variables (all optional):
   ``testserver`` (Django's test client, which the demo registers members with) when
   ``PORTAL_DEBUG`` or ``PORTAL_DEMO`` is on.
 - ``PORTAL_HTTPS`` (``1``/``0``; default off): behind a TLS-terminating proxy that sets
-  ``X-Forwarded-Proto`` (and drops the client's): SSL redirect, HSTS, secure cookies, the
-  proxy's header trusted. ``PORTAL_HSTS_SECONDS``: HSTS max-age (default one year).
+  ``X-Forwarded-Proto`` (and drops the client's) and appends the client's address to
+  ``X-Forwarded-For``: SSL redirect, HSTS, secure cookies, the proxy's headers trusted (the
+  registration throttle counts the last ``X-Forwarded-For`` address, not the proxy's).
+  ``PORTAL_HSTS_SECONDS``: HSTS max-age (default one year).
 - ``PORTAL_Q_WORKERS``: qcluster workers (default 2).
 - ``PORTAL_REFRESH_THROTTLE``: ``N,SECONDS`` refresh requests per leader (default ``10,600``),
   or ``off``.
+- ``PORTAL_REGISTRATION_THROTTLE``: ``N,SECONDS`` registration POSTs per client address
+  (default ``10,3600``), or ``off``; ``PORTAL_REGISTRATION_THROTTLE_TOTAL``: the same from
+  everyone together (default ``200,3600``).
 - ``CENSUS_SCRAPER``, ``CENSUS_SITE_URL`` (default: the simulator on ``127.0.0.1:8765``),
   ``CENSUS_BROWSER_EXECUTABLE``, ``CENSUS_SCRAPE_TIMEOUT``, ``CENSUS_RATE_LIMIT_SECONDS``,
   ``CENSUS_RETRY_DELAYS`` (seconds, commas), ``CENSUS_MAX_ATTEMPTS``,
@@ -83,6 +88,20 @@ def _flag(name: str) -> bool:
     )
 
 
+def _throttle(name: str, default: tuple[int, int]) -> tuple[int, int] | None:
+    """``N,SECONDS`` or ``off`` from the environment variable ``name``."""
+    value = _env(name)
+    if value is None:
+        return default
+    if value.lower() == "off":
+        return None
+    try:
+        requests, seconds = (int(n) for n in value.split(","))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be N,SECONDS or off, not {value!r}") from None
+    return requests, seconds
+
+
 #: Only for DEBUG or the demo; a deployment sets PORTAL_SECRET_KEY.
 DEVELOPMENT_SECRET_KEY = "example-portal-development-key-not-secret"
 
@@ -130,6 +149,9 @@ if SECRET_KEY == DEVELOPMENT_SECRET_KEY:
 # told to use HTTPS only (HSTS, this host and its subdomains, preload allowed), and the
 # session and CSRF cookies travel over HTTPS only. ``check --deploy`` is then clean.
 PORTAL_HTTPS = _flag("PORTAL_HTTPS")
+# The same proxy appends the client's address to X-Forwarded-For: the registration throttle
+# counts that address (portal.throttle.client_address), not the proxy's REMOTE_ADDR.
+PORTAL_TRUST_X_FORWARDED_FOR = PORTAL_HTTPS
 if PORTAL_HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
@@ -230,17 +252,11 @@ LOGIN_URL = "portal:login"
 # -- portal -----------------------------------------------------------------------------------
 # At most this many refresh requests per leader in any window of this many seconds
 # (portal/throttle.py); over it, HTTP 429. ``None`` turns the throttle off.
-PORTAL_REFRESH_THROTTLE: tuple[int, int] | None = (10, 600)
-if _throttle := _env("PORTAL_REFRESH_THROTTLE"):
-    try:
-        _requests, _seconds = (int(n) for n in _throttle.split(","))
-        PORTAL_REFRESH_THROTTLE = (_requests, _seconds)
-    except ValueError:
-        if _throttle.lower() != "off":
-            raise ImproperlyConfigured(
-                f"PORTAL_REFRESH_THROTTLE must be N,SECONDS or off, not {_throttle!r}"
-            ) from None
-        PORTAL_REFRESH_THROTTLE = None
+PORTAL_REFRESH_THROTTLE = _throttle("PORTAL_REFRESH_THROTTLE", (10, 600))
+# Registration POSTs (valid or not) per client address, and from everyone together, in any
+# window of that many seconds; over either, HTTP 429 and nothing is created.
+PORTAL_REGISTRATION_THROTTLE = _throttle("PORTAL_REGISTRATION_THROTTLE", (10, 3600))
+PORTAL_REGISTRATION_THROTTLE_TOTAL = _throttle("PORTAL_REGISTRATION_THROTTLE_TOTAL", (200, 3600))
 
 # Leader notices (portal.followups.notify_leader) are emailed through Django's email API; the
 # example prints them on the console of the process that sends them (the qcluster).

@@ -1,6 +1,7 @@
 """The portal's pages: registration, profile (with the census status), refresh for leaders.
 
-Who may refresh whom: ``portal.leaders``; how often: ``portal.throttle``.
+Who may refresh whom: ``portal.leaders``; how often (refreshes and registrations):
+``portal.throttle``.
 """
 
 from __future__ import annotations
@@ -49,8 +50,32 @@ def home(request: HttpRequest) -> HttpResponse:
 # Login is Django's LoginView, which hides its own.
 @sensitive_post_parameters("password1", "password2")
 def register(request: HttpRequest) -> HttpResponse:
+    """Registration, throttled per client address and overall: every POST counts, valid or
+    not; over it, 429 and nothing is created."""
     if request.user.is_authenticated:
         return redirect("portal:profile")
+    if request.method == "POST":
+        address = throttle.client_address(request)
+        verdict = throttle.hit(
+            (throttle.REGISTRATION, address), (throttle.REGISTRATION_TOTAL, "all")
+        )
+        if not verdict.allowed:
+            assert verdict.rule is not None
+            logger.warning(
+                "portal_registration_throttled",
+                rule=verdict.rule.setting,
+                limit=verdict.limit,
+                window_s=verdict.window,
+                retry_after_s=verdict.retry_after,
+            )
+            if verdict.rule is throttle.REGISTRATION:
+                reason = (
+                    "Se enviaron demasiados registros desde tu conexión: se permiten como "
+                    f"máximo {verdict.limit} cada {_duration(verdict.window)}."
+                )
+            else:
+                reason = "El portal está recibiendo demasiados registros en este momento."
+            return _throttled(request, verdict, reason)
     form = RegistrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -127,7 +152,7 @@ def refresh(request: HttpRequest, user_id: int) -> HttpResponse:
     if not leaders.may_refresh_someone(requester):
         logger.warning("portal_refresh_denied", requested_by=requester.pk, reason="not_a_leader")
         raise PermissionDenied("only leaders may request a new census lookup")
-    verdict = throttle.hit(requester.pk)
+    verdict = throttle.hit((throttle.REFRESH, requester.pk))
     if not verdict.allowed:
         logger.warning(
             "portal_refresh_throttled",
@@ -136,7 +161,12 @@ def refresh(request: HttpRequest, user_id: int) -> HttpResponse:
             window_s=verdict.window,
             retry_after_s=verdict.retry_after,
         )
-        return _throttled(request, verdict)
+        return _throttled(
+            request,
+            verdict,
+            "Pediste demasiadas actualizaciones de la consulta del censo: se permiten como "
+            f"máximo {verdict.limit} cada {_duration(verdict.window)}.",
+        )
     if not leaders.may_refresh(requester, user_id):
         logger.warning(
             "portal_refresh_denied",
@@ -161,16 +191,12 @@ def refresh(request: HttpRequest, user_id: int) -> HttpResponse:
     return redirect("portal:profile")
 
 
-def _throttled(request: HttpRequest, verdict: throttle.Verdict) -> HttpResponse:
+def _throttled(request: HttpRequest, verdict: throttle.Verdict, reason: str) -> HttpResponse:
     """HTTP 429 with a Spanish explanation and ``Retry-After``."""
     response = render(
         request,
         "portal/throttled.html",
-        {
-            "limit": verdict.limit,
-            "window": _duration(verdict.window),
-            "retry_after": _duration(verdict.retry_after),
-        },
+        {"reason": reason, "retry_after": _duration(verdict.retry_after)},
         status=429,
     )
     response["Retry-After"] = str(verdict.retry_after)

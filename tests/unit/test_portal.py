@@ -577,7 +577,10 @@ DEVELOPMENT_KEY = "example-portal-development-key-not-secret"
 SHOW_SETTINGS = (
     "import json, example_site.settings as s; "
     "print(json.dumps({'DEBUG': s.DEBUG, 'SECRET_KEY': s.SECRET_KEY, "
-    "'ALLOWED_HOSTS': s.ALLOWED_HOSTS, 'THROTTLE': s.PORTAL_REFRESH_THROTTLE}))"
+    "'ALLOWED_HOSTS': s.ALLOWED_HOSTS, 'THROTTLE': s.PORTAL_REFRESH_THROTTLE, "
+    "'REGISTRATION': s.PORTAL_REGISTRATION_THROTTLE, "
+    "'REGISTRATION_TOTAL': s.PORTAL_REGISTRATION_THROTTLE_TOTAL, "
+    "'TRUST_XFF': s.PORTAL_TRUST_X_FORWARDED_FOR}))"
 )
 
 
@@ -632,6 +635,9 @@ def test_settings_with_a_secret_key_run_without_debug(tmp_path: Path) -> None:
     assert values["SECRET_KEY"] == "a-real-secret"
     assert values["ALLOWED_HOSTS"] == ["portal.example.org", "www.portal.example.org"]
     assert values["THROTTLE"] == [10, 600]
+    assert values["REGISTRATION"] == [10, 3600]
+    assert values["REGISTRATION_TOTAL"] == [200, 3600]
+    assert values["TRUST_XFF"] is False
 
 
 def test_settings_default_hosts_are_loopback_only(tmp_path: Path) -> None:
@@ -664,6 +670,22 @@ def test_settings_read_the_throttle_from_the_environment(tmp_path: Path) -> None
         60,
     ]
     assert _settings(tmp_path, PORTAL_DEMO="1", PORTAL_REFRESH_THROTTLE="off")["THROTTLE"] is None
+
+
+def test_settings_read_the_registration_throttles_from_the_environment(tmp_path: Path) -> None:
+    """PORTAL_REGISTRATION_THROTTLE(_TOTAL)=N,SECONDS or off; PORTAL_HTTPS trusts the proxy's
+    X-Forwarded-For."""
+    values = _settings(
+        tmp_path,
+        PORTAL_DEMO="1",
+        PORTAL_REGISTRATION_THROTTLE="3,60",
+        PORTAL_REGISTRATION_THROTTLE_TOTAL="off",
+    )
+    https = _settings(tmp_path, PORTAL_DEMO="1", PORTAL_HTTPS="1")
+
+    assert values["REGISTRATION"] == [3, 60]
+    assert values["REGISTRATION_TOTAL"] is None
+    assert https["TRUST_XFF"] is True
 
 
 def test_manage_py_refuses_to_start_without_a_key_but_the_demo_starts(tmp_path: Path) -> None:
