@@ -117,6 +117,17 @@ def new_lookup(django_capture_on_commit_callbacks: Any, scripted: dict[str, list
     return make
 
 
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The example portal's throttle clock (``portal.throttle``), moved by hand:
+    ``clock[0] += 600``."""
+    from portal import throttle
+
+    now = [1_000_000.0]
+    monkeypatch.setattr(throttle, "_now", lambda: now[0])
+    return now
+
+
 @pytest.fixture(autouse=True)
 def _empty_broker(settings: Any) -> Iterator[None]:
     """On the Redis broker the queue outlives each test's rollback: start every test empty."""

@@ -32,6 +32,11 @@ Environment variables (all optional):
 - ``PORTAL_REGISTRATION_THROTTLE``: ``N,SECONDS`` registration POSTs per client address
   (default ``10,3600``), or ``off``; ``PORTAL_REGISTRATION_THROTTLE_TOTAL``: the same from
   everyone together (default ``200,3600``).
+- ``PORTAL_VERIFY_WITHIN``: seconds the mailed confirmation link is valid (default
+  ``172800``, 48 h).
+- ``PORTAL_EMAIL_BACKEND``: Django's ``EMAIL_BACKEND`` (default the console: mails are
+  printed by the process that sends them); ``PORTAL_EMAIL_HOST``/``PORTAL_EMAIL_PORT``
+  for the SMTP backend, ``PORTAL_DEFAULT_FROM_EMAIL`` the sender.
 - ``CENSUS_SCRAPER``, ``CENSUS_SITE_URL`` (default: the simulator on ``127.0.0.1:8765``),
   ``CENSUS_BROWSER_EXECUTABLE``, ``CENSUS_SCRAPE_TIMEOUT``, ``CENSUS_RATE_LIMIT_SECONDS``,
   ``CENSUS_RETRY_DELAYS`` (seconds, commas), ``CENSUS_MAX_ATTEMPTS``,
@@ -257,11 +262,16 @@ PORTAL_REFRESH_THROTTLE = _throttle("PORTAL_REFRESH_THROTTLE", (10, 600))
 # window of that many seconds; over either, HTTP 429 and nothing is created.
 PORTAL_REGISTRATION_THROTTLE = _throttle("PORTAL_REGISTRATION_THROTTLE", (10, 3600))
 PORTAL_REGISTRATION_THROTTLE_TOTAL = _throttle("PORTAL_REGISTRATION_THROTTLE_TOTAL", (200, 3600))
+# A registration is confirmed by a mailed link (portal.verification), valid this long.
+PORTAL_VERIFY_WITHIN = int(_env("PORTAL_VERIFY_WITHIN") or 48 * 3600)
 
-# Leader notices (portal.followups.notify_leader) are emailed through Django's email API; the
-# example prints them on the console of the process that sends them (the qcluster).
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-DEFAULT_FROM_EMAIL = "Portal de miembros <portal@localhost>"
+# Confirmation links and leader notices (portal.followups.notify_leader) are emailed through
+# Django's email API; the example prints them on the console of the process that sends them
+# (runserver, the qcluster) unless PORTAL_EMAIL_BACKEND names another backend.
+EMAIL_BACKEND = _env("PORTAL_EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+EMAIL_HOST = _env("PORTAL_EMAIL_HOST") or "localhost"
+EMAIL_PORT = int(_env("PORTAL_EMAIL_PORT") or 25)
+DEFAULT_FROM_EMAIL = _env("PORTAL_DEFAULT_FROM_EMAIL") or "Portal de miembros <portal@localhost>"
 
 LANGUAGE_CODE = "es-co"
 TIME_ZONE = "America/Bogota"
@@ -271,6 +281,9 @@ STATIC_URL = "static/"
 
 # -- census -----------------------------------------------------------------------------------
 CENSUS_IS_LEADER = "portal.leaders.is_leader"
+# A registration not confirmed by its mailed link yet has its lookup run in the site's spare
+# capacity only; portal.verification.confirm calls census.mark_verified once it is.
+CENSUS_IS_VERIFIED = "portal.verification.is_verified"
 # Leaders refresh only their referrals (and themselves); superusers and holders of
 # census.refresh_cedulainfo anyone. Census's admin action and census_lookup ask it too.
 CENSUS_CAN_REFRESH = "portal.leaders.can_refresh"

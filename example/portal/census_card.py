@@ -32,6 +32,13 @@ REASON_EXPLANATIONS: dict[str, str] = {
     ),
 }
 NO_LOOKUP = "Todavía no hay una consulta del censo para tu cuenta."
+UNCONFIRMED = "Confirma tu correo para ver el resultado: abre el enlace que te enviamos."
+
+
+def unconfirmed_card() -> dict[str, Any]:
+    """An account not confirmed yet (``portal.verification``): no status, no result. Final, so
+    the page does not poll; following the link loads it again."""
+    return {"status": None, "label": "Sin confirmar", "final": True, "explanation": UNCONFIRMED}
 
 
 def census_card(info: CedulaInfo | None) -> dict[str, Any]:

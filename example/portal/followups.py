@@ -37,6 +37,8 @@ def notify_leader(lookup_id: int, key: str) -> None:
     """Census follow-up: a notice, then an email, to the leader of the lookup's member.
 
     Nothing for a member nobody referred, or for a status the leader does not hear about.
+    Nothing either while the member has not confirmed their account: their leader sees no
+    result before they do (``portal.verification.confirm`` sends it when they confirm).
     """
     info = CedulaInfo.objects.select_related("user__referred_by").filter(pk=lookup_id).first()
     if info is None:
@@ -45,6 +47,9 @@ def notify_leader(lookup_id: int, key: str) -> None:
     leader = member.referred_by
     status = Status(_planned_status(lookup_id, key) or info.status)
     if leader is None or status not in NOTIFIED:
+        return
+    if not member.is_confirmed:
+        logger.info("portal_leader_notice_deferred", lookup_id=lookup_id, member_id=member.pk)
         return
     notice, created = Notice.objects.get_or_create(
         key=key,

@@ -13,14 +13,14 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
 
 from census.cedula import InvalidCedula, normalize
-from portal.models import Member
+from portal.models import Member, normalize_invite_code
 
 INVALID_CEDULA = (
     "La cédula no es válida: escribe solo el número, de 3 a 10 dígitos "
     "(puedes usar puntos, comas, espacios o guiones)."
 )
-TAKEN_CEDULA = "Ya existe una cuenta con esta cédula."
-UNKNOWN_LEADER = "No encontramos un líder con esa cédula."
+#: One answer for every code that is not a leader's: no code, a member's, a former leader's.
+UNKNOWN_INVITE = "Este código de invitación no es válido."
 
 
 def _cedula(value: str) -> str:
@@ -32,46 +32,61 @@ def _cedula(value: str) -> str:
 
 
 class RegistrationForm(BaseUserCreationForm):
-    """Cédula, name, password and, optionally, the cédula of the leader who referred them."""
+    """Cédula, name, e-mail address, password and, optionally, a leader's invite code.
 
-    leader_cedula = forms.CharField(
-        label="Cédula del líder que te invitó",
+    Nothing in it says whether the cédula has an account: it is not checked for duplicates
+    here (``portal.registration`` decides what a valid form does), and the invite code has
+    one error for every code that is not a leader's.
+    """
+
+    invite_code = forms.CharField(
+        label="Código de invitación",
         required=False,
-        help_text="Opcional.",
+        max_length=32,
+        help_text="Opcional: el código que te dio el líder que te invitó.",
     )
 
     class Meta:
         model = Member
-        fields = ("username", "first_name", "last_name")
-        labels = {"username": "Cédula", "first_name": "Nombres", "last_name": "Apellidos"}
-        help_texts = {"username": "Solo el número, por ejemplo 1.020.304.050."}
+        fields = ("username", "first_name", "last_name", "email")
+        labels = {
+            "username": "Cédula",
+            "first_name": "Nombres",
+            "last_name": "Apellidos",
+            "email": "Correo electrónico",
+        }
+        help_texts = {
+            "username": "Solo el número, por ejemplo 1.020.304.050.",
+            "email": "Te enviamos un enlace para activar tu cuenta.",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["first_name"].required = True
+        self.fields["email"].required = True
         self.fields["username"].widget.attrs.update(inputmode="numeric", autocomplete="username")
 
     def clean_username(self) -> str:
-        # The duplicate check is on the canonical form; the unique username column backs it
-        # (a concurrent registration of the same cédula gets the same error, see the view).
-        cedula = _cedula(self.cleaned_data.get("username", ""))
-        if Member.objects.filter(username=cedula).exists():
-            raise forms.ValidationError(TAKEN_CEDULA, code="taken")
-        return cedula
+        return _cedula(self.cleaned_data.get("username", ""))
 
-    def clean_leader_cedula(self) -> Member | None:
-        value = self.cleaned_data.get("leader_cedula", "").strip()
+    def validate_unique(self) -> None:
+        """No "already exists" error: an existing cédula is answered as a new one."""
+
+    def clean_invite_code(self) -> Member | None:
+        value = normalize_invite_code(self.cleaned_data.get("invite_code", ""))
         if not value:
             return None
-        leader = Member.objects.filter(username=_cedula(value), role=Member.Role.LEADER).first()
+        leader = Member.objects.filter(invite_code=value, role=Member.Role.LEADER).first()
         if leader is None:
-            raise forms.ValidationError(UNKNOWN_LEADER, code="unknown_leader")
+            raise forms.ValidationError(UNKNOWN_INVITE, code="unknown_invite")
         return leader
 
     def save(self, commit: bool = True) -> Member:
+        """A new, unconfirmed member (``confirmed_at`` empty until the mailed link)."""
         member: Member = super().save(commit=False)
-        member.referred_by = self.cleaned_data.get("leader_cedula")
+        member.referred_by = self.cleaned_data.get("invite_code")
         member.role = Member.Role.MEMBER
+        member.confirmed_at = None
         if commit:
             member.save()
         return member

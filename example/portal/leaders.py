@@ -6,7 +6,8 @@
 - ``may_refresh_anyone``: census's default rule only. Superusers and permission holders may
   refresh any member's lookup.
 - ``may_refresh``: the referral rule on top. A leader by role may refresh the lookups of the
-  members they referred (``Member.referred_by``) and their own, nobody else's.
+  members they referred (``Member.referred_by``) once those confirmed their account, and
+  their own, nobody else's.
 - ``can_refresh`` is the portal's ``CENSUS_CAN_REFRESH``: ``may_refresh`` for a lookup, so
   census's admin action and ``census_lookup`` apply the referral rule as the button does.
 """
@@ -37,8 +38,9 @@ def may_refresh_anyone(user: Any) -> bool:
 def may_refresh(user: Any, member_id: int) -> bool:
     """Whether ``user`` may request a refresh of member ``member_id``'s lookup.
 
-    False alike for a member referred by someone else and for an id that does not exist, so
-    the answer says nothing about which ids exist. Call ``may_refresh_someone`` first.
+    False alike for a member referred by someone else, a referral not confirmed yet and an id
+    that does not exist, so the answer says nothing about which ids exist. Call
+    ``may_refresh_someone`` first.
     """
     if may_refresh_anyone(user):
         return True
@@ -46,7 +48,9 @@ def may_refresh(user: Any, member_id: int) -> bool:
         return False
     if member_id == user.pk:
         return True
-    return Member.objects.filter(pk=member_id, referred_by=user).exists()
+    return Member.objects.filter(
+        pk=member_id, referred_by=user, confirmed_at__isnull=False
+    ).exists()
 
 
 def can_refresh(user: Any, lookup: Any) -> bool:

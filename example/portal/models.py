@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from census.cedula import mask
@@ -20,6 +24,19 @@ class Member(AbstractUser):
     referred_by = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="referrals"
     )
+    #: When the account was confirmed: by the link mailed at registration, or at creation
+    #: for accounts made another way (the admin, ``createsuperuser``; the migration that
+    #: added it gave every existing account its time). Empty: registered, not confirmed yet
+    #: (``portal.verification``): no census result is shown for them.
+    confirmed_at = models.DateTimeField(
+        _("cuenta confirmada"), null=True, blank=True, default=timezone.now
+    )
+    #: A leader's invite code: whoever registers with it is their referral. Set on the first
+    #: save as a leader (``ensure_invite_code``); kept if the role changes, but only a
+    #: leader's code is accepted.
+    invite_code = models.CharField(
+        _("código de invitación"), max_length=16, unique=True, null=True, blank=True
+    )
 
     def __str__(self) -> str:
         """Named without the full cédula: the admin's history (``django_admin_log``) and
@@ -30,6 +47,42 @@ class Member(AbstractUser):
     @property
     def is_leader(self) -> bool:
         return self.role == self.Role.LEADER
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.is_leader and not self.invite_code:
+            self.invite_code = new_invite_code()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "invite_code"}
+        super().save(*args, **kwargs)
+
+    def ensure_invite_code(self) -> str:
+        """The leader's invite code, made now for one promoted without ``save`` (an
+        ``update()``)."""
+        if not self.invite_code:
+            self.invite_code = new_invite_code()
+            self.save(update_fields=["invite_code"])
+        return self.invite_code
+
+
+#: Invite codes: no 0/O, 1/I/L, so they can be read out and typed.
+INVITE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+INVITE_LENGTH = 10  # 31 ** 10: about 49 bits
+
+
+def new_invite_code() -> str:
+    while True:
+        code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH))
+        if not Member.objects.filter(invite_code=code).exists():
+            return code
+
+
+def normalize_invite_code(value: str) -> str:
+    """What a member typed, as stored: upper case, spaces and dashes dropped."""
+    return "".join(ch for ch in value.upper() if ch not in " -.")
 
 
 class Notice(models.Model):

@@ -11,6 +11,7 @@ app_name = "portal"
 urlpatterns = [
     path("", views.home, name="home"),
     path("registro/", views.register, name="register"),
+    path("registro/confirmar/<str:token>/", views.confirm, name="confirm"),
     path(
         "entrar/",
         auth_views.LoginView.as_view(

@@ -1,19 +1,22 @@
-"""The portal's pages: registration, profile (with the census status), refresh for leaders.
+"""The portal's pages: registration and its e-mail confirmation, profile (with the census
+status), refresh for leaders.
 
-Who may refresh whom: ``portal.leaders``; how often (refreshes and registrations):
-``portal.throttle``.
+What a registration does: ``portal.registration``; the confirmation link:
+``portal.verification``; who may refresh whom: ``portal.leaders``; how often (refreshes and
+registrations): ``portal.throttle``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import structlog
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -22,9 +25,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from census import request_refresh
 from census.models import CedulaInfo
-from portal import leaders, throttle
-from portal.census_card import census_card, render_card
-from portal.forms import TAKEN_CEDULA, RegistrationForm
+from portal import leaders, registration, throttle, verification
+from portal.census_card import census_card, render_card, unconfirmed_card
+from portal.forms import RegistrationForm
 from portal.models import Member
 
 logger = structlog.get_logger("portal")
@@ -42,8 +45,22 @@ def _lookup_of(member: Member) -> CedulaInfo | None:
     return CedulaInfo.objects.filter(user=member).first()
 
 
+def _card_of(member: Member) -> dict[str, Any]:
+    """The census card, or only "confirm your e-mail" while the account is unconfirmed."""
+    if not verification.is_verified(member):
+        return unconfirmed_card()
+    return census_card(_lookup_of(member))
+
+
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("portal:profile" if request.user.is_authenticated else "portal:register")
+
+
+#: What every valid registration answers, whatever the cédula's state (portal.registration).
+CHECK_EMAIL = (
+    "Revisa tu correo para activar tu cuenta: te enviamos un enlace. Si no te llega en unos "
+    "minutos, mira en la carpeta de correo no deseado o regístrate de nuevo."
+)
 
 
 # The passwords stay out of error reports (a "database is locked" e-mail carried password1).
@@ -51,7 +68,8 @@ def home(request: HttpRequest) -> HttpResponse:
 @sensitive_post_parameters("password1", "password2")
 def register(request: HttpRequest) -> HttpResponse:
     """Registration, throttled per client address and overall: every POST counts, valid or
-    not; over it, 429 and nothing is created."""
+    not (an invite code cannot be guessed faster than the limit); over it, 429 and nothing
+    is created. A valid form gets the same redirect and message whatever the cédula."""
     if request.user.is_authenticated:
         return redirect("portal:profile")
     if request.method == "POST":
@@ -78,30 +96,38 @@ def register(request: HttpRequest) -> HttpResponse:
             return _throttled(request, verdict, reason)
     form = RegistrationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
-            # The user and its lookup commit together; census queues attempt 1 on commit.
-            with transaction.atomic():
-                member = form.save()
-        except IntegrityError:
-            # The same cédula registered concurrently, after clean_username looked.
-            if not Member.objects.filter(username=form.cleaned_data["username"]).exists():
-                raise
-            form.add_error("username", TAKEN_CEDULA)
-        else:
-            login(request, member, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, "¡Bienvenido! Estamos consultando tu cédula en el censo.")
-            return redirect("portal:profile")
+        registration.register(form, request)
+        messages.info(request, CHECK_EMAIL)
+        return redirect("portal:login")
     return render(request, "portal/register.html", {"form": form})
+
+
+@never_cache
+@sensitive_post_parameters()
+def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """The mailed link: a page with a button (mail scanners that follow links confirm
+    nothing), whose POST confirms the account and logs the member in."""
+    member = verification.member_for(token)
+    if member is None:
+        return render(request, "portal/confirm.html", {"valid": False}, status=400)
+    if request.method == "POST":
+        with transaction.atomic():
+            verification.confirm(member)
+        login(request, member, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, "¡Tu correo quedó confirmado! Bienvenido al portal.")
+        return redirect("portal:profile")
+    return render(request, "portal/confirm.html", {"valid": True, "member": member})
 
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
     member: Member = request.user  # type: ignore[assignment]
-    card = census_card(_lookup_of(member))
+    card = _card_of(member)
     referrals = []
     if member.is_leader:
+        member.ensure_invite_code()
         referrals = [
-            (referral, census_card(_lookup_of(referral)))
+            (referral, _card_of(referral))
             for referral in member.referrals.order_by("first_name", "last_name")
         ]
     notices = list(member.notices.all()[:NOTICES_SHOWN])
@@ -125,7 +151,7 @@ def profile(request: HttpRequest) -> HttpResponse:
 @require_GET
 def census_status(request: HttpRequest) -> JsonResponse:
     """The member's lookup as JSON, with the fragment the profile page swaps in."""
-    card = census_card(_lookup_of(request.user))  # type: ignore[arg-type]
+    card = _card_of(request.user)  # type: ignore[arg-type]
     return JsonResponse({**card, "html": render_card(card)})
 
 

@@ -1,10 +1,12 @@
 """The profile page updates itself in a real Chromium while the lookup moves (asking less often
-while nothing changes, through network errors), then stops asking; a referred member's answer
-reaches their leader's page as a notice (portal.followups.notify_leader on a real qcluster)."""
+while nothing changes, through network errors), then stops asking; a member registers with
+their leader's invite code and confirms by the mailed link, and their answer reaches their
+leader's page as a notice (portal.followups.notify_leader on a real qcluster)."""
 
 from __future__ import annotations
 
 import email
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.db import connection
 from django.test.testcases import LiveServerThread
 
@@ -215,18 +218,29 @@ def test_profile_backs_off_while_nothing_changes_and_through_network_errors(
     assert page.evaluate("window.__polls.length") == asked, "polling went on after final"
 
 
-def _register(page: Any, portal_url: str, cedula: str, name: str, leader: str = "") -> None:
-    """Register through the form, as a person would; lands on the profile."""
+def _register(page: Any, portal_url: str, cedula: str, name: str, invite: str = "") -> None:
+    """Register through the form, as a person would, then follow the mailed link and confirm:
+    lands on the profile."""
     first, last = name.split(" ", 1)
+    address = f"{first.lower()}@example.org"
     page.goto(f"{portal_url}/registro/")
     page.fill("#id_username", cedula)
     page.fill("#id_first_name", first)
     page.fill("#id_last_name", last)
+    page.fill("#id_email", address)
     page.fill("#id_password1", PASSWORD)
     page.fill("#id_password2", PASSWORD)
-    if leader:
-        page.fill("#id_leader_cedula", leader)
+    if invite:
+        page.fill("#id_invite_code", invite)
     page.click("button[type=submit] >> text=Registrarme")
+    page.wait_for_url(f"{portal_url}/entrar/")
+    assert "Revisa tu correo para activar tu cuenta" in page.content()
+    # The live server runs in this process: its mail is in Django's locmem outbox.
+    [message] = [m for m in mail.outbox if m.to == [address]]
+    link = re.search(r"http://\S+/registro/confirmar/\S+/", message.body)
+    assert link, message.body
+    page.goto(link.group(0))
+    page.click("button[type=submit] >> text=Confirmar mi correo")
     page.wait_for_url(f"{portal_url}/perfil/")
 
 
@@ -241,17 +255,22 @@ def _wait_for_notice(member_cedula: str, cluster: ClusterProcess, timeout: float
 
 
 def test_a_referred_members_answer_reaches_the_leader(
-    portal_url: str, qcluster: Callable[..., ClusterProcess], tmp_path: Path, chromium: Any
+    portal_url: str,
+    qcluster: Callable[..., ClusterProcess],
+    tmp_path: Path,
+    settings: Any,
+    chromium: Any,
 ) -> None:
-    """A leader and a member she referred register in Chromium; a real qcluster (the fake
-    scraper, the portal's follow-ups on) finds the member: the member's page turns final
-    without a reload, the leader's page lists the notice (place, name, masked cédula), and
-    one email went to the leader."""
+    """A leader and a member she referred (with her invite code) register in Chromium and
+    confirm by the mailed link; a real qcluster (the fake scraper, the portal's follow-ups
+    on) finds the member: the member's page turns final without a reload, the leader's page
+    lists the notice (place, name, masked cédula), and one email went to the leader."""
+    settings.CENSUS_IS_VERIFIED = "portal.verification.is_verified"
     leader_cedula, member_cedula = factories.cedula(), factories.cedula()
     mail_dir = tmp_path / "mail"
     cluster = qcluster(
-        # The member's lookup runs 6 s: their page opens on a status that is not final.
-        script={member_cedula: ["sleep:6"]},
+        # The member's lookup runs 10 s: their page opens on a status that is not final.
+        script={member_cedula: ["sleep:10"]},
         CENSUS_TEST_FOLLOW_UPS="1",
         CENSUS_TEST_EMAIL_DIR=str(mail_dir),
     )
@@ -266,9 +285,10 @@ def test_a_referred_members_answer_reaches_the_leader(
     )
     leader_page.reload()
     assert "Todavía no hay avisos" in leader_page.content()
+    invite = leader_page.get_by_test_id("invite-code").inner_text()
 
     member_page = chromium.new_context().new_page()
-    _register(member_page, portal_url, member_cedula, "Ana Pérez", leader=leader_cedula)
+    _register(member_page, portal_url, member_cedula, "Ana Pérez", invite=invite)
     assert "Invitado por Luz Líder" in member_page.content()
     box = member_page.locator("#censo")
     assert box.get_attribute("data-final") == "false"

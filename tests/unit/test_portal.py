@@ -1,5 +1,6 @@
-"""The example portal: registration, login, profile, its JSON endpoint, the leader refresh
-(who may refresh whom, the throttle) and the settings' refusal to start without a secret key."""
+"""The example portal: registration (throttled, confirmed by e-mail, the same answer for any
+cédula, invite codes), login, profile, its JSON endpoint, the leader refresh (who may refresh
+whom, the throttle) and the settings' refusal to start without a secret key."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -19,7 +21,7 @@ from django.urls import reverse
 
 from census.models import CedulaInfo, Status
 from portal import throttle, views
-from portal.forms import INVALID_CEDULA, TAKEN_CEDULA, UNKNOWN_LEADER, RegistrationForm
+from portal.forms import INVALID_CEDULA, UNKNOWN_INVITE
 from portal.models import Member
 from tests import factories
 from tests.driving import clear_queue, queued
@@ -34,18 +36,28 @@ def _portal_settings(settings: Any) -> None:
     settings.LOGIN_URL = "portal:login"
     # Hashing with the production hasher makes every registration take ~0.3 s.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.CENSUS_IS_VERIFIED = "portal.verification.is_verified"
 
 
-def _register(client: Client, cedula: str, **extra: str) -> Any:
+def _register(client: Client, cedula: str, *, address: str = "127.0.0.1", **extra: str) -> Any:
+    """POST the registration form from ``address`` (REMOTE_ADDR)."""
     data = {
         "username": cedula,
         "first_name": "Ana",
         "last_name": "Pérez",
+        "email": "ana@example.org",
         "password1": PASSWORD,
         "password2": PASSWORD,
         **extra,
     }
-    return client.post(reverse("portal:register"), data)
+    return client.post(reverse("portal:register"), data, REMOTE_ADDR=address)
+
+
+def _link(message: Any) -> str:
+    """The confirmation link's path in a mailed message."""
+    match = re.search(r"http://testserver(/registro/confirmar/[^/\s]+/)", message.body)
+    assert match, message.body
+    return match.group(1)
 
 
 def _finish(member: Any, status: Status, **fields: str) -> CedulaInfo:
@@ -55,16 +67,25 @@ def _finish(member: Any, status: Status, **fields: str) -> CedulaInfo:
 
 
 def test_registration_creates_member_and_pending_lookup(client: Client) -> None:
-    """A valid registration creates the member, logs them in and leaves a pending lookup."""
+    """A valid registration creates an unconfirmed member with a pending lookup, does not log
+    them in, says "check your e-mail" and mails the confirmation link."""
     response = _register(client, "1020304050")
 
     assert response.status_code == 302
-    assert response["Location"] == reverse("portal:profile")
+    assert response["Location"] == reverse("portal:login")
     member = Member.objects.get(username="1020304050")
     assert member.role == Member.Role.MEMBER
+    assert member.email == "ana@example.org"
+    assert member.confirmed_at is None
     assert member.check_password(PASSWORD)
     assert CedulaInfo.objects.get(user=member).status == Status.PENDING
-    assert client.get(reverse("portal:profile")).status_code == 200
+    assert client.get(reverse("portal:profile")).status_code == 302  # not logged in
+    page = client.get(reverse("portal:login")).content.decode()
+    assert "Revisa tu correo para activar tu cuenta" in page
+    [message] = mail.outbox
+    assert message.to == ["ana@example.org"]
+    assert _link(message)
+    assert "1020304050" not in message.body
 
 
 def test_registration_normalises_the_cedula(client: Client) -> None:
@@ -92,33 +113,28 @@ def test_invalid_cedula_error_is_shown_on_the_page(client: Client) -> None:
     assert INVALID_CEDULA in response.content.decode()
 
 
-def test_a_cedula_registers_only_once(client: Client) -> None:
-    """A second registration with the same cédula, written differently, is refused."""
-    factories.member(username="1020304052")
-
-    response = _register(client, "1.020.304.052")
-
-    assert response.context["form"].errors["username"] == [TAKEN_CEDULA]
-    assert Member.objects.count() == 1
-
-
 def test_registration_records_the_referring_leader(client: Client) -> None:
-    """The optional leader cédula links the new member to that leader."""
-    leader = factories.leader(username="1020304053")
+    """The optional invite code links the new member to the leader whose code it is."""
+    leader = factories.leader()
 
-    _register(client, "1020304054", leader_cedula="1.020.304.053")
+    _register(client, "1020304054", invite_code=leader.invite_code)
 
     assert Member.objects.get(username="1020304054").referred_by == leader
 
 
-def test_referral_must_name_a_leader(client: Client) -> None:
-    """A leader cédula that belongs to no leader is a form error."""
-    factories.member(username="1020304055")
+def test_an_invite_code_that_is_not_a_leaders_gets_one_generic_error(client: Client) -> None:
+    """An unknown code, a former leader's and a made-up one all get the same error, which
+    names nobody; nobody is created."""
+    former = factories.leader()
+    Member.objects.filter(pk=former.pk).update(role=Member.Role.MEMBER)
 
-    response = _register(client, "1020304056", leader_cedula="1020304055")
+    errors = [
+        _register(Client(), factories.cedula(), invite_code=code).context["form"].errors
+        for code in (former.invite_code, "ZZZZZZZZZZ", "1020304055")
+    ]
 
-    assert response.context["form"].errors["leader_cedula"] == [UNKNOWN_LEADER]
-    assert not Member.objects.filter(username="1020304056").exists()
+    assert [e["invite_code"] for e in errors] == [[UNKNOWN_INVITE]] * 3
+    assert Member.objects.count() == 1
 
 
 def test_profile_requires_login(client: Client) -> None:
@@ -423,14 +439,6 @@ def test_member_without_lookup_is_still_403_for_other_leaders(client: Client) ->
 # -- throttle ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The throttle's clock, moved by hand: ``clock[0] += 600``."""
-    now = [1_000_000.0]
-    monkeypatch.setattr(throttle, "_now", lambda: now[0])
-    return now
-
-
 def test_throttle_answers_429_after_n_requests(
     client: Client, settings: Any, clock: list[float]
 ) -> None:
@@ -517,35 +525,42 @@ def test_spellings_of_one_cedula_make_one_account() -> None:
 
     responses = [_register(Client(), spelling) for spelling in spellings]
 
-    assert responses[0].status_code == 302
+    assert [r.status_code for r in responses] == [302] * 5
     assert list(Member.objects.values_list("username", flat=True)) == ["1234567890"]
-    for response in responses[1:]:
-        assert response.context["form"].errors["username"] == [TAKEN_CEDULA]
 
 
-def test_concurrent_registration_of_one_cedula_is_a_form_error(
+def test_concurrent_registration_of_one_cedula_is_answered_as_a_new_one(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If the duplicate check is passed by a concurrent request, the unique username decides."""
-    factories.member(username="1020304057")
-    # As if the other registration committed after the form's checks, before its save.
-    monkeypatch.setattr(
-        RegistrationForm, "clean_username", lambda self: self.cleaned_data["username"]
-    )
-    monkeypatch.setattr(RegistrationForm, "validate_unique", lambda self: None)
+    """If another registration of the cédula commits between the look and the save, the
+    unique username decides: the same answer, one account, the confirmed one untouched."""
+    first = factories.member(username="1020304057", password="otra-clave-muy-larga")
+    real_filter = Member.objects.filter
+    calls = []
 
+    def filter_missing_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        if len(calls) == 1:  # registration's first look: not there yet
+            return real_filter(pk=-1)
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(Member.objects, "filter", filter_missing_once)
     response = _register(client, "1020304057")
+    monkeypatch.undo()
 
-    assert response.status_code == 200
-    assert response.context["form"].errors["username"] == [TAKEN_CEDULA]
+    assert response.status_code == 302
+    assert response["Location"] == reverse("portal:login")
     assert Member.objects.count() == 1
+    first.refresh_from_db()
+    assert first.check_password("otra-clave-muy-larga")
 
 
-def test_leader_cedula_accepts_any_spelling(client: Client) -> None:
-    """The referring leader's cédula is canonicalised like the member's own."""
-    leader = factories.leader(username="1020304058")
+def test_invite_code_accepts_lower_case_spaces_and_dashes(client: Client) -> None:
+    """The invite code is read as typed from a phone: lower case, spaces, dashes."""
+    leader = factories.leader()
+    code = leader.invite_code.lower()
 
-    _register(client, "1020304059", leader_cedula="01.020.304.058")
+    _register(client, "1020304059", invite_code=f" {code[:5]}-{code[5:]} ")
 
     assert Member.objects.get(username="1020304059").referred_by == leader
 
@@ -580,6 +595,7 @@ SHOW_SETTINGS = (
     "'ALLOWED_HOSTS': s.ALLOWED_HOSTS, 'THROTTLE': s.PORTAL_REFRESH_THROTTLE, "
     "'REGISTRATION': s.PORTAL_REGISTRATION_THROTTLE, "
     "'REGISTRATION_TOTAL': s.PORTAL_REGISTRATION_THROTTLE_TOTAL, "
+    "'VERIFY_WITHIN': s.PORTAL_VERIFY_WITHIN, 'IS_VERIFIED': s.CENSUS_IS_VERIFIED, "
     "'TRUST_XFF': s.PORTAL_TRUST_X_FORWARDED_FOR}))"
 )
 
@@ -637,6 +653,8 @@ def test_settings_with_a_secret_key_run_without_debug(tmp_path: Path) -> None:
     assert values["THROTTLE"] == [10, 600]
     assert values["REGISTRATION"] == [10, 3600]
     assert values["REGISTRATION_TOTAL"] == [200, 3600]
+    assert values["VERIFY_WITHIN"] == 48 * 3600
+    assert values["IS_VERIFIED"] == "portal.verification.is_verified"
     assert values["TRUST_XFF"] is False
 
 
@@ -672,19 +690,21 @@ def test_settings_read_the_throttle_from_the_environment(tmp_path: Path) -> None
     assert _settings(tmp_path, PORTAL_DEMO="1", PORTAL_REFRESH_THROTTLE="off")["THROTTLE"] is None
 
 
-def test_settings_read_the_registration_throttles_from_the_environment(tmp_path: Path) -> None:
-    """PORTAL_REGISTRATION_THROTTLE(_TOTAL)=N,SECONDS or off; PORTAL_HTTPS trusts the proxy's
-    X-Forwarded-For."""
+def test_settings_read_the_registration_settings_from_the_environment(tmp_path: Path) -> None:
+    """PORTAL_REGISTRATION_THROTTLE(_TOTAL)=N,SECONDS or off, PORTAL_VERIFY_WITHIN seconds;
+    PORTAL_HTTPS trusts the proxy's X-Forwarded-For."""
     values = _settings(
         tmp_path,
         PORTAL_DEMO="1",
         PORTAL_REGISTRATION_THROTTLE="3,60",
         PORTAL_REGISTRATION_THROTTLE_TOTAL="off",
+        PORTAL_VERIFY_WITHIN="600",
     )
     https = _settings(tmp_path, PORTAL_DEMO="1", PORTAL_HTTPS="1")
 
     assert values["REGISTRATION"] == [3, 60]
     assert values["REGISTRATION_TOTAL"] is None
+    assert values["VERIFY_WITHIN"] == 600
     assert https["TRUST_XFF"] is True
 
 

@@ -3,7 +3,8 @@
 Starts the census site simulator and the local captcha-solving service (in this process;
 the simulator shows every browser the live site's image challenge, the service solves it in
 a few seconds) and ``manage.py qcluster`` (2 workers,
-its own process group), registers members through the portal's registration view, shows
+its own process group), registers members through the portal's registration view (each
+confirms by following the link the portal mails, read from Django's in-memory outbox), shows
 every lookup live until each is final, prints a summary and stops everything it started,
 also on Ctrl-C. Exits 1 when a lookup is still unfinished at the deadline.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -26,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
+from django.core import mail
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client, override_settings
@@ -54,6 +57,14 @@ SOLVE_SECONDS = 2.0
 #: Once every lookup is final, how long the demo waits at most for the follow-ups they
 #: queued (CENSUS_FOLLOW_UPS: the portal's leader notices) before it stops the cluster.
 FOLLOW_UP_GRACE = 20.0
+#: The portal's settings in the demo's own process: its 25 members register from one address
+#: within seconds (no registration throttle), and the confirmation mails stay in memory for
+#: the demo to follow their links.
+PORTAL_SETTINGS: dict[str, Any] = {
+    "PORTAL_REGISTRATION_THROTTLE": None,
+    "PORTAL_REGISTRATION_THROTTLE_TOTAL": None,
+    "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,21 +244,34 @@ class Demo:
     # -- registration ---------------------------------------------------------------------------
 
     def register(self, number: int, case: mix.Case) -> Tracked:
-        """Register one member through the portal's registration view, as a browser would."""
+        """Register one member through the portal's registration view, as a browser would,
+        and confirm the account by the mailed link (its page's button)."""
         cedula = mix.new_cedula(case.prefix, lambda c: Member.objects.filter(username=c).exists())
         password = secrets.token_urlsafe(16)
-        response = Client().post(
+        address = f"miembro{number}@demo.example"
+        client = Client()
+        response = client.post(
             reverse("portal:register"),
             {
                 "username": cedula,
                 "first_name": "Demo",
                 "last_name": f"Miembro {number}",
+                "email": address,
                 "password1": password,
                 "password2": password,
             },
         )
         if response.status_code != 302:
             raise CommandError(f"the portal refused member #{number} (HTTP {response.status_code})")
+        outbox = getattr(mail, "outbox", [])
+        links = [
+            re.search(r"http://testserver(/registro/confirmar/\S+/)", message.body)
+            for message in outbox
+            if message.to == [address]
+        ]
+        outbox[:] = [message for message in outbox if message.to != [address]]
+        if not (links and links[-1]) or client.post(links[-1].group(1)).status_code != 302:
+            raise CommandError(f"member #{number} could not confirm their e-mail address")
         user_id = Member.objects.values_list("pk", flat=True).get(username=cedula)
         return Tracked(number=number, user_id=user_id, cedula=cedula, case=case)
 
@@ -277,7 +301,7 @@ class Demo:
             self.intro(simulator.url, service)
             captcha = service.setting()
             census = {**self.config.census_settings(simulator.url), "CENSUS_CAPTCHA": captcha}
-            with override_settings(**census):
+            with override_settings(**census, **PORTAL_SETTINGS):
                 cluster = self.start_cluster(simulator.url, captcha)
                 self.watch(cluster, started)
         except Interrupted:
