@@ -137,8 +137,11 @@ def _defer(info: CedulaInfo, row: Attempt, delay: float) -> bool:
     # past its share waits for its turn, however long the others take.
     local = is_own_slowness(row.error) or is_captcha_token(row.error)
     unbounded = is_daily_limit(row.error) or is_capacity(row.error)
-    if unbounded:
-        waited: float | None = delay
+    if is_capacity(row.error) and info.work_class != row.work_class:
+        # Its class changed while the attempt decided (mark_verified): the wait was not its.
+        waited: float | None = 0.0
+    elif unbounded:
+        waited = delay
     elif local:
         waited = delay if delay <= left else None
     else:

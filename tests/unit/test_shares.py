@@ -223,3 +223,33 @@ def test_the_queues_name_each_class_with_its_share(
         (0, 1, 0.1),
         (0, 0, 0.0),
     ]
+
+
+@pytest.mark.django_db
+def test_a_member_verified_while_their_attempt_decides_to_wait_comes_back_at_once(
+    django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    """``mark_verified`` lands after the attempt chose to wait for spare capacity but before
+    its hook concluded it (the lookup is still ``scraping``, nothing to bring forward): the
+    deferral is then due now, not after the unverified wait."""
+    from django_q.models import Task
+
+    from census.lookup import attempt as attempt_task
+    from census.q2 import hooks
+
+    settings.CENSUS_RATE_LIMIT_SECONDS = 5
+    _lookup_of(django_capture_on_commit_callbacks)  # a verified member, queued
+    settings.CENSUS_IS_VERIFIED = "tests.unit.test_shares.never_verified"
+    info = _lookup_of(django_capture_on_commit_callbacks)
+    task = Task(id="t-verified", name="x", func=queue.TASK_FUNC, args=(info.pk, info.step))
+    attempt_task.current_task_id.set(task.id)
+    task.result = attempt_task.run_attempt(info.pk, info.step)
+    task.success, task.started, task.stopped = True, timezone.now(), timezone.now()
+    assert CedulaInfo.objects.get(pk=info.pk).status == Status.SCRAPING
+    with django_capture_on_commit_callbacks(execute=True):
+        assert mark_verified(info.user) is True
+        hooks.attempt_finished(task)
+    info.refresh_from_db()
+    assert Attempt.objects.get(lookup=info, step=1).error.startswith("capacity: unverified")
+    assert (info.status, info.work_class) == (Status.RETRYING, "registration")
+    assert info.next_attempt_at <= timezone.now()
