@@ -27,6 +27,7 @@ from census.captcha.pool import asked_today, recent_solves
 from census.conf import settings
 from census.events import Event
 from census.gate import pause
+from census.gate.shares import WorkClass
 from census.gate.waiter import GateWaiter
 from census.lookup.status import bring_forward
 from census.models import Attempt, CaptchaService, CaptchaToken, CedulaInfo, Status
@@ -212,12 +213,18 @@ def _wake() -> None:
 
 
 def _lookups_due_by(when: datetime) -> int:
-    """Lookups that will take a token by ``when`` (queued, or retrying by then)."""
-    return CedulaInfo.objects.filter(
+    """Lookups that will take a token by ``when`` (queued, or retrying by then).
+
+    Unverified registrations take one only while no other lookup is due (they run in spare
+    capacity only, ``census.gate.shares``): a flood of them asks for no solve while members
+    wait, solves that would age out unused."""
+    due = CedulaInfo.objects.filter(
         Q(status=Status.PENDING)
         | Q(status=Status.RETRYING, next_attempt_at__lte=when)
         | Q(status=Status.RETRYING, next_attempt_at__isnull=True)
-    ).count()
+    )
+    verified = due.exclude(work_class=WorkClass.UNVERIFIED).count()
+    return verified or due.count()
 
 
 def _may_ask(now: datetime) -> bool:

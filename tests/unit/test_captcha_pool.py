@@ -124,6 +124,25 @@ def test_the_pool_asks_as_many_solves_as_lookups_are_due(service: SolvingService
     assert pool.ledger()["ready"] == 3
 
 
+def test_a_flood_of_unverified_lookups_asks_no_solve_while_members_wait(
+    service: SolvingService, settings: Any
+) -> None:
+    """Unverified lookups run only in spare capacity: with 2 members due and 5 unverified
+    sign-ups queued the pool (7 deep before any solve is timed) asks 2 solves; once no
+    member is due, the unverified ones are the demand."""
+    breaker.learn_page(SITE_KEY, PAGE_URL)
+    members = _due(2)
+    settings.CENSUS_IS_VERIFIED = "tests.unit.test_shares.never_verified"
+    _due(5)
+    _fill_until_ready(2)
+    filler.fill()
+    assert service.ledger().created == 2
+    CedulaInfo.objects.filter(pk__in=members).update(status=Status.FOUND)
+    CaptchaToken.objects.filter(state=State.READY).update(state=State.USED)  # members took them
+    filler.fill()
+    assert service.ledger().created > 2
+
+
 def test_the_pool_is_never_deeper_than_the_gate_can_spend(service: SolvingService) -> None:
     """Twenty lookups due at one consulta per 5 s and 30 s solves: 7 solves in flight."""
     breaker.learn_page(SITE_KEY, PAGE_URL)
