@@ -46,7 +46,12 @@ def _through_orm() -> None:
 
 
 def _through_view() -> None:
-    data = {"username": cedula(), "first_name": "Ana", "last_name": "Bench"}
+    data = {
+        "username": cedula(),
+        "first_name": "Ana",
+        "last_name": "Bench",
+        "email": "ana@example.org",
+    }
     response = Client().post(
         reverse("portal:register"), {**data, "password1": PASSWORD, "password2": PASSWORD}
     )
