@@ -130,7 +130,7 @@ def test_a_lookup_that_just_ended_waits_out_the_cooldown(
         refresh.request_refresh(info, requested_by=leader)
     assert isinstance(refused.value, PermissionDenied)
     assert refused.value.reason == "cooldown"
-    assert 530 <= refused.value.retry_after <= 540
+    assert 480 <= refused.value.retry_after <= 540  # 600 - 60, less any stall since
     assert queued() == []
     assert [e["reason"] for e in logs if e["event"] == Event.REFRESH_THROTTLED] == ["cooldown"]
     _ended(info, 601)
@@ -154,6 +154,6 @@ def test_one_requester_gets_at_most_the_hourly_cap(
     with pytest.raises(refresh.RefreshThrottled) as refused:
         refresh.request_refresh(infos[2], requested_by=leader)
     assert refused.value.reason == "hourly_limit"
-    assert 3590 <= refused.value.retry_after <= 3600
+    assert 3500 <= refused.value.retry_after <= 3600
     with django_capture_on_commit_callbacks(execute=True):
         assert refresh.request_refresh(infos[2], requested_by=other)
